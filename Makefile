@@ -1,0 +1,82 @@
+# A thin front door to the Meson build. `make demo` and `make check` each
+# install what they need (as root) and build before they run.
+#
+#   make            build (build/)
+#   make demo       run the tour of the library
+#   make check      the whole test suite: normal, ASan+UBSan, 32-bit,
+#                   TSan (concurrency tests) and valgrind (unit tests)
+#   make bench      build with -O2 and run the benchmarks
+
+SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
+
+.PHONY: all deps demo check check-normal check-asan check-i386 check-tsan check-valgrind bench clean
+
+all: build/build.ninja
+	ninja -C build
+
+deps:
+	@scripts/deps.sh base
+
+build/build.ninja: | deps
+	meson setup build
+
+build-asan/build.ninja: | deps
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false $(SANITIZE_UB)
+
+build-tsan/build.ninja: | deps
+	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false
+
+build-i386/build.ninja:
+	@scripts/deps.sh base i386
+	meson setup build-i386 --cross-file cross/i386.txt
+
+build-release/build.ninja: | deps
+	meson setup build-release -Dbuildtype=release -Dtests=disabled
+
+demo: all
+	./build/examples/tour/gm-tour
+
+check:
+	@scripts/deps.sh base i386
+	@rm -f build*/meson-logs/testlog*.json
+	@st=0; \
+	$(MAKE) --no-print-directory check-normal || st=1; \
+	$(MAKE) --no-print-directory check-asan || st=1; \
+	$(MAKE) --no-print-directory check-i386 || st=1; \
+	$(MAKE) --no-print-directory check-tsan || st=1; \
+	$(MAKE) --no-print-directory check-valgrind || st=1; \
+	echo; echo "== summary"; \
+	scripts/summary.py normal:build/meson-logs/testlog.json \
+		asan+ubsan:build-asan/meson-logs/testlog.json \
+		i386:build-i386/meson-logs/testlog.json \
+		tsan:build-tsan/meson-logs/testlog.json \
+		valgrind:build/meson-logs/testlog-valgrind.json || st=1; \
+	exit $$st
+
+check-normal: build/build.ninja
+	@echo "== normal build"
+	meson test -C build --print-errorlogs
+
+check-asan: build-asan/build.ninja
+	@echo "== ASan+UBSan build"
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		meson test -C build-asan --print-errorlogs
+
+check-i386: build-i386/build.ninja
+	@echo "== 32-bit (i386) build"
+	meson test -C build-i386 --print-errorlogs
+
+check-tsan: build-tsan/build.ninja
+	@echo "== TSan build (concurrency tests)"
+	TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --suite stress --print-errorlogs
+
+check-valgrind: build/build.ninja
+	@echo "== valgrind (unit tests)"
+	meson test -C build --setup valgrind --suite unit --no-suite slow --print-errorlogs
+
+bench: build-release/build.ninja
+	ninja -C build-release
+	./build-release/bench/gm-bench-datapath
+
+clean:
+	rm -rf build build-asan build-tsan build-i386 build-release

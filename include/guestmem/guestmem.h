@@ -1,0 +1,18 @@
+/*
+ * guestmem/guestmem.h - the whole public API of libguestmem.
+ *
+ * Layers, lowest first (each uses only those before it):
+ *   addr.h     guest addresses, checked arithmetic
+ *   mapping.h  host memory mappings (anonymous, memfd, fd)
+ *   dirty.h    page-granular dirty bitmaps
+ *   memory.h   immutable guest memory views and the data path
+ */
+#ifndef GUESTMEM_GUESTMEM_H
+#define GUESTMEM_GUESTMEM_H
+
+#include <guestmem/addr.h>
+#include <guestmem/mapping.h>
+#include <guestmem/dirty.h>
+#include <guestmem/memory.h>
+
+#endif /* GUESTMEM_GUESTMEM_H */
