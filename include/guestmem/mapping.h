@@ -11,6 +11,10 @@
  * reference; gm_mapping_get() adds one, gm_mapping_put() drops one and
  * unmaps at zero. get/put and the accessors are safe from any thread;
  * gm_mapping_protect() may race only with accesses the caller orders.
+ * A constructor that fails leaves *out untouched and holds nothing.
+ *
+ * Sizes are rounded up to the page size internally (the huge page size
+ * for hugetlb memory); gm_mapping_size() still reports the size asked for.
  */
 #ifndef GUESTMEM_MAPPING_H
 #define GUESTMEM_MAPPING_H
@@ -57,8 +61,9 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * Without GM_MAP_SHARED the mapping is MAP_PRIVATE: writes stay in this
  * process (copy-on-write), as for a snapshot restored "instantly".
  * Returns 0 and *@out, or:
- * -EINVAL   @fd < 0, @out NULL, @size 0, @offset not page aligned, unknown
- *           flag, or GM_MAP_HUGETLB / GM_MAP_THP (the fd decides its page size);
+ * -EINVAL   @fd < 0, @out NULL, @size 0, @offset not page aligned (for a
+ *           hugetlbfs fd: not huge page aligned), unknown flag, or
+ *           GM_MAP_HUGETLB / GM_MAP_THP (the fd decides its page size);
  * -EOVERFLOW @offset + @size wraps, or does not fit off_t;
  * -EBADF, -EACCES, -ENODEV, -ENOMEM ... from fcntl()/mmap().
  */
@@ -70,8 +75,8 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
  * size it to @size, and map it shared. gm_mapping_fd() gives the fd to hand
  * to another process (a vhost-user back end). GM_MAP_SHARED is implied.
  * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB.
- * Returns 0 and *@out, or the errors of gm_mapping_new_anon() and
- * memfd_create()/ftruncate().
+ * Returns 0 and *@out, or the errors of gm_mapping_new_anon() (-EINVAL
+ * also for a NULL @name) and memfd_create()/ftruncate().
  */
 GM_API int gm_mapping_new_memfd(const char *name, size_t size, unsigned flags,
 				struct gm_mapping **out);
@@ -100,15 +105,17 @@ GM_API int gm_mapping_fd(const struct gm_mapping *m);
 /* The offset in gm_mapping_fd() at which the mapping starts (0 without fd). */
 GM_API uint64_t gm_mapping_fd_offset(const struct gm_mapping *m);
 
-/* The GM_MAP_* flags the mapping was created with. */
+/* The GM_MAP_* flags the mapping was created with (memfd: with GM_MAP_SHARED). */
 GM_API unsigned gm_mapping_flags(const struct gm_mapping *m);
 
 /*
  * mprotect() the part [@offset, @offset + @len) of @m to @prot (PROT_*).
- * Returns 0, or -EINVAL if @m is NULL, @offset or @len is not page
- * aligned, @len is 0, the range leaves the mapping, or @prot has bits other
- * than PROT_READ|PROT_WRITE|PROT_EXEC; -EACCES to make a read-only fd
- * mapping writable; other errno from mprotect().
+ * Returns 0, or -EINVAL if @m is NULL, @offset or @len is not aligned to
+ * the mapping's page size, @len is 0, the range leaves the mapping (its
+ * size rounded up to the page size), or @prot has bits other than
+ * PROT_READ|PROT_WRITE|PROT_EXEC; -EACCES to make a GM_MAP_READONLY
+ * mapping writable, or (from the kernel) a shared mapping of an fd opened
+ * read-only; other errno from mprotect(). Guard pages cannot be reached.
  */
 GM_API int gm_mapping_protect(struct gm_mapping *m, size_t offset, size_t len, int prot);
 

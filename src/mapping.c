@@ -1,0 +1,483 @@
+/*
+ * mapping.c - host memory mappings that back guest memory.
+ *
+ * The mapping layer owns the mmap() calls of guestmem. Each constructor
+ * follows the same recipe so that alignment, guard pages and flags behave
+ * the same for anonymous memory, memfds and callers' fds:
+ *
+ *   1. reserve an inaccessible (PROT_NONE) range big enough for the guards
+ *      and for moving the start to the alignment the memory needs (2 MiB
+ *      for THP, the huge page size for hugetlb);
+ *   2. map the memory itself with MAP_FIXED at an aligned address inside
+ *      that reservation;
+ *   3. give back the slack before and after; what stays of the
+ *      reservation on either side is the guard;
+ *   4. apply the madvise() flags, then prefault if asked.
+ *
+ * The memory layer (memory.c) points into mappings and holds references
+ * on them; a mapping is unmapped only when its last reference is dropped.
+ *
+ * Invariants of a struct gm_mapping:
+ *   1. [host, host + len) is mapped with the constructor's protection (or
+ *      what gm_mapping_protect() set since), len = size rounded up to
+ *      page; page is the host page size or the huge page size backing it.
+ *   2. The whole address range this object owns is
+ *      [host - guard, host + len + guard); guard is 0 or page, and the
+ *      guard parts are PROT_NONE for the mapping's whole life.
+ *   3. fd is -1 for anonymous memory, else a close-on-exec fd owned by
+ *      the mapping and closed only by the final gm_mapping_put().
+ *   4. refs counts the references; the object is freed when it drops to
+ *      0 and never used again (a get on a dead mapping is the caller's bug).
+ */
+#include <guestmem/mapping.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+/* THP uses PMD-sized pages: 2 MiB on x86-64 (and arm64 with 4 KiB pages). */
+#define THP_ALIGN ((size_t)2 << 20)
+
+struct gm_mapping {
+	unsigned refs;	    /* atomic (invariant 4) */
+	unsigned flags;	    /* GM_MAP_* given to the constructor */
+	void *host;	    /* first usable byte */
+	size_t size;	    /* usable size as asked for */
+	size_t len;	    /* size rounded up to page (invariant 1) */
+	size_t page;	    /* page size backing the memory */
+	size_t guard;	    /* 0 or page (invariant 2) */
+	int fd;		    /* -1 or owned (invariant 3) */
+	uint64_t fd_offset; /* 0 without fd */
+};
+
+/* How to call mmap() for the memory itself, decided by each constructor. */
+struct map_request {
+	int mmap_flags; /* MAP_SHARED or MAP_PRIVATE, MAP_ANONYMOUS, MAP_HUGETLB ... */
+	int fd;
+	off_t offset;
+	size_t align; /* required alignment of the start, a power of two >= page */
+};
+
+static size_t host_page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * The default huge page size (what MAP_HUGETLB uses), from /proc/meminfo.
+ * Falls back to 2 MiB if the kernel does not say; mmap() then reports
+ * whatever is wrong.
+ */
+static size_t default_huge_page_size(void)
+{
+	char line[128];
+	unsigned long kib;
+	size_t size = THP_ALIGN;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return size;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Hugepagesize: %lu kB", &kib) == 1) {
+			size = (size_t)kib << 10;
+			break;
+		}
+	}
+	fclose(f);
+	return size;
+}
+
+/*
+ * The page size of the memory behind @fd: the huge page size for hugetlbfs
+ * (including MFD_HUGETLB memfds), else the host page size.
+ * Returns 0 and *@page, or -errno of fstatfs().
+ */
+static int fd_page_size(int fd, size_t *page)
+{
+	struct statfs st;
+
+	if (fstatfs(fd, &st) < 0)
+		return -errno;
+	if ((unsigned long)st.f_type == (unsigned long)HUGETLBFS_MAGIC && st.f_bsize > 0)
+		*page = (size_t)st.f_bsize;
+	else
+		*page = host_page_size();
+	return 0;
+}
+
+/*
+ * Whether @v can be a file offset. off_t is 64 bits here
+ * (_FILE_OFFSET_BITS=64), also on 32-bit hosts.
+ */
+static bool fits_off_t(uint64_t v)
+{
+	return v <= (uint64_t)INT64_MAX;
+}
+
+/* Round @v up to @align (a power of two). Returns 0 or -EOVERFLOW. */
+static int round_up_size(size_t v, size_t align, size_t *out)
+{
+	size_t t;
+
+	if (gm_add_overflow_size(v, align - 1, &t))
+		return -EOVERFLOW;
+	*out = t & ~(align - 1);
+	return 0;
+}
+
+/*
+ * Whether the kernel has MADV_POPULATE_READ/WRITE (Linux 5.14+), which,
+ * unlike MAP_POPULATE, reports failure. An unknown advice is -EINVAL even
+ * for an empty range, which makes the probe free.
+ */
+static int madvise_populate_works(void *page_aligned)
+{
+#ifdef MADV_POPULATE_WRITE
+	return madvise(page_aligned, 0, MADV_POPULATE_WRITE) == 0;
+#else
+	(void)page_aligned;
+	return 0;
+#endif
+}
+
+/* madvise() the usable range as @m's flags ask. Returns 0 or -errno. */
+static int apply_advice(struct gm_mapping *m, int populate_by_madvise)
+{
+	if ((m->flags & GM_MAP_THP) && madvise(m->host, m->len, MADV_HUGEPAGE) < 0)
+		return -errno;
+	if ((m->flags & GM_MAP_DONTDUMP) && madvise(m->host, m->len, MADV_DONTDUMP) < 0)
+		return -errno;
+	if ((m->flags & GM_MAP_MERGEABLE) && madvise(m->host, m->len, MADV_MERGEABLE) < 0)
+		return -errno;
+#ifdef MADV_POPULATE_WRITE
+	/* Last, so THP advice is in place when the pages are faulted in. */
+	if ((m->flags & GM_MAP_POPULATE) && populate_by_madvise) {
+		int advice =
+		    (m->flags & GM_MAP_READONLY) ? MADV_POPULATE_READ : MADV_POPULATE_WRITE;
+
+		if (madvise(m->host, m->len, advice) < 0)
+			return -errno;
+	}
+#else
+	(void)populate_by_madvise;
+#endif
+	return 0;
+}
+
+/*
+ * Steps 1-4 of the file comment for @m, whose flags, size, page, guard and
+ * fd fields are set. On failure nothing stays mapped.
+ */
+static int map_memory(struct gm_mapping *m, const struct map_request *req)
+{
+	/* The reservation is only host-page aligned, whatever page backs @m. */
+	size_t slack = req->align - host_page_size();
+	size_t total, head, tail;
+	char *res, *host;
+	int prot = (m->flags & GM_MAP_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+	int mmap_flags = req->mmap_flags | MAP_FIXED;
+	int populate_by_madvise = 0;
+	int err;
+
+	err = round_up_size(m->size, m->page, &m->len);
+	if (err)
+		return err;
+	if (gm_add_overflow_size(m->len, m->guard, &total) ||
+	    gm_add_overflow_size(total, m->guard, &total) ||
+	    gm_add_overflow_size(total, slack, &total))
+		return -EOVERFLOW;
+
+	res = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+
+	if (m->flags & GM_MAP_POPULATE) {
+		populate_by_madvise = madvise_populate_works(res);
+		if (!populate_by_madvise)
+			mmap_flags |= MAP_POPULATE;
+	}
+
+	/* Rounding up moves the start by at most slack: it stays inside. */
+	host =
+	    (char *)(((uintptr_t)res + m->guard + req->align - 1) & ~(uintptr_t)(req->align - 1));
+	if (mmap(host, m->len, prot, mmap_flags, req->fd, req->offset) == MAP_FAILED) {
+		/*
+		 * A failed MAP_FIXED may already have unmapped that part of
+		 * the reservation (hugetlb accounting fails late). Unmapping
+		 * the whole reservation is still right unless another thread
+		 * mmap()s into that hole in the few instructions between; the
+		 * same window every reserve-then-MAP_FIXED allocator has.
+		 */
+		err = -errno;
+		goto err_unreserve;
+	}
+
+	head = (size_t)(host - m->guard - res);
+	tail = total - head - m->guard - m->len - m->guard;
+	if (head)
+		munmap(res, head);
+	if (tail)
+		munmap(host + m->len + m->guard, tail);
+	m->host = host;
+
+	err = apply_advice(m, populate_by_madvise);
+	if (err)
+		goto err_unmap;
+	return 0;
+
+err_unmap:
+	munmap(host - m->guard, m->len + 2 * m->guard);
+	return err;
+err_unreserve:
+	munmap(res, total);
+	return err;
+}
+
+static struct gm_mapping *mapping_alloc(size_t size, unsigned flags)
+{
+	struct gm_mapping *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->refs = 1;
+	m->flags = flags;
+	m->size = size;
+	m->fd = -1;
+	return m;
+}
+
+/* Reject what every constructor rejects. */
+static int check_common(size_t size, unsigned flags, struct gm_mapping **out)
+{
+	if (!out || size == 0 || (flags & ~GM_MAP_ALL_FLAGS))
+		return -EINVAL;
+	if ((flags & GM_MAP_HUGETLB) && (flags & GM_MAP_THP))
+		return -EINVAL;
+	return 0;
+}
+
+/* The alignment of the start for @m's flags. */
+static size_t start_align(const struct gm_mapping *m)
+{
+	return (m->flags & GM_MAP_THP) && THP_ALIGN > m->page ? THP_ALIGN : m->page;
+}
+
+GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out)
+{
+	struct map_request req = {.fd = -1, .offset = 0};
+	struct gm_mapping *m;
+	int err;
+
+	err = check_common(size, flags, out);
+	if (err)
+		return err;
+	m = mapping_alloc(size, flags);
+	if (!m)
+		return -ENOMEM;
+	m->page = (flags & GM_MAP_HUGETLB) ? default_huge_page_size() : host_page_size();
+	m->guard = (flags & GM_MAP_GUARD) ? m->page : 0;
+
+	req.mmap_flags = MAP_ANONYMOUS | ((flags & GM_MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+	if (flags & GM_MAP_HUGETLB)
+		req.mmap_flags |= MAP_HUGETLB;
+	if (flags & GM_MAP_NORESERVE)
+		req.mmap_flags |= MAP_NORESERVE;
+	req.align = start_align(m);
+
+	err = map_memory(m, &req);
+	if (err)
+		goto err_free;
+	*out = m;
+	return 0;
+
+err_free:
+	free(m);
+	return err;
+}
+
+GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flags,
+			     struct gm_mapping **out)
+{
+	struct map_request req;
+	struct gm_mapping *m;
+	uint64_t end;
+	int err;
+
+	err = check_common(size, flags, out);
+	if (err)
+		return err;
+	if (fd < 0 || (flags & (GM_MAP_HUGETLB | GM_MAP_THP)) ||
+	    !gm_is_aligned(offset, host_page_size()))
+		return -EINVAL;
+	if (gm_add_overflow_u64(offset, size, &end) || !fits_off_t(end))
+		return -EOVERFLOW;
+
+	m = mapping_alloc(size, flags);
+	if (!m)
+		return -ENOMEM;
+	m->fd_offset = offset;
+	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (m->fd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	err = fd_page_size(m->fd, &m->page);
+	if (err)
+		goto err_close;
+	/* A hugetlbfs fd can only be mapped at huge-page-aligned offsets. */
+	if (!gm_is_aligned(offset, m->page)) {
+		err = -EINVAL;
+		goto err_close;
+	}
+	m->guard = (flags & GM_MAP_GUARD) ? m->page : 0;
+
+	req.mmap_flags = (flags & GM_MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+	if (flags & GM_MAP_NORESERVE)
+		req.mmap_flags |= MAP_NORESERVE;
+	req.fd = m->fd;
+	req.offset = (off_t)offset;
+	req.align = m->page;
+
+	err = map_memory(m, &req);
+	if (err)
+		goto err_close;
+	*out = m;
+	return 0;
+
+err_close:
+	close(m->fd);
+err_free:
+	free(m);
+	return err;
+}
+
+GM_API int gm_mapping_new_memfd(const char *name, size_t size, unsigned flags,
+				struct gm_mapping **out)
+{
+	struct map_request req = {.offset = 0};
+	struct gm_mapping *m;
+	size_t file_len;
+	int err;
+
+	err = check_common(size, flags, out);
+	if (err)
+		return err;
+	if (!name)
+		return -EINVAL;
+	flags |= GM_MAP_SHARED;
+
+	m = mapping_alloc(size, flags);
+	if (!m)
+		return -ENOMEM;
+	m->fd = memfd_create(name, MFD_CLOEXEC | ((flags & GM_MAP_HUGETLB) ? MFD_HUGETLB : 0));
+	if (m->fd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	err = fd_page_size(m->fd, &m->page);
+	if (err)
+		goto err_close;
+	m->guard = (flags & GM_MAP_GUARD) ? m->page : 0;
+
+	/* hugetlbfs files can only be sized in whole huge pages. */
+	err = round_up_size(size, m->page, &file_len);
+	if (err)
+		goto err_close;
+	if (!fits_off_t(file_len)) {
+		err = -EOVERFLOW;
+		goto err_close;
+	}
+	if (ftruncate(m->fd, (off_t)file_len) < 0) {
+		err = -errno;
+		goto err_close;
+	}
+
+	req.mmap_flags = MAP_SHARED;
+	if (flags & GM_MAP_NORESERVE)
+		req.mmap_flags |= MAP_NORESERVE;
+	req.fd = m->fd;
+	req.align = start_align(m);
+
+	err = map_memory(m, &req);
+	if (err)
+		goto err_close;
+	*out = m;
+	return 0;
+
+err_close:
+	close(m->fd);
+err_free:
+	free(m);
+	return err;
+}
+
+GM_API struct gm_mapping *gm_mapping_get(struct gm_mapping *m)
+{
+	/* Relaxed: the caller already holds a reference, so @m cannot die here. */
+	__atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
+	return m;
+}
+
+GM_API void gm_mapping_put(struct gm_mapping *m)
+{
+	if (!m)
+		return;
+	/*
+	 * Release orders this thread's uses of the memory before the drop;
+	 * acquire, on the final drop, orders every other thread's released
+	 * uses before the munmap() below (invariant 4).
+	 */
+	if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	munmap((char *)m->host - m->guard, m->len + 2 * m->guard);
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m);
+}
+
+GM_API void *gm_mapping_host(const struct gm_mapping *m)
+{
+	return m->host;
+}
+
+GM_API size_t gm_mapping_size(const struct gm_mapping *m)
+{
+	return m->size;
+}
+
+GM_API int gm_mapping_fd(const struct gm_mapping *m)
+{
+	return m->fd;
+}
+
+GM_API uint64_t gm_mapping_fd_offset(const struct gm_mapping *m)
+{
+	return m->fd_offset;
+}
+
+GM_API unsigned gm_mapping_flags(const struct gm_mapping *m)
+{
+	return m->flags;
+}
+
+GM_API int gm_mapping_protect(struct gm_mapping *m, size_t offset, size_t len, int prot)
+{
+	if (!m || len == 0 || !gm_is_aligned(offset, m->page) || !gm_is_aligned(len, m->page))
+		return -EINVAL;
+	if (offset > m->len || len > m->len - offset)
+		return -EINVAL;
+	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC))
+		return -EINVAL;
+	if ((m->flags & GM_MAP_READONLY) && (prot & PROT_WRITE))
+		return -EACCES;
+	if (mprotect((char *)m->host + offset, len, prot) < 0)
+		return -errno;
+	return 0;
+}
