@@ -86,8 +86,7 @@ GM_API int gm_dirty_collect(struct gm_dirty *d, uint64_t first, uint64_t *out, s
  * a multiple of 64; bits past the last page are ignored.
  * Returns 0 or -EINVAL.
  */
-GM_API int gm_dirty_merge(struct gm_dirty *d, uint64_t first, const uint64_t *bits,
-			  size_t nwords);
+GM_API int gm_dirty_merge(struct gm_dirty *d, uint64_t first, const uint64_t *bits, size_t nwords);
 
 /*
  * Find the next run of dirty pages at or after page @from without

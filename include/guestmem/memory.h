@@ -19,10 +19,10 @@
  * pointers obtained from a view stay valid while a reference to it is held
  * (or, for a view published by a gm_space, inside an RCU read-side section).
  *
- * Fast path: with GCC or clang, the fixed-width accessors and gm_host_ptr()
- * are inlined from <guestmem/static/memory-inline.h>, which makes the hot
- * part of the view's layout part of the ABI. Define GM_NO_INLINE before
- * including this header to call the library for everything instead.
+ * Fast path: with GCC or clang, the fixed-width accessors, the atomic
+ * loads and stores, and gm_host_ptr() are inlined from <guestmem/static/memory-inline.h>, which
+ * makes the hot part of the view's layout part of the ABI. Define GM_NO_INLINE before including
+ * this header to call the library for everything instead.
  */
 #ifndef GUESTMEM_MEMORY_H
 #define GUESTMEM_MEMORY_H
@@ -39,9 +39,9 @@ extern "C" {
 struct gm_memory;
 
 /* Region flags (struct gm_region_spec.flags, struct gm_region_info.flags). */
-#define GM_REGION_READONLY (1u << 0) /* the library refuses writes (-EACCES) */
-#define GM_REGION_ROM	   (1u << 1) /* informational: the region is a ROM window */
-#define GM_REGION_NOEXEC   (1u << 2) /* informational: the guest may not execute it */
+#define GM_REGION_READONLY  (1u << 0) /* the library refuses writes (-EACCES) */
+#define GM_REGION_ROM	    (1u << 1) /* informational: the region is a ROM window */
+#define GM_REGION_NOEXEC    (1u << 2) /* informational: the guest may not execute it */
 #define GM_REGION_ALL_FLAGS 0x7u
 
 /*
@@ -185,14 +185,10 @@ GM_API int gm_write_le64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val);
  * with *@expected set to the value found; its failure ordering is the
  * strongest one valid for a load that @memorder allows.
  */
-GM_API int gm_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out,
-			      int memorder);
-GM_API int gm_atomic_load_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *out,
-			      int memorder);
-GM_API int gm_atomic_store_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val,
-			       int memorder);
-GM_API int gm_atomic_store_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val,
-			       int memorder);
+GM_API int gm_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out, int memorder);
+GM_API int gm_atomic_load_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *out, int memorder);
+GM_API int gm_atomic_store_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val, int memorder);
+GM_API int gm_atomic_store_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val, int memorder);
 GM_API int gm_atomic_fetch_add_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val,
 				   uint32_t *old, int memorder);
 GM_API int gm_atomic_fetch_add_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val,
@@ -243,8 +239,8 @@ GM_API void *gm_host_ptr_write(const struct gm_memory *m, gm_gpa_t gpa, size_t l
  */
 GM_API int gm_to_iovec(const struct gm_memory *m, gm_gpa_t gpa, size_t len, struct iovec *iov,
 		       size_t max, size_t *n);
-GM_API int gm_to_iovec_write(const struct gm_memory *m, gm_gpa_t gpa, size_t len,
-			     struct iovec *iov, size_t max, size_t *n);
+GM_API int gm_to_iovec_write(const struct gm_memory *m, gm_gpa_t gpa, size_t len, struct iovec *iov,
+			     size_t max, size_t *n);
 
 /*
  * Report that the caller wrote [@gpa, @gpa + @len) through a host pointer
@@ -278,18 +274,22 @@ GM_API int gm_write_to_fd(const struct gm_memory *m, gm_gpa_t gpa, int fd, int64
 }
 #endif
 
-#if !defined(GM_NO_INLINE) && !defined(GM_BUILDING_LIBRARY) &&                                 \
-	(defined(__GNUC__) || defined(__clang__))
+#if !defined(GM_NO_INLINE) && !defined(GM_BUILDING_LIBRARY) && \
+    (defined(__GNUC__) || defined(__clang__))
 #include <guestmem/static/memory-inline.h>
-#define gm_read_u8(m, gpa, out)	  gm_inline_read_u8((m), (gpa), (out))
-#define gm_read_u16(m, gpa, out)  gm_inline_read_u16((m), (gpa), (out))
-#define gm_read_u32(m, gpa, out)  gm_inline_read_u32((m), (gpa), (out))
-#define gm_read_u64(m, gpa, out)  gm_inline_read_u64((m), (gpa), (out))
-#define gm_write_u8(m, gpa, val)  gm_inline_write_u8((m), (gpa), (val))
-#define gm_write_u16(m, gpa, val) gm_inline_write_u16((m), (gpa), (val))
-#define gm_write_u32(m, gpa, val) gm_inline_write_u32((m), (gpa), (val))
-#define gm_write_u64(m, gpa, val) gm_inline_write_u64((m), (gpa), (val))
-#define gm_host_ptr(m, gpa, len)  gm_inline_host_ptr((m), (gpa), (len))
+#define gm_read_u8(m, gpa, out)		     gm_inline_read_u8((m), (gpa), (out))
+#define gm_read_u16(m, gpa, out)	     gm_inline_read_u16((m), (gpa), (out))
+#define gm_read_u32(m, gpa, out)	     gm_inline_read_u32((m), (gpa), (out))
+#define gm_read_u64(m, gpa, out)	     gm_inline_read_u64((m), (gpa), (out))
+#define gm_write_u8(m, gpa, val)	     gm_inline_write_u8((m), (gpa), (val))
+#define gm_write_u16(m, gpa, val)	     gm_inline_write_u16((m), (gpa), (val))
+#define gm_write_u32(m, gpa, val)	     gm_inline_write_u32((m), (gpa), (val))
+#define gm_write_u64(m, gpa, val)	     gm_inline_write_u64((m), (gpa), (val))
+#define gm_host_ptr(m, gpa, len)	     gm_inline_host_ptr((m), (gpa), (len))
+#define gm_atomic_load_u32(m, gpa, out, mo)  gm_inline_atomic_load_u32((m), (gpa), (out), (mo))
+#define gm_atomic_load_u64(m, gpa, out, mo)  gm_inline_atomic_load_u64((m), (gpa), (out), (mo))
+#define gm_atomic_store_u32(m, gpa, val, mo) gm_inline_atomic_store_u32((m), (gpa), (val), (mo))
+#define gm_atomic_store_u64(m, gpa, val, mo) gm_inline_atomic_store_u64((m), (gpa), (val), (mo))
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /* Little-endian hosts: a guest little-endian field is a native one. */
 #define gm_read_le16(m, gpa, out)  gm_inline_read_u16((m), (gpa), (out))

@@ -14,19 +14,23 @@
  * everything else (unaligned, crossing a region, outside RAM, NULL
  * pointers), so the two can never disagree about errors.
  *
- * Lookup: a view keeps a small table indexed by gpa >> shift, where shift
- * is the coarsest alignment shared by every region boundary (2 MiB-aligned
- * regions give 2 MiB slots), so a slot normally lies inside one region.
- * Each slot holds the index of the first region whose last byte is at or
- * after the slot's start; the lookup walks forward from there (normally
- * zero steps) and checks that the address is not in a hole. No branch
- * depends on a comparison against a region's start before the table load,
- * and the table for 512 2 MiB regions is 2 KiB.
+ * Lookup: a view keeps a small table of slots indexed by gpa >> shift,
+ * where shift is the coarsest alignment shared by every region boundary
+ * (2 MiB-aligned regions give 2 MiB slots; 512 of them make a 8 KiB table),
+ * so a slot normally lies wholly inside one region. Such a slot carries the
+ * host address bias of its region: an aligned fixed-width access is then
+ * one shift, one table load, two tests and the access itself - no search,
+ * no comparison against region bounds. Slots that touch a hole or a region
+ * boundary send accesses to the exported (slow) functions, which walk the
+ * sorted regions from the slot's first candidate.
  */
 #ifndef GUESTMEM_STATIC_MEMORY_INLINE_H
 #define GUESTMEM_STATIC_MEMORY_INLINE_H
 
 #include <guestmem/addr.h>
+
+/* Included by <guestmem/memory.h> after its prototypes; not on its own. */
+struct gm_memory;
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,23 +43,41 @@ struct gm_dirty_hot {
 	int enabled;	 /* accessed only with __atomic builtins */
 };
 
-/* One region of a view, as the lookup sees it. */
+/* One region of a view, as the slow path and dirty marking see it. */
 struct gm_region_hot {
-	gm_gpa_t gpa;		     /* first byte */
-	gm_gpa_t last;		     /* last byte (inclusive: a region may end at 2^64 - 1) */
-	unsigned char *host;	     /* host address of @gpa */
-	struct gm_dirty_hot *dirty;  /* NULL: no dirty tracking for this region */
-	uint64_t dirty_offset;	     /* offset of @gpa in the dirty bitmap's region */
-	unsigned flags;		     /* GM_REGION_* */
+	gm_gpa_t gpa;		    /* first byte */
+	gm_gpa_t last;		    /* last byte (inclusive: a region may end at 2^64 - 1) */
+	unsigned char *host;	    /* host address of @gpa */
+	struct gm_dirty_hot *dirty; /* NULL: no dirty tracking for this region */
+	uint64_t dirty_offset;	    /* offset of @gpa in the dirty bitmap's region */
+	unsigned flags;		    /* GM_REGION_* */
+};
+
+/* gm_slot.flags */
+#define GM__SLOT_SLOW	  1u /* not wholly inside one region (or host misaligned): no fast path */
+#define GM__SLOT_READONLY 2u /* the region refuses writes */
+#define GM__SLOT_DIRTY	  4u /* the region has a dirty bitmap: writes may need marking */
+
+/*
+ * One slot of the lookup table: 2^shift guest bytes starting at
+ * index << shift. A slot wholly inside one region carries that region's
+ * host address bias, so host = bias + gpa (modulo the pointer width: the
+ * bias may "wrap", the sum never does).
+ */
+struct gm_slot {
+	uintptr_t bias; /* host address of gpa 0 as seen through this slot's region */
+	uint32_t first; /* index of the first region whose last byte is >= the slot's start */
+	uint32_t flags; /* GM__SLOT_* */
 };
 
 /* The head of every struct gm_memory. */
 struct gm_memory_hot {
-	const struct gm_region_hot *regions; /* sorted; a non-matching dummy when empty */
-	const uint32_t *slots;		     /* (max_last >> shift) + 1 region indexes */
-	gm_gpa_t max_last;		     /* highest byte in any region (0 when empty) */
-	unsigned shift;			     /* 12..63 */
+	const struct gm_slot *slots; /* nslots entries */
+	uint64_t nslots;	     /* (max_last >> shift) + 1 */
+	unsigned shift;		     /* 12..63 */
 	uint32_t nregions;
+	const struct gm_region_hot *regions; /* sorted; a non-matching dummy when empty */
+	gm_gpa_t max_last;		     /* highest byte in any region (0 when empty) */
 };
 
 /* The region holding @gpa, or NULL. */
@@ -66,7 +88,7 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 
 	if (gpa > h->max_last)
 		return 0;
-	r = &h->regions[h->slots[gpa >> h->shift]];
+	r = &h->regions[h->slots[gpa >> h->shift].first];
 	/* Terminates: the last region's @last is max_last >= gpa. */
 	while (gpa > r->last)
 		r++;
@@ -74,23 +96,30 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 }
 
 /*
- * The host address of the naturally aligned @size-byte word at @gpa if it
- * lies inside one region and is aligned on the host too, else NULL.
- * *@rp is set to the region when the result is not NULL.
+ * The fast-path slot of the naturally aligned @size-byte word at @gpa, or
+ * NULL when the word needs the slow path. An aligned word of at most 8
+ * bytes never crosses a slot (slots are >= 4 KiB), so a slot wholly inside
+ * one region holds the whole word.
  */
-static inline void *gm__word_ptr(const struct gm_memory *m, gm_gpa_t gpa, unsigned size,
-				 const struct gm_region_hot **rp)
+static inline const struct gm_slot *gm__word_slot(const struct gm_memory *m, gm_gpa_t gpa,
+						  unsigned size, unsigned deny)
 {
-	const struct gm_region_hot *r = gm__region_of(m, gpa);
-	unsigned char *p;
+	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
+	uint64_t idx = gpa >> h->shift;
+	const struct gm_slot *s;
 
-	if (__builtin_expect(r == 0 || r->last - gpa < size - 1, 0))
+	if (__builtin_expect(idx >= h->nslots || (gpa & (size - 1)) != 0, 0))
 		return 0;
-	p = r->host + (size_t)(gpa - r->gpa);
-	if (__builtin_expect(((uintptr_t)p & (size - 1)) != 0, 0))
+	s = &h->slots[idx];
+	if (__builtin_expect((s->flags & deny) != 0, 0))
 		return 0;
-	*rp = r;
-	return p;
+	return s;
+}
+
+/* The host address of @gpa through fast slot @s. */
+static inline void *gm__slot_host(const struct gm_slot *s, gm_gpa_t gpa)
+{
+	return (void *)(s->bias + (uintptr_t)gpa);
 }
 
 /*
@@ -120,27 +149,33 @@ static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa, un
 	}
 }
 
-/* The exported functions, called by name in parentheses so the macros in
- * memory.h do not expand here. */
+/*
+ * The fast paths below fall back to the exported functions, called by name
+ * in parentheses so the macros in memory.h do not expand here.
+ */
 #define GM__READ_FAST(m, gpa, out, type)                                                           \
 	do {                                                                                       \
-		const struct gm_region_hot *r_;                                                    \
-		const type *p_ = (const type *)gm__word_ptr((m), (gpa), sizeof(type), &r_);        \
-		if (__builtin_expect(p_ != 0 && (out) != 0, 1)) {                                  \
-			*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);                            \
+		const struct gm_slot *s_ = gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW); \
+		if (__builtin_expect(s_ != 0 && (out) != 0, 1)) {                                  \
+			*(out) = __atomic_load_n((const type *)gm__slot_host(s_, (gpa)),           \
+						 __ATOMIC_RELAXED);                                \
 			return 0;                                                                  \
 		}                                                                                  \
 	} while (0)
 
-#define GM__WRITE_FAST(m, gpa, val, type)                                                          \
-	do {                                                                                       \
-		const struct gm_region_hot *r_;                                                    \
-		type *p_ = (type *)gm__word_ptr((m), (gpa), sizeof(type), &r_);                    \
-		if (__builtin_expect(p_ != 0 && !(r_->flags & 1u /* GM_REGION_READONLY */), 1)) { \
-			__atomic_store_n(p_, (val), __ATOMIC_RELAXED);                             \
-			gm__mark_word(r_, (gpa), sizeof(type));                                    \
-			return 0;                                                                  \
-		}                                                                                  \
+#define GM__WRITE_FAST(m, gpa, val, type)                                                        \
+	do {                                                                                     \
+		const struct gm_slot *s_ =                                                       \
+		    gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW | GM__SLOT_READONLY);  \
+		if (__builtin_expect(s_ != 0, 1)) {                                              \
+			__atomic_store_n((type *)gm__slot_host(s_, (gpa)), (val),                \
+					 __ATOMIC_RELAXED);                                      \
+			if (s_->flags & GM__SLOT_DIRTY)                                          \
+				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
+						   ->regions[s_->first],                         \
+					      (gpa), sizeof(type));                              \
+			return 0;                                                                \
+		}                                                                                \
 	} while (0)
 
 static inline int gm_inline_read_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t *out)
@@ -191,17 +226,101 @@ static inline int gm_inline_write_u64(const struct gm_memory *m, gm_gpa_t gpa, u
 	return (gm_write_u64)(m, gpa, val);
 }
 
+/*
+ * Relaxed, acquire and seq_cst atomics inline; with a constant @mo the
+ * order tests fold away. Anything else goes to the exported function,
+ * which also rejects invalid orders.
+ */
+#define GM__ATOMIC_LOAD_FAST(m, gpa, out, mo, type)                                                \
+	do {                                                                                       \
+		const struct gm_slot *s_ = gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW); \
+		if (__builtin_expect(s_ != 0 && (out) != 0, 1)) {                                  \
+			const type *p_ = (const type *)gm__slot_host(s_, (gpa));                   \
+			if ((mo) == __ATOMIC_RELAXED) {                                            \
+				*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);                    \
+				return 0;                                                          \
+			}                                                                          \
+			if ((mo) == __ATOMIC_ACQUIRE) {                                            \
+				*(out) = __atomic_load_n(p_, __ATOMIC_ACQUIRE);                    \
+				return 0;                                                          \
+			}                                                                          \
+			if ((mo) == __ATOMIC_SEQ_CST) {                                            \
+				*(out) = __atomic_load_n(p_, __ATOMIC_SEQ_CST);                    \
+				return 0;                                                          \
+			}                                                                          \
+		}                                                                                  \
+	} while (0)
+
+#define GM__ATOMIC_STORE_FAST(m, gpa, val, mo, type)                                             \
+	do {                                                                                     \
+		const struct gm_slot *s_ =                                                       \
+		    gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW | GM__SLOT_READONLY);  \
+		if (__builtin_expect(s_ != 0, 1) &&                                              \
+		    ((mo) == __ATOMIC_RELAXED || (mo) == __ATOMIC_RELEASE ||                     \
+		     (mo) == __ATOMIC_SEQ_CST)) {                                                \
+			type *p_ = (type *)gm__slot_host(s_, (gpa));                             \
+			if ((mo) == __ATOMIC_RELAXED)                                            \
+				__atomic_store_n(p_, (val), __ATOMIC_RELAXED);                   \
+			else if ((mo) == __ATOMIC_RELEASE)                                       \
+				__atomic_store_n(p_, (val), __ATOMIC_RELEASE);                   \
+			else                                                                     \
+				__atomic_store_n(p_, (val), __ATOMIC_SEQ_CST);                   \
+			if (s_->flags & GM__SLOT_DIRTY)                                          \
+				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
+						   ->regions[s_->first],                         \
+					      (gpa), sizeof(type));                              \
+			return 0;                                                                \
+		}                                                                                \
+	} while (0)
+
+static inline int gm_inline_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out,
+					    int memorder)
+{
+	GM__ATOMIC_LOAD_FAST(m, gpa, out, memorder, uint32_t);
+	return (gm_atomic_load_u32)(m, gpa, out, memorder);
+}
+
+static inline int gm_inline_atomic_load_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *out,
+					    int memorder)
+{
+	GM__ATOMIC_LOAD_FAST(m, gpa, out, memorder, uint64_t);
+	return (gm_atomic_load_u64)(m, gpa, out, memorder);
+}
+
+static inline int gm_inline_atomic_store_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val,
+					     int memorder)
+{
+	GM__ATOMIC_STORE_FAST(m, gpa, val, memorder, uint32_t);
+	return (gm_atomic_store_u32)(m, gpa, val, memorder);
+}
+
+static inline int gm_inline_atomic_store_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val,
+					     int memorder)
+{
+	GM__ATOMIC_STORE_FAST(m, gpa, val, memorder, uint64_t);
+	return (gm_atomic_store_u64)(m, gpa, val, memorder);
+}
+
 static inline void *gm_inline_host_ptr(const struct gm_memory *m, gm_gpa_t gpa, size_t len)
 {
-	const struct gm_region_hot *r = gm__region_of(m, gpa);
+	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
+	uint64_t idx = gpa >> h->shift, in_slot = gpa & (((uint64_t)1 << h->shift) - 1);
+	const struct gm_slot *s;
 
-	/* len 0 inside a region is that byte's address; len - 1 would wrap. */
-	if (r == 0 || (len != 0 && r->last - gpa < len - 1))
-		return 0;
-	return r->host + (size_t)(gpa - r->gpa);
+	/* Fast: the range ends inside a slot wholly inside one region. */
+	if (__builtin_expect(idx < h->nslots, 1)) {
+		s = &h->slots[idx];
+		if (__builtin_expect(!(s->flags & GM__SLOT_SLOW) &&
+					 len <= ((uint64_t)1 << h->shift) - in_slot,
+				     1))
+			return gm__slot_host(s, gpa);
+	}
+	return (gm_host_ptr)(m, gpa, len);
 }
 
 #undef GM__READ_FAST
+#undef GM__ATOMIC_LOAD_FAST
+#undef GM__ATOMIC_STORE_FAST
 #undef GM__WRITE_FAST
 
 #ifdef __cplusplus
