@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +50,10 @@ static long read_long(const char *path)
 }
 
 /*
- * The VmFlags of the mapping that starts at @addr, as " rd wr mr ... "
+ * The VmFlags of the mapping (VMA) that holds @addr, as " rd wr mr ... "
  * (padded with spaces so a flag can be searched as " xx "), in @buf.
- * Returns false if no mapping starts there.
+ * The VMA may start before @addr: the kernel merges a new mapping with a
+ * neighbour that has the same flags. Returns false if nothing holds @addr.
  */
 static bool vmflags_at(const void *addr, char *buf, size_t len)
 {
@@ -63,9 +65,9 @@ static bool vmflags_at(const void *addr, char *buf, size_t len)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end;
 
-		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, ' ') &&
-		    line[strspn(line, "0123456789abcdef")] == '-') {
-			in_vma = (uintptr_t)start == (uintptr_t)addr;
+		/* A VMA's first line is "start-end perms ..."; no "Key: value" line parses so. */
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+			in_vma = (uintptr_t)addr >= start && (uintptr_t)addr < end;
 			continue;
 		}
 		if (in_vma && strncmp(line, "VmFlags:", 8) == 0) {
@@ -88,7 +90,7 @@ static bool has_vmflag(const void *addr, const char *flag)
 	return strstr(flags, want) != NULL;
 }
 
-/* True if some mapping of this process starts at @addr. */
+/* True if some mapping of this process holds @addr. */
 static bool mapped_at(const void *addr)
 {
 	char flags[600];
@@ -265,6 +267,23 @@ static void thp_mapping_is_2mib_aligned_and_advised(void **state)
 		p[gm_mapping_size(m) - 1] = 1;
 		gm_mapping_put(m);
 	}
+}
+
+static void thp_memfd_is_2mib_aligned_and_advised(void **state)
+{
+	struct gm_mapping *m;
+	char *p;
+
+	(void)state;
+	if (access("/sys/kernel/mm/transparent_hugepage", F_OK) != 0) {
+		print_message("skipped: kernel without transparent huge pages\n");
+		skip();
+	}
+	assert_int_equal(gm_mapping_new_memfd("gm-thp", 3 * MiB, GM_MAP_THP, &m), 0);
+	p = gm_mapping_host(m);
+	assert_true((uintptr_t)p % (2 * MiB) == 0);
+	assert_true(has_vmflag(p, "hg"));
+	gm_mapping_put(m);
 }
 
 static void populate_prefaults_every_page(void **state)
@@ -529,6 +548,53 @@ static void fd_shared_writable_mapping_of_readonly_fd_is_refused(void **state)
 	close(fd);
 }
 
+static void fd_populate_past_end_of_file_fails_with_efault(void **state)
+{
+	struct gm_mapping *m = (struct gm_mapping *)&m;
+	int fd = temp_file(page, O_RDWR);
+
+	(void)state;
+	/* The window maps; only touching the second page would SIGBUS. */
+	assert_int_equal(gm_mapping_new_fd(fd, 0, 2 * page, 0, &m), 0);
+	assert_int_equal(((unsigned char *)gm_mapping_host(m))[page - 1], file_byte(page - 1));
+	gm_mapping_put(m);
+	m = (struct gm_mapping *)&m;
+	assert_int_equal(gm_mapping_new_fd(fd, 0, 2 * page, GM_MAP_POPULATE, &m), -EFAULT);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, 2 * page, GM_MAP_POPULATE | GM_MAP_SHARED, &m),
+			 -EFAULT);
+	assert_ptr_equal(m, (struct gm_mapping *)&m);
+	/* Within the file, populate works for private and shared windows. */
+	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_POPULATE, &m), 0);
+	assert_int_equal(resident_pages(gm_mapping_host(m), page), 1);
+	gm_mapping_put(m);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_POPULATE | GM_MAP_SHARED, &m), 0);
+	assert_int_equal(resident_pages(gm_mapping_host(m), page), 1);
+	gm_mapping_put(m);
+	close(fd);
+}
+
+static void fd_mapping_of_a_memfd_shares_its_pages(void **state)
+{
+	struct gm_mapping *owner, *peer;
+	unsigned char *a, *b;
+
+	(void)state;
+	/* What a vhost-user back end does with the fd it is sent. */
+	assert_int_equal(gm_mapping_new_memfd("gm-peer", 4 * page, 0, &owner), 0);
+	assert_int_equal(
+	    gm_mapping_new_fd(gm_mapping_fd(owner), page, 2 * page, GM_MAP_SHARED, &peer), 0);
+	a = gm_mapping_host(owner);
+	b = gm_mapping_host(peer);
+	a[page + 3] = 0x42;
+	assert_int_equal(b[3], 0x42);
+	b[2 * page - 1] = 0x24;
+	assert_int_equal(a[3 * page - 1], 0x24);
+	/* The peer keeps the memory alive on its own. */
+	gm_mapping_put(owner);
+	assert_int_equal(b[3], 0x42);
+	gm_mapping_put(peer);
+}
+
 static void fd_rejects_bad_arguments(void **state)
 {
 	struct gm_mapping *m = (struct gm_mapping *)&m;
@@ -784,6 +850,40 @@ static void last_put_unmaps_guards_too(void **state)
 	assert_false(mapped_at(p + page));
 }
 
+#define REF_THREADS 4
+#define REF_ROUNDS  20000
+
+static void *get_put_loop(void *arg)
+{
+	struct gm_mapping *m = arg;
+
+	for (int i = 0; i < REF_ROUNDS; i++) {
+		gm_mapping_put(gm_mapping_get(m));
+		((volatile char *)gm_mapping_host(m))[0];
+	}
+	gm_mapping_put(m); /* the reference main() took for this thread */
+	return NULL;
+}
+
+static void references_from_many_threads_balance(void **state)
+{
+	pthread_t t[REF_THREADS];
+	struct gm_mapping *m;
+	char *p;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_anon(page, 0, &m), 0);
+	p = gm_mapping_host(m);
+	for (int i = 0; i < REF_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, get_put_loop, gm_mapping_get(m)), 0);
+	for (int i = 0; i < REF_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	/* Exactly the constructor's reference is left. */
+	assert_true(mapped_at(p));
+	gm_mapping_put(m);
+	assert_false(mapped_at(p));
+}
+
 static void put_null_is_ignored(void **state)
 {
 	(void)state;
@@ -818,6 +918,7 @@ int main(void)
 	    cmocka_unit_test(anon_shared_is_seen_across_fork),
 	    cmocka_unit_test(anon_readonly_faults_on_write),
 	    cmocka_unit_test(thp_mapping_is_2mib_aligned_and_advised),
+	    cmocka_unit_test(thp_memfd_is_2mib_aligned_and_advised),
 	    cmocka_unit_test(populate_prefaults_every_page),
 	    cmocka_unit_test(noreserve_sets_vm_noreserve),
 	    cmocka_unit_test(dontdump_keeps_memory_out_of_core_dumps),
@@ -832,6 +933,8 @@ int main(void)
 	    cmocka_unit_test(fd_private_mapping_does_not_write_the_file),
 	    cmocka_unit_test(fd_shared_mapping_writes_the_file),
 	    cmocka_unit_test(fd_shared_writable_mapping_of_readonly_fd_is_refused),
+	    cmocka_unit_test(fd_populate_past_end_of_file_fails_with_efault),
+	    cmocka_unit_test(fd_mapping_of_a_memfd_shares_its_pages),
 	    cmocka_unit_test(fd_rejects_bad_arguments),
 	    cmocka_unit_test(anon_rejects_bad_arguments),
 	    cmocka_unit_test(sizes_near_size_max_fail_cleanly),
@@ -842,6 +945,7 @@ int main(void)
 	    cmocka_unit_test(protect_refuses_write_on_readonly_mapping),
 	    cmocka_unit_test(last_put_unmaps_and_closes),
 	    cmocka_unit_test(last_put_unmaps_guards_too),
+	    cmocka_unit_test(references_from_many_threads_balance),
 	    cmocka_unit_test(put_null_is_ignored),
 	    cmocka_unit_test(every_flag_at_once_works),
 	};

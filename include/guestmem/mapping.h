@@ -32,7 +32,7 @@ struct gm_mapping;
 #define GM_MAP_READONLY	 (1u << 1) /* PROT_READ only */
 #define GM_MAP_HUGETLB	 (1u << 2) /* explicit huge pages (needs reserved hugepages) */
 #define GM_MAP_THP	 (1u << 3) /* madvise(MADV_HUGEPAGE); the mapping is 2 MiB aligned */
-#define GM_MAP_POPULATE	 (1u << 4) /* prefault every page now */
+#define GM_MAP_POPULATE	 (1u << 4) /* prefault every page now (failure: -EFAULT, Linux 5.14+) */
 #define GM_MAP_NORESERVE (1u << 5) /* MAP_NORESERVE: no swap/commit reservation */
 #define GM_MAP_DONTDUMP	 (1u << 6) /* madvise(MADV_DONTDUMP): keep guest RAM out of core dumps */
 #define GM_MAP_MERGEABLE (1u << 7) /* madvise(MADV_MERGEABLE): allow KSM */
@@ -50,7 +50,11 @@ struct gm_mapping;
  * -EOVERFLOW @size plus guard pages / alignment does not fit size_t;
  * -ENOMEM   no address space or memory (or, with GM_MAP_HUGETLB, no huge
  *           pages reserved: the kernel's own errno is passed through);
+ * -EFAULT   GM_MAP_POPULATE could not fault a page in (hugetlb with
+ *           GM_MAP_NORESERVE and no free huge page);
  * another negative errno from mmap()/madvise().
+ * GM_MAP_HUGETLB with GM_MAP_NORESERVE reserves nothing: without
+ * GM_MAP_POPULATE a missing huge page is a SIGBUS on first touch.
  */
 GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out);
 
@@ -65,7 +69,10 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  *           hugetlbfs fd: not huge page aligned), unknown flag, or
  *           GM_MAP_HUGETLB / GM_MAP_THP (the fd decides its page size);
  * -EOVERFLOW @offset + @size wraps, or does not fit off_t;
- * -EBADF, -EACCES, -ENODEV, -ENOMEM ... from fcntl()/mmap().
+ * -EFAULT   GM_MAP_POPULATE and the window runs past the end of the file;
+ * -EBADF, -EACCES, -ENODEV, -ENOMEM ... from fcntl()/fstatfs()/mmap().
+ * Without GM_MAP_POPULATE a window past the end of the file maps, and
+ * touching a page wholly past it raises SIGBUS (the file may grow later).
  */
 GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flags,
 			     struct gm_mapping **out);
