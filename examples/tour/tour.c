@@ -18,11 +18,29 @@
 
 static int failures;
 
+/* The errno names the tour meets, as a C programmer writes them. */
+static const char *errname(int err)
+{
+	switch (-err) {
+	case 0:
+		return "0";
+	case EFAULT:
+		return "-EFAULT";
+	case EACCES:
+		return "-EACCES";
+	case EINVAL:
+		return "-EINVAL";
+	case ENOBUFS:
+		return "-ENOBUFS";
+	default:
+		return strerror(-err);
+	}
+}
+
 /* Print one line of the tour and count a mismatch between expected and got. */
 static void expect(const char *what, int got, int want)
 {
-	printf("  %-52s -> %-10s%s\n", what, got == 0 ? "ok" : strerror(-got),
-	       got == want ? "" : "   << UNEXPECTED");
+	printf("  %-52s -> %-9s%s\n", what, errname(got), got == want ? "" : "   << UNEXPECTED");
 	if (got != want)
 		failures++;
 }
