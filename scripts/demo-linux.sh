@@ -1,0 +1,192 @@
+#!/bin/bash
+# make demo-linux: Debian's own Linux kernel, run by QEMU, does block I/O on
+# a vhost-user-blk disk served by gm-vhost-blk (or, for comparison,
+# qemu-storage-daemon). The guest reads the disk and checks its checksum,
+# writes a pattern, reads it back and powers off; the host then checks the
+# image file. The last line says whether every check passed; so does the
+# exit status (0 passed, 1 failed, 77 skipped: the environment cannot run
+# the guest).
+#
+#   scripts/demo-linux.sh [--backend gm|qsd] [--gm-vhost-blk PATH]
+#                         [--install] [--size MIB] [--queues N] [--keep]
+#
+# Environment: BACKEND, GM_VHOST_BLK, ACCEL (tcg|kvm), KERNEL_VERSION,
+# DEMO_TIMEOUT (seconds QEMU may run, default 100).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/linux-guest.sh"
+
+BACKEND=${BACKEND:-gm}
+GM_VHOST_BLK=${GM_VHOST_BLK:-}
+install=0
+size_mib=64
+queues=1
+keep=0
+timeout_s=${DEMO_TIMEOUT:-100}
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--backend) BACKEND=$2; shift ;;
+	--gm-vhost-blk) GM_VHOST_BLK=$2; shift ;;
+	--install) install=1 ;;
+	--size) size_mib=$2; shift ;;
+	--queues) queues=$2; shift ;;
+	--keep) keep=1 ;;
+	*) echo "usage: $0 [--backend gm|qsd] [--gm-vhost-blk PATH] [--install] [--size MIB] [--queues N] [--keep]" >&2; exit 2 ;;
+	esac
+	shift
+done
+case "$BACKEND" in
+gm) backend_name=gm-vhost-blk ;;
+qsd) backend_name=qemu-storage-daemon ;;
+*) echo "demo-linux: unknown back end '$BACKEND' (gm or qsd)" >&2; exit 2 ;;
+esac
+
+if [ $install = 1 ]; then
+	"$here/deps.sh" demo-linux || echo "demo-linux: could not install the demo-linux packages"
+fi
+lg_need_tools
+lg_find_kernel
+lg_pick_accel
+if [ "$BACKEND" = gm ]; then
+	[ -n "$GM_VHOST_BLK" ] || GM_VHOST_BLK=$here/../build/tools/gm-vhost-blk/gm-vhost-blk
+	[ -x "$GM_VHOST_BLK" ] || { echo "demo-linux: no gm-vhost-blk at $GM_VHOST_BLK (build it first: ninja -C build)"; echo "demo-linux: FAIL"; exit 1; }
+else
+	command -v qemu-storage-daemon >/dev/null || lg_skip "qemu-storage-daemon not installed (Debian package qemu-system-common)"
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-demo-linux.XXXXXX")
+BACKEND_PID=
+QEMU_PID=
+cleanup() {
+	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
+	lg_stop_backend 2
+	if [ $keep = 1 ]; then echo "demo-linux: files kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t0=$(date +%s)
+echo "demo-linux: kernel $KVER, accel $ACCEL ($ACCEL_WHY), back end $backend_name${GM_VHOST_BLK:+ ($GM_VHOST_BLK)}"
+
+# The disk: a deterministic pattern of known checksum; the guest writes
+# WR_LEN bytes of its own pattern at WR_OFF.
+img=$WORK/disk.img
+disk_size=$((size_mib * 1024 * 1024))
+wr_off=$((disk_size / 4))
+wr_len=$((4 * 1024 * 1024))
+lg_image_pattern "$disk_size" >"$img"
+disk_md5=$(md5sum <"$img" | cut -d' ' -f1)
+wr_md5=$(lg_write_pattern "$wr_len" | md5sum | cut -d' ' -f1)
+after_md5=$({
+	head -c "$wr_off" "$img"
+	lg_write_pattern "$wr_len"
+	tail -c +$((wr_off + wr_len + 1)) "$img"
+} | md5sum | cut -d' ' -f1)
+echo "demo-linux: image $size_mib MiB, md5 $disk_md5; guest will write $wr_len bytes at $wr_off (expected md5 after: $after_md5)"
+
+cat >"$WORK/gm.conf" <<EOF
+MODE=demo
+DISK_SIZE=$disk_size
+DISK_MD5=$disk_md5
+WR_OFF=$wr_off
+WR_LEN=$wr_len
+WR_MD5=$wr_md5
+DISK_MD5_AFTER=$after_md5
+EOF
+lg_build_initramfs "$WORK/initrd.cpio" "$here/guest-init.sh" "$WORK/gm.conf"
+echo "demo-linux: initramfs $(($(stat -c %s "$WORK/initrd.cpio") / 1024)) KiB: static busybox, modules $LG_MODULES"
+
+# Results: NAME -> ok|FAIL, in order.
+checks=()
+failed=0
+record() { # record NAME ok|FAIL DETAIL
+	checks+=("$1")
+	[ "$2" = ok ] || failed=$((failed + 1))
+	printf '  %-18s %-4s %s\n' "$1" "$2" "$3"
+}
+
+sock=$WORK/vhost.sock
+if ! lg_start_backend "$BACKEND" "$sock" "$img" "$WORK/backend.log" "$queues"; then
+	echo "demo-linux: FAIL: the back end did not start"
+	exit 1
+fi
+echo "demo-linux: $backend_name listening on $sock (pid $BACKEND_PID); booting the guest"
+lg_start_qemu "$sock" "$WORK/initrd.cpio" "$WORK/console.log" "$timeout_s" 256
+wait "$QEMU_PID"
+qemu_rc=$?
+QEMU_PID=
+# Give the back end a moment to notice the disconnect and print its
+# summary, then stop it.
+sleep 0.5
+lg_stop_backend 5
+
+# The serial console ends lines with CR LF.
+tr -d '\r' <"$WORK/console.log" >"$WORK/console.txt"
+echo "guest:"
+grep -a '^GMDEMO check ' "$WORK/console.txt" | while read -r _ _ name st detail; do
+	printf '  %-18s %-4s %s\n' "$name" "$st" "$detail"
+done
+expected="modules disk-present disk-size read-checksum pattern write flush read-back read-after-write"
+for name in $expected; do
+	line=$(grep -a "^GMDEMO check $name " "$WORK/console.txt" | tail -n 1)
+	checks+=("$name")
+	case "$line" in
+	*" $name ok"*) ;;
+	"") failed=$((failed + 1)); printf '  %-18s %-4s %s\n' "$name" FAIL "no result from the guest" ;;
+	*) failed=$((failed + 1)) ;;
+	esac
+done
+
+echo "back end ($backend_name):"
+if [ -s "$WORK/backend.log" ]; then
+	sed 's/^/  | /' "$WORK/backend.log"
+else
+	# qemu-storage-daemon's vhost-user-blk export keeps no I/O counters
+	# (its QMP query-blockstats stays at zero for it).
+	echo "  (printed nothing)"
+fi
+
+echo "host:"
+if [ $qemu_rc = 0 ]; then
+	record qemu-exit ok "QEMU exited 0"
+elif [ $qemu_rc = 124 ] || [ $qemu_rc = 137 ]; then
+	record qemu-exit FAIL "QEMU killed after ${timeout_s} s"
+else
+	record qemu-exit FAIL "QEMU exited $qemu_rc"
+fi
+if grep -aq '^GMDEMO guest-done' "$WORK/console.txt"; then
+	record guest-done ok "the guest finished and powered off"
+else
+	record guest-done FAIL "the guest did not finish"
+fi
+sz=$(stat -c %s "$img")
+if [ "$sz" = "$disk_size" ]; then
+	record image-size ok "$sz bytes"
+else
+	record image-size FAIL "$sz bytes, expected $disk_size"
+fi
+sum=$(md5sum <"$img" | cut -d' ' -f1)
+if [ "$sum" = "$after_md5" ]; then
+	record image-checksum ok "md5 $sum: the guest's write landed, nothing else changed"
+else
+	record image-checksum FAIL "md5 $sum, expected $after_md5"
+fi
+if [ "$BACKEND_STATUS" = 0 ]; then
+	record backend-exit ok "$backend_name exited 0 on SIGTERM"
+else
+	record backend-exit FAIL "$backend_name exited with status $BACKEND_STATUS"
+fi
+
+if [ $failed != 0 ]; then
+	echo "guest console (last 40 lines):"
+	tail -n 40 "$WORK/console.txt" | sed 's/^/  | /'
+	[ -s "$WORK/console.log.qemu" ] && sed 's/^/  qemu: /' "$WORK/console.log.qemu"
+fi
+total=${#checks[@]}
+secs=$(($(date +%s) - t0))
+if [ $failed = 0 ]; then
+	echo "demo-linux: PASS: all $total checks passed ($backend_name, $ACCEL, ${secs} s)"
+	exit 0
+fi
+echo "demo-linux: FAIL: $failed of $total checks failed ($backend_name, $ACCEL, ${secs} s)"
+exit 1

@@ -1,0 +1,116 @@
+#!/bin/busybox sh
+# shellcheck shell=dash
+# /init of the demo-linux guest (busybox sh, PID 1). The host builds the
+# initramfs around it (scripts/linux-guest.sh) and reads what it prints on
+# the serial console: every line meant for the host starts with "GMDEMO ".
+#   GMDEMO check NAME ok|FAIL [detail]   one check of the demo
+#   GMDEMO begin PHASE / GMDEMO end PHASE bytes=N secs=S   benchmark phases
+#   GMDEMO guest-done                     last line before power-off
+# Parameters come from /gm.conf (shell assignments written by the host).
+
+/bin/busybox mkdir -p /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+
+say() { echo "GMDEMO $*"; }
+check() { # check NAME STATUS DETAIL
+	if [ "$2" = 0 ]; then say "check $1 ok $3"; else say "check $1 FAIL $3"; fi
+}
+finish() {
+	say guest-done
+	sync
+	poweroff -f
+	sleep 5
+	echo o >/proc/sysrq-trigger
+}
+
+MODE=demo
+. /gm.conf
+
+st=0
+for m in $(cat /modules.order); do
+	insmod "/lib/modules/$m.ko" || { st=1; bad="$bad $m"; }
+done
+check modules $st "$(cat /modules.order | tr '\n' ' ')${bad:+failed:$bad}"
+
+n=0
+while [ ! -b /dev/vda ] && [ $n -lt 200 ]; do
+	sleep 0.1
+	n=$((n + 1))
+done
+if [ ! -b /dev/vda ]; then
+	check disk-present 1 "no /dev/vda after 20 s"
+	finish
+fi
+check disk-present 0 "/dev/vda"
+
+size=$(blockdev --getsize64 /dev/vda)
+[ "$size" = "$DISK_SIZE" ]; rc=$?
+check disk-size $rc "$size bytes (expected $DISK_SIZE)"
+
+# Guest time in 10 ms steps (Debian's busybox dd prints no rate line).
+now() { cut -d' ' -f1 /proc/uptime; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+if [ "$MODE" = bench ]; then
+	# Sequential direct I/O over the whole disk, one phase per block size
+	# and direction; the host samples the back end's CPU time between the
+	# begin and end lines, so pause around them while the disk is idle.
+	# A phase is OP-BS[xPASSES], e.g. read-131072x4: PASSES times over the disk.
+	for phase in $BENCH_PHASES; do
+		op=${phase%%-*}
+		bs=${phase#*-}
+		passes=1
+		case "$bs" in *x*) passes=${bs#*x}; bs=${bs%x*} ;; esac
+		count=$((DISK_SIZE / bs))
+		say "begin $phase"
+		sleep 2
+		t=$(now)
+		rc=0
+		i=0
+		while [ $i -lt "$passes" ] && [ $rc = 0 ]; do
+			if [ "$op" = write ]; then
+				dd if=/dev/zero of=/dev/vda bs="$bs" count="$count" oflag=direct 2>/tmp/dd.err
+			else
+				dd if=/dev/vda of=/dev/null bs="$bs" count="$count" iflag=direct 2>/tmp/dd.err
+			fi
+			rc=$?
+			i=$((i + 1))
+		done
+		secs=$(since "$t")
+		say "end $phase rc=$rc bytes=$((count * bs * passes)) secs=$secs"
+		sleep 2
+	done
+	finish
+fi
+
+# 1. Read the whole disk (direct, 1 MiB requests) and check its checksum.
+t=$(now)
+sum=$(dd if=/dev/vda bs=1M iflag=direct 2>/tmp/dd.err | md5sum | cut -d' ' -f1)
+[ "$sum" = "$DISK_MD5" ]; rc=$?
+check read-checksum $rc "md5 $sum of $size bytes in $(since "$t") s"
+
+# 2. Write a pattern to a region (direct, 64 KiB requests), flush it.
+yes 'guestmem demo-linux: written by the guest through virtio-blk' | head -c "$WR_LEN" >/tmp/pattern
+sum=$(md5sum /tmp/pattern | cut -d' ' -f1)
+[ "$sum" = "$WR_MD5" ]; rc=$?
+check pattern $rc "guest-made pattern md5 $sum"
+dd if=/tmp/pattern of=/dev/vda bs=65536 seek=$((WR_OFF / 65536)) oflag=direct conv=notrunc 2>/tmp/dd.err; rc=$?
+check write $rc "$WR_LEN bytes at offset $WR_OFF"
+sync && blockdev --flushbufs /dev/vda; rc=$?
+check flush $rc "sync + BLKFLSBUF"
+
+# 3. Read the region back past the page cache, then the whole disk again.
+echo 3 >/proc/sys/vm/drop_caches
+sum=$(dd if=/dev/vda bs=4096 skip=$((WR_OFF / 4096)) count=$((WR_LEN / 4096)) iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+[ "$sum" = "$WR_MD5" ]; rc=$?
+check read-back $rc "md5 $sum of the region, 4 KiB requests"
+sum=$(dd if=/dev/vda bs=1M iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+[ "$sum" = "$DISK_MD5_AFTER" ]; rc=$?
+check read-after-write $rc "md5 $sum of the whole disk"
+
+finish
