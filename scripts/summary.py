@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Add up meson's test logs into the closing line CI reads.
 
-Usage: summary.py NAME:BUILDDIR [NAME:BUILDDIR ...]
+Usage: summary.py NAME:BUILDDIR|NAME:LOG.json [...]
 Prints one line per build and, last, 'N passed, N failed, N skipped'.
 Exits 1 if any test failed or a log is missing.
 """
@@ -14,7 +14,8 @@ for arg in sys.argv[1:]:
     name, _, build = arg.partition(":")
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     try:
-        with open(f"{build}/meson-logs/testlog.json") as f:
+        log = build if build.endswith(".json") else f"{build}/meson-logs/testlog.json"
+        with open(log) as f:
             for line in f:
                 r = json.loads(line)
                 res = r.get("result")
