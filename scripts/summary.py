@@ -1,34 +1,57 @@
 #!/usr/bin/env python3
 """Add up meson's test logs into the closing line CI reads.
 
-Usage: summary.py NAME:BUILDDIR|NAME:LOG.json [...]
-Prints one line per build and, last, 'N passed, N failed, N skipped'.
-Exits 1 if any test failed or a log is missing.
+Usage: summary.py NAME:BUILDDIR|NAME:TESTLOG.json [...]
+
+Counts cmocka test cases, not just test programs: a program's cmocka
+summary lines ("[  PASSED  ] N test(s).", "[  SKIPPED ] N test(s)",
+"[  FAILED  ] N test(s)") are read from its output, so a case skipped
+inside a passing program is reported as skipped. A program without such
+lines counts once by meson's verdict. Prints one line per build and, last,
+'N passed, N failed, N skipped'. Exits 1 if any test failed or a log is
+missing.
 """
 import json
+import re
 import sys
+
+CM = {
+    "passed": re.compile(r"^\[  PASSED  \] (\d+) test", re.M),
+    "failed": re.compile(r"^\[  FAILED  \] (\d+) test", re.M),
+    "skipped": re.compile(r"^\[  SKIPPED \] (\d+) test", re.M),
+}
 
 total = {"passed": 0, "failed": 0, "skipped": 0}
 bad = False
 for arg in sys.argv[1:]:
-    name, _, build = arg.partition(":")
+    name, _, path = arg.partition(":")
+    if not path.endswith(".json"):
+        path = f"{path}/meson-logs/testlog.json"
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     try:
-        log = build if build.endswith(".json") else f"{build}/meson-logs/testlog.json"
-        with open(log) as f:
-            for line in f:
-                r = json.loads(line)
-                res = r.get("result")
-                if res == "OK":
-                    counts["passed"] += 1
-                elif res == "SKIP":
-                    counts["skipped"] += 1
-                else:
-                    counts["failed"] += 1
+        with open(path) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
     except OSError:
-        print(f"{name}: no test log in {build}")
+        print(f"{name}: no test log at {path}")
         bad = True
         continue
+    for r in lines:
+        res = r.get("result")
+        out = (r.get("stdout") or "") + "\n" + (r.get("stderr") or "")
+        found = {k: sum(int(n) for n in rx.findall(out)) for k, rx in CM.items()}
+        if any(found.values()) and res in ("OK", "FAIL", "SKIP"):
+            for k in counts:
+                counts[k] += found[k]
+            # A program that failed without a cmocka failure line (crash,
+            # sanitizer report at exit, timeout) still counts as one failure.
+            if res == "FAIL" and found["failed"] == 0:
+                counts["failed"] += 1
+        elif res == "OK":
+            counts["passed"] += 1
+        elif res == "SKIP":
+            counts["skipped"] += 1
+        else:
+            counts["failed"] += 1
     print(f"{name}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
     for k in total:
         total[k] += counts[k]
