@@ -69,20 +69,34 @@ t0=$(date +%s)
 echo "demo-linux: kernel $KVER, accel $ACCEL ($ACCEL_WHY), back end $backend_name${GM_VHOST_BLK:+ ($GM_VHOST_BLK)}"
 
 # The disk: a deterministic pattern of known checksum; the guest writes
-# WR_LEN bytes of its own pattern at WR_OFF.
+# WR_LEN bytes of its own pattern at WR_OFF and discards DISC_LEN bytes at
+# DISC_OFF (which then hold either their old contents or zeros).
 img=$WORK/disk.img
 disk_size=$((size_mib * 1024 * 1024))
 wr_off=$((disk_size / 4))
 wr_len=$((4 * 1024 * 1024))
+disc_off=$((disk_size / 2))
+disc_len=$((1024 * 1024))
 lg_image_pattern "$disk_size" >"$img"
 disk_md5=$(md5sum <"$img" | cut -d' ' -f1)
 wr_md5=$(lg_write_pattern "$wr_len" | md5sum | cut -d' ' -f1)
-after_md5=$({
+# image_after ZEROED: the image as the guest should leave it.
+image_after() {
 	head -c "$wr_off" "$img"
 	lg_write_pattern "$wr_len"
-	tail -c +$((wr_off + wr_len + 1)) "$img"
-} | md5sum | cut -d' ' -f1)
-echo "demo-linux: image $size_mib MiB, md5 $disk_md5; guest will write $wr_len bytes at $wr_off (expected md5 after: $after_md5)"
+	if [ "$1" = 1 ]; then
+		tail -c +$((wr_off + wr_len + 1)) "$img" | head -c $((disc_off - wr_off - wr_len))
+		head -c "$disc_len" /dev/zero
+		tail -c +$((disc_off + disc_len + 1)) "$img"
+	else
+		tail -c +$((wr_off + wr_len + 1)) "$img"
+	fi
+}
+after_md5=$(image_after 0 | md5sum | cut -d' ' -f1)
+after_z_md5=$(image_after 1 | md5sum | cut -d' ' -f1)
+disc_keep_md5=$(tail -c +$((disc_off + 1)) "$img" | head -c "$disc_len" | md5sum | cut -d' ' -f1)
+disc_zero_md5=$(head -c "$disc_len" /dev/zero | md5sum | cut -d' ' -f1)
+echo "demo-linux: image $size_mib MiB, md5 $disk_md5; the guest will write $wr_len bytes at $wr_off and discard $disc_len at $disc_off"
 
 cat >"$WORK/gm.conf" <<EOF
 MODE=demo
@@ -92,6 +106,11 @@ WR_OFF=$wr_off
 WR_LEN=$wr_len
 WR_MD5=$wr_md5
 DISK_MD5_AFTER=$after_md5
+DISK_MD5_AFTER_Z=$after_z_md5
+DISC_OFF=$disc_off
+DISC_LEN=$disc_len
+DISC_MD5_KEEP=$disc_keep_md5
+DISC_MD5_ZERO=$disc_zero_md5
 EOF
 lg_build_initramfs "$WORK/initrd.cpio" "$here/guest-init.sh" "$WORK/gm.conf"
 echo "demo-linux: initramfs $(($(stat -c %s "$WORK/initrd.cpio") / 1024)) KiB: static busybox, modules $LG_MODULES"
@@ -126,7 +145,7 @@ echo "guest:"
 grep -a '^GMDEMO check ' "$WORK/console.txt" | while read -r _ _ name st detail; do
 	printf '  %-18s %-4s %s\n' "$name" "$st" "$detail"
 done
-expected="modules disk-present disk-size read-checksum pattern write flush read-back read-after-write"
+expected="modules disk-present disk-size read-checksum pattern write flush read-back discard read-after-write"
 for name in $expected; do
 	line=$(grep -a "^GMDEMO check $name " "$WORK/console.txt" | tail -n 1)
 	checks+=("$name")
@@ -168,8 +187,10 @@ fi
 sum=$(md5sum <"$img" | cut -d' ' -f1)
 if [ "$sum" = "$after_md5" ]; then
 	record image-checksum ok "md5 $sum: the guest's write landed, nothing else changed"
+elif [ "$sum" = "$after_z_md5" ]; then
+	record image-checksum ok "md5 $sum: the guest's write landed, the discarded range is zeros, nothing else changed"
 else
-	record image-checksum FAIL "md5 $sum, expected $after_md5"
+	record image-checksum FAIL "md5 $sum, expected $after_md5 (or $after_z_md5 with the discarded range zeroed)"
 fi
 if [ "$BACKEND_STATUS" = 0 ]; then
 	record backend-exit ok "$backend_name exited 0 on SIGTERM"

@@ -173,7 +173,7 @@ lg_start_backend() {
 	qsd)
 		command -v qemu-storage-daemon >/dev/null || { echo "qemu-storage-daemon not installed"; return 1; }
 		qemu-storage-daemon \
-			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off" \
+			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off,discard=unmap" \
 			--export "type=vhost-user-blk,id=e0,node-name=disk,addr.type=unix,addr.path=$sock,writable=on,num-queues=$queues" \
 			>"$log" 2>&1 &
 		;;
