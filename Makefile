@@ -40,11 +40,12 @@ build-release/build.ninja: | deps
 demo: all
 	./build/examples/tour/gm-tour
 
-# The back end serving the guest's disk: gm (gm-vhost-blk) or qsd
-# (qemu-storage-daemon, the stand-in until gm-vhost-blk lands).
-DEMO_BACKEND ?= qsd
+# The back end serving the guest's disk: gm (gm-vhost-blk, once its sources
+# are in the tree) or qsd (qemu-storage-daemon, the stand-in before).
+DEMO_BACKEND ?= $(if $(wildcard tools/gm-vhost-blk/main.c),gm,qsd)
 demo-linux: all
-	scripts/demo-linux.sh --install --backend $(DEMO_BACKEND)
+	scripts/demo-linux.sh --install --backend $(DEMO_BACKEND) \
+		--gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
 
 check:
 	@scripts/deps.sh base i386
