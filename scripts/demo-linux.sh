@@ -192,6 +192,32 @@ elif [ "$sum" = "$after_z_md5" ]; then
 else
 	record image-checksum FAIL "md5 $sum, expected $after_md5 (or $after_z_md5 with the discarded range zeroed)"
 fi
+if [ "$BACKEND" = gm ]; then
+	# gm-vhost-blk's closing stats line: KEY=N pairs. The guest wrote
+	# exactly wr_len bytes, read the whole disk twice, flushed and
+	# (if offered) discarded once; no request may have failed.
+	stats=$(grep -a 'total stats:' "$WORK/backend.log" | tail -n 1)
+	bstat() { printf '%s\n' "$stats" | tr ' ;' '\n\n' | sed -n "s/^$1=\([0-9]*\)$/\1/p" | head -n 1; }
+	if [ -z "$stats" ]; then
+		record backend-stats FAIL "no 'total stats:' line from gm-vhost-blk"
+	else
+		why=""
+		[ "$(bstat failed)" = 0 ] || why="$why failed=$(bstat failed)"
+		[ "$(bstat malformed)" = 0 ] || why="$why malformed=$(bstat malformed)"
+		[ "$(bstat written)" = "$wr_len" ] || why="$why written=$(bstat written) (expected $wr_len)"
+		[ "$(bstat read)" -ge $((2 * disk_size)) ] 2>/dev/null || why="$why read=$(bstat read) (expected at least $((2 * disk_size)))"
+		[ "$(bstat flush)" -ge 1 ] 2>/dev/null || why="$why flush=$(bstat flush)"
+		if ! grep -aq '^GMDEMO check discard ok not offered' "$WORK/console.txt"; then
+			[ "$(bstat discard)" -ge 1 ] 2>/dev/null || why="$why discard=$(bstat discard)"
+		fi
+		summary="$(bstat in) reads, $(bstat out) writes, $(bstat flush) flushes, $(bstat discard) discards; $(bstat read) bytes read, $(bstat written) written; $(bstat regions) memory region(s)"
+		if [ -z "$why" ]; then
+			record backend-stats ok "$summary"
+		else
+			record backend-stats FAIL "$summary; wrong:$why"
+		fi
+	fi
+fi
 if [ "$BACKEND_STATUS" = 0 ]; then
 	record backend-exit ok "$backend_name exited 0 on SIGTERM"
 else

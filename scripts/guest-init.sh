@@ -101,8 +101,9 @@ sum=$(md5sum /tmp/pattern | cut -d' ' -f1)
 check pattern $rc "guest-made pattern md5 $sum"
 dd if=/tmp/pattern of=/dev/vda bs=65536 seek=$((WR_OFF / 65536)) oflag=direct conv=notrunc 2>/tmp/dd.err; rc=$?
 check write $rc "$WR_LEN bytes at offset $WR_OFF"
-sync && blockdev --flushbufs /dev/vda; rc=$?
-check flush $rc "sync + BLKFLSBUF"
+# fsync on the block device sends a FLUSH when the device offers one.
+dd if=/dev/null of=/dev/vda conv=notrunc,fsync 2>/tmp/dd.err && blockdev --flushbufs /dev/vda; rc=$?
+check flush $rc "fsync (FLUSH request: $(cat /sys/block/vda/queue/write_cache 2>/dev/null))"
 
 # 3. Read the region back past the page cache, then the whole disk again.
 echo 3 >/proc/sys/vm/drop_caches
