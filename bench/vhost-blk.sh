@@ -3,7 +3,7 @@
 # (Debian's kernel under QEMU) does sequential direct I/O on a vhost-user-blk
 # disk, once served by gm-vhost-blk and once by qemu-storage-daemon, same
 # image, same workload, one after the other in one run:
-#   write then read the whole image with 128 KiB requests (4 passes each),
+#   write then read the whole image with 128 KiB requests (8 passes each),
 #   then with 4 KiB requests (1 pass each).
 # Reported per phase and back end: guest-observed throughput (the guest
 # times its own dd with /proc/uptime) and the back end's CPU time
@@ -22,9 +22,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 GM_VHOST_BLK=${GM_VHOST_BLK:-$here/../build-release/tools/gm-vhost-blk/gm-vhost-blk}
 size_mib=256
 backends="gm qsd"
-# 128 KiB phases run 4 passes so their CPU time is well above the 10 ms
+# 128 KiB phases run 8 passes so their CPU time is well above the 10 ms
 # resolution of /proc/PID/stat.
-phases="write-131072x4 read-131072x4 write-4096 read-4096"
+phases="write-131072x8 read-131072x8 write-4096 read-4096"
 timeout_s=${BENCH_TIMEOUT:-1200}
 while [ $# -gt 0 ]; do
 	case "$1" in
