@@ -11,9 +11,9 @@
  * library's own lookup.
  *
  * The default include of <guestmem/memory.h> turns the fixed-width
- * accessors and gm_host_ptr() into the inline fast path; writing the name
- * in parentheses, `(gm_read_u64)(...)`, calls the exported function
- * instead. Both are exercised, and the last tests check they agree.
+ * accessors, the atomic loads and stores and gm_host_ptr() into the inline
+ * fast path; writing the name in parentheses, `(gm_read_u64)(...)`, calls
+ * the exported function instead. Both are exercised, and the last tests check they agree.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -2781,6 +2781,61 @@ static void inline_and_exported_writes_agree(void **state)
 	world_free(&w);
 }
 
+static void inline_and_exported_atomics_agree(void **state)
+{
+	static const int orders[] = {__ATOMIC_RELAXED,
+				     __ATOMIC_CONSUME,
+				     __ATOMIC_ACQUIRE,
+				     __ATOMIC_RELEASE,
+				     __ATOMIC_ACQ_REL,
+				     __ATOMIC_SEQ_CST,
+				     6,
+				     -1};
+	struct world w;
+	size_t i, j;
+	unsigned k;
+
+	(void)state;
+	world_build_full(&w, agree_layout, agree_flags, NULL, NULL, 6);
+	for (i = 0; i < sizeof(agree_bases) / sizeof(agree_bases[0]); i++)
+		for (k = 0; k < 9; k++)
+			for (j = 0; j < sizeof(orders) / sizeof(orders[0]); j++) {
+				gm_gpa_t gpa = agree_bases[i] + k;
+				int mo = orders[j];
+				uint32_t a32 = 0x5555, b32 = 0x5555;
+				uint64_t a64 = 0x5555, b64 = 0x5555;
+				int ra, rb;
+
+				ra = gm_atomic_load_u32(w.m, gpa, &a32, mo);
+				rb = (gm_atomic_load_u32)(w.m, gpa, &b32, mo);
+				assert_int_equal(ra, rb);
+				assert_int_equal(a32, b32);
+				ra = gm_atomic_load_u64(w.m, gpa, &a64, mo);
+				rb = (gm_atomic_load_u64)(w.m, gpa, &b64, mo);
+				assert_int_equal(ra, rb);
+				assert_int_equal(a64, b64);
+				assert_int_equal(gm_atomic_load_u64(w.m, gpa, NULL, mo),
+						 (gm_atomic_load_u64)(w.m, gpa, NULL, mo));
+
+				ra = gm_atomic_store_u32(w.m, gpa, 0xa0a0a0a0u + k, mo);
+				rb = (gm_atomic_store_u32)(w.m, gpa, 0xb0b0b0b0u + k, mo);
+				assert_int_equal(ra, rb);
+				if (rb == 0) {
+					assert_int_equal(gm_read_u32(w.m, gpa, &b32), 0);
+					assert_int_equal(b32, 0xb0b0b0b0u + k);
+				}
+				ra = gm_atomic_store_u64(w.m, gpa, 0xa0a0a0a0a0a0ull + k, mo);
+				rb = (gm_atomic_store_u64)(w.m, gpa, 0xb0b0b0b0b0b0ull + k, mo);
+				assert_int_equal(ra, rb);
+				if (rb == 0) {
+					assert_int_equal(gm_read_u64(w.m, gpa, &b64), 0);
+					assert_int_equal(b64, 0xb0b0b0b0b0b0ull + k);
+				}
+			}
+	expect_pat(&w, 0x20000, 2 * PAGE);
+	world_free(&w);
+}
+
 static void inline_and_exported_host_ptr_agree(void **state)
 {
 	static const size_t lens[] = {0, 1, 2, 8, 13, PAGE, 3 * PAGE, SIZE_MAX};
@@ -2909,6 +2964,7 @@ int main(void)
 					    dfix_teardown),
 	    cmocka_unit_test(inline_and_exported_reads_agree),
 	    cmocka_unit_test(inline_and_exported_writes_agree),
+	    cmocka_unit_test(inline_and_exported_atomics_agree),
 	    cmocka_unit_test(inline_and_exported_host_ptr_agree),
 	};
 
