@@ -284,6 +284,11 @@ static void collect_rejects_bad_arguments(void **state)
 	assert_int_equal(w, BIT(36) - 1);
 	assert_int_equal(gm_dirty_count(d), 64);
 	gm_dirty_put(d);
+	/* a whole number of words: the first page past the end is rejected */
+	d = dnew(128 * PAGE);
+	assert_int_equal(gm_dirty_collect(d, 128, &w, 1), -EINVAL);
+	assert_int_equal(gm_dirty_merge(d, 64, &w, 1), 0);
+	gm_dirty_put(d);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -2004,8 +2004,14 @@ static void to_iovec_enobufs_reports_pieces_needed(void **state)
 		assert_ptr_equal(iov[i].iov_base, w.host[i]);
 		assert_int_equal(iov[i].iov_len, PAGE);
 	}
-	assert_int_equal(gm_to_iovec_write(w.m, 0x100000, 10 * PAGE, iov, 9, &n), -ENOBUFS);
-	assert_int_equal(n, 10);
+	{
+		struct iovec nine[9];
+
+		assert_int_equal(gm_to_iovec_write(w.m, 0x100000, 10 * PAGE, nine, 9, &n),
+				 -ENOBUFS);
+		assert_int_equal(n, 10);
+		assert_ptr_equal(nine[8].iov_base, w.host[8]);
+	}
 	assert_int_equal(gm_to_iovec(w.m, 0x100000, 10 * PAGE, iov, 0, &n), -ENOBUFS);
 	assert_int_equal(n, 10);
 	/* exactly enough */
@@ -2574,6 +2580,11 @@ static void dirty_marked_by_gm_mark_dirty(void **state)
 	expect_dirty(f, 0, BIT(1));
 	assert_int_equal(gm_mark_dirty(f->w.m, 0x30000, 10), 0);
 	expect_dirty(f, 0, 0);
+	/* a range that starts in a hole still marks the RAM after it */
+	assert_int_equal(gm_mark_dirty(f->w.m, 0xf000, 0x1001), 0);
+	expect_dirty(f, BIT(2), 0);
+	assert_int_equal(gm_mark_dirty(f->w.m, 0x16000 - 1, 0x20000 - 0x16000 + 1), 0);
+	expect_dirty(f, 0, BIT(1));
 }
 
 static void dirty_not_marked_by_reads(void **state)

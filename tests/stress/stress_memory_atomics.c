@@ -23,7 +23,7 @@
 #include <guestmem/guestmem.h>
 
 #define NTHREADS 4
-#define OPS	 20000 /* per thread and word: a few seconds under TSan */
+#define OPS	 100000 /* per thread and word: about a second under TSan */
 
 #define GPA_BASE 0x100000000ull /* above 4 GiB: exercises the 64-bit gpa on i386 */
 #define PAGE	 ((uint64_t)4096)
