@@ -1,0 +1,159 @@
+/*
+ * guestmem/vhost.h - guest memory as a vhost-user back end receives it.
+ *
+ * A vhost-user front end (QEMU) shares the guest's RAM with a back end in
+ * another process by sending a memory table: for each region a file
+ * descriptor, the offset of the region in it, the region's guest-physical
+ * address and size, and the address at which the front end itself maps it
+ * (its "user address"; virtqueue addresses arrive in that form).
+ *
+ * struct gm_vhost_table is one such table mapped into this process: an
+ * immutable gm_memory (memory.h) for the data path plus an index of user
+ * addresses. struct gm_vhost_mem holds the table currently in force and
+ * replaces it while device threads keep running: a new table is published
+ * with RCU (liburcu, memb flavour); a thread that took the old one keeps a
+ * reference and finishes its requests on it; the old table is unmapped when
+ * the grace period has passed and the last reference is gone.
+ *
+ * Every number in a table comes from the front end and is treated as
+ * hostile: zero sizes, ranges that wrap, guest or user ranges that overlap,
+ * too many regions and windows that leave the file are refused before
+ * anything is mapped.
+ *
+ * Lifetime: gm_vhost_table is refcounted (get/put); gm_vhost_mem has one
+ * owner (new/free).
+ */
+#ifndef GUESTMEM_VHOST_H
+#define GUESTMEM_VHOST_H
+
+#include <guestmem/memory.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct gm_vhost_table;
+struct gm_vhost_mem;
+
+/* The largest max_regions gm_vhost_mem_new() accepts. */
+#define GM_VHOST_REGIONS_MAX 512u
+
+/* One region of a vhost-user memory table (VhostUserMemoryRegion + its fd). */
+struct gm_vhost_region {
+	gm_gpa_t gpa;	      /* guest_phys_addr */
+	uint64_t size;	      /* memory_size */
+	uint64_t uaddr;	      /* userspace_addr: the front end's address of @gpa */
+	uint64_t mmap_offset; /* offset of @gpa's byte in @fd */
+	int fd;		      /* borrowed; the table keeps its own duplicate */
+};
+
+/*
+ * Map @n regions and build a table. The fds are borrowed: the caller may
+ * close them when this returns. @max_regions bounds @n.
+ * Returns 0 and *@out holding one reference, or:
+ * -EINVAL    @out NULL, @regions NULL with @n > 0, a zero size, fd < 0;
+ * -E2BIG     @n > @max_regions;
+ * -EOVERFLOW gpa + size, uaddr + size or mmap_offset + size wraps, or a
+ *            region cannot be mapped by this process (size_t);
+ * -EEXIST    two regions overlap in guest-physical or in user addresses;
+ * -ENOMEM, or the errno of mmap() (-EBADF, -EACCES, -ENODEV ...).
+ * Thread-safe.
+ */
+GM_API int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n,
+			      size_t max_regions, struct gm_vhost_table **out);
+
+/* Take a reference and return @t. */
+GM_API struct gm_vhost_table *gm_vhost_table_get(struct gm_vhost_table *t);
+
+/* Drop a reference; at zero the regions are unmapped. NULL ok. Thread-safe. */
+GM_API void gm_vhost_table_put(struct gm_vhost_table *t);
+
+/* The guest memory view of @t: borrowed, valid while @t is. */
+GM_API const struct gm_memory *gm_vhost_table_memory(const struct gm_vhost_table *t);
+
+/* Number of regions of @t. */
+GM_API size_t gm_vhost_table_region_count(const struct gm_vhost_table *t);
+
+/*
+ * Describe region @index of @t (sorted by guest address). out->fd is the
+ * table's own duplicate: do not close it. Returns 0, -EINVAL (@out NULL),
+ * -ENOENT (@index out of range).
+ */
+GM_API int gm_vhost_table_region(const struct gm_vhost_table *t, size_t index,
+				 struct gm_vhost_region *out);
+
+/*
+ * Translate the front end's user address range [@uaddr, @uaddr + @size)
+ * into a guest-physical address. The whole range must lie in one region.
+ * Returns 0 and *@gpa, -EINVAL (@size 0 or @gpa NULL), -EFAULT (not
+ * mapped, crosses a region's end, or wraps). Thread-safe.
+ */
+GM_API int gm_vhost_uaddr_to_gpa(const struct gm_vhost_table *t, uint64_t uaddr, uint64_t size,
+				 gm_gpa_t *gpa);
+
+/*
+ * Translate a guest range [@gpa, @gpa + @size) in one region into the front
+ * end's user address. Returns 0, -EINVAL, -EFAULT as above.
+ */
+GM_API int gm_vhost_gpa_to_uaddr(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t size,
+				 uint64_t *uaddr);
+
+/*
+ * A holder of the table in force, at most @max_regions regions (1 ..
+ * GM_VHOST_REGIONS_MAX). It starts empty (no table).
+ * Returns 0, -EINVAL, -ENOMEM.
+ */
+GM_API int gm_vhost_mem_new(size_t max_regions, struct gm_vhost_mem **out);
+
+/*
+ * Drop the table in force and free @vm. No thread may use @vm any more;
+ * tables taken with gm_vhost_mem_table() stay valid until put. NULL ok.
+ */
+GM_API void gm_vhost_mem_free(struct gm_vhost_mem *vm);
+
+/*
+ * Replace the whole table (VHOST_USER_SET_MEM_TABLE). On error the table
+ * in force is unchanged. Errors of gm_vhost_table_new().
+ * The old table is released after an RCU grace period, so the caller must
+ * not be inside an RCU read-side section. Writers are serialised inside;
+ * safe against concurrent gm_vhost_mem_table() callers.
+ */
+GM_API int gm_vhost_mem_set(struct gm_vhost_mem *vm, const struct gm_vhost_region *regions,
+			    size_t n);
+
+/*
+ * Add one region to the table in force (VHOST_USER_ADD_MEM_REG); with no
+ * table, start one. Errors of gm_vhost_table_new() (-E2BIG when full,
+ * -EEXIST on overlap with a region already there). Same rules as
+ * gm_vhost_mem_set().
+ */
+GM_API int gm_vhost_mem_add(struct gm_vhost_mem *vm, const struct gm_vhost_region *region);
+
+/*
+ * Remove the region with exactly this guest address, size and user address
+ * (VHOST_USER_REM_MEM_REG; fd and mmap_offset are ignored). Returns 0,
+ * -ENOENT if no region matches, -EINVAL, -ENOMEM. Same rules as
+ * gm_vhost_mem_set().
+ */
+GM_API int gm_vhost_mem_remove(struct gm_vhost_mem *vm, const struct gm_vhost_region *region);
+
+/* Drop the table in force (VHOST_USER_RESET_OWNER, disconnect). Same rules. */
+GM_API void gm_vhost_mem_clear(struct gm_vhost_mem *vm);
+
+/*
+ * A reference on the table in force, or NULL if there is none. The caller
+ * puts it when its requests are done: a table replaced meanwhile stays
+ * mapped until then. The calling thread must be registered with liburcu
+ * (urcu_memb_register_thread()). Thread-safe, wait-free apart from the
+ * reference count.
+ */
+GM_API struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm);
+
+/* Number of table replacements so far (set, add, remove, clear): a generation. */
+GM_API uint64_t gm_vhost_mem_generation(const struct gm_vhost_mem *vm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GUESTMEM_VHOST_H */

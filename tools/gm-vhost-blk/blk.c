@@ -1,0 +1,408 @@
+/*
+ * blk.c - virtio-blk requests (virtio 1.x, 5.2) on a raw image file.
+ *
+ * A request is a chain: device-readable bytes (a 16-byte header, then the
+ * data of a write or the segments of a discard), then device-writable
+ * bytes (the data of a read or of GET_ID, then one status byte). The
+ * header and the segments may be split across descriptors anywhere, so
+ * both directions are treated as byte streams over the buffers.
+ */
+#include "blk.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SECTOR 512u
+
+enum {
+	T_IN = 0,
+	T_OUT = 1,
+	T_FLUSH = 4,
+	T_GET_ID = 8,
+	T_DISCARD = 11,
+	T_WRITE_ZEROES = 13,
+};
+
+enum { S_OK = 0, S_IOERR = 1, S_UNSUPP = 2 };
+
+#define F_SEG_MAX      2
+#define F_RO	       5
+#define F_BLK_SIZE     6
+#define F_FLUSH	       9
+#define F_MQ	       12
+#define F_DISCARD      13
+#define F_WRITE_ZEROES 14
+
+#define WZ_UNMAP 1u
+
+static void count(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+/* A direction of a request: the buffers, and how many bytes they hold. */
+struct stream {
+	const struct gm_virtq_buf *b;
+	size_t n;
+	uint64_t len;
+};
+
+/*
+ * Call @fn on each piece of [@off, @off + @len) of stream @s. Stops at the
+ * first error. The caller checked off + len <= s->len.
+ */
+static int for_pieces(const struct stream *s, uint64_t off, uint64_t len,
+		      int (*fn)(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos), void *ctx)
+{
+	uint64_t pos = 0;
+	size_t i;
+	int ret;
+
+	for (i = 0; i < s->n && len > 0; i++) {
+		uint64_t l = s->b[i].len, take;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		take = l - off < len ? l - off : len;
+		ret = fn(ctx, s->b[i].gpa + off, (size_t)take, pos);
+		if (ret)
+			return ret;
+		pos += take;
+		len -= take;
+		off = 0;
+	}
+	return 0;
+}
+
+struct copy_ctx {
+	const struct gm_memory *m;
+	uint8_t *buf;
+};
+
+static int gather_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
+{
+	struct copy_ctx *c = ctx;
+
+	return gm_read(c->m, gpa, c->buf + pos, len);
+}
+
+static int scatter_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
+{
+	struct copy_ctx *c = ctx;
+
+	return gm_write(c->m, gpa, c->buf + pos, len);
+}
+
+struct io_ctx {
+	const struct gm_memory *m;
+	int fd;
+	uint64_t off; /* file offset of the first byte */
+	bool to_guest;
+};
+
+static int io_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
+{
+	struct io_ctx *c = ctx;
+	size_t done;
+	int ret;
+
+	if (c->to_guest)
+		ret = gm_read_from_fd(c->m, gpa, c->fd, (int64_t)(c->off + pos), len, &done);
+	else
+		ret = gm_write_to_fd(c->m, gpa, c->fd, (int64_t)(c->off + pos), len, &done);
+	if (ret)
+		return ret;
+	return done == len ? 0 : -EIO; /* the image shrank under us */
+}
+
+/* File offset of @sector if [sector * 512, + @len) lies in the image; else -EIO. */
+static int image_range(const struct blk_dev *b, uint64_t sector, uint64_t len, uint64_t *off)
+{
+	if (gm_mul_overflow_u64(sector, SECTOR, off))
+		return -EIO;
+	/* b->size fits off_t (it came from fstat), so every offset inside does too. */
+	if (!gm_range_contains(0, b->size, *off, len))
+		return -EIO;
+	return 0;
+}
+
+static int zero_range(const struct blk_dev *b, uint64_t off, uint64_t len, bool unmap)
+{
+	static const uint8_t zeros[65536];
+	int mode = FALLOC_FL_KEEP_SIZE | (unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+
+	if (len == 0 || fallocate(b->fd, mode, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return -errno;
+	while (len > 0) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		ssize_t w = pwrite(b->fd, zeros, n, (off_t)off);
+
+		if (w <= 0) {
+			if (w < 0 && errno == EINTR)
+				continue;
+			return -EIO;
+		}
+		off += (uint64_t)w;
+		len -= (uint64_t)w;
+	}
+	return 0;
+}
+
+/* DISCARD and WRITE_ZEROES: @data bytes of 16-byte segments at offset 16 of @r. */
+static uint8_t do_ranges(struct blk_dev *b, const struct gm_memory *m, const struct stream *r,
+			 uint64_t data, bool discard)
+{
+	uint8_t seg[16];
+	struct copy_ctx c = {m, seg};
+	uint64_t i, sector, off, len;
+	uint32_t nsec, flags;
+
+	if (b->readonly || data == 0 || data % 16 || data / 16 > BLK_DISCARD_SEG_MAX)
+		return S_IOERR;
+	for (i = 0; i < data / 16; i++) {
+		if (for_pieces(r, 16 + 16 * i, 16, gather_piece, &c))
+			return S_IOERR;
+		/* Read once: the guest may rewrite the segment behind us. */
+		memcpy(&sector, seg, 8);
+		memcpy(&nsec, seg + 8, 4);
+		memcpy(&flags, seg + 12, 4);
+		sector = le64toh(sector);
+		nsec = le32toh(nsec);
+		flags = le32toh(flags);
+		if (flags & ~WZ_UNMAP)
+			return S_UNSUPP;
+		if (discard && flags)
+			return S_UNSUPP; /* unmap is reserved for discard */
+		len = (uint64_t)nsec * SECTOR;
+		if (image_range(b, sector, len, &off))
+			return S_IOERR;
+		if (discard) {
+			/* A discard is a hint: a file system without hole punching is fine. */
+			if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+				      (off_t)len) &&
+			    errno != EOPNOTSUPP && errno != ENOSYS && len)
+				return S_IOERR;
+		} else if (zero_range(b, off, len, flags & WZ_UNMAP)) {
+			return S_IOERR;
+		}
+	}
+	return S_OK;
+}
+
+static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *m,
+			   const struct gm_virtq_buf *bufs, size_t n)
+{
+	struct blk_dev *b = opaque;
+	struct stream r = {bufs, 0, 0}, w;
+	uint8_t hdr[16], status = S_OK;
+	struct copy_ctx hc = {m, hdr};
+	uint32_t type, used = 1;
+	uint64_t sector, data, off;
+	gm_gpa_t status_gpa;
+	size_t i;
+
+	(void)qidx;
+	/* gm_virtq_pop() guarantees: readable buffers first, then writable ones. */
+	while (r.n < n && !bufs[r.n].writable)
+		r.len += bufs[r.n++].len;
+	w.b = bufs + r.n;
+	w.n = n - r.n;
+	w.len = 0;
+	for (i = 0; i < w.n; i++)
+		w.len += w.b[i].len;
+	/* No writable last byte: there is nowhere to report a status. */
+	if (w.n == 0 || w.b[w.n - 1].len == 0 ||
+	    gm_add_overflow_u64(w.b[w.n - 1].gpa, w.b[w.n - 1].len - 1, &status_gpa)) {
+		count(&b->stats.failed, 1);
+		return 0;
+	}
+	if (r.len < sizeof(hdr) || for_pieces(&r, 0, sizeof(hdr), gather_piece, &hc)) {
+		status = S_IOERR;
+		goto out;
+	}
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+	type = le32toh(type);
+	sector = le64toh(sector);
+	switch (type) {
+	case T_IN: {
+		struct io_ctx io = {m, b->fd, 0, true};
+
+		count(&b->stats.in, 1);
+		data = w.len - 1;
+		/* Data in device-readable buffers would mean writing into them: refuse. */
+		if (r.len != sizeof(hdr) || w.len > UINT32_MAX || data % SECTOR || image_range(b, sector, data, &io.off) ||
+		    for_pieces(&w, 0, data, io_piece, &io)) {
+			status = S_IOERR;
+			break;
+		}
+		count(&b->stats.bytes_read, data);
+		used = (uint32_t)w.len; /* data + status, checked above */
+		break;
+	}
+	case T_OUT: {
+		struct io_ctx io = {m, b->fd, 0, false};
+
+		count(&b->stats.out, 1);
+		data = r.len - sizeof(hdr);
+		if (b->readonly || data % SECTOR || image_range(b, sector, data, &io.off) ||
+		    for_pieces(&r, sizeof(hdr), data, io_piece, &io)) {
+			status = S_IOERR;
+			break;
+		}
+		count(&b->stats.bytes_written, data);
+		break;
+	}
+	case T_FLUSH:
+		count(&b->stats.flush, 1);
+		if (!b->readonly && fdatasync(b->fd))
+			status = S_IOERR;
+		break;
+	case T_GET_ID: {
+		struct copy_ctx c = {m, (uint8_t *)b->id};
+		uint64_t k = w.len - 1 < BLK_ID_BYTES ? w.len - 1 : BLK_ID_BYTES;
+
+		count(&b->stats.get_id, 1);
+		if (for_pieces(&w, 0, k, scatter_piece, &c)) {
+			status = S_IOERR;
+			break;
+		}
+		used = (uint32_t)k + 1;
+		break;
+	}
+	case T_DISCARD:
+	case T_WRITE_ZEROES:
+		count(type == T_DISCARD ? &b->stats.discard : &b->stats.write_zeroes, 1);
+		status = do_ranges(b, m, &r, r.len - sizeof(hdr), type == T_DISCARD);
+		break;
+	default:
+		status = S_UNSUPP;
+		break;
+	}
+out:
+	if (status == S_UNSUPP)
+		count(&b->stats.unsupported, 1);
+	else if (status != S_OK)
+		count(&b->stats.failed, 1);
+	if (status != S_OK)
+		used = 1;
+	if (gm_write_u8(m, status_gpa, status))
+		return 0;
+	return used;
+}
+
+static void blk_get_config(void *opaque, unsigned nqueues, uint8_t *cfg)
+{
+	const struct blk_dev *b = opaque;
+	uint64_t capacity = htole64(b->size / SECTOR);
+	uint32_t v32;
+	uint16_t v16;
+
+	memcpy(cfg + 0, &capacity, 8);
+	v32 = htole32(BLK_SEG_MAX);
+	memcpy(cfg + 12, &v32, 4);
+	v32 = htole32(SECTOR);
+	memcpy(cfg + 20, &v32, 4); /* blk_size */
+	v16 = htole16((uint16_t)nqueues);
+	memcpy(cfg + 34, &v16, 2);
+	v32 = htole32(0x400000); /* max_discard_sectors: 2 GiB */
+	memcpy(cfg + 36, &v32, 4);
+	v32 = htole32(BLK_DISCARD_SEG_MAX);
+	memcpy(cfg + 40, &v32, 4);
+	v32 = htole32(8); /* discard_sector_alignment: 4 KiB */
+	memcpy(cfg + 44, &v32, 4);
+	v32 = htole32(0x400000); /* max_write_zeroes_sectors */
+	memcpy(cfg + 48, &v32, 4);
+	v32 = htole32(BLK_DISCARD_SEG_MAX);
+	memcpy(cfg + 52, &v32, 4);
+	cfg[56] = 1; /* write_zeroes_may_unmap */
+}
+
+static void blk_bad_request(void *opaque)
+{
+	struct blk_dev *b = opaque;
+
+	count(&b->stats.malformed, 1);
+}
+
+void blk_vu_device(struct blk_dev *b, struct vu_device *dev)
+{
+	memset(dev, 0, sizeof(*dev));
+	dev->features = (1ull << F_SEG_MAX) | (1ull << F_BLK_SIZE) | (1ull << F_FLUSH) |
+			(1ull << F_MQ) | (1ull << F_DISCARD) | (1ull << F_WRITE_ZEROES) |
+			(b->readonly ? 1ull << F_RO : 0);
+	dev->max_bufs = BLK_SEG_MAX + 2;
+	dev->get_config = blk_get_config;
+	dev->handle = blk_handle;
+	dev->bad_request = blk_bad_request;
+	dev->opaque = b;
+}
+
+int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size_t errlen)
+{
+	struct stat st;
+	const char *base;
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open image %s%s: %s", path,
+			 readonly ? " read-only" : " read-write", strerror(errno));
+		return ret;
+	}
+	if (fstat(b->fd, &st) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot stat image %s: %s", path, strerror(errno));
+		goto err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "image %s is not a regular file", path);
+		goto err;
+	}
+	if ((uint64_t)st.st_size < SECTOR) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "image %s is smaller than one 512-byte sector (%lld bytes)",
+			 path, (long long)st.st_size);
+		goto err;
+	}
+	/* Serve whole sectors only, so no request can reach a partial tail. */
+	b->size = (uint64_t)st.st_size / SECTOR * SECTOR;
+	b->readonly = readonly;
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	strncpy(b->id, base, sizeof(b->id)); /* GET_ID: not NUL-terminated when 20 bytes long */
+	return 0;
+err:
+	close(b->fd);
+	b->fd = -1;
+	return ret;
+}
+
+void blk_close(struct blk_dev *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+}
+
+void blk_stats_take(struct blk_dev *b, struct blk_stats *out, bool reset)
+{
+	uint64_t *src = (uint64_t *)&b->stats, *dst = (uint64_t *)out;
+	size_t i;
+
+	for (i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = reset ? __atomic_exchange_n(&src[i], 0, __ATOMIC_RELAXED)
+			       : __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}

@@ -1,0 +1,77 @@
+/*
+ * vu.h - a vhost-user back end server: the protocol, queues and workers.
+ *
+ * Device-independent: it speaks the vhost-user protocol on one connected
+ * Unix socket at a time, keeps the guest memory table in a gm_vhost_mem,
+ * runs one worker thread per queue (epoll on the queue's kick eventfd),
+ * walks the rings with gm_virtq and hands each request to the device's
+ * handler. blk.c is the device; main.c the program around it.
+ */
+#ifndef GM_VHOST_BLK_VU_H
+#define GM_VHOST_BLK_VU_H
+
+#include <guestmem/vhost.h>
+#include <guestmem/virtq.h>
+#include <stdint.h>
+
+/* Virtio feature bits the server itself handles. */
+#define VU_F_INDIRECT_DESC	    28
+#define VU_F_EVENT_IDX		    29
+#define VU_F_PROTOCOL_FEATURES	    30
+#define VU_F_VERSION_1		    32
+
+/* Protocol feature bits (vhost-user.rst). */
+#define VU_PF_MQ		    0
+#define VU_PF_REPLY_ACK		    3
+#define VU_PF_CONFIG		    9
+#define VU_PF_CONFIGURE_MEM_SLOTS   15
+
+#define VU_CONFIG_MAX 256u /* largest config space a message may carry */
+#define VU_MAX_QUEUES 64u
+
+struct vu_device {
+	uint64_t features; /* device feature bits, without the four above */
+	size_t max_bufs;   /* longest chain the device takes (seg_max + 2) */
+	/* Fill @cfg (VU_CONFIG_MAX bytes, zeroed) with the config space. */
+	void (*get_config)(void *opaque, unsigned nqueues, uint8_t *cfg);
+	/*
+	 * Serve one request whose buffers are @bufs[0..n) on queue @qidx.
+	 * Returns the bytes written into device-writable buffers (used length).
+	 * Called from the queue's worker thread.
+	 */
+	uint32_t (*handle)(void *opaque, unsigned qidx, const struct gm_memory *m,
+			   const struct gm_virtq_buf *bufs, size_t n);
+	/* A request gm_virtq_pop() refused as malformed (returned with length 0). */
+	void (*bad_request)(void *opaque);
+	void *opaque;
+};
+
+/* What a connection did; reset at each new connection. */
+struct vu_conn_info {
+	uint64_t features;	    /* acked virtio features */
+	uint64_t protocol_features; /* acked protocol features */
+	unsigned queues_started;    /* queues that received a kick */
+	size_t regions;		    /* regions of the last memory table */
+	size_t max_regions_seen;    /* most regions in force at once */
+	uint64_t tables;	    /* memory tables installed (set/add/remove) */
+	uint64_t messages;
+	const char *end_reason; /* static string */
+};
+
+struct vu_server;
+
+/* A server for @nqueues (1..VU_MAX_QUEUES) queues of @dev. Returns 0, -EINVAL, -ENOMEM. */
+int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_server **out);
+void vu_server_free(struct vu_server *s);
+
+/*
+ * Serve the front end on the connected socket @fd until it disconnects,
+ * sends a malformed message, or @stop_fd (may be -1) becomes readable.
+ * Closes @fd. Stops every queue and drops the memory table before it
+ * returns, so the server is ready for the next connection. Fills *@info.
+ * Returns 0 on a clean end (disconnect or stop), -EPROTO on a protocol
+ * error, another -errno on a system error.
+ */
+int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info);
+
+#endif
