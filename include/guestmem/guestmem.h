@@ -6,6 +6,8 @@
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
+ *   virtq.h    split virtqueues walked safely on a memory view
+ *   vhost.h    vhost-user memory tables, replaced under RCU
  */
 #ifndef GUESTMEM_GUESTMEM_H
 #define GUESTMEM_GUESTMEM_H
@@ -14,5 +16,7 @@
 #include <guestmem/mapping.h>
 #include <guestmem/dirty.h>
 #include <guestmem/memory.h>
+#include <guestmem/virtq.h>
+#include <guestmem/vhost.h>
 
 #endif /* GUESTMEM_GUESTMEM_H */

@@ -206,7 +206,7 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 	uint8_t hdr[16], status = S_OK;
 	struct copy_ctx hc = {m, hdr};
 	uint32_t type, used = 1;
-	uint64_t sector, data, off;
+	uint64_t sector, data;
 	gm_gpa_t status_gpa;
 	size_t i;
 
@@ -382,7 +382,8 @@ int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size
 	b->readonly = readonly;
 	base = strrchr(path, '/');
 	base = base ? base + 1 : path;
-	strncpy(b->id, base, sizeof(b->id)); /* GET_ID: not NUL-terminated when 20 bytes long */
+	/* GET_ID: up to 20 bytes, NUL-padded, not terminated when 20 bytes long. */
+	memcpy(b->id, base, strlen(base) < sizeof(b->id) ? strlen(base) : sizeof(b->id));
 	return 0;
 err:
 	close(b->fd);

@@ -200,7 +200,7 @@ int main(int argc, char **argv)
 		add_stats(&total, &st);
 		last_regions = info.regions;
 		printf("%s: connection %u: %s%s%s; features 0x%" PRIx64 ", protocol features 0x%" PRIx64
-		       ", %u queue%s started, %" PRIu64 " messages, %" PRIu64
+		       ", %u ring start%s, %" PRIu64 " messages, %" PRIu64
 		       " memory table%s (at most %zu regions)\n",
 		       prog, conns, info.end_reason ? info.end_reason : "ended",
 		       ret && ret != -EPROTO ? ": " : "", ret && ret != -EPROTO ? strerror(-ret) : "",

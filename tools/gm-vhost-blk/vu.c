@@ -839,6 +839,7 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		}
 		if (stop_fd >= 0 && pfd[1].revents) {
 			info->end_reason = "stopped";
+			ret = 0;
 			break;
 		}
 		ret = read_msg(fd, msg);

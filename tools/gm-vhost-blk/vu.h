@@ -50,7 +50,7 @@ struct vu_device {
 struct vu_conn_info {
 	uint64_t features;	    /* acked virtio features */
 	uint64_t protocol_features; /* acked protocol features */
-	unsigned queues_started;    /* queues that received a kick */
+	unsigned queues_started;    /* ring starts (kicks on a stopped ring) */
 	size_t regions;		    /* regions of the last memory table */
 	size_t max_regions_seen;    /* most regions in force at once */
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
