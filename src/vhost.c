@@ -44,12 +44,12 @@ struct gm_vhost_table {
 	unsigned long refs; /* __atomic only */
 	struct gm_memory *mem;
 	size_t n;
-	struct vhost_entry *by_gpa;	/* invariant 3 */
+	struct vhost_entry *by_gpa;	     /* invariant 3 */
 	const struct vhost_entry **by_uaddr; /* invariant 3 */
 };
 
 struct gm_vhost_mem {
-	pthread_mutex_t lock; /* serialises writers; never held by readers */
+	pthread_mutex_t lock;	    /* serialises writers; never held by readers */
 	struct gm_vhost_table *cur; /* invariant 4; __atomic load/exchange */
 	size_t max;
 	uint64_t generation; /* __atomic; written under @lock */
@@ -246,8 +246,7 @@ size_t gm_vhost_table_region_count(const struct gm_vhost_table *t)
 	return t->n;
 }
 
-int gm_vhost_table_region(const struct gm_vhost_table *t, size_t index,
-			  struct gm_vhost_region *out)
+int gm_vhost_table_region(const struct gm_vhost_table *t, size_t index, struct gm_vhost_region *out)
 {
 	const struct vhost_entry *e;
 

@@ -59,8 +59,8 @@ struct gm_vhost_region {
  * -ENOMEM, or the errno of mmap() (-EBADF, -EACCES, -ENODEV ...).
  * Thread-safe.
  */
-GM_API int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n,
-			      size_t max_regions, struct gm_vhost_table **out);
+GM_API int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
+			      struct gm_vhost_table **out);
 
 /* Take a reference and return @t. */
 GM_API struct gm_vhost_table *gm_vhost_table_get(struct gm_vhost_table *t);

@@ -240,7 +240,8 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 		count(&b->stats.in, 1);
 		data = w.len - 1;
 		/* Data in device-readable buffers would mean writing into them: refuse. */
-		if (r.len != sizeof(hdr) || w.len > UINT32_MAX || data % SECTOR || image_range(b, sector, data, &io.off) ||
+		if (r.len != sizeof(hdr) || w.len > UINT32_MAX || data % SECTOR ||
+		    image_range(b, sector, data, &io.off) ||
 		    for_pieces(&w, 0, data, io_piece, &io)) {
 			status = S_IOERR;
 			break;

@@ -31,7 +31,7 @@ struct blk_stats {
 
 struct blk_dev {
 	int fd;
-	uint64_t size;	  /* bytes; a whole number of 512-byte sectors are served */
+	uint64_t size; /* bytes; a whole number of 512-byte sectors are served */
 	bool readonly;
 	char id[BLK_ID_BYTES]; /* GET_ID answer */
 	struct blk_stats stats;

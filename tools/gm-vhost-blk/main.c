@@ -29,11 +29,12 @@ static const char *prog = "gm-vhost-blk";
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: %s --socket PATH --image FILE [--readonly] [--queues N]\n"
-		   "  --socket PATH  Unix socket to listen on for the vhost-user front end\n"
-		   "  --image FILE   raw disk image to serve\n"
-		   "  --readonly     refuse writes (the device is announced read-only)\n"
-		   "  --queues N     number of request queues, 1..%u (default 1)\n",
+	fprintf(f,
+		"usage: %s --socket PATH --image FILE [--readonly] [--queues N]\n"
+		"  --socket PATH  Unix socket to listen on for the vhost-user front end\n"
+		"  --image FILE   raw disk image to serve\n"
+		"  --readonly     refuse writes (the device is announced read-only)\n"
+		"  --queues N     number of request queues, 1..%u (default 1)\n",
 		prog, VU_MAX_QUEUES);
 }
 
@@ -51,8 +52,8 @@ static void print_stats(const char *what, const struct blk_stats *s, size_t regi
 {
 	printf("%s: %s: requests in=%" PRIu64 " out=%" PRIu64 " flush=%" PRIu64 " get_id=%" PRIu64
 	       " discard=%" PRIu64 " write_zeroes=%" PRIu64 " unsupported=%" PRIu64
-	       " failed=%" PRIu64 " malformed=%" PRIu64 "; bytes read=%" PRIu64
-	       " written=%" PRIu64 "; memory regions=%zu\n",
+	       " failed=%" PRIu64 " malformed=%" PRIu64 "; bytes read=%" PRIu64 " written=%" PRIu64
+	       "; memory regions=%zu\n",
 	       prog, what, s->in, s->out, s->flush, s->get_id, s->discard, s->write_zeroes,
 	       s->unsupported, s->failed, s->malformed, s->bytes_read, s->bytes_written, regions);
 }
@@ -93,9 +94,9 @@ static int listen_on(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
-		{"readonly", no_argument, NULL, 'r'},	  {"queues", required_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
+	    {"readonly", no_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;
@@ -125,8 +126,10 @@ int main(int argc, char **argv)
 		case 'q':
 			errno = 0;
 			queues = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || queues < 1 || queues > VU_MAX_QUEUES) {
-				fprintf(stderr, "%s: --queues wants a number from 1 to %u, not '%s'\n",
+			if (errno || *end || end == optarg || queues < 1 ||
+			    queues > VU_MAX_QUEUES) {
+				fprintf(stderr,
+					"%s: --queues wants a number from 1 to %u, not '%s'\n",
 					prog, VU_MAX_QUEUES, optarg);
 				return 2;
 			}
@@ -145,7 +148,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!sock || !image) {
-		fprintf(stderr, "%s: %s is required\n", prog, !sock ? "--socket PATH" : "--image FILE");
+		fprintf(stderr, "%s: %s is required\n", prog,
+			!sock ? "--socket PATH" : "--image FILE");
 		usage(stderr);
 		return 2;
 	}
@@ -173,9 +177,11 @@ int main(int argc, char **argv)
 	if (lfd < 0)
 		return 1;
 	printf("%s: serving %s (%" PRIu64 " bytes, %s) on %s with %lu queue%s\n", prog, image,
-	       blk.size, readonly ? "read-only" : "read-write", sock, queues, queues > 1 ? "s" : "");
+	       blk.size, readonly ? "read-only" : "read-write", sock, queues,
+	       queues > 1 ? "s" : "");
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN},
+					{.fd = sfd, .events = POLLIN}};
 		struct vu_conn_info info;
 		struct signalfd_siginfo si;
 		int cfd;
@@ -199,12 +205,13 @@ int main(int argc, char **argv)
 		blk_stats_take(&blk, &st, true);
 		add_stats(&total, &st);
 		last_regions = info.regions;
-		printf("%s: connection %u: %s%s%s; features 0x%" PRIx64 ", protocol features 0x%" PRIx64
-		       ", %u ring start%s, %" PRIu64 " messages, %" PRIu64
-		       " memory table%s (at most %zu regions)\n",
+		printf("%s: connection %u: %s%s%s; features 0x%" PRIx64
+		       ", protocol features 0x%" PRIx64 ", %u ring start%s, %" PRIu64
+		       " messages, %" PRIu64 " memory table%s (at most %zu regions)\n",
 		       prog, conns, info.end_reason ? info.end_reason : "ended",
-		       ret && ret != -EPROTO ? ": " : "", ret && ret != -EPROTO ? strerror(-ret) : "",
-		       info.features, info.protocol_features, info.queues_started,
+		       ret && ret != -EPROTO ? ": " : "",
+		       ret && ret != -EPROTO ? strerror(-ret) : "", info.features,
+		       info.protocol_features, info.queues_started,
 		       info.queues_started == 1 ? "" : "s", info.messages, info.tables,
 		       info.tables == 1 ? "" : "s", info.max_regions_seen);
 		char what[64];

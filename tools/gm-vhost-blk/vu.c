@@ -72,8 +72,8 @@ enum {
 #define VRING_IDX_MASK	  0xffu
 #define ROUND_BUDGET	  256u /* requests per round before the queue lock is dropped */
 
-#define PROTOCOL_FEATURES                                                                          \
-	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) |                 \
+#define PROTOCOL_FEATURES                                                          \
+	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | \
 	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS))
 
 /* Returned by a handler for a message that ends the connection. */
@@ -645,10 +645,10 @@ static int dispatch(struct vu_server *s, int fd, struct msg *msg, bool *replied)
 	case REQ_GET_MAX_MEM_SLOTS:
 		if (msg->size != 0 || msg->nfds)
 			return DISCONNECT;
-		v = msg->request == REQ_GET_FEATURES	      ? offered_features(s)
+		v = msg->request == REQ_GET_FEATURES		? offered_features(s)
 		    : msg->request == REQ_GET_PROTOCOL_FEATURES ? PROTOCOL_FEATURES
-		    : msg->request == REQ_GET_QUEUE_NUM	      ? s->nqueues
-							      : MEM_SLOTS;
+		    : msg->request == REQ_GET_QUEUE_NUM		? s->nqueues
+								: MEM_SLOTS;
 		*replied = true;
 		return reply_u64(fd, msg, v);
 	case REQ_SET_FEATURES:
@@ -827,7 +827,8 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		s->q[i].thread_running = true;
 	}
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
+					{.fd = stop_fd, .events = POLLIN}};
 		bool replied, need_reply;
 
 		if (poll(pfd, stop_fd >= 0 ? 2 : 1, -1) < 0) {
@@ -878,8 +879,10 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 			continue;
 		}
 		if (ret) {
-			/* No way to tell the front end: do not go on with a state it does not know. */
-			info->end_reason = ret == -ENOSYS ? "unsupported request" : "request failed";
+			/* No way to tell the front end: do not go on with a state it does not know.
+			 */
+			info->end_reason =
+			    ret == -ENOSYS ? "unsupported request" : "request failed";
 			ret = DISCONNECT;
 			break;
 		}

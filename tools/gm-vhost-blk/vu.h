@@ -15,16 +15,16 @@
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
-#define VU_F_INDIRECT_DESC	    28
-#define VU_F_EVENT_IDX		    29
-#define VU_F_PROTOCOL_FEATURES	    30
-#define VU_F_VERSION_1		    32
+#define VU_F_INDIRECT_DESC     28
+#define VU_F_EVENT_IDX	       29
+#define VU_F_PROTOCOL_FEATURES 30
+#define VU_F_VERSION_1	       32
 
 /* Protocol feature bits (vhost-user.rst). */
-#define VU_PF_MQ		    0
-#define VU_PF_REPLY_ACK		    3
-#define VU_PF_CONFIG		    9
-#define VU_PF_CONFIGURE_MEM_SLOTS   15
+#define VU_PF_MQ		  0
+#define VU_PF_REPLY_ACK		  3
+#define VU_PF_CONFIG		  9
+#define VU_PF_CONFIGURE_MEM_SLOTS 15
 
 #define VU_CONFIG_MAX 256u /* largest config space a message may carry */
 #define VU_MAX_QUEUES 64u

@@ -1,0 +1,1041 @@
+/*
+ * test_vhost_blk.c - gm-vhost-blk's protocol server and block device,
+ * driven in-process by a fake vhost-user front end.
+ *
+ * The front end is this test: it owns the guest memory (a memfd), sends
+ * the vhost-user messages QEMU would over a socketpair, builds split rings
+ * and requests in guest memory, kicks, and waits for the call eventfd. The
+ * back end is the real server (tools/gm-vhost-blk/vu.c + blk.c) running
+ * vu_serve() in a thread, on a raw image in a temporary file.
+ *
+ * Built twice: as 'vhost_blk' (unit) and, with -DSTRESS, as the
+ * multi-queue soak 'vhost_blk_mq' (suite stress, run under TSan).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
+
+#include "blk.h"
+#include "vu.h"
+
+#define MiB	   ((uint64_t)1 << 20)
+#define RAM_SIZE   (4 * MiB)
+#define UA	   0x7f1200000000ull /* the front end's address of guest byte 0 */
+#define IMG_SIZE   (1 * MiB)
+#define QSIZE	   64u
+#define DATA	   (2 * MiB) /* data buffers: 256 KiB per queue from here */
+#define DATA_PER_Q (256 * 1024ull)
+#define MAX_Q	   4u
+
+/* vhost-user request codes and flags (vhost-user.rst). */
+enum {
+	GET_FEATURES = 1,
+	SET_FEATURES = 2,
+	SET_OWNER = 3,
+	RESET_OWNER = 4,
+	SET_MEM_TABLE = 5,
+	SET_VRING_NUM = 8,
+	SET_VRING_ADDR = 9,
+	SET_VRING_BASE = 10,
+	GET_VRING_BASE = 11,
+	SET_VRING_KICK = 12,
+	SET_VRING_CALL = 13,
+	GET_PROTOCOL_FEATURES = 15,
+	SET_PROTOCOL_FEATURES = 16,
+	GET_QUEUE_NUM = 17,
+	SET_VRING_ENABLE = 18,
+	GET_CONFIG = 24,
+	SET_CONFIG = 25,
+	GET_MAX_MEM_SLOTS = 36,
+	ADD_MEM_REG = 37,
+	REM_MEM_REG = 38,
+};
+#define V1	   0x1u
+#define NEED_REPLY 0x8u
+
+enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13 };
+
+struct fe_queue {
+	gm_gpa_t desc, avail, used, hdr, status;
+	uint16_t avail_idx, used_seen;
+	int kick, call;
+};
+
+struct fe {
+	int sock;		/* front end's end */
+	struct gm_mapping *map; /* guest RAM, shared with the back end by its fd */
+	struct gm_memory *m;	/* the front end's view of it */
+	struct fe_queue q[MAX_Q];
+	unsigned nq;
+	/* back end */
+	struct blk_dev blk;
+	struct vu_server *srv;
+	pthread_t thread;
+	int serve_ret;
+	struct vu_conn_info info;
+	char img_path[64];
+};
+
+/* ---- back end thread ---- */
+
+struct serve_arg {
+	struct fe *f;
+	int fd;
+};
+
+static void *serve_thread(void *arg)
+{
+	struct serve_arg *a = arg;
+
+	a->f->serve_ret = vu_serve(a->f->srv, a->fd, -1, &a->f->info);
+	free(a);
+	return NULL;
+}
+
+static void connect_fe(struct fe *f)
+{
+	int sv[2];
+	struct serve_arg *a = malloc(sizeof(*a));
+
+	assert_non_null(a);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	f->sock = sv[0];
+	a->f = f;
+	a->fd = sv[1];
+	assert_int_equal(pthread_create(&f->thread, NULL, serve_thread, a), 0);
+}
+
+/* Close our end and wait for the back end to finish the connection. */
+static int disconnect_fe(struct fe *f)
+{
+	unsigned i;
+
+	close(f->sock);
+	f->sock = -1;
+	pthread_join(f->thread, NULL);
+	for (i = 0; i < MAX_Q; i++) {
+		if (f->q[i].kick >= 0)
+			close(f->q[i].kick);
+		if (f->q[i].call >= 0)
+			close(f->q[i].call);
+		f->q[i].kick = f->q[i].call = -1;
+	}
+	return f->serve_ret;
+}
+
+/* Wait for the back end to end the connection by itself (malformed input). */
+static int wait_backend_closed(struct fe *f)
+{
+	struct pollfd p = {.fd = f->sock, .events = POLLIN};
+	char c;
+
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(recv(f->sock, &c, 1, 0), 0); /* EOF: the back end hung up */
+	return disconnect_fe(f);
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* ---- messages ---- */
+
+static void send_msg(struct fe *f, uint32_t req, uint32_t flags, const void *p, uint32_t size,
+		     const int *fds, size_t nfds)
+{
+	uint8_t buf[12 + 512];
+	union {
+		char b[CMSG_SPACE(16 * sizeof(int))];
+		struct cmsghdr a;
+	} ctl;
+	struct iovec iov = {buf, 12 + size};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	assert_true(size <= 512 && nfds <= 16);
+	memcpy(buf, &req, 4);
+	memcpy(buf + 4, &flags, 4);
+	memcpy(buf + 8, &size, 4);
+	if (size)
+		memcpy(buf + 12, p, size);
+	if (nfds) {
+		struct cmsghdr *c;
+
+		mh.msg_control = ctl.b;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	assert_int_equal(sendmsg(f->sock, &mh, MSG_NOSIGNAL), (ssize_t)(12 + size));
+}
+
+/* Read a reply to @req; returns its payload size. */
+static uint32_t recv_reply(struct fe *f, uint32_t req, void *p, uint32_t max)
+{
+	struct pollfd pfd = {.fd = f->sock, .events = POLLIN};
+	uint32_t h[3];
+
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(recv(f->sock, h, 12, MSG_WAITALL), 12);
+	assert_int_equal(h[0], req);
+	assert_int_equal(h[1], V1 | 0x4);
+	assert_true(h[2] <= max);
+	if (h[2])
+		assert_int_equal(recv(f->sock, p, h[2], MSG_WAITALL), (ssize_t)h[2]);
+	return h[2];
+}
+
+static uint64_t get_u64(struct fe *f, uint32_t req)
+{
+	uint64_t v;
+
+	send_msg(f, req, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply(f, req, &v, 8), 8);
+	return v;
+}
+
+static void set_u64(struct fe *f, uint32_t req, uint64_t v)
+{
+	send_msg(f, req, V1, &v, 8, NULL, 0);
+}
+
+/* Send @req with NEED_REPLY and return the ack (0 success). */
+static uint64_t acked(struct fe *f, uint32_t req, const void *p, uint32_t size, const int *fds,
+		      size_t nfds)
+{
+	uint64_t v;
+
+	send_msg(f, req, V1 | NEED_REPLY, p, size, fds, nfds);
+	assert_int_equal(recv_reply(f, req, &v, 8), 8);
+	return v;
+}
+
+static void vring_state(struct fe *f, uint32_t req, uint32_t idx, uint32_t num)
+{
+	uint32_t p[2] = {idx, num};
+
+	send_msg(f, req, V1, p, 8, NULL, 0);
+}
+
+struct region_msg {
+	uint64_t gpa, size, uaddr, off;
+};
+
+/* A SET_MEM_TABLE payload for @n regions. */
+static uint32_t mem_table(uint8_t *p, const struct region_msg *r, uint32_t n)
+{
+	uint32_t pad = 0;
+
+	memcpy(p, &n, 4);
+	memcpy(p + 4, &pad, 4);
+	memcpy(p + 8, r, 32 * n);
+	return 8 + 32 * n;
+}
+
+/* SET_VRING_KICK/CALL/ERR for queue @idx with @fd (-1: the no-fd flag). */
+static void send_fd_msg(struct fe *f, uint32_t req, uint32_t idx, int fd)
+{
+	uint64_t v = idx | (fd < 0 ? 0x100u : 0);
+
+	send_msg(f, req, V1, &v, 8, fd < 0 ? NULL : &fd, fd < 0 ? 0 : 1);
+}
+
+/* A round trip: every message sent before has been handled. */
+static void sync_fe(struct fe *f)
+{
+	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
+}
+
+/* ---- guest side ---- */
+
+static void fe_init(struct fe *f, unsigned nq, bool readonly)
+{
+	char err[256];
+	struct vu_device dev;
+	struct gm_region_spec spec = {0};
+	uint8_t pat[4096];
+	unsigned i;
+	int fd;
+
+	memset(f, 0, sizeof(*f));
+	f->sock = -1;
+	for (i = 0; i < MAX_Q; i++)
+		f->q[i].kick = f->q[i].call = -1;
+	/* The image: byte i of sector s is (s * 7 + i) & 0xff. */
+	snprintf(f->img_path, sizeof(f->img_path), "/tmp/gm-test-vhost-blk.XXXXXX");
+	fd = mkstemp(f->img_path);
+	assert_true(fd >= 0);
+	for (i = 0; i < IMG_SIZE / 4096; i++) {
+		unsigned j;
+
+		for (j = 0; j < 4096; j++)
+			pat[j] = (uint8_t)(((i * 8 + j / 512) * 7 + j % 512) & 0xff);
+		assert_int_equal(pwrite(fd, pat, 4096, (off_t)i * 4096), 4096);
+	}
+	close(fd);
+	assert_int_equal(blk_open(&f->blk, f->img_path, readonly, err, sizeof(err)), 0);
+	blk_vu_device(&f->blk, &dev);
+	assert_int_equal(vu_server_new(&dev, nq, &f->srv), 0);
+	assert_int_equal(gm_mapping_new_memfd("test-guest", RAM_SIZE, 0, &f->map), 0);
+	spec.gpa = 0;
+	spec.size = RAM_SIZE;
+	spec.mapping = f->map;
+	assert_int_equal(gm_memory_new(&spec, 1, &f->m), 0);
+	f->nq = nq;
+	for (i = 0; i < nq; i++) {
+		struct fe_queue *q = &f->q[i];
+		gm_gpa_t base = 0x10000 * (i + 1);
+
+		q->desc = base;
+		q->avail = base + 0x1000;
+		q->used = base + 0x2000;
+		q->hdr = base + 0x3000;
+		q->status = base + 0x3800;
+	}
+}
+
+static void fe_fini(struct fe *f)
+{
+	vu_server_free(f->srv);
+	blk_close(&f->blk);
+	unlink(f->img_path);
+	gm_memory_put(f->m);
+	gm_mapping_put(f->map);
+}
+
+static uint8_t img_byte(uint64_t off)
+{
+	return (uint8_t)(((off / 512) * 7 + off % 512) & 0xff);
+}
+
+/* Negotiate everything and start @f->nq rings over one memory region. */
+static void fe_start(struct fe *f, uint64_t features_off)
+{
+	struct region_msg r = {0, RAM_SIZE, UA, 0};
+	uint8_t p[512];
+	uint64_t feat, pf;
+	int memfd = gm_mapping_fd(f->map);
+	unsigned i;
+
+	connect_fe(f);
+	feat = get_u64(f, GET_FEATURES);
+	assert_true(feat & (1ull << VU_F_PROTOCOL_FEATURES));
+	set_u64(f, SET_FEATURES, feat & ~features_off);
+	pf = get_u64(f, GET_PROTOCOL_FEATURES);
+	assert_int_equal(pf, (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
+				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS));
+	set_u64(f, SET_PROTOCOL_FEATURES, pf);
+	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
+	send_msg(f, SET_OWNER, V1, NULL, 0, NULL, 0);
+	assert_int_equal(acked(f, SET_MEM_TABLE, p, mem_table(p, &r, 1), &memfd, 1), 0);
+	for (i = 0; i < f->nq; i++) {
+		struct fe_queue *q = &f->q[i];
+		uint32_t a[10] = {i, 0};
+		uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, 0};
+
+		memset(gm_host_ptr(f->m, q->desc, 0x3000), 0, 0x3000);
+		q->avail_idx = q->used_seen = 0;
+		vring_state(f, SET_VRING_NUM, i, QSIZE);
+		memcpy(a + 2, ua, sizeof(ua));
+		send_msg(f, SET_VRING_ADDR, V1, a, 40, NULL, 0);
+		vring_state(f, SET_VRING_BASE, i, 0);
+		q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		q->kick = eventfd(0, EFD_CLOEXEC);
+		send_fd_msg(f, SET_VRING_CALL, i, q->call);
+		send_fd_msg(f, SET_VRING_KICK, i, q->kick);
+		vring_state(f, SET_VRING_ENABLE, i, 1);
+	}
+	sync_fe(f);
+}
+
+static void put_desc(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	gm_gpa_t d = q->desc + 16ull * i;
+
+	assert_int_equal(gm_write_le64(f->m, d, addr), 0);
+	assert_int_equal(gm_write_le32(f->m, d + 8, len), 0);
+	assert_int_equal(gm_write_le16(f->m, d + 12, flags), 0);
+	assert_int_equal(gm_write_le16(f->m, d + 14, next), 0);
+}
+
+/* Make @head available, publish the index (release) and kick. */
+static void offer(struct fe *f, struct fe_queue *q, uint16_t head)
+{
+	uint64_t one = 1;
+
+	assert_int_equal(gm_write_le16(f->m, q->avail + 4 + 2ull * (q->avail_idx % QSIZE), head),
+			 0);
+	/* Ask for an interrupt on the next used entry (EVENT_IDX). */
+	assert_int_equal(gm_write_le16(f->m, q->avail + 4 + 2ull * QSIZE, q->used_seen), 0);
+	q->avail_idx++;
+	/* avail->flags (0) and avail->idx: one aligned word, published with release. */
+	assert_int_equal(
+	    gm_atomic_store_u32(f->m, q->avail, (uint32_t)q->avail_idx << 16, __ATOMIC_RELEASE), 0);
+	assert_int_equal(write(q->kick, &one, 8), 8);
+}
+
+/* Wait up to @ms for the next used entry; returns false on timeout. */
+static bool wait_used(struct fe *f, struct fe_queue *q, uint32_t *id, uint32_t *len, int ms)
+{
+	struct pollfd p = {.fd = q->call, .events = POLLIN};
+	uint32_t w;
+	uint64_t v;
+
+	for (;;) {
+		assert_int_equal(gm_atomic_load_u32(f->m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+		if ((uint16_t)(w >> 16) != q->used_seen)
+			break;
+		if (ms <= 0)
+			return false;
+		/* Poll briefly: the device may have suppressed the interrupt. */
+		if (poll(&p, 1, 10) > 0 && read(q->call, &v, 8) < 0) {
+		}
+		ms -= 10;
+	}
+	assert_int_equal(gm_read_le32(f->m, q->used + 4 + 8ull * (q->used_seen % QSIZE), id), 0);
+	assert_int_equal(gm_read_le32(f->m, q->used + 8 + 8ull * (q->used_seen % QSIZE), len), 0);
+	q->used_seen++;
+	return true;
+}
+
+struct seg {
+	gm_gpa_t gpa;
+	uint32_t len;
+	bool write;
+};
+
+struct res {
+	uint8_t status;
+	uint32_t len;
+};
+
+#define SLOT_DESCS 8u
+
+/* Run one request with @n data segments between header and status. */
+static struct res run(struct fe *f, unsigned qi, uint32_t type, uint64_t sector,
+		      const struct seg *segs, size_t n)
+{
+	struct fe_queue *q = &f->q[qi];
+	unsigned slot = q->avail_idx % (QSIZE / SLOT_DESCS), d0 = slot * SLOT_DESCS, i;
+	gm_gpa_t hdr = q->hdr + 16ull * slot, st = q->status + slot;
+	uint32_t id;
+	struct res r;
+
+	assert_true(n + 2 <= SLOT_DESCS);
+	assert_int_equal(gm_write_le32(f->m, hdr, type), 0);
+	assert_int_equal(gm_write_le32(f->m, hdr + 4, 0), 0);
+	assert_int_equal(gm_write_le64(f->m, hdr + 8, sector), 0);
+	assert_int_equal(gm_write_u8(f->m, st, 0xee), 0);
+	put_desc(f, q, d0, hdr, 16, 1, (uint16_t)(d0 + 1));
+	for (i = 0; i < n; i++)
+		put_desc(f, q, d0 + 1 + i, segs[i].gpa, segs[i].len, 1 | (segs[i].write ? 2 : 0),
+			 (uint16_t)(d0 + 2 + i));
+	put_desc(f, q, d0 + 1 + (unsigned)n, st, 1, 2, 0);
+	offer(f, q, (uint16_t)d0);
+	assert_true(wait_used(f, q, &id, &r.len, 5000));
+	assert_int_equal(id, d0);
+	assert_int_equal(gm_read_u8(f->m, st, &r.status), 0);
+	return r;
+}
+
+static struct res run1(struct fe *f, uint32_t type, uint64_t sector, gm_gpa_t gpa, uint32_t len,
+		       bool write)
+{
+	struct seg s = {gpa, len, write};
+
+	return run(f, 0, type, sector, &s, len ? 1 : 0);
+}
+
+static void image_read(struct fe *f, uint64_t off, void *buf, size_t len)
+{
+	int fd = open(f->img_path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+static void fe_stop(struct fe *f)
+{
+	assert_int_equal(disconnect_fe(f), 0);
+}
+
+#ifndef STRESS /* the stress build runs only the last two tests */
+
+/* ---- tests: normal traffic ---- */
+
+static void read_write_flush_get_id_discard_write_zeroes(void **state)
+{
+	struct fe f;
+	struct seg two[2] = {{DATA, 2048, true}, {DATA + 8192, 2048, true}};
+	uint8_t *g, buf[8192];
+	struct res r;
+	struct blk_stats st;
+	unsigned i;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	g = gm_host_ptr(f.m, DATA, DATA_PER_Q);
+	/* IN: sectors 3..10 into one buffer. */
+	r = run1(&f, T_IN, 3, DATA, 4096, true);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.len, 4097);
+	for (i = 0; i < 4096; i++)
+		assert_int_equal(g[i], img_byte(3 * 512 + i));
+	/* IN split over two buffers. */
+	r = run(&f, 0, T_IN, 100, two, 2);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.len, 4097);
+	assert_int_equal(g[2047], img_byte(100 * 512 + 2047));
+	assert_int_equal(g[8192], img_byte(100 * 512 + 2048));
+	/* OUT reaches the image. */
+	memset(g, 0x5a, 4096);
+	r = run1(&f, T_OUT, 20, DATA, 4096, false);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.len, 1);
+	image_read(&f, 20 * 512, buf, 4096);
+	for (i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0x5a);
+	assert_int_equal(img_byte(20 * 512 - 1), (image_read(&f, 20 * 512 - 1, buf, 1), buf[0]));
+	/* FLUSH. */
+	r = run1(&f, T_FLUSH, 0, 0, 0, false);
+	assert_int_equal(r.status, 0);
+	/* GET_ID: the image's file name, 20 bytes at most. */
+	memset(g, 0, 64);
+	r = run1(&f, T_GET_ID, 0, DATA, 20, true);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.len, 21);
+	assert_memory_equal(g, strrchr(f.img_path, '/') + 1, 20); /* the name is 24 bytes long */
+	/* WRITE_ZEROES of sectors 40..47, then DISCARD of the same. */
+	assert_int_equal(gm_write_le64(f.m, DATA, 40), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 8, 8), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 12, 0), 0);
+	r = run1(&f, T_WRITE_ZEROES, 0, DATA, 16, false);
+	assert_int_equal(r.status, 0);
+	image_read(&f, 40 * 512, buf, 4096);
+	for (i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0);
+	assert_int_equal((image_read(&f, 48 * 512, buf, 1), buf[0]), img_byte(48 * 512));
+	r = run1(&f, T_DISCARD, 0, DATA, 16, false);
+	assert_int_equal(r.status, 0);
+	blk_stats_take(&f.blk, &st, false);
+	assert_int_equal(st.in, 2);
+	assert_int_equal(st.out, 1);
+	assert_int_equal(st.flush, 1);
+	assert_int_equal(st.get_id, 1);
+	assert_int_equal(st.write_zeroes, 1);
+	assert_int_equal(st.discard, 1);
+	assert_int_equal(st.bytes_read, 8192);
+	assert_int_equal(st.bytes_written, 4096);
+	assert_int_equal(st.failed, 0);
+	fe_stop(&f);
+	assert_int_equal(f.info.regions, 1);
+	assert_int_equal(f.info.tables, 1);
+	fe_fini(&f);
+}
+
+static void config_space_describes_the_disk(void **state)
+{
+	struct fe f;
+	uint8_t p[12 + 60] = {0}, out[12 + 60];
+	uint32_t size = 60, v32;
+	uint64_t cap;
+	uint16_t nq;
+
+	(void)state;
+	fe_init(&f, 3, false);
+	connect_fe(&f);
+	set_u64(&f, SET_PROTOCOL_FEATURES, 1ull << VU_PF_CONFIG);
+	memcpy(p + 4, &size, 4);
+	send_msg(&f, GET_CONFIG, V1, p, sizeof(p), NULL, 0);
+	assert_int_equal(recv_reply(&f, GET_CONFIG, out, sizeof(out)), sizeof(out));
+	memcpy(&cap, out + 12, 8);
+	assert_int_equal(cap, IMG_SIZE / 512);
+	memcpy(&v32, out + 12 + 12, 4);
+	assert_int_equal(v32, BLK_SEG_MAX);
+	memcpy(&v32, out + 12 + 20, 4);
+	assert_int_equal(v32, 512);
+	memcpy(&nq, out + 12 + 34, 2);
+	assert_int_equal(nq, 3);
+	assert_int_equal(get_u64(&f, GET_MAX_MEM_SLOTS), 32);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void get_vring_base_stops_the_ring(void **state)
+{
+	struct fe f;
+	uint32_t p[2] = {0, 0}, id, len;
+	struct fe_queue *q = &f.q[0];
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	assert_int_equal(run1(&f, T_IN, 1, DATA, 512, true).status, 0);
+	send_msg(&f, GET_VRING_BASE, V1, p, 8, NULL, 0);
+	assert_int_equal(recv_reply(&f, GET_VRING_BASE, p, 8), 8);
+	assert_int_equal(p[0], 0);
+	assert_int_equal(p[1], 2);
+	/* A request offered now is not served: the ring is stopped. */
+	put_desc(&f, q, 0, q->hdr, 16, 0, 0);
+	offer(&f, q, 0);
+	assert_false(wait_used(&f, q, &id, &len, 100));
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* ---- tests: hostile requests ---- */
+
+static void bad_requests_fail_with_ioerr_and_touch_nothing(void **state)
+{
+	struct fe f;
+	struct seg rd = {DATA, 512, false}, hole = {RAM_SIZE - 512, 1024, true};
+	uint8_t *g, buf[512];
+	struct res r;
+	struct blk_stats st;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	g = gm_host_ptr(f.m, DATA, 4096);
+	/* Past the end of the image, and the last sector + 1. */
+	assert_int_equal(run1(&f, T_IN, IMG_SIZE / 512, DATA, 512, true).status, 1);
+	assert_int_equal(run1(&f, T_IN, IMG_SIZE / 512 - 1, DATA, 1024, true).status, 1);
+	assert_int_equal(run1(&f, T_OUT, IMG_SIZE / 512 - 1, DATA, 1024, false).status, 1);
+	/* sector * 512 wraps past 2^64. */
+	assert_int_equal(run1(&f, T_IN, UINT64_MAX / 256, DATA, 512, true).status, 1);
+	/* Not a whole number of sectors. */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 100, true).status, 1);
+	/* A read whose data buffer is device-readable: never written. */
+	memset(g, 0x11, 512);
+	r = run(&f, 0, T_IN, 0, &rd, 1);
+	assert_int_equal(r.status, 1);
+	assert_int_equal(r.len, 1);
+	assert_int_equal(g[0], 0x11);
+	assert_int_equal(g[511], 0x11);
+	/* A data buffer reaching outside guest RAM. */
+	r = run(&f, 0, T_IN, 0, &hole, 1);
+	assert_int_equal(r.status, 1);
+	/* Unknown type; discard with the unmap flag (reserved for discard). */
+	assert_int_equal(run1(&f, 77, 0, 0, 0, false).status, 2);
+	assert_int_equal(gm_write_le64(f.m, DATA, 0), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 8, 1), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 12, 1), 0);
+	assert_int_equal(run1(&f, T_DISCARD, 0, DATA, 16, false).status, 2);
+	/* A write-zeroes segment past the end. */
+	assert_int_equal(gm_write_le64(f.m, DATA, IMG_SIZE / 512 - 1), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 8, 2), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 12, 0), 0);
+	assert_int_equal(run1(&f, T_WRITE_ZEROES, 0, DATA, 16, false).status, 1);
+	/* Segment list not a multiple of 16 bytes. */
+	assert_int_equal(run1(&f, T_WRITE_ZEROES, 0, DATA, 12, false).status, 1);
+	/* The image is intact. */
+	image_read(&f, IMG_SIZE - 512, buf, 512);
+	assert_int_equal(buf[0], img_byte(IMG_SIZE - 512));
+	assert_int_equal(buf[511], img_byte(IMG_SIZE - 1));
+	blk_stats_take(&f.blk, &st, false);
+	assert_int_equal(st.failed, 9);
+	assert_int_equal(st.unsupported, 2);
+	/* And the device still serves good requests. */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void malformed_chains_are_returned_and_the_next_is_served(void **state)
+{
+	struct fe f;
+	struct fe_queue *q = &f.q[0];
+	uint32_t id, len;
+	uint8_t s;
+	struct blk_stats st;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	/* A loop: 40 -> 41 -> 40. */
+	put_desc(&f, q, 40, q->hdr, 16, 1, 41);
+	put_desc(&f, q, 41, q->status, 1, 1 | 2, 40);
+	assert_int_equal(gm_write_u8(f.m, q->status, 0xee), 0);
+	offer(&f, q, 40);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, 40);
+	assert_int_equal(len, 0);
+	assert_int_equal(gm_read_u8(f.m, q->status, &s), 0);
+	assert_int_equal(s, 0xee);
+	/* next beyond the queue. */
+	put_desc(&f, q, 40, q->hdr, 16, 1, QSIZE + 5);
+	offer(&f, q, 40);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(len, 0);
+	/* No writable descriptor at all: nowhere to put a status. */
+	put_desc(&f, q, 40, q->hdr, 16, 0, 0);
+	offer(&f, q, 40);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(len, 0);
+	blk_stats_take(&f.blk, &st, false);
+	assert_int_equal(st.malformed, 2);
+	assert_int_equal(st.failed, 1);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void readonly_device_refuses_writes(void **state)
+{
+	struct fe f;
+	uint8_t buf[512];
+
+	(void)state;
+	fe_init(&f, 1, true);
+	fe_start(&f, 0);
+	memset(gm_host_ptr(f.m, DATA, 512), 0x77, 512);
+	assert_int_equal(run1(&f, T_OUT, 0, DATA, 512, false).status, 1);
+	assert_int_equal(gm_write_le64(f.m, DATA, 0), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 8, 1), 0);
+	assert_int_equal(gm_write_le32(f.m, DATA + 12, 0), 0);
+	assert_int_equal(run1(&f, T_WRITE_ZEROES, 0, DATA, 16, false).status, 1);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	image_read(&f, 0, buf, 512);
+	assert_int_equal(buf[5], img_byte(5));
+	assert_true(get_u64(&f, GET_FEATURES) & (1ull << 5)); /* VIRTIO_BLK_F_RO */
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* ---- tests: hostile messages ---- */
+
+/* Each case sends one bad message after a good start of the connection. */
+static void malformed_messages_end_the_connection_and_close_fds(void **state)
+{
+	struct fe f;
+	uint8_t p[512] = {0};
+	struct region_msg r[9];
+	int memfd, efd, fds[9], before, i, c;
+	uint32_t u32;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	memfd = gm_mapping_fd(f.map);
+	efd = eventfd(0, EFD_CLOEXEC);
+	for (i = 0; i < 9; i++) {
+		r[i] = (struct region_msg){(uint64_t)i * 4096, 4096, UA + (uint64_t)i * 4096, 0};
+		fds[i] = memfd;
+	}
+	for (c = 0; c < 12; c++) {
+		before = count_fds();
+		connect_fe(&f);
+		set_u64(&f, SET_PROTOCOL_FEATURES, 1ull << VU_PF_REPLY_ACK);
+		switch (c) {
+		case 0: /* SET_FEATURES with a 4-byte payload */
+			send_msg(&f, SET_FEATURES, V1, p, 4, NULL, 0);
+			break;
+		case 1: /* nine regions: more than SET_MEM_TABLE can carry */
+			send_msg(&f, SET_MEM_TABLE, V1, p, mem_table(p, r, 8), fds, 8);
+			u32 = 9;
+			memcpy(p, &u32, 4);
+			send_msg(&f, SET_MEM_TABLE, V1, p, 8 + 32 * 8, fds, 8);
+			break;
+		case 2: /* two regions, one fd */
+			send_msg(&f, SET_MEM_TABLE, V1, p, mem_table(p, r, 2), fds, 1);
+			break;
+		case 3: /* one region, two fds */
+			send_msg(&f, SET_MEM_TABLE, V1, p, mem_table(p, r, 1), fds, 2);
+			break;
+		case 4: /* SET_VRING_NUM with a stray fd */
+			u32 = 0;
+			memcpy(p, &u32, 4);
+			send_msg(&f, SET_VRING_NUM, V1, p, 8, &efd, 1);
+			break;
+		case 5: /* SET_VRING_KICK claiming no fd, but carrying one */
+			send_fd_msg(&f, SET_VRING_KICK, 0, -1);
+			send_msg(&f, SET_VRING_KICK, V1, (uint64_t[]){0x100}, 8, &efd, 1);
+			break;
+		case 6: /* a queue index beyond the queues */
+			vring_state(&f, SET_VRING_NUM, 5, 64);
+			break;
+		case 7: /* unknown request, no reply asked */
+			send_msg(&f, 99, V1, NULL, 0, NULL, 0);
+			break;
+		case 8: /* wrong version bits */
+			send_msg(&f, GET_FEATURES, 0x2, NULL, 0, NULL, 0);
+			break;
+		case 9: /* payload larger than any message */
+			u32 = 100000;
+			send_msg(&f, GET_FEATURES, V1, NULL, 0, NULL, 0);
+			assert_int_equal(recv_reply(&f, GET_FEATURES, p, 8), 8);
+			memcpy(p, (uint32_t[]){SET_FEATURES, V1, 100000}, 12);
+			assert_int_equal(send(f.sock, p, 12, MSG_NOSIGNAL), 12);
+			break;
+		case 10: /* ADD_MEM_REG without its fd */
+			memcpy(p + 8, &r[0], 32);
+			send_msg(&f, ADD_MEM_REG, V1, p, 40, NULL, 0);
+			break;
+		case 11: /* GET_CONFIG asking beyond the config space */
+			memcpy(p, (uint32_t[]){250, 10, 0}, 12);
+			send_msg(&f, GET_CONFIG, V1, p, 22, NULL, 0);
+			break;
+		}
+		assert_int_equal(wait_backend_closed(&f), -EPROTO);
+		assert_string_equal(f.info.end_reason,
+				    c == 7 ? "unsupported request" : "malformed message");
+		/* Every fd the back end received was closed again. */
+		assert_int_equal(count_fds(), before);
+	}
+	/* The server goes on serving new connections. */
+	fe_start(&f, 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	close(efd);
+	fe_fini(&f);
+}
+
+static void refused_requests_get_a_failed_ack_and_the_connection_goes_on(void **state)
+{
+	struct fe f;
+	uint8_t p[512] = {0};
+	struct region_msg r[2] = {{0, 8192, UA, 0}, {4096, 8192, UA + MiB, 0}};
+	int memfd, fds[2];
+	uint32_t st[2] = {0, 3};
+	uint64_t i;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	memfd = fds[0] = fds[1] = gm_mapping_fd(f.map);
+	/* Overlapping guest ranges, then overlapping user ranges. */
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 2), fds, 2), 1);
+	r[1].gpa = MiB;
+	r[1].uaddr = UA + 4096;
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 2), fds, 2), 1);
+	/* Zero-sized region; offset + size wrapping. */
+	r[0].size = 0;
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
+	r[0] = (struct region_msg){0, 8192, UA, UINT64_MAX - 4096};
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
+	/* Queue size not a power of two; unknown request; SET_CONFIG. */
+	assert_int_equal(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 1);
+	assert_int_equal(acked(&f, 99, NULL, 0, NULL, 0), 1);
+	memcpy(p, (uint32_t[]){0, 1, 0}, 12);
+	assert_int_equal(acked(&f, SET_CONFIG, p, 13, NULL, 0), 1);
+	/* Fill every memory slot with ADD_MEM_REG, then one too many. */
+	for (i = 1; i < 32; i++) {
+		struct region_msg one = {RAM_SIZE + i * 4096, 4096, UA + RAM_SIZE + i * 4096, 0};
+
+		memcpy(p + 8, &one, 32);
+		assert_int_equal(acked(&f, ADD_MEM_REG, p, 40, &memfd, 1), 0);
+	}
+	memcpy(p + 8, &(struct region_msg){RAM_SIZE + i * 4096, 4096, UA + RAM_SIZE + i * 4096, 0},
+	       32);
+	assert_int_equal(acked(&f, ADD_MEM_REG, p, 40, &memfd, 1), 1);
+	/* Removing a region that is not there. */
+	memcpy(p + 8, &(struct region_msg){8 * MiB, 4096, UA, 0}, 32);
+	assert_int_equal(acked(&f, REM_MEM_REG, p, 40, NULL, 0), 1);
+	/* The original table is still in force: I/O works. */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	assert_int_equal(f.info.max_regions_seen, 32);
+	fe_fini(&f);
+}
+
+#endif /* !STRESS */
+
+/* ---- tests: memory table replaced mid-stream, several queues ---- */
+
+struct traffic {
+	struct fe *f;
+	unsigned qi;
+	unsigned rounds;
+	unsigned failures;
+};
+
+/* Per round: write a pattern to this queue's sectors, read it back, compare. */
+static void *traffic_thread(void *arg)
+{
+	struct traffic *t = arg;
+	struct fe *f = t->f;
+	gm_gpa_t buf = DATA + DATA_PER_Q * t->qi;
+	uint64_t sector = 64 + 64 * t->qi;
+	uint8_t *g = gm_host_ptr(f->m, buf, 2 * 8192);
+	unsigned r, i;
+
+	for (r = 0; r < t->rounds; r++) {
+		struct seg w = {buf, 8192, false}, rd = {buf + 8192, 8192, true};
+
+		for (i = 0; i < 8192; i++)
+			g[i] = (uint8_t)(i * 31 + r + t->qi);
+		if (run(f, t->qi, T_OUT, sector, &w, 1).status != 0 ||
+		    run(f, t->qi, T_IN, sector, &rd, 1).status != 0 || memcmp(g, g + 8192, 8192))
+			t->failures++;
+	}
+	return NULL;
+}
+
+static void replace_tables(struct fe *f, unsigned n)
+{
+	int memfd = gm_mapping_fd(f->map), fds[2] = {memfd, memfd};
+	/* Same bytes, same user addresses, split in two at 2 MiB. */
+	struct region_msg whole = {0, RAM_SIZE, UA, 0};
+	struct region_msg half[2] = {{0, 2 * MiB, UA, 0},
+				     {2 * MiB, 2 * MiB, UA + 2 * MiB, 2 * MiB}};
+	struct region_msg extra = {64 * MiB, 4096, UA + 64 * MiB, 0};
+	uint8_t p[512] = {0};
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		switch (i % 3) {
+		case 0:
+			assert_int_equal(acked(f, SET_MEM_TABLE, p, mem_table(p, half, 2), fds, 2),
+					 0);
+			break;
+		case 1:
+			/* Add a region no request uses, then remove it again. */
+			memcpy(p + 8, &extra, 32);
+			assert_int_equal(acked(f, ADD_MEM_REG, p, 40, &memfd, 1), 0);
+			assert_int_equal(acked(f, REM_MEM_REG, p, 40, NULL, 0), 0);
+			break;
+		default:
+			assert_int_equal(
+			    acked(f, SET_MEM_TABLE, p, mem_table(p, &whole, 1), fds, 1), 0);
+			break;
+		}
+	}
+}
+
+static void memory_table_replaced_mid_stream(void **state)
+{
+	struct fe f;
+	struct traffic t = {&f, 0, 40, 0};
+	pthread_t th;
+	uint8_t p[512] = {0};
+	struct region_msg half[2] = {{0, 2 * MiB, UA, 0},
+				     {2 * MiB, 2 * MiB, UA + 2 * MiB, 2 * MiB}};
+	int memfd, fds[2];
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	memfd = fds[0] = fds[1] = gm_mapping_fd(f.map);
+	assert_int_equal(pthread_create(&th, NULL, traffic_thread, &t), 0);
+	replace_tables(&f, 30);
+	pthread_join(th, NULL);
+	assert_int_equal(t.failures, 0);
+	/* Without the region holding the data, I/O fails; with it back, it works. */
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, half, 2), fds, 2), 0);
+	memcpy(p + 8, &half[1], 32);
+	assert_int_equal(acked(&f, REM_MEM_REG, p, 40, NULL, 0), 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 1);
+	assert_int_equal(acked(&f, ADD_MEM_REG, p, 40, &memfd, 1), 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	assert_true(f.info.tables >= 30);
+	assert_int_equal(f.info.max_regions_seen, 3);
+	fe_fini(&f);
+}
+
+#ifdef STRESS
+#define MQ_ROUNDS 150
+#define MQ_TABLES 60
+#else
+#define MQ_ROUNDS 20
+#define MQ_TABLES 6
+#endif
+
+static void several_queues_serve_in_parallel(void **state)
+{
+	struct fe f;
+	struct traffic t[MAX_Q];
+	pthread_t th[MAX_Q];
+	struct blk_stats st;
+	unsigned i;
+
+	(void)state;
+	fe_init(&f, MAX_Q, false);
+	fe_start(&f, 0);
+	for (i = 0; i < MAX_Q; i++) {
+		t[i] = (struct traffic){&f, i, MQ_ROUNDS, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, traffic_thread, &t[i]), 0);
+	}
+	replace_tables(&f, MQ_TABLES);
+	for (i = 0; i < MAX_Q; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(t[i].failures, 0);
+	}
+	blk_stats_take(&f.blk, &st, false);
+	assert_int_equal(st.in, MAX_Q * MQ_ROUNDS);
+	assert_int_equal(st.out, MAX_Q * MQ_ROUNDS);
+	assert_int_equal(st.bytes_read, MAX_Q * MQ_ROUNDS * 8192ull);
+	fe_stop(&f);
+	assert_int_equal(f.info.queues_started, MAX_Q);
+	fe_fini(&f);
+}
+
+#ifndef STRESS
+static void features_without_event_idx_and_indirect_still_work(void **state)
+{
+	struct fe f;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, (1ull << VU_F_EVENT_IDX) | (1ull << VU_F_INDIRECT_DESC));
+	assert_int_equal(run1(&f, T_IN, 7, DATA, 512, true).status, 0);
+	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA, 1))[0], img_byte(7 * 512));
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+#endif
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#ifndef STRESS
+	    cmocka_unit_test(read_write_flush_get_id_discard_write_zeroes),
+	    cmocka_unit_test(config_space_describes_the_disk),
+	    cmocka_unit_test(get_vring_base_stops_the_ring),
+	    cmocka_unit_test(bad_requests_fail_with_ioerr_and_touch_nothing),
+	    cmocka_unit_test(malformed_chains_are_returned_and_the_next_is_served),
+	    cmocka_unit_test(readonly_device_refuses_writes),
+	    cmocka_unit_test(malformed_messages_end_the_connection_and_close_fds),
+	    cmocka_unit_test(refused_requests_get_a_failed_ack_and_the_connection_goes_on),
+	    cmocka_unit_test(features_without_event_idx_and_indirect_still_work),
+#endif
+	    cmocka_unit_test(memory_table_replaced_mid_stream),
+	    cmocka_unit_test(several_queues_serve_in_parallel),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

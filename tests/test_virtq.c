@@ -1,0 +1,381 @@
+/*
+ * test_virtq.c - split virtqueues (<guestmem/virtq.h>).
+ *
+ * The test plays the driver: it writes descriptors and ring entries into a
+ * guest memory view exactly as a hostile or buggy driver could, and checks
+ * what the device side makes of them: exact errnos, which requests are
+ * consumed, and that a bad request never stops the good one behind it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <guestmem/virtq.h>
+
+#define QSIZE 8u
+#define DESC  0x1000ull
+#define AVAIL 0x2000ull
+#define USED  0x3000ull
+#define IND   0x4000ull
+#define RAM   0x10000ull /* 64 KiB of RAM at 0 */
+
+#define F_NEXT	   1
+#define F_WRITE	   2
+#define F_INDIRECT 4
+
+struct fx {
+	struct gm_memory *m;
+	struct gm_virtq *q;
+	uint16_t avail_idx;
+	struct gm_virtq_buf bufs[16];
+	struct gm_virtq_req req;
+};
+
+static int setup(void **state)
+{
+	struct gm_range r = {0, RAM};
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	assert_int_equal(gm_memory_new_anon(&r, 1, &f->m), 0);
+	assert_int_equal(gm_virtq_new(&f->q), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, USED), 0);
+	gm_virtq_set_base(f->q, 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	gm_virtq_free(f->q);
+	gm_memory_put(f->m);
+	free(f);
+	return 0;
+}
+
+static void put_desc(struct fx *f, gm_gpa_t table, unsigned i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	gm_gpa_t d = table + 16ull * i;
+
+	assert_int_equal(gm_write_le64(f->m, d, addr), 0);
+	assert_int_equal(gm_write_le32(f->m, d + 8, len), 0);
+	assert_int_equal(gm_write_le16(f->m, d + 12, flags), 0);
+	assert_int_equal(gm_write_le16(f->m, d + 14, next), 0);
+}
+
+/* Make @head available and publish the index. */
+static void offer(struct fx *f, uint16_t head)
+{
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 4 + 2ull * (f->avail_idx % QSIZE), head), 0);
+	f->avail_idx++;
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, f->avail_idx), 0);
+}
+
+static uint16_t used_idx(struct fx *f)
+{
+	uint16_t v;
+
+	assert_int_equal(gm_read_le16(f->m, USED + 2, &v), 0);
+	return v;
+}
+
+static void empty_ring_gives_eagain(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+}
+
+static void chain_is_returned_in_order_and_pushed_back(void **state)
+{
+	struct fx *f = *state;
+	uint32_t id, len;
+
+	put_desc(f, DESC, 3, 0x8000, 16, F_NEXT, 5);
+	put_desc(f, DESC, 5, 0x9000, 512, F_NEXT | F_WRITE, 0);
+	put_desc(f, DESC, 0, 0x9800, 1, F_WRITE, 0);
+	offer(f, 3);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.head, 3);
+	assert_int_equal(f->req.nbufs, 3);
+	assert_int_equal(f->bufs[0].gpa, 0x8000);
+	assert_int_equal(f->bufs[0].len, 16);
+	assert_false(f->bufs[0].writable);
+	assert_int_equal(f->bufs[1].gpa, 0x9000);
+	assert_true(f->bufs[1].writable);
+	assert_int_equal(f->bufs[2].len, 1);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 3, 513), 0);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(gm_read_le32(f->m, USED + 4, &id), 0);
+	assert_int_equal(gm_read_le32(f->m, USED + 8, &len), 0);
+	assert_int_equal(id, 3);
+	assert_int_equal(len, 513);
+	assert_int_equal(gm_virtq_base(f->q), 1);
+	assert_int_equal(gm_virtq_push(f->q, f->m, QSIZE, 0), -EINVAL);
+}
+
+/* A bad request is consumed with its head; the next one is served. */
+static void expect_bad_then_good(struct fx *f, uint16_t head, int err)
+{
+	put_desc(f, DESC, 7, 0x8000, 16, 0, 0);
+	offer(f, head);
+	offer(f, 7);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), err);
+	assert_int_equal(f->req.head, head);
+	assert_int_equal(f->req.nbufs, 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, head, 0), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.head, 7);
+	assert_false(gm_virtq_broken(f->q));
+}
+
+static void looping_chain_fails_only_its_request(void **state)
+{
+	struct fx *f = *state;
+
+	put_desc(f, DESC, 0, 0x8000, 16, F_NEXT, 1);
+	put_desc(f, DESC, 1, 0x8000, 16, F_NEXT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+}
+
+static void next_out_of_range_fails_only_its_request(void **state)
+{
+	struct fx *f = *state;
+
+	put_desc(f, DESC, 0, 0x8000, 16, F_NEXT, QSIZE);
+	expect_bad_then_good(f, 0, -EINVAL);
+}
+
+static void readable_after_writable_fails_only_its_request(void **state)
+{
+	struct fx *f = *state;
+
+	put_desc(f, DESC, 0, 0x8000, 16, F_NEXT | F_WRITE, 1);
+	put_desc(f, DESC, 1, 0x8000, 16, 0, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+}
+
+static void chain_longer_than_caller_array_is_enobufs(void **state)
+{
+	struct fx *f = *state;
+
+	put_desc(f, DESC, 0, 0x8000, 16, F_NEXT, 1);
+	put_desc(f, DESC, 1, 0x8000, 16, F_NEXT, 2);
+	put_desc(f, DESC, 2, 0x8000, 16, 0, 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 2), -ENOBUFS);
+	assert_int_equal(f->req.head, 0);
+}
+
+static void indirect_table_is_walked(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_INDIRECT), 0);
+	put_desc(f, IND, 0, 0x8000, 16, F_NEXT, 2);
+	put_desc(f, IND, 2, 0x9000, 4096, F_NEXT | F_WRITE, 1);
+	put_desc(f, IND, 1, 0x9800, 1, F_WRITE, 0);
+	/* The write flag of the descriptor naming the table is ignored. */
+	put_desc(f, DESC, 4, IND, 3 * 16, F_INDIRECT | F_WRITE, 0);
+	offer(f, 4);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.head, 4);
+	assert_int_equal(f->req.nbufs, 3);
+	assert_int_equal(f->bufs[1].gpa, 0x9000);
+	assert_int_equal(f->bufs[1].len, 4096);
+	assert_true(f->bufs[2].writable);
+}
+
+static void bad_indirect_tables_fail_only_their_request(void **state)
+{
+	struct fx *f = *state;
+
+	/* Not negotiated. */
+	put_desc(f, DESC, 0, IND, 16, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_INDIRECT), 0);
+	/* Length not a multiple of 16, and zero. */
+	put_desc(f, DESC, 0, IND, 24, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+	put_desc(f, DESC, 0, IND, 0, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+	/* With NEXT. */
+	put_desc(f, DESC, 0, IND, 16, F_INDIRECT | F_NEXT, 1);
+	expect_bad_then_good(f, 0, -EINVAL);
+	/* Nested. */
+	put_desc(f, IND, 0, IND, 16, F_INDIRECT, 0);
+	put_desc(f, DESC, 0, IND, 16, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+	/* A loop inside the table. */
+	put_desc(f, IND, 0, 0x8000, 16, F_NEXT, 1);
+	put_desc(f, IND, 1, 0x8000, 16, F_NEXT, 0);
+	put_desc(f, DESC, 0, IND, 32, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+	/* Table outside RAM. */
+	put_desc(f, DESC, 0, RAM, 32, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EFAULT);
+	/* Table that wraps past 2^64. */
+	put_desc(f, DESC, 0, UINT64_MAX - 15, 32, F_INDIRECT, 0);
+	expect_bad_then_good(f, 0, -EINVAL);
+}
+
+static void avail_index_running_ahead_breaks_the_ring(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, QSIZE + 1), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_true(gm_virtq_broken(f->q));
+	/* Stays broken even once the index looks sane again. */
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, 0), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), -EIO);
+	gm_virtq_set_base(f->q, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+}
+
+static void head_out_of_range_breaks_the_ring(void **state)
+{
+	struct fx *f = *state;
+
+	offer(f, QSIZE);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_int_equal(gm_virtq_base(f->q), 0); /* nothing consumed */
+}
+
+static void rings_outside_ram_break_the_queue(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, RAM, AVAIL, USED), 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, RAM - 8), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), -EIO);
+	assert_true(gm_virtq_broken(f->q));
+}
+
+static void layout_is_checked(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_layout(f->q, 3, DESC, AVAIL, USED), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, 0, DESC, AVAIL, USED), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, 65536, DESC, AVAIL, USED), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC + 8, AVAIL, USED), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL + 1, USED), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, USED + 2), -EINVAL);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, UINT64_MAX - 15, AVAIL, USED),
+			 -EOVERFLOW);
+	assert_int_equal(gm_virtq_set_features(f->q, 1u << 5), -EINVAL);
+}
+
+static void no_interrupt_flag_suppresses_notification(void **state)
+{
+	struct fx *f = *state;
+	bool notify;
+
+	put_desc(f, DESC, 0, 0x8000, 16, 0, 0);
+	offer(f, 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	assert_true(notify);
+	assert_int_equal(gm_write_le16(f->m, AVAIL, 1), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	assert_false(notify);
+}
+
+static void event_idx_notifies_when_used_event_is_crossed(void **state)
+{
+	struct fx *f = *state;
+	bool notify, empty;
+	uint16_t ev;
+	int i;
+
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_EVENT_IDX), 0);
+	put_desc(f, DESC, 0, 0x8000, 16, 0, 0);
+	for (i = 0; i < 4; i++)
+		offer(f, 0);
+	/* First decision after setup always notifies. */
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	assert_true(notify);
+	/* Driver wants an interrupt when used idx passes 2 (used_event = 2). */
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 4 + 2 * QSIZE, 2), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0); /* used idx 2 */
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	assert_false(notify);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0); /* used idx 3: crossed */
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	assert_true(notify);
+	/* enable_notify asks for a kick at our next index and sees what is left. */
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &empty), 0);
+	assert_false(empty);
+	assert_int_equal(gm_read_le16(f->m, USED + 4 + 8 * QSIZE, &ev), 0);
+	assert_int_equal(ev, 3);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &empty), 0);
+	assert_true(empty);
+}
+
+static void unset_queue_refuses_everything(void **state)
+{
+	struct gm_virtq *q;
+	struct gm_virtq_req req;
+	struct gm_virtq_buf b;
+	bool x;
+
+	(void)state;
+	assert_int_equal(gm_virtq_new(&q), 0);
+	assert_true(gm_virtq_broken(q));
+	assert_int_equal(gm_virtq_pop(q, NULL, &req, &b, 1), -EIO);
+	assert_int_equal(gm_virtq_push(q, NULL, 0, 0), -EIO);
+	assert_int_equal(gm_virtq_need_notify(q, NULL, &x), -EIO);
+	assert_int_equal(gm_virtq_enable_notify(q, NULL, &x), -EIO);
+	assert_int_equal(gm_virtq_new(NULL), -EINVAL);
+	gm_virtq_free(q);
+	gm_virtq_free(NULL);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    T(empty_ring_gives_eagain),
+	    T(chain_is_returned_in_order_and_pushed_back),
+	    T(looping_chain_fails_only_its_request),
+	    T(next_out_of_range_fails_only_its_request),
+	    T(readable_after_writable_fails_only_its_request),
+	    T(chain_longer_than_caller_array_is_enobufs),
+	    T(indirect_table_is_walked),
+	    T(bad_indirect_tables_fail_only_their_request),
+	    T(avail_index_running_ahead_breaks_the_ring),
+	    T(head_out_of_range_breaks_the_ring),
+	    T(rings_outside_ram_break_the_queue),
+	    T(layout_is_checked),
+	    T(no_interrupt_flag_suppresses_notification),
+	    T(event_idx_notifies_when_used_event_is_crossed),
+	    cmocka_unit_test(unset_queue_refuses_everything),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
