@@ -43,11 +43,10 @@ lg_pick_accel
 hz=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-bench-vhost-blk.XXXXXX")
-BACKEND_PID=
 QEMU_PID=
 cleanup() {
 	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
-	lg_stop_backend 2
+	lg_stop_all 2
 	[ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -71,12 +70,13 @@ echo "  host: $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A R
 run_backend() { # run_backend KIND
 	local kind=$1
-	local log=$WORK/console-$kind.log done=0 n line phase t1 bytes secs rc start_ticks
+	local log=$WORK/console-$kind.log done=0 n line phase t1 bytes secs rc start_ticks pid
 	if ! lg_start_backend "$kind" "$WORK/vhost.sock" "$img" "$WORK/backend-$kind.log" 1; then
 		return 1
 	fi
-	start_ticks=$(lg_cpu_ticks "$BACKEND_PID")
-	lg_start_qemu "$WORK/vhost.sock" "$WORK/initrd.cpio" "$log" "$timeout_s" 256
+	pid=$LG_PID
+	start_ticks=$(lg_cpu_ticks "$pid")
+	lg_start_qemu "$WORK/initrd.cpio" "$log" "$timeout_s" 256 "" "$WORK/vhost.sock"
 	# Follow the console: sample the back end's CPU at each begin/end line.
 	# The guest pauses 2 s around each phase, so a 50 ms poll is on time.
 	declare -A T0
@@ -91,10 +91,10 @@ run_backend() { # run_backend KIND
 			case "$line" in
 			"GMDEMO begin "*)
 				phase=${line#GMDEMO begin }
-				T0[$phase]=$(lg_cpu_ticks "$BACKEND_PID")
+				T0[$phase]=$(lg_cpu_ticks "$pid")
 				;;
 			"GMDEMO end "*)
-				t1=$(lg_cpu_ticks "$BACKEND_PID")
+				t1=$(lg_cpu_ticks "$pid")
 				set -- ${line#GMDEMO end }
 				phase=$1 rc=${2#rc=} bytes=${3#bytes=} secs=${4#secs=}
 				if [ "$rc" != 0 ]; then
@@ -116,9 +116,9 @@ run_backend() { # run_backend KIND
 	wait "$QEMU_PID"
 	rc=$?
 	QEMU_PID=
-	R[$kind.total]=$(($(lg_cpu_ticks "$BACKEND_PID") - start_ticks))
+	R[$kind.total]=$(($(lg_cpu_ticks "$pid") - start_ticks))
 	sleep 0.5
-	lg_stop_backend 5
+	lg_stop "$pid" 5
 	[ $rc = 0 ] || echo "  $kind: QEMU exited $rc"
 	grep -aq '^GMDEMO guest-done' "$log" || { echo "  $kind: the guest did not finish"; tail -n 20 "$log"; }
 	sed "s/^/  $kind back end: /" "$WORK/backend-$kind.log" | tail -n 5

@@ -55,11 +55,10 @@ else
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-demo-linux.XXXXXX")
-BACKEND_PID=
 QEMU_PID=
 cleanup() {
 	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
-	lg_stop_backend 2
+	lg_stop_all 2
 	if [ $keep = 1 ]; then echo "demo-linux: files kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -98,6 +97,14 @@ disc_keep_md5=$(tail -c +$((disc_off + 1)) "$img" | head -c "$disc_len" | md5sum
 disc_zero_md5=$(head -c "$disc_len" /dev/zero | md5sum | cut -d' ' -f1)
 echo "demo-linux: image $size_mib MiB, md5 $disk_md5; the guest will write $wr_len bytes at $wr_off and discard $disc_len at $disc_off"
 
+# A second, read-only disk: 16 MiB of the same kind of pattern, shifted so
+# it differs from the first disk's start.
+ro_img=$WORK/ro.img
+ro_size=$((16 * 1024 * 1024))
+seq -w 50000000 99999999 | head -c "$ro_size" >"$ro_img"
+ro_md5=$(md5sum <"$ro_img" | cut -d' ' -f1)
+echo "demo-linux: read-only image 16 MiB, md5 $ro_md5"
+
 cat >"$WORK/gm.conf" <<EOF
 MODE=demo
 DISK_SIZE=$disk_size
@@ -111,6 +118,8 @@ DISC_OFF=$disc_off
 DISC_LEN=$disc_len
 DISC_MD5_KEEP=$disc_keep_md5
 DISC_MD5_ZERO=$disc_zero_md5
+RO_SIZE=$ro_size
+RO_MD5=$ro_md5
 EOF
 lg_build_initramfs "$WORK/initrd.cpio" "$here/guest-init.sh" "$WORK/gm.conf"
 echo "demo-linux: initramfs $(($(stat -c %s "$WORK/initrd.cpio") / 1024)) KiB: static busybox, modules $LG_MODULES"
@@ -125,19 +134,29 @@ record() { # record NAME ok|FAIL DETAIL
 }
 
 sock=$WORK/vhost.sock
+ro_sock=$WORK/vhost-ro.sock
 if ! lg_start_backend "$BACKEND" "$sock" "$img" "$WORK/backend.log" "$queues"; then
 	echo "demo-linux: FAIL: the back end did not start"
 	exit 1
 fi
-echo "demo-linux: $backend_name listening on $sock (pid $BACKEND_PID); booting the guest"
-lg_start_qemu "$sock" "$WORK/initrd.cpio" "$WORK/console.log" "$timeout_s" 256
+rw_pid=$LG_PID
+if ! lg_start_backend "$BACKEND" "$ro_sock" "$ro_img" "$WORK/backend-ro.log" 1 ro; then
+	echo "demo-linux: FAIL: the read-only back end did not start"
+	exit 1
+fi
+ro_pid=$LG_PID
+echo "demo-linux: $backend_name serving the disk on $sock (pid $rw_pid), the read-only one on $ro_sock (pid $ro_pid); booting the guest"
+lg_start_qemu "$WORK/initrd.cpio" "$WORK/console.log" "$timeout_s" 256 "" "$sock" "$ro_sock"
 wait "$QEMU_PID"
 qemu_rc=$?
 QEMU_PID=
-# Give the back end a moment to notice the disconnect and print its
-# summary, then stop it.
+# Give the back ends a moment to notice the disconnect, then stop them
+# (gm-vhost-blk prints its total stats on SIGTERM).
 sleep 0.5
-lg_stop_backend 5
+lg_stop "$rw_pid" 5
+rw_status=$LG_STATUS
+lg_stop "$ro_pid" 5
+ro_status=$LG_STATUS
 
 # The serial console ends lines with CR LF.
 tr -d '\r' <"$WORK/console.log" >"$WORK/console.txt"
@@ -145,7 +164,7 @@ echo "guest:"
 grep -a '^GMDEMO check ' "$WORK/console.txt" | while read -r _ _ name st detail; do
 	printf '  %-18s %-4s %s\n' "$name" "$st" "$detail"
 done
-expected="modules disk-present disk-size read-checksum pattern write flush read-back discard read-after-write"
+expected="modules disk-present disk-size read-checksum pattern write flush read-back discard read-after-write ro-disk ro-checksum ro-write-refused"
 for name in $expected; do
 	line=$(grep -a "^GMDEMO check $name " "$WORK/console.txt" | tail -n 1)
 	checks+=("$name")
@@ -156,14 +175,19 @@ for name in $expected; do
 	esac
 done
 
-echo "back end ($backend_name):"
-if [ -s "$WORK/backend.log" ]; then
-	sed 's/^/  | /' "$WORK/backend.log"
-else
-	# qemu-storage-daemon's vhost-user-blk export keeps no I/O counters
-	# (its QMP query-blockstats stays at zero for it).
-	echo "  (printed nothing)"
-fi
+for log in backend backend-ro; do
+	case $log in
+	backend) echo "back end ($backend_name, the read-write disk):" ;;
+	*) echo "back end ($backend_name, the read-only disk):" ;;
+	esac
+	if [ -s "$WORK/$log.log" ]; then
+		sed 's/^/  | /' "$WORK/$log.log"
+	else
+		# qemu-storage-daemon's vhost-user-blk export keeps no I/O
+		# counters (its QMP query-blockstats stays at zero for it).
+		echo "  (printed nothing)"
+	fi
+done
 
 echo "host:"
 if [ $qemu_rc = 0 ]; then
@@ -192,37 +216,69 @@ elif [ "$sum" = "$after_z_md5" ]; then
 else
 	record image-checksum FAIL "md5 $sum, expected $after_md5 (or $after_z_md5 with the discarded range zeroed)"
 fi
+sum=$(md5sum <"$ro_img" | cut -d' ' -f1)
+if [ "$sum" = "$ro_md5" ]; then
+	record ro-image ok "md5 $sum: unchanged"
+else
+	record ro-image FAIL "md5 $sum, expected $ro_md5 (the read-only image changed)"
+fi
+
+# gm-vhost-blk's closing stats line: KEY=N pairs (bstat LOG KEY).
+bstat() {
+	grep -a 'total stats:' "$1" | tail -n 1 | tr ' ;' '\n\n' | sed -n "s/^$2=\([0-9]*\)$/\1/p" | head -n 1
+}
 if [ "$BACKEND" = gm ]; then
-	# gm-vhost-blk's closing stats line: KEY=N pairs. The guest wrote
-	# exactly wr_len bytes, read the whole disk twice, flushed and
-	# (if offered) discarded once; no request may have failed.
-	stats=$(grep -a 'total stats:' "$WORK/backend.log" | tail -n 1)
-	bstat() { printf '%s\n' "$stats" | tr ' ;' '\n\n' | sed -n "s/^$1=\([0-9]*\)$/\1/p" | head -n 1; }
-	if [ -z "$stats" ]; then
+	# The guest wrote exactly wr_len bytes, read the whole disk twice,
+	# flushed and (if offered) discarded once; no request may have failed.
+	log=$WORK/backend.log
+	if ! grep -aq 'total stats:' "$log"; then
 		record backend-stats FAIL "no 'total stats:' line from gm-vhost-blk"
 	else
 		why=""
-		[ "$(bstat failed)" = 0 ] || why="$why failed=$(bstat failed)"
-		[ "$(bstat malformed)" = 0 ] || why="$why malformed=$(bstat malformed)"
-		[ "$(bstat written)" = "$wr_len" ] || why="$why written=$(bstat written) (expected $wr_len)"
-		[ "$(bstat read)" -ge $((2 * disk_size)) ] 2>/dev/null || why="$why read=$(bstat read) (expected at least $((2 * disk_size)))"
-		[ "$(bstat flush)" -ge 1 ] 2>/dev/null || why="$why flush=$(bstat flush)"
+		[ "$(bstat "$log" failed)" = 0 ] || why="$why failed=$(bstat "$log" failed)"
+		[ "$(bstat "$log" malformed)" = 0 ] || why="$why malformed=$(bstat "$log" malformed)"
+		[ "$(bstat "$log" written)" = "$wr_len" ] || why="$why written=$(bstat "$log" written) (expected $wr_len)"
+		[ "$(bstat "$log" read)" -ge $((2 * disk_size)) ] 2>/dev/null ||
+			why="$why read=$(bstat "$log" read) (expected at least $((2 * disk_size)))"
+		[ "$(bstat "$log" flush)" -ge 1 ] 2>/dev/null || why="$why flush=$(bstat "$log" flush)"
 		if ! grep -aq '^GMDEMO check discard ok not offered' "$WORK/console.txt"; then
-			[ "$(bstat discard)" -ge 1 ] 2>/dev/null || why="$why discard=$(bstat discard)"
+			[ "$(bstat "$log" discard)" -ge 1 ] 2>/dev/null || why="$why discard=$(bstat "$log" discard)"
 		fi
-		summary="$(bstat in) reads, $(bstat out) writes, $(bstat flush) flushes, $(bstat discard) discards; $(bstat read) bytes read, $(bstat written) written; $(bstat regions) memory region(s)"
+		summary="$(bstat "$log" in) reads, $(bstat "$log" out) writes, $(bstat "$log" flush) flushes,"
+		summary="$summary $(bstat "$log" discard) discards; $(bstat "$log" read) bytes read,"
+		summary="$summary $(bstat "$log" written) written; $(bstat "$log" regions) memory region(s)"
 		if [ -z "$why" ]; then
 			record backend-stats ok "$summary"
 		else
 			record backend-stats FAIL "$summary; wrong:$why"
 		fi
 	fi
+	# The read-only disk: read whole at least once, nothing written.
+	log=$WORK/backend-ro.log
+	if ! grep -aq 'total stats:' "$log"; then
+		record ro-stats FAIL "no 'total stats:' line from the read-only gm-vhost-blk"
+	else
+		why=""
+		[ "$(bstat "$log" failed)" = 0 ] || why="$why failed=$(bstat "$log" failed)"
+		[ "$(bstat "$log" malformed)" = 0 ] || why="$why malformed=$(bstat "$log" malformed)"
+		[ "$(bstat "$log" written)" = 0 ] || why="$why written=$(bstat "$log" written)"
+		[ "$(bstat "$log" read)" -ge "$ro_size" ] 2>/dev/null || why="$why read=$(bstat "$log" read)"
+		summary="$(bstat "$log" in) reads, $(bstat "$log" out) writes; $(bstat "$log" read) bytes read, $(bstat "$log" written) written"
+		if [ -z "$why" ]; then
+			record ro-stats ok "$summary"
+		else
+			record ro-stats FAIL "$summary; wrong:$why"
+		fi
+	fi
 fi
-if [ "$BACKEND_STATUS" = 0 ]; then
-	record backend-exit ok "$backend_name exited 0 on SIGTERM"
-else
-	record backend-exit FAIL "$backend_name exited with status $BACKEND_STATUS"
-fi
+for which in rw ro; do
+	if [ $which = rw ]; then st=$rw_status; else st=$ro_status; fi
+	if [ "$st" = 0 ]; then
+		record backend-exit-$which ok "$backend_name ($which) exited 0 on SIGTERM"
+	else
+		record backend-exit-$which FAIL "$backend_name ($which) exited with status $st"
+	fi
+done
 
 if [ $failed != 0 ]; then
 	echo "guest console (last 40 lines):"

@@ -135,4 +135,30 @@ sum=$(dd if=/dev/vda bs=1M iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
 [ "$sum" = "$DISK_MD5_AFTER" ] || [ "$sum" = "$DISK_MD5_AFTER_Z" ]; rc=$?
 check read-after-write $rc "md5 $sum of the whole disk"
 
+# 5. The second disk, exported read-only: the driver must see the flag,
+# reads must match, a write must be refused.
+if [ -n "${RO_SIZE:-}" ]; then
+	n=0
+	while [ ! -b /dev/vdb ] && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	if [ ! -b /dev/vdb ]; then
+		check ro-disk 1 "no /dev/vdb after 10 s"
+	else
+		ro=$(cat /sys/block/vdb/ro)
+		size=$(blockdev --getsize64 /dev/vdb)
+		[ "$ro" = 1 ] && [ "$size" = "$RO_SIZE" ]; rc=$?
+		check ro-disk $rc "/dev/vdb: $size bytes (expected $RO_SIZE), read-only flag $ro"
+		sum=$(dd if=/dev/vdb bs=1M iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$sum" = "$RO_MD5" ]; rc=$?
+		check ro-checksum $rc "md5 $sum"
+		if dd if=/dev/zero of=/dev/vdb bs=4096 count=1 oflag=direct conv=notrunc 2>/tmp/dd.err; then
+			check ro-write-refused 1 "a write to the read-only disk succeeded"
+		else
+			check ro-write-refused 0 "$(head -n 1 /tmp/dd.err)"
+		fi
+	fi
+fi
+
 finish

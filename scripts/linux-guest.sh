@@ -11,7 +11,7 @@
 PATH=$PATH:/usr/sbin:/sbin
 
 # Callers set: WORK (a private scratch directory). They read: KVER, KERNEL,
-# ACCEL, BACKEND_PID, QEMU_PID.
+# ACCEL, LG_PID, LG_STATUS, QEMU_PID.
 
 # lg_skip REASON: the environment cannot run a Linux guest. Exit 77 is
 # meson's "skipped"; never report such a run as passed.
@@ -160,21 +160,26 @@ lg_wait_socket() {
 	return 1
 }
 
-# lg_start_backend KIND SOCK IMAGE LOG [QUEUES]: KIND gm (gm-vhost-blk at
-# $GM_VHOST_BLK) or qsd (qemu-storage-daemon). Sets BACKEND_PID.
+# lg_start_backend KIND SOCK IMAGE LOG [QUEUES [ro]]: KIND gm
+# (gm-vhost-blk at $GM_VHOST_BLK) or qsd (qemu-storage-daemon); "ro"
+# exports the image read-only. Sets LG_PID and adds it to LG_PIDS (what
+# lg_stop_all stops).
+LG_PIDS=""
 lg_start_backend() {
-	local kind=$1 sock=$2 img=$3 log=$4 queues=${5:-1}
+	local kind=$1 sock=$2 img=$3 log=$4 queues=${5:-1} ro=${6:-}
+	local gm_ro=() qsd_ro=",discard=unmap" qsd_wr=on
+	[ "$ro" = ro ] && { gm_ro=(--readonly); qsd_ro=",read-only=on"; qsd_wr=off; }
 	rm -f "$sock"
 	case "$kind" in
 	gm)
 		[ -x "${GM_VHOST_BLK:-}" ] || { echo "gm-vhost-blk not found at '${GM_VHOST_BLK:-}'"; return 1; }
-		"$GM_VHOST_BLK" --socket "$sock" --image "$img" --queues "$queues" >"$log" 2>&1 &
+		"$GM_VHOST_BLK" --socket "$sock" --image "$img" --queues "$queues" "${gm_ro[@]}" >"$log" 2>&1 &
 		;;
 	qsd)
 		command -v qemu-storage-daemon >/dev/null || { echo "qemu-storage-daemon not installed"; return 1; }
 		qemu-storage-daemon \
-			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off,discard=unmap" \
-			--export "type=vhost-user-blk,id=e0,node-name=disk,addr.type=unix,addr.path=$sock,writable=on,num-queues=$queues" \
+			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off$qsd_ro" \
+			--export "type=vhost-user-blk,id=e0,node-name=disk,addr.type=unix,addr.path=$sock,writable=$qsd_wr,num-queues=$queues" \
 			>"$log" 2>&1 &
 		;;
 	*)
@@ -182,45 +187,58 @@ lg_start_backend() {
 		return 1
 		;;
 	esac
-	BACKEND_PID=$!
-	if ! lg_wait_socket "$sock" "$BACKEND_PID" 10; then
+	LG_PID=$!
+	LG_PIDS="$LG_PIDS $LG_PID"
+	if ! lg_wait_socket "$sock" "$LG_PID" 10; then
 		echo "back end $kind did not listen on $sock within 10 s:"
 		sed 's/^/  | /' "$log"
 		return 1
 	fi
 }
 
-# lg_stop_backend SECONDS: SIGTERM, then SIGKILL after SECONDS. Sets
-# BACKEND_STATUS.
-lg_stop_backend() {
-	local n=$((${1:-5} * 10))
-	BACKEND_STATUS=0
-	[ -n "${BACKEND_PID:-}" ] || return 0
-	kill -TERM "$BACKEND_PID" 2>/dev/null || true
-	while [ $n -gt 0 ] && kill -0 "$BACKEND_PID" 2>/dev/null; do
+# lg_stop PID SECONDS: SIGTERM, then SIGKILL after SECONDS. Sets LG_STATUS
+# (the exit status; 128+N for a signal).
+lg_stop() {
+	local pid=$1 n=$((${2:-5} * 10)) p rest=""
+	LG_STATUS=0
+	kill -TERM "$pid" 2>/dev/null || true
+	while [ $n -gt 0 ] && kill -0 "$pid" 2>/dev/null; do
 		sleep 0.1
 		n=$((n - 1))
 	done
-	kill -KILL "$BACKEND_PID" 2>/dev/null || true
-	wait "$BACKEND_PID" 2>/dev/null || BACKEND_STATUS=$?
-	BACKEND_PID=
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || LG_STATUS=$?
+	for p in $LG_PIDS; do [ "$p" = "$pid" ] || rest="$rest $p"; done
+	LG_PIDS=$rest
 }
 
-# lg_start_qemu SOCK INITRD CONSOLE_LOG TIMEOUT MEM_MIB [APPEND]: boot the
-# kernel with guest RAM in a shared memfd (the back end maps it) and the
-# vhost-user disk as /dev/vda. Runs in the background; sets QEMU_PID.
+# lg_stop_all SECONDS: stop every back end still running (for traps).
+lg_stop_all() {
+	local p
+	for p in $LG_PIDS; do lg_stop "$p" "$1"; done
+}
+
+# lg_start_qemu INITRD CONSOLE_LOG TIMEOUT MEM_MIB APPEND SOCK...: boot the
+# kernel with guest RAM in a shared memfd (the back ends map it) and one
+# vhost-user-blk disk per socket (/dev/vda, /dev/vdb, ... in that order).
+# Runs in the background; sets QEMU_PID.
 lg_start_qemu() {
-	local sock=$1 initrd=$2 log=$3 tmo=$4 mem=$5 append=${6:-}
-	local cpu=()
+	local initrd=$1 log=$2 tmo=$3 mem=$4 append=$5 i=0 sock
+	shift 5
+	local cpu=() disks=()
 	[ "$ACCEL" = kvm ] && cpu=(-cpu host)
+	for sock in "$@"; do
+		disks+=(-chardev "socket,id=vhost$i,path=$sock"
+			-device "vhost-user-blk-pci,chardev=vhost$i,addr=$((8 + i))")
+		i=$((i + 1))
+	done
 	: >"$log"
 	timeout -k 5 "$tmo" qemu-system-x86_64 \
 		-accel "$ACCEL" -machine pc,memory-backend=mem "${cpu[@]}" -smp 1 -m "${mem}M" \
 		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-chardev "file,id=con,path=$log" -serial chardev:con \
-		-chardev "socket,id=vhost,path=$sock" \
-		-device vhost-user-blk-pci,chardev=vhost \
+		"${disks[@]}" \
 		-kernel "$KERNEL" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 loglevel=4 $append" \
 		>"$log.qemu" 2>&1 &
