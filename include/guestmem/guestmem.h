@@ -6,6 +6,7 @@
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
+ *   space.h    the editable address space: RAM/ROM/MMIO windows, RCU views, dispatch
  *   virtq.h    split virtqueues walked safely on a memory view
  *   vhost.h    vhost-user memory tables, replaced under RCU
  */
@@ -16,6 +17,7 @@
 #include <guestmem/mapping.h>
 #include <guestmem/dirty.h>
 #include <guestmem/memory.h>
+#include <guestmem/space.h>
 #include <guestmem/virtq.h>
 #include <guestmem/vhost.h>
 
