@@ -1,0 +1,2026 @@
+/*
+ * space.c - the guest's address space as the VMM edits it.
+ *
+ * A space is a sequence of immutable layouts. A layout is the sorted array
+ * of windows (struct win: where a window is, how big, and the protection
+ * runs of RAM) plus what is derived from it: the view regions with their
+ * ids and slots, and the gm_memory view built from them. Editing never
+ * touches a published layout: gm_space_begin() clones the current one into
+ * space->staging, edits change the clone, gm_space_commit() derives its
+ * regions and view, asks the listeners, and publishes it as
+ * space->current with a release store that RCU readers pair with. The old
+ * layout goes on space->retired and is freed after a grace period.
+ *
+ * struct gm_window is the handle: what never changes about a window (its
+ * kind, backing mapping, dirty bitmap, device). Every layout that contains
+ * a window holds one reference on it, so a window lives until the last
+ * layout showing it is freed: after the grace period for a published
+ * layout, at once for a staged one that was never published.
+ *
+ * Invariants (gm__space_invariants_ok() checks them; code cites them):
+ *  1. The windows of a layout are sorted by gpa and pairwise disjoint; in
+ *     a port-I/O space every window lies below GM_PIO_LIMIT and is MMIO or
+ *     reserved.
+ *  2. The parts of a window tile [0, size) in order. A RAM window's
+ *     adjacent parts have different protections (maximal runs), every part
+ *     starts and ends on a page boundary, and every prot is an allowed one
+ *     (prot_valid()). A ROM, MMIO or reserved window has exactly one part
+ *     (prot R|X, R|W and NONE).
+ *  3. A RAM or ROM window has a mapping, window->offset + capacity lies
+ *     inside it, and size <= capacity; a RAM window's dirty bitmap covers
+ *     capacity. MMIO and reserved windows have neither.
+ *  4. A published layout's regions are exactly its RAM/ROM parts with a
+ *     prot other than NONE, in gpa order, with distinct ids (all below
+ *     space->next_id) and distinct slots; its view was built from exactly
+ *     those regions.
+ *  5. space->current is never NULL while the space lives. It changes only
+ *     with space->lock and space->view_lock both held, and a layout that
+ *     stops being current is freed only after a grace period that began
+ *     after it stopped being current (reclaim()).
+ *  6. A window's refs is the number of layouts (current, staging, retired)
+ *     that contain it. Window and layout reference counts change only under
+ *     space->lock.
+ *  7. space->owner is non-zero exactly while a thread has a transaction
+ *     open, and that thread holds space->lock; staging is non-NULL exactly
+ *     then. Only the owner writes owner, so a thread comparing it with its
+ *     own token needs no lock.
+ *
+ * Transaction state (per space, under space->lock):
+ *
+ *   idle --gm_space_begin()--> open --edit fails--> doomed
+ *   open --gm_space_commit()--> (listeners prepare --veto--> discard) --> publish --> idle
+ *   doomed --gm_space_commit()/gm_space_abort()--> discard --> idle
+ *   open --gm_space_abort()--> discard --> idle
+ *
+ * An edit with no transaction open runs begin, the edit, commit.
+ */
+#include <guestmem/space.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* The function-call (non-LGPL-inline) read side: nothing of liburcu is
+ * compiled into our objects. */
+#include <urcu/urcu-memb.h>
+
+#include "space-internal.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define GM_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GM_TSAN 1
+#endif
+#endif
+
+#ifdef GM_TSAN
+#include <sanitizer/tsan_interface.h>
+/*
+ * ThreadSanitizer cannot see what a grace period orders: liburcu waits for
+ * readers with membarrier() and loads TSan does not instrument. So every
+ * read-side unlock releases this clock, and reclaim() acquires it after the
+ * grace period and before freeing: the reader's accesses then happen
+ * before the free in TSan's model, as they do in reality.
+ */
+static char gm_rcu_tsan_clock;
+#define RCU_TSAN_RELEASE() __tsan_release(&gm_rcu_tsan_clock)
+#define RCU_TSAN_ACQUIRE() __tsan_acquire(&gm_rcu_tsan_clock)
+#else
+#define RCU_TSAN_RELEASE() ((void)0)
+#define RCU_TSAN_ACQUIRE() ((void)0)
+#endif
+
+/* One run of a window with one guest protection: bytes [offset, offset + size). */
+struct part {
+	uint64_t offset;
+	uint64_t size;
+	unsigned prot;
+};
+
+struct gm_window {
+	enum gm_window_kind kind;
+	unsigned long refs;	    /* invariant 6 */
+	struct gm_mapping *mapping; /* RAM/ROM */
+	size_t offset;		    /* of the window's first byte in mapping */
+	uint64_t capacity;	    /* RAM: max_size; others: 0 (unused) */
+	struct gm_dirty *dirty;	    /* RAM */
+	struct gm_device_ops ops;   /* MMIO; ops.name points at name */
+	void *opaque;
+	char *name;	    /* never NULL */
+	bool release_armed; /* call ops.release when freed (the add succeeded) */
+};
+
+/* A window's place and protection in one layout. */
+struct win {
+	struct gm_window *w;
+	gm_gpa_t gpa;
+	uint64_t size;
+	struct part *parts;
+	size_t nparts;
+};
+
+struct layout {
+	struct win *wins; /* sorted by gpa (invariant 1) */
+	size_t nwins;
+	struct gm_space_region *regions; /* published layouts only (invariant 4) */
+	size_t nregions;
+	struct gm_memory *mem; /* published layouts only */
+	struct layout *next_retired;
+};
+
+struct gm_space_listener {
+	struct gm_space_listener_ops ops;
+	void *opaque;
+	struct gm_space_listener *next;
+};
+
+/*
+ * Lock order: lock, then view_lock. The RCU read side takes neither.
+ */
+struct gm_space {
+	unsigned flags;
+	pthread_mutex_t lock;	   /* editing; held for a whole transaction */
+	pthread_mutex_t view_lock; /* swapping / referencing current */
+	struct layout *current;	   /* RCU-published; invariant 5 */
+	uint64_t generation;	   /* atomic: published views */
+	bool dirty_enabled;	   /* atomic */
+
+	/* Under lock. */
+	struct layout *staging;
+	struct layout *retired; /* replaced layouts waiting for a grace period */
+	uintptr_t owner;	/* token of the thread with the open transaction (invariant 7) */
+	unsigned depth;		/* nesting of begin in the owner */
+	int doom;		/* first error of the open transaction, or 0 */
+	bool changed;		/* the staging differs from current */
+	bool in_callback;	/* a listener callback is running */
+	uint64_t next_id;	/* next region id */
+	struct gm_space_listener *listeners;
+};
+
+/* Each thread's token: the address of a thread-local byte is unique per thread. */
+static _Thread_local char thread_token;
+
+static uintptr_t my_token(void)
+{
+	return (uintptr_t)&thread_token;
+}
+
+static bool owned_by_me(const struct gm_space *s)
+{
+	/* Only this thread stores its token (invariant 7): relaxed is enough. */
+	return __atomic_load_n(&s->owner, __ATOMIC_RELAXED) == my_token();
+}
+
+static bool is_pio(const struct gm_space *s)
+{
+	return (s->flags & GM_SPACE_PIO) != 0;
+}
+
+/* ---- RCU read side --------------------------------------------------- */
+
+void gm_rcu_register_thread(void)
+{
+	urcu_memb_register_thread();
+}
+
+void gm_rcu_unregister_thread(void)
+{
+	urcu_memb_unregister_thread();
+}
+
+void gm_rcu_read_lock(void)
+{
+	urcu_memb_read_lock();
+}
+
+void gm_rcu_read_unlock(void)
+{
+	RCU_TSAN_RELEASE();
+	urcu_memb_read_unlock();
+}
+
+/* ---- windows and layouts --------------------------------------------- */
+
+static bool prot_valid(unsigned prot)
+{
+	return prot == GM_PROT_NONE || prot == GM_PROT_READ ||
+	       prot == (GM_PROT_READ | GM_PROT_WRITE) || prot == (GM_PROT_READ | GM_PROT_EXEC) ||
+	       prot == GM_PROT_ALL;
+}
+
+static unsigned kind_prot(enum gm_window_kind kind)
+{
+	switch (kind) {
+	case GM_WINDOW_RAM:
+		return GM_PROT_ALL;
+	case GM_WINDOW_ROM:
+		return GM_PROT_READ | GM_PROT_EXEC;
+	case GM_WINDOW_MMIO:
+		return GM_PROT_READ | GM_PROT_WRITE;
+	default:
+		return GM_PROT_NONE;
+	}
+}
+
+static unsigned region_flags(enum gm_window_kind kind, unsigned prot)
+{
+	unsigned flags = 0;
+
+	if (kind == GM_WINDOW_ROM)
+		return GM_REGION_ROM | GM_REGION_READONLY;
+	if (kind != GM_WINDOW_RAM)
+		return 0;
+	if (!(prot & GM_PROT_WRITE))
+		flags |= GM_REGION_READONLY;
+	if (!(prot & GM_PROT_EXEC))
+		flags |= GM_REGION_NOEXEC;
+	return flags;
+}
+
+static bool has_memory(enum gm_window_kind kind)
+{
+	return kind == GM_WINDOW_RAM || kind == GM_WINDOW_ROM;
+}
+
+static struct gm_window *window_alloc(enum gm_window_kind kind, const char *name)
+{
+	struct gm_window *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->name = strdup(name ? name : "");
+	if (!w->name) {
+		free(w);
+		return NULL;
+	}
+	w->kind = kind;
+	w->ops.name = w->name;
+	return w;
+}
+
+/* Free @w and what it owns; the device is told only if the add succeeded. */
+static void window_destroy(struct gm_window *w)
+{
+	if (w->release_armed && w->ops.release)
+		w->ops.release(w->opaque);
+	gm_dirty_put(w->dirty);
+	gm_mapping_put(w->mapping);
+	free(w->name);
+	free(w);
+}
+
+/* Called with space->lock held (invariant 6). */
+static void window_put(struct gm_window *w)
+{
+	if (--w->refs == 0)
+		window_destroy(w);
+}
+
+static void win_free_parts(struct win *v)
+{
+	free(v->parts);
+	v->parts = NULL;
+	v->nparts = 0;
+}
+
+/* Called with space->lock held. NULL is ignored. */
+static void layout_free(struct layout *l)
+{
+	size_t i;
+
+	if (!l)
+		return;
+	for (i = 0; i < l->nwins; i++) {
+		window_put(l->wins[i].w);
+		win_free_parts(&l->wins[i]);
+	}
+	free(l->wins);
+	free(l->regions);
+	gm_memory_put(l->mem);
+	free(l);
+}
+
+/* A deep copy of @src's windows (not its regions or view). Called with space->lock held. */
+static int layout_clone(const struct layout *src, struct layout **out)
+{
+	struct layout *l = calloc(1, sizeof(*l));
+	size_t i;
+
+	if (!l)
+		return -ENOMEM;
+	if (src->nwins) {
+		l->wins = calloc(src->nwins, sizeof(*l->wins));
+		if (!l->wins)
+			goto err_free;
+	}
+	for (i = 0; i < src->nwins; i++) {
+		struct win *v = &l->wins[i];
+
+		*v = src->wins[i];
+		v->parts = malloc(v->nparts * sizeof(*v->parts));
+		if (!v->parts)
+			goto err_unwind;
+		memcpy(v->parts, src->wins[i].parts, v->nparts * sizeof(*v->parts));
+		v->w->refs++;
+		l->nwins++;
+	}
+	*out = l;
+	return 0;
+
+err_unwind:
+	l->wins[i].parts = NULL;
+	layout_free(l);
+	return -ENOMEM;
+err_free:
+	free(l);
+	return -ENOMEM;
+}
+
+/* Index of @w in @l, or -1. Compares pointers only: @w may be stale. */
+static long find_win(const struct layout *l, const struct gm_window *w)
+{
+	size_t i;
+
+	for (i = 0; i < l->nwins; i++)
+		if (l->wins[i].w == w)
+			return (long)i;
+	return -1;
+}
+
+/* Index of the window holding @gpa in @l, or -1 (binary search, invariant 1). */
+static long win_at(const struct layout *l, gm_gpa_t gpa)
+{
+	size_t lo = 0, hi = l->nwins;
+
+	/* Find the last window whose gpa <= @gpa. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->wins[mid].gpa <= gpa)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return -1;
+	lo--;
+	if (gpa - l->wins[lo].gpa > l->wins[lo].size - 1)
+		return -1;
+	return (long)lo;
+}
+
+/*
+ * Check that [@gpa, @gpa + @size) is a valid place for a window of @kind in
+ * @s and overlaps no window of @l other than the one at index @skip (-1:
+ * none). Returns 0, -EINVAL, -EOVERFLOW, -ERANGE or -EEXIST.
+ */
+static int check_place(const struct gm_space *s, const struct layout *l, enum gm_window_kind kind,
+		       gm_gpa_t gpa, uint64_t size, long skip)
+{
+	gm_gpa_t last;
+	size_t i;
+	int err;
+
+	err = gm_range_last(gpa, size, &last);
+	if (err)
+		return err;
+	if (has_memory(kind) &&
+	    (!gm_is_aligned(gpa, GM_PAGE_SIZE) || !gm_is_aligned(size, GM_PAGE_SIZE)))
+		return -EINVAL;
+	if (is_pio(s) && last >= GM_PIO_LIMIT)
+		return -ERANGE;
+	for (i = 0; i < l->nwins; i++) {
+		if ((long)i == skip)
+			continue;
+		if (gm_ranges_overlap(gpa, size, l->wins[i].gpa, l->wins[i].size))
+			return -EEXIST;
+	}
+	return 0;
+}
+
+/* Insert window @w at [@gpa, @gpa + @size) into the staging layout; @w gets its reference. */
+static int staging_insert(struct layout *l, struct gm_window *w, gm_gpa_t gpa, uint64_t size)
+{
+	struct win *wins;
+	struct part *part;
+	size_t pos;
+
+	part = malloc(sizeof(*part));
+	if (!part)
+		return -ENOMEM;
+	wins = realloc(l->wins, (l->nwins + 1) * sizeof(*wins));
+	if (!wins) {
+		free(part);
+		return -ENOMEM;
+	}
+	l->wins = wins;
+	for (pos = 0; pos < l->nwins && l->wins[pos].gpa < gpa; pos++)
+		;
+	memmove(&wins[pos + 1], &wins[pos], (l->nwins - pos) * sizeof(*wins));
+	*part = (struct part){.offset = 0, .size = size, .prot = kind_prot(w->kind)};
+	wins[pos] = (struct win){.w = w, .gpa = gpa, .size = size, .parts = part, .nparts = 1};
+	l->nwins++;
+	w->refs++;
+	return 0;
+}
+
+/* Keep l->wins sorted after wins[i].gpa changed (invariant 1). */
+static void staging_resort(struct layout *l, size_t i)
+{
+	struct win v = l->wins[i];
+
+	while (i > 0 && l->wins[i - 1].gpa > v.gpa) {
+		l->wins[i] = l->wins[i - 1];
+		i--;
+	}
+	while (i + 1 < l->nwins && l->wins[i + 1].gpa < v.gpa) {
+		l->wins[i] = l->wins[i + 1];
+		i++;
+	}
+	l->wins[i] = v;
+}
+
+/* ---- transactions ---------------------------------------------------- */
+
+/* Open a transaction; called with space->lock held and none open. */
+static int txn_open(struct gm_space *s)
+{
+	int err = layout_clone(s->current, &s->staging);
+
+	if (err)
+		return err;
+	s->depth = 1;
+	s->doom = 0;
+	s->changed = false;
+	/* Paired with owned_by_me() in this same thread only (invariant 7). */
+	__atomic_store_n(&s->owner, my_token(), __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Close the transaction and release space->lock. */
+static void txn_close(struct gm_space *s)
+{
+	layout_free(s->staging);
+	s->staging = NULL;
+	s->depth = 0;
+	s->doom = 0;
+	s->changed = false;
+	__atomic_store_n(&s->owner, (uintptr_t)0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Free the retired layouts after a grace period. Called with space->lock
+ * held, outside any read section of this thread (invariant 5).
+ */
+static void reclaim(struct gm_space *s)
+{
+	struct layout *l = s->retired;
+
+	if (!l)
+		return;
+	s->retired = NULL;
+	urcu_memb_synchronize_rcu();
+	RCU_TSAN_ACQUIRE();
+	while (l) {
+		struct layout *next = l->next_retired;
+
+		layout_free(l);
+		l = next;
+	}
+}
+
+static int commit_locked(struct gm_space *s);
+
+/*
+ * Start an edit: join the calling thread's open transaction, or open an
+ * implicit one. *@implicit tells edit_end() which. On error nothing is held.
+ */
+static int edit_begin(struct gm_space *s, bool *implicit)
+{
+	int err;
+
+	if (owned_by_me(s)) {
+		if (s->in_callback)
+			return -EDEADLK;
+		if (s->doom)
+			return -ECANCELED;
+		*implicit = false;
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	err = txn_open(s);
+	if (err) {
+		pthread_mutex_unlock(&s->lock);
+		return err;
+	}
+	*implicit = true;
+	return 0;
+}
+
+/*
+ * Finish an edit whose result is @err: a failure dooms an explicit
+ * transaction, and discards an implicit one; a success of an implicit
+ * edit is committed. Returns the edit's result or the commit's.
+ */
+static int edit_end(struct gm_space *s, bool implicit, int err)
+{
+	if (!err)
+		s->changed = true;
+	if (!implicit) {
+		if (err && !s->doom)
+			s->doom = err;
+		return err;
+	}
+	if (err) {
+		txn_close(s);
+		return err;
+	}
+	return commit_locked(s);
+}
+
+int gm_space_begin(struct gm_space *s)
+{
+	int err;
+
+	if (!s)
+		return -EINVAL;
+	if (owned_by_me(s)) {
+		if (s->in_callback)
+			return -EDEADLK;
+		s->depth++;
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	err = txn_open(s);
+	if (err)
+		pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int gm_space_abort(struct gm_space *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (!owned_by_me(s) || s->in_callback)
+		return -EPERM;
+	if (s->depth > 1) {
+		s->depth--;
+		if (!s->doom)
+			s->doom = -ECANCELED;
+		return 0;
+	}
+	txn_close(s);
+	return 0;
+}
+
+int gm_space_commit(struct gm_space *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (!owned_by_me(s) || s->in_callback)
+		return -EPERM;
+	if (s->depth > 1) {
+		s->depth--;
+		return s->doom;
+	}
+	return commit_locked(s);
+}
+
+int gm_space_synchronize(struct gm_space *s)
+{
+	bool mine;
+
+	if (!s)
+		return -EINVAL;
+	if (urcu_memb_read_ongoing())
+		return -EDEADLK;
+	mine = owned_by_me(s);
+	if (mine && s->in_callback)
+		return -EDEADLK;
+	if (!mine)
+		pthread_mutex_lock(&s->lock);
+	reclaim(s);
+	if (!mine)
+		pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* ---- commit: regions, ids, listeners, publication --------------------- */
+
+/* The regions of staging layout @l, ids and slots not yet assigned (invariant 4). */
+static int derive_regions(const struct layout *l, struct gm_space_region **out, size_t *n)
+{
+	struct gm_space_region *r = NULL;
+	size_t i, j, count = 0, k = 0;
+
+	for (i = 0; i < l->nwins; i++)
+		if (has_memory(l->wins[i].w->kind))
+			for (j = 0; j < l->wins[i].nparts; j++)
+				count += l->wins[i].parts[j].prot != GM_PROT_NONE;
+	if (count) {
+		r = calloc(count, sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+	}
+	for (i = 0; i < l->nwins; i++) {
+		const struct win *v = &l->wins[i];
+		struct gm_window *w = v->w;
+
+		if (!has_memory(w->kind))
+			continue;
+		for (j = 0; j < v->nparts; j++) {
+			const struct part *p = &v->parts[j];
+
+			if (p->prot == GM_PROT_NONE)
+				continue;
+			/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3). */
+			r[k] = (struct gm_space_region){
+				.gpa = v->gpa + p->offset,
+				.size = p->size,
+				.host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset +
+					(size_t)p->offset,
+				.mapping = w->mapping,
+				.offset = w->offset + (size_t)p->offset,
+				.flags = region_flags(w->kind, p->prot),
+				.prot = p->prot,
+				.dirty = w->dirty,
+				.dirty_offset = w->dirty ? p->offset : 0,
+				.window = w,
+				.kind = w->kind,
+			};
+			k++;
+		}
+	}
+	*out = r;
+	*n = count;
+	return 0;
+}
+
+static bool same_region(const struct gm_space_region *a, const struct gm_space_region *b)
+{
+	return a->window == b->window && a->gpa == b->gpa && a->size == b->size &&
+	       a->offset == b->offset;
+}
+
+/*
+ * Give @nr new regions their ids and slots against the @no old ones (both
+ * sorted by gpa), and list the changes in the documented order. A region
+ * keeps its old id and slot when its window, gpa, size and offset are the
+ * same. Advances *@next_id. Returns 0 or -ENOMEM.
+ */
+static int diff_regions(const struct gm_space_region *old, size_t no, struct gm_space_region *nr,
+			size_t nn, uint64_t *next_id, struct gm_space_change **out, size_t *nout)
+{
+	struct gm_space_change *ch = NULL;
+	bool *old_kept = NULL, *new_kept = NULL, *slot_used = NULL;
+	size_t i = 0, j = 0, n = 0, slot = 0;
+	int err = -ENOMEM;
+
+	old_kept = calloc(no + 1, sizeof(bool));
+	new_kept = calloc(nn + 1, sizeof(bool));
+	slot_used = calloc(nn + 1, sizeof(bool));
+	ch = calloc(no + nn + 1, sizeof(*ch));
+	if (!old_kept || !new_kept || !slot_used || !ch)
+		goto out;
+
+	/* Match by gpa: within each list gpas are distinct (invariant 4). */
+	while (i < no && j < nn) {
+		if (old[i].gpa < nr[j].gpa) {
+			i++;
+		} else if (old[i].gpa > nr[j].gpa) {
+			j++;
+		} else {
+			if (same_region(&old[i], &nr[j])) {
+				old_kept[i] = new_kept[j] = true;
+				nr[j].id = old[i].id;
+				nr[j].slot = old[i].slot;
+				/* Slots >= nn + 1 cannot collide with those handed out below. */
+				if (old[i].slot <= nn)
+					slot_used[old[i].slot] = true;
+			}
+			i++;
+			j++;
+		}
+	}
+	for (i = 0; i < no; i++)
+		if (!old_kept[i])
+			ch[n++] = (struct gm_space_change){.kind = GM_CHANGE_REMOVE, .region = old[i]};
+	for (i = 0, j = 0; j < nn; j++) {
+		if (!new_kept[j])
+			continue;
+		while (old[i].id != nr[j].id)
+			i++;
+		if (old[i].flags != nr[j].flags)
+			ch[n++] = (struct gm_space_change){.kind = GM_CHANGE_FLAGS,
+							   .old_flags = old[i].flags,
+							   .old_prot = old[i].prot,
+							   .region = nr[j]};
+	}
+	for (j = 0; j < nn; j++) {
+		if (new_kept[j])
+			continue;
+		while (slot_used[slot])
+			slot++;
+		slot_used[slot] = true;
+		nr[j].slot = (uint32_t)slot;
+		nr[j].id = (*next_id)++;
+		ch[n++] = (struct gm_space_change){.kind = GM_CHANGE_ADD, .region = nr[j]};
+	}
+	*out = ch;
+	*nout = n;
+	ch = NULL;
+	err = 0;
+out:
+	free(ch);
+	free(slot_used);
+	free(new_kept);
+	free(old_kept);
+	return err;
+}
+
+static int build_view(const struct gm_space_region *r, size_t n, struct gm_memory **out)
+{
+	struct gm_region_spec *specs = NULL;
+	size_t i;
+	int err;
+
+	if (n) {
+		specs = calloc(n, sizeof(*specs));
+		if (!specs)
+			return -ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		specs[i] = (struct gm_region_spec){.gpa = r[i].gpa,
+						   .size = r[i].size,
+						   .mapping = r[i].mapping,
+						   .offset = r[i].offset,
+						   .flags = r[i].flags,
+						   .dirty = r[i].dirty,
+						   .dirty_offset = r[i].dirty_offset};
+	err = gm_memory_new(specs, n, out);
+	free(specs);
+	return err;
+}
+
+/*
+ * Run the prepare phase. On a veto, roll back the listeners already
+ * prepared (last first) and return the veto. Called with space->lock held.
+ */
+static int listeners_prepare(struct gm_space *s, const struct gm_space_change *ch, size_t n)
+{
+	struct gm_space_listener *l, *failed = NULL;
+	int err = 0;
+
+	s->in_callback = true;
+	for (l = s->listeners; l; l = l->next) {
+		if (!l->ops.prepare)
+			continue;
+		err = l->ops.prepare(l->opaque, s, ch, n);
+		if (err) {
+			failed = l;
+			break;
+		}
+	}
+	if (failed) {
+		/* Reverse order over a singly linked list: walk to each predecessor. */
+		struct gm_space_listener *stop = failed;
+
+		while (stop != s->listeners) {
+			struct gm_space_listener *prev = s->listeners;
+
+			while (prev->next != stop)
+				prev = prev->next;
+			if (prev->ops.rollback)
+				prev->ops.rollback(prev->opaque, s, ch, n);
+			stop = prev;
+		}
+		/* A positive return is still a veto; keep errors negative. */
+		if (err > 0)
+			err = -err;
+	}
+	s->in_callback = false;
+	return err;
+}
+
+static void listeners_commit(struct gm_space *s, const struct gm_space_change *ch, size_t n)
+{
+	struct gm_space_listener *l;
+
+	s->in_callback = true;
+	for (l = s->listeners; l; l = l->next)
+		if (l->ops.commit)
+			l->ops.commit(l->opaque, s, ch, n);
+	s->in_callback = false;
+}
+
+/*
+ * Replace space->current by @l (invariant 5). The release store orders the
+ * layout's and the view's initialization before the pointer; it pairs with
+ * the acquire load in current_layout().
+ */
+static void publish(struct gm_space *s, struct layout *l)
+{
+	struct layout *old;
+
+	pthread_mutex_lock(&s->view_lock);
+	old = s->current;
+	__atomic_store_n(&s->current, l, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&s->view_lock);
+	__atomic_fetch_add(&s->generation, 1, __ATOMIC_RELAXED);
+	old->next_retired = s->retired;
+	s->retired = old;
+}
+
+/* Commit the outermost transaction; called by its owner with space->lock held. Closes it. */
+static int commit_locked(struct gm_space *s)
+{
+	struct layout *l = s->staging;
+	struct gm_space_change *ch = NULL;
+	size_t nch = 0;
+	uint64_t next_id = s->next_id;
+	int err = s->doom;
+
+	if (err || !s->changed)
+		goto out;
+	err = derive_regions(l, &l->regions, &l->nregions);
+	if (err)
+		goto out;
+	err = diff_regions(s->current->regions, s->current->nregions, l->regions, l->nregions,
+			   &next_id, &ch, &nch);
+	if (err)
+		goto out;
+	err = build_view(l->regions, l->nregions, &l->mem);
+	if (err)
+		goto out;
+	if (nch) {
+		err = listeners_prepare(s, ch, nch);
+		if (err)
+			goto out;
+	}
+	s->next_id = next_id;
+	s->staging = NULL;
+	publish(s, l);
+	if (nch)
+		listeners_commit(s, ch, nch);
+	/* A device callback that edits the space commits inside its read
+	 * section: waiting for a grace period there would wait for itself. */
+	if (!urcu_memb_read_ongoing())
+		reclaim(s);
+out:
+	free(ch);
+	txn_close(s);
+	return err;
+}
+
+/* ---- spaces ---------------------------------------------------------- */
+
+int gm_space_new(unsigned flags, struct gm_space **out)
+{
+	struct gm_space *s;
+	int err;
+
+	if (!out || (flags & ~GM_SPACE_PIO))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->flags = flags;
+	s->next_id = 1;
+	s->current = calloc(1, sizeof(*s->current));
+	if (!s->current) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	err = gm_memory_new(NULL, 0, &s->current->mem);
+	if (err)
+		goto err_layout;
+	err = -pthread_mutex_init(&s->lock, NULL);
+	if (err)
+		goto err_layout;
+	err = -pthread_mutex_init(&s->view_lock, NULL);
+	if (err)
+		goto err_lock;
+	*out = s;
+	return 0;
+
+err_lock:
+	pthread_mutex_destroy(&s->lock);
+err_layout:
+	gm_memory_put(s->current->mem);
+	free(s->current);
+err_free:
+	free(s);
+	return err;
+}
+
+void gm_space_free(struct gm_space *s)
+{
+	struct gm_space_listener *l;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	/* Retire the current layout too: a reader may still be inside it. */
+	s->current->next_retired = s->retired;
+	s->retired = s->current;
+	s->current = NULL;
+	reclaim(s);
+	pthread_mutex_unlock(&s->lock);
+	while ((l = s->listeners)) {
+		s->listeners = l->next;
+		free(l);
+	}
+	pthread_mutex_destroy(&s->view_lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+unsigned gm_space_flags(const struct gm_space *s)
+{
+	return s ? s->flags : 0;
+}
+
+uint64_t gm_space_generation(const struct gm_space *s)
+{
+	return s ? __atomic_load_n(&s->generation, __ATOMIC_RELAXED) : 0;
+}
+
+/* ---- adding windows -------------------------------------------------- */
+
+/*
+ * Stage window @w (just built, no reference yet) at [@gpa, @gpa + @size).
+ * On success *@out = @w and the device will be told when @w is freed; on
+ * failure @w is destroyed without telling it.
+ */
+static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uint64_t size,
+		      struct gm_window **out)
+{
+	bool implicit;
+	int err;
+
+	err = edit_begin(s, &implicit);
+	if (err) {
+		window_destroy(w);
+		return err;
+	}
+	if (is_pio(s) && has_memory(w->kind))
+		err = -EOPNOTSUPP;
+	else
+		err = check_place(s, s->staging, w->kind, gpa, size, -1);
+	if (!err)
+		err = staging_insert(s->staging, w, gpa, size);
+	if (err) {
+		window_destroy(w);
+		return edit_end(s, implicit, err);
+	}
+	w->release_armed = true;
+	/* The handle is valid from here on, even if an implicit commit fails
+	 * afterwards (then it is freed again and must not be used). */
+	err = edit_end(s, implicit, 0);
+	if (!err)
+		*out = w;
+	return err;
+}
+
+/* Check the arguments every add shares. */
+static int check_add_args(const struct gm_space *s, uint64_t size, struct gm_window **out)
+{
+	if (!s || !out || size == 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* A RAM window's dirty bitmap, enabled as the space says. */
+static int new_dirty(const struct gm_space *s, uint64_t capacity, struct gm_dirty **out)
+{
+	int err = gm_dirty_new(capacity, out);
+
+	if (!err)
+		gm_dirty_set_enabled(*out, __atomic_load_n(&s->dirty_enabled, __ATOMIC_RELAXED));
+	return err;
+}
+
+/* Validate place arguments a RAM/ROM add can check before allocating. */
+static int check_mem_args(const struct gm_space *s, gm_gpa_t gpa, uint64_t size)
+{
+	gm_gpa_t last;
+	int err;
+
+	if (is_pio(s))
+		return -EOPNOTSUPP;
+	err = gm_range_last(gpa, size, &last);
+	if (err)
+		return err;
+	if (!gm_is_aligned(gpa, GM_PAGE_SIZE) || !gm_is_aligned(size, GM_PAGE_SIZE))
+		return -EINVAL;
+	return 0;
+}
+
+int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t max_size,
+		     unsigned map_flags, struct gm_window **out)
+{
+	struct gm_window *w;
+	size_t len;
+	int err;
+
+	err = check_add_args(s, size, out);
+	if (err)
+		return err;
+	if (max_size == 0)
+		max_size = size;
+	err = check_mem_args(s, gpa, size);
+	if (!err && (max_size < size || !gm_is_aligned(max_size, GM_PAGE_SIZE) ||
+		     (map_flags & GM_MAP_READONLY)))
+		err = -EINVAL;
+	if (!err)
+		err = gm_u64_to_size(max_size, &len);
+	if (err)
+		goto err_early;
+	w = window_alloc(GM_WINDOW_RAM, "");
+	if (!w)
+		return -ENOMEM;
+	w->capacity = max_size;
+	err = gm_mapping_new_anon(len, map_flags, &w->mapping);
+	if (!err)
+		err = new_dirty(s, max_size, &w->dirty);
+	if (err) {
+		window_destroy(w);
+		goto err_early;
+	}
+	return add_window(s, w, gpa, size, out);
+
+err_early:
+	/* Still an edit: it dooms the caller's open transaction. */
+	if (owned_by_me(s) && !s->in_callback && !s->doom)
+		s->doom = err;
+	return err;
+}
+
+/* The shared part of adding a window of a caller's mapping. */
+static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_gpa_t gpa,
+			      uint64_t size, struct gm_mapping *mapping, size_t offset,
+			      struct gm_window **out)
+{
+	struct gm_window *w;
+	size_t msize;
+	int err;
+
+	err = check_add_args(s, size, out);
+	if (err)
+		return err;
+	err = check_mem_args(s, gpa, size);
+	if (!err && (!mapping || !gm_is_aligned(offset, GM_PAGE_SIZE)))
+		err = -EINVAL;
+	if (!err && kind == GM_WINDOW_RAM && (gm_mapping_flags(mapping) & GM_MAP_READONLY))
+		err = -EINVAL;
+	if (!err) {
+		msize = gm_mapping_size(mapping);
+		if (offset > msize || size > msize - offset)
+			err = -ERANGE;
+	}
+	if (err)
+		goto err_early;
+	w = window_alloc(kind, "");
+	if (!w)
+		return -ENOMEM;
+	w->mapping = gm_mapping_get(mapping);
+	w->offset = offset;
+	/* Whole pages only: the window grows by pages. */
+	w->capacity = gm_align_down(msize - offset, GM_PAGE_SIZE);
+	if (kind == GM_WINDOW_RAM) {
+		err = new_dirty(s, w->capacity, &w->dirty);
+		if (err) {
+			window_destroy(w);
+			goto err_early;
+		}
+	} else {
+		w->capacity = size;
+	}
+	return add_window(s, w, gpa, size, out);
+
+err_early:
+	if (owned_by_me(s) && !s->in_callback && !s->doom)
+		s->doom = err;
+	return err;
+}
+
+int gm_space_add_ram_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
+			     struct gm_mapping *mapping, size_t offset, struct gm_window **out)
+{
+	return add_mapping_window(s, GM_WINDOW_RAM, gpa, size, mapping, offset, out);
+}
+
+int gm_space_add_rom_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
+			     struct gm_mapping *mapping, size_t offset, struct gm_window **out)
+{
+	return add_mapping_window(s, GM_WINDOW_ROM, gpa, size, mapping, offset, out);
+}
+
+int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void *data,
+		     size_t len, struct gm_window **out)
+{
+	struct gm_mapping *m;
+	size_t msize;
+	int err;
+
+	err = check_add_args(s, size, out);
+	if (err)
+		return err;
+	err = check_mem_args(s, gpa, size);
+	if (!err && (len > size || (!data && len)))
+		err = -EINVAL;
+	if (!err)
+		err = gm_u64_to_size(size, &msize);
+	if (!err)
+		err = gm_mapping_new_anon(msize, 0, &m);
+	if (err) {
+		if (owned_by_me(s) && !s->in_callback && !s->doom)
+			s->doom = err;
+		return err;
+	}
+	if (len)
+		memcpy(gm_mapping_host(m), data, len);
+	err = gm_mapping_protect(m, 0, msize, PROT_READ);
+	if (!err)
+		err = add_mapping_window(s, GM_WINDOW_ROM, gpa, size, m, 0, out);
+	else if (owned_by_me(s) && !s->in_callback && !s->doom)
+		s->doom = err;
+	gm_mapping_put(m); /* the window holds its own reference */
+	return err;
+}
+
+int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
+		      const struct gm_device_ops *ops, void *opaque, struct gm_window **out)
+{
+	struct gm_window *w;
+	int err;
+
+	err = check_add_args(s, size, out);
+	if (err)
+		return err;
+	if (!ops || (!ops->read && !ops->write) || ops->sizes == 0 ||
+	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS)) {
+		if (owned_by_me(s) && !s->in_callback && !s->doom)
+			s->doom = -EINVAL;
+		return -EINVAL;
+	}
+	w = window_alloc(GM_WINDOW_MMIO, ops->name);
+	if (!w)
+		return -ENOMEM;
+	w->ops = *ops;
+	w->ops.name = w->name;
+	w->opaque = opaque;
+	return add_window(s, w, gpa, size, out);
+}
+
+int gm_space_add_reserved(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const char *name,
+			  struct gm_window **out)
+{
+	struct gm_window *w;
+	int err;
+
+	err = check_add_args(s, size, out);
+	if (err)
+		return err;
+	w = window_alloc(GM_WINDOW_RESERVED, name);
+	if (!w)
+		return -ENOMEM;
+	return add_window(s, w, gpa, size, out);
+}
+
+/* ---- editing windows ------------------------------------------------- */
+
+int gm_space_remove(struct gm_space *s, struct gm_window *w)
+{
+	struct layout *l;
+	bool implicit;
+	long i;
+	int err;
+
+	if (!s || !w)
+		return -EINVAL;
+	err = edit_begin(s, &implicit);
+	if (err)
+		return err;
+	l = s->staging;
+	i = find_win(l, w);
+	if (i < 0)
+		return edit_end(s, implicit, -ENOENT);
+	win_free_parts(&l->wins[i]);
+	memmove(&l->wins[i], &l->wins[i + 1], (l->nwins - (size_t)i - 1) * sizeof(*l->wins));
+	l->nwins--;
+	/* Freed now only if no published layout shows it (invariant 6). */
+	window_put(w);
+	return edit_end(s, implicit, 0);
+}
+
+int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
+{
+	struct layout *l;
+	bool implicit;
+	long i;
+	int err;
+
+	if (!s || !w)
+		return -EINVAL;
+	err = edit_begin(s, &implicit);
+	if (err)
+		return err;
+	l = s->staging;
+	i = find_win(l, w);
+	if (i < 0)
+		return edit_end(s, implicit, -ENOENT);
+	if (l->wins[i].gpa == new_gpa)
+		return implicit ? (txn_close(s), 0) : 0;
+	err = check_place(s, l, w->kind, new_gpa, l->wins[i].size, i);
+	if (err)
+		return edit_end(s, implicit, err);
+	l->wins[i].gpa = new_gpa;
+	staging_resort(l, (size_t)i);
+	return edit_end(s, implicit, 0);
+}
+
+int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
+{
+	struct layout *l;
+	struct win *v;
+	struct part *parts;
+	bool implicit;
+	long i;
+	int err;
+
+	if (!s || !w)
+		return -EINVAL;
+	err = edit_begin(s, &implicit);
+	if (err)
+		return err;
+	l = s->staging;
+	i = find_win(l, w);
+	if (i < 0)
+		return edit_end(s, implicit, -ENOENT);
+	v = &l->wins[i];
+	if (w->kind != GM_WINDOW_RAM || new_size < v->size ||
+	    !gm_is_aligned(new_size, GM_PAGE_SIZE))
+		return edit_end(s, implicit, -EINVAL);
+	if (new_size == v->size)
+		return implicit ? (txn_close(s), 0) : 0;
+	if (new_size > w->capacity)
+		return edit_end(s, implicit, -ENOSPC);
+	err = check_place(s, l, w->kind, v->gpa, new_size, i);
+	if (err)
+		return edit_end(s, implicit, err);
+	/* The new part is GM_PROT_ALL: extend the last run or add one (invariant 2). */
+	if (v->parts[v->nparts - 1].prot == GM_PROT_ALL) {
+		v->parts[v->nparts - 1].size += new_size - v->size;
+	} else {
+		parts = realloc(v->parts, (v->nparts + 1) * sizeof(*parts));
+		if (!parts)
+			return edit_end(s, implicit, -ENOMEM);
+		v->parts = parts;
+		parts[v->nparts] = (struct part){
+			.offset = v->size, .size = new_size - v->size, .prot = GM_PROT_ALL};
+		v->nparts++;
+	}
+	v->size = new_size;
+	return edit_end(s, implicit, 0);
+}
+
+/*
+ * The parts of @v with [@offset, @offset + @size) set to @prot, merged into
+ * maximal runs (invariant 2), in a new array. Returns 0 or -ENOMEM.
+ */
+static int reprotect(const struct win *v, uint64_t offset, uint64_t size, unsigned prot,
+		     struct part **out, size_t *n)
+{
+	/* At most: the old parts, one of them split in three. */
+	struct part *np = malloc((v->nparts + 2) * sizeof(*np));
+	uint64_t end = offset + size;
+	size_t i, k = 0;
+
+	if (!np)
+		return -ENOMEM;
+	for (i = 0; i < v->nparts; i++) {
+		const struct part *p = &v->parts[i];
+		uint64_t pend = p->offset + p->size;
+		struct part pieces[3];
+		size_t npieces = 0, j;
+
+		if (pend <= offset || p->offset >= end) {
+			pieces[npieces++] = *p;
+		} else {
+			if (p->offset < offset)
+				pieces[npieces++] = (struct part){p->offset, offset - p->offset, p->prot};
+			pieces[npieces++] = (struct part){
+				p->offset > offset ? p->offset : offset,
+				(pend < end ? pend : end) - (p->offset > offset ? p->offset : offset),
+				prot};
+			if (pend > end)
+				pieces[npieces++] = (struct part){end, pend - end, p->prot};
+		}
+		for (j = 0; j < npieces; j++) {
+			if (k && np[k - 1].prot == pieces[j].prot)
+				np[k - 1].size += pieces[j].size;
+			else
+				np[k++] = pieces[j];
+		}
+	}
+	*out = np;
+	*n = k;
+	return 0;
+}
+
+int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size,
+		     unsigned prot)
+{
+	struct layout *l;
+	struct win *v;
+	struct part *np;
+	size_t n;
+	bool implicit;
+	long i;
+	int err;
+
+	if (!s || !w)
+		return -EINVAL;
+	err = edit_begin(s, &implicit);
+	if (err)
+		return err;
+	l = s->staging;
+	i = find_win(l, w);
+	if (i < 0)
+		return edit_end(s, implicit, -ENOENT);
+	v = &l->wins[i];
+	if (w->kind != GM_WINDOW_RAM || size == 0 || !gm_is_aligned(offset, GM_PAGE_SIZE) ||
+	    !gm_is_aligned(size, GM_PAGE_SIZE) || !prot_valid(prot))
+		return edit_end(s, implicit, -EINVAL);
+	if (!gm_range_contains(0, v->size, offset, size))
+		return edit_end(s, implicit, -ERANGE);
+	err = reprotect(v, offset, size, prot, &np, &n);
+	if (err)
+		return edit_end(s, implicit, err);
+	free(v->parts);
+	v->parts = np;
+	v->nparts = n;
+	return edit_end(s, implicit, 0);
+}
+
+/* ---- the current view ------------------------------------------------ */
+
+/* Pairs with the release store in publish(). Inside a read section. */
+static struct layout *current_layout(struct gm_space *s)
+{
+	return __atomic_load_n(&s->current, __ATOMIC_ACQUIRE);
+}
+
+struct gm_memory *gm_space_memory(struct gm_space *s)
+{
+	return current_layout(s)->mem;
+}
+
+int gm_space_memory_get(struct gm_space *s, struct gm_memory **out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	/* Under view_lock current cannot be replaced, so cannot be freed (invariant 5). */
+	pthread_mutex_lock(&s->view_lock);
+	*out = gm_memory_get(s->current->mem);
+	pthread_mutex_unlock(&s->view_lock);
+	return 0;
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+/*
+ * Plan the next device access of an access at window offset @off with
+ * @left bytes to go, in a window of @wsize bytes (struct gm_device_ops's
+ * splitting rule). Sets *@base and *@size of the device access; it covers
+ * bytes [@off, @off + min(@left, base + size - off)) of the access, and
+ * is a read-modify-write when it does not coincide with them.
+ * Returns 0 or -EOPNOTSUPP.
+ */
+static int plan_step(const struct gm_device_ops *ops, uint64_t wsize, uint64_t off, uint64_t left,
+		     uint64_t *base, unsigned *size)
+{
+	bool unaligned = ops->flags & GM_DEVICE_UNALIGNED;
+	unsigned sz;
+
+	for (sz = 8; sz >= 1; sz >>= 1) {
+		if (!(ops->sizes & sz) || sz > left)
+			continue;
+		if (unaligned || gm_is_aligned(off, sz)) {
+			*base = off;
+			*size = sz;
+			return 0;
+		}
+	}
+	if (!(ops->flags & GM_DEVICE_RMW))
+		return -EOPNOTSUPP;
+	for (sz = 1; !(ops->sizes & sz); sz <<= 1)
+		;
+	*base = unaligned ? off : gm_align_down(off, sz);
+	if (*base > wsize || sz > wsize - *base)
+		return -EOPNOTSUPP;
+	*size = sz;
+	return 0;
+}
+
+static uint64_t bytes_to_val(const unsigned char *p, unsigned n)
+{
+	uint64_t v = 0;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void val_to_bytes(uint64_t v, unsigned char *p, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Whether an access of @len bytes at window offset @off can be split. */
+static int device_check(const struct gm_window *w, uint64_t wsize, uint64_t off, uint64_t len,
+			bool write)
+{
+	const struct gm_device_ops *ops = &w->ops;
+
+	if (write ? !ops->write : !ops->read)
+		return -EACCES;
+	while (len) {
+		uint64_t base, covered;
+		unsigned size;
+		int err = plan_step(ops, wsize, off, len, &base, &size);
+
+		if (err)
+			return err;
+		covered = base + size - off;
+		if (covered > len)
+			covered = len;
+		/* A partial write needs the read half of read-modify-write. */
+		if (write && (base != off || covered != size) && !ops->read)
+			return -EOPNOTSUPP;
+		off += covered;
+		len -= covered;
+	}
+	return 0;
+}
+
+/* Do the device accesses device_check() approved. */
+static int device_access(const struct gm_window *w, uint64_t wsize, uint64_t off,
+			 unsigned char *buf, uint64_t len, bool write)
+{
+	const struct gm_device_ops *ops = &w->ops;
+	void *opaque = w->opaque;
+
+	while (len) {
+		uint64_t base, covered, val = 0;
+		unsigned size, skip;
+		unsigned char unit[8];
+		int err = plan_step(ops, wsize, off, len, &base, &size);
+
+		if (err)
+			return err;
+		skip = (unsigned)(off - base);
+		covered = size - skip;
+		if (covered > len)
+			covered = len;
+		if (!write || skip || covered != size) {
+			err = ops->read(opaque, base, size, &val);
+			if (err)
+				return err;
+		}
+		val_to_bytes(val, unit, size);
+		if (write) {
+			memcpy(unit + skip, buf, (size_t)covered);
+			err = ops->write(opaque, base, size, bytes_to_val(unit, size));
+			if (err)
+				return err;
+		} else {
+			memcpy(buf, unit + skip, (size_t)covered);
+		}
+		buf += covered;
+		off += covered;
+		len -= covered;
+	}
+	return 0;
+}
+
+/* Whether bytes [@off, @off + @len) of RAM/ROM window @v allow the access. */
+static int memory_check(const struct win *v, uint64_t off, uint64_t len, bool write)
+{
+	unsigned need = write ? GM_PROT_WRITE : GM_PROT_READ;
+	size_t i;
+
+	for (i = 0; i < v->nparts; i++) {
+		const struct part *p = &v->parts[i];
+
+		if (p->offset + p->size <= off || p->offset >= off + len)
+			continue;
+		if (!(p->prot & need))
+			return -EACCES;
+	}
+	return 0;
+}
+
+/*
+ * Walk [@gpa, @gpa + @len) window by window through layout @l: check only
+ * (@doit false) or move the bytes (@doit true). Inside a read section.
+ */
+static int dispatch_walk(const struct layout *l, gm_gpa_t gpa, unsigned char *buf, size_t len,
+			 bool write, bool doit)
+{
+	gm_gpa_t last = gpa + (len - 1);
+	long i = win_at(l, gpa);
+
+	if (i < 0)
+		return -EFAULT;
+	while (true) {
+		const struct win *v = &l->wins[i];
+		uint64_t off = gpa - v->gpa, n;
+		gm_gpa_t chunk_last = v->gpa + (v->size - 1);
+		int err;
+
+		if (v->w->kind == GM_WINDOW_RESERVED)
+			return -EFAULT;
+		if (chunk_last > last)
+			chunk_last = last;
+		n = chunk_last - gpa + 1;
+		if (v->w->kind == GM_WINDOW_MMIO)
+			err = doit ? device_access(v->w, v->size, off, buf, n, write)
+				   : device_check(v->w, v->size, off, n, write);
+		else if (!doit)
+			err = memory_check(v, off, n, write);
+		else if (write)
+			err = gm_write(l->mem, gpa, buf, (size_t)n);
+		else
+			err = gm_read(l->mem, gpa, buf, (size_t)n);
+		if (err)
+			return err;
+		if (chunk_last == last)
+			return 0;
+		buf += n;
+		gpa = chunk_last + 1;
+		/* The next byte must be the first of the next window (invariant 1). */
+		i++;
+		if ((size_t)i >= l->nwins || l->wins[i].gpa != gpa)
+			return -EFAULT;
+	}
+}
+
+static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t len, bool write)
+{
+	const struct layout *l;
+	gm_gpa_t last;
+	int err;
+
+	if (!s || (!buf && len))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	if (gm_add_overflow_u64(gpa, (uint64_t)len - 1, &last))
+		return -EFAULT;
+	gm_rcu_read_lock();
+	l = current_layout(s);
+	err = dispatch_walk(l, gpa, buf, len, write, false);
+	if (!err)
+		err = dispatch_walk(l, gpa, buf, len, write, true);
+	gm_rcu_read_unlock();
+	return err;
+}
+
+int gm_space_read(struct gm_space *s, gm_gpa_t gpa, void *buf, size_t len)
+{
+	return dispatch(s, gpa, buf, len, false);
+}
+
+int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len)
+{
+	/* The walk only reads @buf when @write is true. */
+	return dispatch(s, gpa, (unsigned char *)(uintptr_t)buf, len, true);
+}
+
+/* ---- listeners ------------------------------------------------------- */
+
+int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops,
+			  void *opaque, struct gm_space_listener **out)
+{
+	struct gm_space_listener *l, **tail;
+	struct gm_space_change *ch = NULL;
+	const struct layout *cur;
+	size_t i;
+	int err = 0;
+
+	if (!s || !ops)
+		return -EINVAL;
+	if (owned_by_me(s))
+		return -EDEADLK;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->ops = *ops;
+	l->opaque = opaque;
+	pthread_mutex_lock(&s->lock);
+	cur = s->current;
+	if (cur->nregions) {
+		ch = calloc(cur->nregions, sizeof(*ch));
+		if (!ch) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < cur->nregions; i++)
+			ch[i] = (struct gm_space_change){.kind = GM_CHANGE_ADD,
+							 .region = cur->regions[i]};
+		s->in_callback = true;
+		if (l->ops.prepare)
+			err = l->ops.prepare(opaque, s, ch, cur->nregions);
+		if (!err && l->ops.commit)
+			l->ops.commit(opaque, s, ch, cur->nregions);
+		s->in_callback = false;
+		if (err > 0)
+			err = -err;
+		if (err)
+			goto out;
+	}
+	for (tail = &s->listeners; *tail; tail = &(*tail)->next)
+		;
+	*tail = l;
+	if (out)
+		*out = l;
+	l = NULL;
+out:
+	pthread_mutex_unlock(&s->lock);
+	free(ch);
+	free(l);
+	return err;
+}
+
+int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener *l)
+{
+	struct gm_space_listener **p;
+	int err = -ENOENT;
+
+	if (!s || !l)
+		return -EINVAL;
+	if (owned_by_me(s))
+		return -EDEADLK;
+	pthread_mutex_lock(&s->lock);
+	for (p = &s->listeners; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			free(l);
+			err = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+/* ---- inspection ------------------------------------------------------ */
+
+static void fill_info(const struct win *v, struct gm_window_info *out)
+{
+	const struct gm_window *w = v->w;
+
+	*out = (struct gm_window_info){
+		.window = v->w,
+		.kind = w->kind,
+		.gpa = v->gpa,
+		.size = v->size,
+		.max_size = w->kind == GM_WINDOW_RAM ? w->capacity : v->size,
+		.prot = v->parts[0].prot,
+		.flags = region_flags(w->kind, v->parts[0].prot),
+		.nparts = v->nparts,
+		.dirty = w->dirty,
+		.name = w->name,
+	};
+	if (has_memory(w->kind)) {
+		out->mapping = w->mapping;
+		out->offset = w->offset;
+		out->host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset;
+	}
+	if (w->kind == GM_WINDOW_MMIO) {
+		out->ops = &w->ops;
+		out->opaque = w->opaque;
+	}
+}
+
+int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max, size_t *n)
+{
+	const struct layout *l;
+	size_t i;
+
+	if (!s || !n || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	l = s->current;
+	for (i = 0; i < l->nwins && i < max; i++)
+		fill_info(&l->wins[i], &out[i]);
+	*n = l->nwins;
+	pthread_mutex_unlock(&s->view_lock);
+	return *n > max ? -ENOBUFS : 0;
+}
+
+int gm_space_window_info(struct gm_space *s, struct gm_window *w, struct gm_window_info *out)
+{
+	long i;
+
+	if (!s || !w || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	i = find_win(s->current, w);
+	if (i >= 0)
+		fill_info(&s->current->wins[i], out);
+	pthread_mutex_unlock(&s->view_lock);
+	return i >= 0 ? 0 : -ENOENT;
+}
+
+int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out)
+{
+	long i;
+
+	if (!s || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	i = win_at(s->current, gpa);
+	if (i >= 0)
+		fill_info(&s->current->wins[i], out);
+	pthread_mutex_unlock(&s->view_lock);
+	return i >= 0 ? 0 : -EFAULT;
+}
+
+int gm_space_regions(struct gm_space *s, struct gm_space_region *out, size_t max, size_t *n)
+{
+	const struct layout *l;
+	size_t i;
+
+	if (!s || !n || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	l = s->current;
+	for (i = 0; i < l->nregions && i < max; i++)
+		out[i] = l->regions[i];
+	*n = l->nregions;
+	pthread_mutex_unlock(&s->view_lock);
+	return *n > max ? -ENOBUFS : 0;
+}
+
+static void dirty_enable_layout(const struct layout *l, bool enabled)
+{
+	size_t i;
+
+	for (i = 0; l && i < l->nwins; i++)
+		if (l->wins[i].w->dirty)
+			gm_dirty_set_enabled(l->wins[i].w->dirty, enabled);
+}
+
+int gm_space_dirty_enable(struct gm_space *s, bool enabled)
+{
+	bool mine;
+
+	if (!s)
+		return -EINVAL;
+	mine = owned_by_me(s);
+	if (!mine)
+		pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->dirty_enabled, enabled, __ATOMIC_RELAXED);
+	dirty_enable_layout(s->current, enabled);
+	dirty_enable_layout(s->staging, enabled);
+	if (!mine)
+		pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+bool gm_space_dirty_enabled(const struct gm_space *s)
+{
+	return s && __atomic_load_n(&s->dirty_enabled, __ATOMIC_RELAXED);
+}
+
+/* ---- dump ------------------------------------------------------------ */
+
+/* Where dump output goes: a bounded buffer (snprintf rules) or a FILE. */
+struct sink {
+	char *buf;
+	size_t len;
+	size_t pos; /* bytes produced so far (may exceed len) */
+	FILE *f;
+	int err;
+};
+
+__attribute__((format(printf, 2, 3))) static void emit(struct sink *k, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	if (k->f) {
+		if (vfprintf(k->f, fmt, ap) < 0)
+			k->err = -EIO;
+	} else {
+		char *at = k->pos < k->len ? k->buf + k->pos : NULL;
+
+		n = vsnprintf(at, at ? k->len - k->pos : 0, fmt, ap);
+		if (n < 0)
+			k->err = -EIO;
+		else
+			k->pos += (size_t)n;
+	}
+	va_end(ap);
+}
+
+static void format_size(uint64_t size, char *out, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	unsigned u = 0;
+
+	while (u < 6 && size >= 1024 && size % 1024 == 0) {
+		size /= 1024;
+		u++;
+	}
+	snprintf(out, len, "%" PRIu64 " %s", size, units[u]);
+}
+
+static const char *kind_name(enum gm_window_kind kind)
+{
+	switch (kind) {
+	case GM_WINDOW_RAM:
+		return "ram";
+	case GM_WINDOW_ROM:
+		return "rom";
+	case GM_WINDOW_MMIO:
+		return "mmio";
+	default:
+		return "reserved";
+	}
+}
+
+static const char *backing_name(const struct gm_window *w)
+{
+	if (w->kind == GM_WINDOW_MMIO)
+		return "device";
+	if (!has_memory(w->kind))
+		return "none";
+	return gm_mapping_fd(w->mapping) >= 0 ? "fd" : "anon";
+}
+
+static void dump_layout(const struct layout *l, struct sink *k)
+{
+	size_t i, j;
+
+	emit(k, "%-9s %-18s %-18s %-10s %-4s %-8s %s\n", "KIND", "FIRST", "LAST", "SIZE", "PROT",
+	     "BACKING", "NAME");
+	for (i = 0; i < l->nwins; i++) {
+		const struct win *v = &l->wins[i];
+
+		for (j = 0; j < v->nparts; j++) {
+			const struct part *p = &v->parts[j];
+			char size[32], prot[4];
+
+			format_size(p->size, size, sizeof(size));
+			prot[0] = p->prot & GM_PROT_READ ? 'r' : '-';
+			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
+			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
+			prot[3] = '\0';
+			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-8s %s\n",
+			     kind_name(v->w->kind), v->gpa + p->offset,
+			     v->gpa + p->offset + (p->size - 1), size, prot, backing_name(v->w),
+			     v->w->name);
+		}
+	}
+}
+
+int gm_space_dump(struct gm_space *s, char *buf, size_t len, size_t *needed)
+{
+	struct sink k = {.buf = buf, .len = len};
+
+	if (!s || (!buf && len))
+		return -EINVAL;
+	if (len)
+		buf[0] = '\0';
+	pthread_mutex_lock(&s->view_lock);
+	dump_layout(s->current, &k);
+	pthread_mutex_unlock(&s->view_lock);
+	if (needed)
+		*needed = k.pos;
+	if (k.err)
+		return k.err;
+	return k.pos >= len ? -ENOBUFS : 0;
+}
+
+int gm_space_dump_file(struct gm_space *s, FILE *f)
+{
+	struct sink k = {.f = f};
+
+	if (!s || !f)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	dump_layout(s->current, &k);
+	pthread_mutex_unlock(&s->view_lock);
+	return k.err;
+}
+
+/* ---- invariants ------------------------------------------------------ */
+
+static bool layout_ok(const struct gm_space *s, const struct layout *l, bool published)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < l->nwins; i++) {
+		const struct win *v = &l->wins[i];
+		const struct gm_window *w = v->w;
+		uint64_t at = 0;
+
+		/* 1 */
+		if (i && l->wins[i - 1].gpa + (l->wins[i - 1].size - 1) >= v->gpa)
+			return false;
+		if (is_pio(s) && (has_memory(w->kind) || v->gpa + (v->size - 1) >= GM_PIO_LIMIT))
+			return false;
+		/* 2 */
+		if (v->nparts == 0 || (w->kind != GM_WINDOW_RAM && v->nparts != 1))
+			return false;
+		for (j = 0; j < v->nparts; j++) {
+			const struct part *p = &v->parts[j];
+
+			if (p->offset != at || p->size == 0 || !prot_valid(p->prot))
+				return false;
+			if (w->kind != GM_WINDOW_RAM && p->prot != kind_prot(w->kind))
+				return false;
+			if (w->kind == GM_WINDOW_RAM &&
+			    ((j && v->parts[j - 1].prot == p->prot) ||
+			     !gm_is_aligned(p->offset | p->size, GM_PAGE_SIZE)))
+				return false;
+			at += p->size;
+		}
+		if (at != v->size)
+			return false;
+		/* 3 */
+		if (has_memory(w->kind)) {
+			if (!w->mapping || v->size > w->capacity ||
+			    w->offset > gm_mapping_size(w->mapping) ||
+			    w->capacity > gm_mapping_size(w->mapping) - w->offset)
+				return false;
+			if (w->kind == GM_WINDOW_RAM &&
+			    (!w->dirty ||
+			     gm_dirty_npages(w->dirty) < w->capacity / GM_PAGE_SIZE))
+				return false;
+		} else if (w->mapping || w->dirty) {
+			return false;
+		}
+		/* 6: each layout holds one reference. */
+		if (w->refs == 0)
+			return false;
+		/* 4 */
+		if (published && has_memory(w->kind)) {
+			for (j = 0; j < v->nparts; j++) {
+				const struct part *p = &v->parts[j];
+				const struct gm_space_region *r;
+
+				if (p->prot == GM_PROT_NONE)
+					continue;
+				if (k >= l->nregions)
+					return false;
+				r = &l->regions[k++];
+				if (r->window != w || r->gpa != v->gpa + p->offset ||
+				    r->size != p->size || r->prot != p->prot ||
+				    r->id == 0 || r->id >= s->next_id)
+					return false;
+			}
+		}
+	}
+	if (!published)
+		return true;
+	if (k != l->nregions || !l->mem || gm_memory_region_count(l->mem) != l->nregions)
+		return false;
+	for (i = 0; i < l->nregions; i++)
+		for (j = i + 1; j < l->nregions; j++)
+			if (l->regions[i].id == l->regions[j].id ||
+			    l->regions[i].slot == l->regions[j].slot)
+				return false;
+	return true;
+}
+
+bool gm__space_invariants_ok(struct gm_space *s)
+{
+	bool mine = owned_by_me(s), ok;
+
+	if (!mine)
+		pthread_mutex_lock(&s->lock);
+	/* 5, 7 */
+	ok = s->current != NULL && (s->staging != NULL) == mine;
+	ok = ok && layout_ok(s, s->current, true);
+	if (ok && s->staging)
+		ok = layout_ok(s, s->staging, false);
+	if (!mine)
+		pthread_mutex_unlock(&s->lock);
+	return ok;
+}
