@@ -639,20 +639,21 @@ static int derive_regions(const struct layout *l, struct gm_space_region **out, 
 
 			if (p->prot == GM_PROT_NONE)
 				continue;
-			/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3). */
+			/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3).
+			 */
 			r[k] = (struct gm_space_region){
-				.gpa = v->gpa + p->offset,
-				.size = p->size,
-				.host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset +
-					(size_t)p->offset,
-				.mapping = w->mapping,
-				.offset = w->offset + (size_t)p->offset,
-				.flags = region_flags(w->kind, p->prot),
-				.prot = p->prot,
-				.dirty = w->dirty,
-				.dirty_offset = w->dirty ? p->offset : 0,
-				.window = w,
-				.kind = w->kind,
+			    .gpa = v->gpa + p->offset,
+			    .size = p->size,
+			    .host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset +
+				    (size_t)p->offset,
+			    .mapping = w->mapping,
+			    .offset = w->offset + (size_t)p->offset,
+			    .flags = region_flags(w->kind, p->prot),
+			    .prot = p->prot,
+			    .dirty = w->dirty,
+			    .dirty_offset = w->dirty ? p->offset : 0,
+			    .window = w,
+			    .kind = w->kind,
 			};
 			k++;
 		}
@@ -710,7 +711,8 @@ static int diff_regions(const struct gm_space_region *old, size_t no, struct gm_
 	}
 	for (i = 0; i < no; i++)
 		if (!old_kept[i])
-			ch[n++] = (struct gm_space_change){.kind = GM_CHANGE_REMOVE, .region = old[i]};
+			ch[n++] =
+			    (struct gm_space_change){.kind = GM_CHANGE_REMOVE, .region = old[i]};
 	for (i = 0, j = 0; j < nn; j++) {
 		if (!new_kept[j])
 			continue;
@@ -1122,8 +1124,8 @@ int gm_space_add_rom_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 	return add_mapping_window(s, GM_WINDOW_ROM, gpa, size, mapping, offset, out);
 }
 
-int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void *data,
-		     size_t len, struct gm_window **out)
+int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void *data, size_t len,
+		     struct gm_window **out)
 {
 	struct gm_mapping *m;
 	size_t msize;
@@ -1284,7 +1286,7 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 			return edit_end(s, implicit, -ENOMEM);
 		v->parts = parts;
 		parts[v->nparts] = (struct part){
-			.offset = v->size, .size = new_size - v->size, .prot = GM_PROT_ALL};
+		    .offset = v->size, .size = new_size - v->size, .prot = GM_PROT_ALL};
 		v->nparts++;
 	}
 	v->size = new_size;
@@ -1315,11 +1317,12 @@ static int reprotect(const struct win *v, uint64_t offset, uint64_t size, unsign
 			pieces[npieces++] = *p;
 		} else {
 			if (p->offset < offset)
-				pieces[npieces++] = (struct part){p->offset, offset - p->offset, p->prot};
+				pieces[npieces++] =
+				    (struct part){p->offset, offset - p->offset, p->prot};
 			pieces[npieces++] = (struct part){
-				p->offset > offset ? p->offset : offset,
-				(pend < end ? pend : end) - (p->offset > offset ? p->offset : offset),
-				prot};
+			    p->offset > offset ? p->offset : offset,
+			    (pend < end ? pend : end) - (p->offset > offset ? p->offset : offset),
+			    prot};
 			if (pend > end)
 				pieces[npieces++] = (struct part){end, pend - end, p->prot};
 		}
@@ -1611,8 +1614,8 @@ int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len
 
 /* ---- listeners ------------------------------------------------------- */
 
-int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops,
-			  void *opaque, struct gm_space_listener **out)
+int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops, void *opaque,
+			  struct gm_space_listener **out)
 {
 	struct gm_space_listener *l, **tail;
 	struct gm_space_change *ch = NULL;
@@ -1693,16 +1696,16 @@ static void fill_info(const struct win *v, struct gm_window_info *out)
 	const struct gm_window *w = v->w;
 
 	*out = (struct gm_window_info){
-		.window = v->w,
-		.kind = w->kind,
-		.gpa = v->gpa,
-		.size = v->size,
-		.max_size = w->kind == GM_WINDOW_RAM ? w->capacity : v->size,
-		.prot = v->parts[0].prot,
-		.flags = region_flags(w->kind, v->parts[0].prot),
-		.nparts = v->nparts,
-		.dirty = w->dirty,
-		.name = w->name,
+	    .window = v->w,
+	    .kind = w->kind,
+	    .gpa = v->gpa,
+	    .size = v->size,
+	    .max_size = w->kind == GM_WINDOW_RAM ? w->capacity : v->size,
+	    .prot = v->parts[0].prot,
+	    .flags = region_flags(w->kind, v->parts[0].prot),
+	    .nparts = v->nparts,
+	    .dirty = w->dirty,
+	    .name = w->name,
 	};
 	if (has_memory(w->kind)) {
 		out->mapping = w->mapping;
@@ -1970,8 +1973,7 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 			    w->capacity > gm_mapping_size(w->mapping) - w->offset)
 				return false;
 			if (w->kind == GM_WINDOW_RAM &&
-			    (!w->dirty ||
-			     gm_dirty_npages(w->dirty) < w->capacity / GM_PAGE_SIZE))
+			    (!w->dirty || gm_dirty_npages(w->dirty) < w->capacity / GM_PAGE_SIZE))
 				return false;
 		} else if (w->mapping || w->dirty) {
 			return false;
@@ -1991,8 +1993,8 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 					return false;
 				r = &l->regions[k++];
 				if (r->window != w || r->gpa != v->gpa + p->offset ||
-				    r->size != p->size || r->prot != p->prot ||
-				    r->id == 0 || r->id >= s->next_id)
+				    r->size != p->size || r->prot != p->prot || r->id == 0 ||
+				    r->id >= s->next_id)
 					return false;
 			}
 		}
