@@ -97,6 +97,7 @@ check-linux: build/build.ninja
 bench: build-release/build.ninja
 	ninja -C build-release
 	./build-release/bench/gm-bench-datapath
+	./build-release/bench/gm-bench-space
 
 clean:
 	rm -rf build build-asan build-tsan build-i386 build-release
