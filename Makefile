@@ -10,10 +10,12 @@
 #                   TSan (concurrency tests), valgrind (unit tests) and
 #                   the demo-linux run (suite 'linux', once)
 #   make bench      build with -O2 and run the benchmarks
+#   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
+#                   the demo-linux guest (by hand: a few minutes, under TCG)
 
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
-.PHONY: all deps demo demo-linux check check-normal check-asan check-i386 check-tsan check-valgrind check-linux bench clean
+.PHONY: all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-tsan check-valgrind check-linux bench clean
 
 all: build/build.ninja
 	ninja -C build
@@ -98,6 +100,11 @@ bench: build-release/build.ninja
 	ninja -C build-release
 	./build-release/bench/gm-bench-datapath
 	./build-release/bench/gm-bench-space
+
+bench-vhost-blk: build-release/build.ninja
+	ninja -C build-release
+	@scripts/deps.sh demo-linux
+	bench/vhost-blk.sh --gm-vhost-blk build-release/tools/gm-vhost-blk/gm-vhost-blk
 
 clean:
 	rm -rf build build-asan build-tsan build-i386 build-release
