@@ -45,7 +45,7 @@ hz=$(getconf CLK_TCK)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-bench-vhost-blk.XXXXXX")
 QEMU_PID=
 cleanup() {
-	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
+	lg_kill_qemu
 	lg_stop_all 2
 	[ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }

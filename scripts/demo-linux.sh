@@ -57,7 +57,7 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-demo-linux.XXXXXX")
 QEMU_PID=
 cleanup() {
-	[ -n "$QEMU_PID" ] && kill -KILL "$QEMU_PID" 2>/dev/null
+	lg_kill_qemu
 	lg_stop_all 2
 	if [ $keep = 1 ]; then echo "demo-linux: files kept in $WORK"; else rm -rf "$WORK"; fi
 }

@@ -245,6 +245,22 @@ lg_start_qemu() {
 	QEMU_PID=$!
 }
 
+# lg_kill_qemu: stop a QEMU started by lg_start_qemu (for traps). SIGTERM
+# first: QEMU_PID is timeout(1), which passes it on to QEMU; a SIGKILL
+# to timeout alone would leave QEMU running.
+lg_kill_qemu() {
+	local n=20
+	[ -n "${QEMU_PID:-}" ] || return 0
+	kill -TERM "$QEMU_PID" 2>/dev/null || true
+	while [ $n -gt 0 ] && kill -0 "$QEMU_PID" 2>/dev/null; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	pkill -KILL -P "$QEMU_PID" 2>/dev/null || true
+	kill -KILL "$QEMU_PID" 2>/dev/null || true
+	QEMU_PID=
+}
+
 # lg_cpu_ticks PID: utime+stime of the whole process (all its threads,
 # also those that exited), in clock ticks.
 lg_cpu_ticks() {
