@@ -9,6 +9,7 @@
  *   space.h    the editable address space: RAM/ROM/MMIO windows, RCU views, dispatch
  *   virtq.h    split virtqueues walked safely on a memory view
  *   vhost.h    vhost-user memory tables, replaced under RCU
+ *   kvm.h      KVM memory slots, dirty log and exits following a gm_space
  */
 #ifndef GUESTMEM_GUESTMEM_H
 #define GUESTMEM_GUESTMEM_H
@@ -20,5 +21,6 @@
 #include <guestmem/space.h>
 #include <guestmem/virtq.h>
 #include <guestmem/vhost.h>
+#include <guestmem/kvm.h>
 
 #endif /* GUESTMEM_GUESTMEM_H */
