@@ -16,7 +16,9 @@
  *     hands to the space's dispatch, which refuses them (-EACCES);
  *   - a region that moved, was resized or changed its read-only flag is
  *     deleted and re-created, as KVM requires; slot ids freed by a removal
- *     are reused (lowest free id first);
+ *     are reused (lowest free id first). The ids are the binding's own
+ *     (gm_kvm_slot()), not gm_space_region.slot, so that a lowered slot
+ *     limit can be respected;
  *   - at most gm_kvm_slot_limit() slots (KVM_CAP_NR_MEMSLOTS, or less if
  *     the VMM keeps some ids for itself): a commit that needs more fails
  *     with -ENOSPC;
@@ -70,8 +72,9 @@
  * reference on the mapping behind every slot, so KVM never points at
  * unmapped memory.
  * Threads: the exit handlers are safe from any number of vCPU threads at
- * once (they only read the space's current view under RCU, as dispatch
- * does). The other functions are serialized by an internal lock and may be
+ * once; they call gm_space_read()/gm_space_write(), so the calling thread
+ * must be registered as an RCU reader (gm_rcu_register_thread(), rule 1 of
+ * space.h). The other functions are serialized by an internal lock and may be
  * called from any thread, also while the space commits on another thread.
  * Do not call them from inside one of the space's listener callbacks.
  */
@@ -160,8 +163,10 @@ GM_API int gm_kvm_dirty_log_start(struct gm_kvm *k);
 /*
  * Sync once more (so nothing logged is lost), then clear
  * KVM_MEM_LOG_DIRTY_PAGES on every slot (LOGGING -> OFF). Not logging: 0.
- * Returns 0 or the first negative errno from KVM; the state is OFF either
- * way for the slots that could be changed.
+ * Returns 0 or a negative errno from KVM: if the sync fails, the state
+ * becomes OFF anyway (the log is gone with the flag); if KVM refuses a
+ * flag change, the slots already changed are put back and the state stays
+ * LOGGING.
  */
 GM_API int gm_kvm_dirty_log_stop(struct gm_kvm *k);
 
