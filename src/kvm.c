@@ -533,6 +533,10 @@ int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_k
 	return 0;
 
 err_lock:
+	/* The failed prepare undid its slots; what it allocated on the way stays. */
+	free(k->logbuf);
+	free(k->undo);
+	free(k->slots);
 	pthread_mutex_destroy(&k->lock);
 err_ids:
 	free(k->id_used);

@@ -191,12 +191,39 @@ int kg_vcpu_create(struct kg_vm *vm, uint64_t tables_gpa, uint64_t rip, uint64_t
 	return 0;
 }
 
+/*
+ * KVM_RUN. In a 32-bit process on PVM, returning from KVM_RUN through the
+ * vDSO's sysenter path after the guest ran natively at CPL 3 raises a
+ * stack-segment fault in __kernel_vsyscall (SIGBUS); the same ioctl made
+ * with int $0x80 returns normally. So a 32-bit build enters the kernel
+ * that way for this one call.
+ */
+static int kvm_run_ioctl(int fd)
+{
+#if defined(__i386__)
+	int ret;
+
+	/* ebx is the PIC register: swap it by hand instead of naming it. */
+	__asm__ volatile("xchg %%ebx, %%edi\n\tint $0x80\n\txchg %%ebx, %%edi"
+			 : "=a"(ret)
+			 : "0"(54 /* __NR_ioctl */), "D"(fd), "c"(KVM_RUN), "d"(0)
+			 : "memory");
+	if (ret < 0 && ret > -4096) {
+		errno = -ret;
+		return -1;
+	}
+	return ret;
+#else
+	return ioctl(fd, KVM_RUN, 0);
+#endif
+}
+
 int kg_run(struct kg_vm *vm)
 {
 	int ret;
 
 	do
-		ret = ioctl(vm->vcpu_fd, KVM_RUN, 0);
+		ret = kvm_run_ioctl(vm->vcpu_fd);
 	while (ret < 0 && errno == EINTR);
 	if (ret < 0)
 		return -errno;
