@@ -44,6 +44,7 @@ struct write_rec {
 
 struct writer {
 	pthread_t thread;
+	unsigned id;
 	unsigned seed;
 	struct write_rec *log;
 	size_t n;
@@ -75,14 +76,23 @@ static void *writer_main(void *arg)
 		int ret;
 
 		r = r * 1103515245u + 12345u;
-		page = (r >> 8) % NPAGES;
 		rec->g0 = __atomic_load_n(&gen, __ATOMIC_SEQ_CST);
-		if ((r & 0x10) || page == NPAGES - 1) {
+		/*
+		 * Writers share pages (and bitmap words) but never bytes, so
+		 * the only race is the one under test: writer @id owns the
+		 * boundaries after pages with page % NWRITERS == id (16 bytes
+		 * across each) and, away from every boundary, the words at
+		 * 8 + 8 * (id + NWRITERS * k) in any page.
+		 */
+		if (r & 0x10) {
+			page = (r >> 8) % NPAGES;
 			rec->npages = 1;
 			ret = gm_write_u64(mem,
-					   (uint64_t)page * GM_PAGE_SIZE + 8 * ((r >> 5) % 512), r);
+					   (uint64_t)page * GM_PAGE_SIZE + 8 +
+					       8 * (w->id + NWRITERS * ((r >> 5) % 168)),
+					   r);
 		} else {
-			/* 16 bytes across the boundary between @page and @page + 1. */
+			page = ((r >> 8) % (NPAGES / NWRITERS - 1)) * NWRITERS + w->id;
 			memset(buf, (int)r, sizeof(buf));
 			rec->npages = 2;
 			ret = gm_write(mem, (uint64_t)(page + 1) * GM_PAGE_SIZE - 8, buf,
@@ -187,6 +197,7 @@ static void collect_racing_writers_loses_nothing(void **state)
 	sets = calloc(MAX_COLLECTS + 1, sizeof(*sets));
 	assert_non_null(sets);
 	for (t = 0; t < NWRITERS; t++) {
+		writers[t].id = (unsigned)t;
 		writers[t].seed = 12345u + 7919u * (unsigned)t;
 		writers[t].log = calloc(MAX_WRITES, sizeof(struct write_rec));
 		assert_non_null(writers[t].log);
