@@ -11,17 +11,27 @@
  *      of a region of 1 GiB, 16 GiB and 64 GiB of guest RAM with 1% of its
  *      pages dirty, beside a plain memcpy() of a bitmap of the same size.
  *      The RAM is a GM_MAP_NORESERVE mapping nobody touches.
+ *   3. If /dev/kvm works: gm_kvm_dirty_log_sync() of one RAM slot of the
+ *      same sizes (KVM_GET_DIRTY_LOG, then the merge into the region's
+ *      bitmap; nothing dirty, so this is the fixed cost a migration pays
+ *      per pass), beside a memcpy() of the bitmap.
  * Every figure is the median of REPS runs, printed with its baseline and
  * the ratio (figure / baseline).
  *
  *   gm-bench-dirty [--quick]
  */
 #include <guestmem/guestmem.h>
+#include <guestmem/kvm.h>
+#include <guestmem/space.h>
 
+#include <fcntl.h>
+#include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REPS	7
 #define RAM_MIB 64u
@@ -210,6 +220,78 @@ static void bench_collect(unsigned gib)
 	free(src);
 }
 
+/* A VM fd, or -1 with the reason printed. */
+static int open_vm(int *kvm_fd)
+{
+	int vm;
+
+	*kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (*kvm_fd < 0) {
+		printf("KVM dirty-log sync        skipped: /dev/kvm not usable (%s)\n",
+		       strerror(errno));
+		return -1;
+	}
+	vm = ioctl(*kvm_fd, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		printf("KVM dirty-log sync        skipped: KVM_CREATE_VM: %s\n", strerror(errno));
+		close(*kvm_fd);
+	}
+	return vm;
+}
+
+static void bench_kvm_sync(unsigned gib)
+{
+	const uint64_t size = (uint64_t)gib << 30;
+	double syn[REPS], cpy[REPS];
+	struct gm_space *space;
+	struct gm_window *w;
+	struct gm_kvm *k;
+	uint64_t *a, *b;
+	size_t nwords = (size_t)(size / GM_PAGE_SIZE / 64), len;
+	char what[40];
+	int kvm_fd, vm, rep, err;
+
+	if (gm_u64_to_size(size, &len)) {
+		printf("KVM sync %2u GiB           skipped: this host cannot map it\n", gib);
+		return;
+	}
+	vm = open_vm(&kvm_fd);
+	if (vm < 0)
+		return;
+	err = gm_space_new(GM_SPACE_MEMORY, &space);
+	if (!err)
+		err = gm_space_add_ram(space, 0, size, 0, GM_MAP_NORESERVE, &w);
+	if (!err)
+		err = gm_kvm_new(vm, space, NULL, &k);
+	if (!err)
+		err = gm_kvm_dirty_log_start(k);
+	if (err)
+		die("KVM set-up", err);
+	a = calloc(nwords, sizeof(uint64_t));
+	b = calloc(nwords, sizeof(uint64_t));
+	if (a == NULL || b == NULL)
+		exit(1);
+	for (rep = 0; rep < REPS; rep++) {
+		double t0 = now_ns();
+
+		if (gm_kvm_dirty_log_sync(k))
+			exit(1);
+		syn[rep] = (now_ns() - t0) / 1e3;
+		t0 = now_ns();
+		memcpy(b, a, nwords * sizeof(uint64_t));
+		cpy[rep] = (now_ns() - t0) / 1e3;
+		sink = b[rnd() % nwords];
+	}
+	snprintf(what, sizeof(what), "KVM sync %2u GiB, clean", gib);
+	report(what, median(syn, REPS), "us", "memcpy of bitmap", median(cpy, REPS));
+	free(a);
+	free(b);
+	gm_kvm_free(k);
+	gm_space_free(space);
+	close(vm);
+	close(kvm_fd);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--quick") == 0)
@@ -221,5 +303,9 @@ int main(int argc, char **argv)
 	bench_collect(1);
 	bench_collect(16);
 	bench_collect(64);
+	printf("KVM dirty log: gm_kvm_dirty_log_sync() of one slot, logging on\n");
+	bench_kvm_sync(1);
+	bench_kvm_sync(16);
+	bench_kvm_sync(64);
 	return 0;
 }
