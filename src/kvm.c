@@ -31,12 +31,14 @@
  *  5. Before a logging slot is deleted its log is merged into its bitmap
  *     (slot_sync()), so a page the guest dirtied is never lost to a layout
  *     change.
+ * kvm_invariants_ok() checks 1, 2 and 4 in debug builds.
  * All of k's mutable state is guarded by k->lock. Lock order: the space's
  * lock (held while listener callbacks run) before k->lock.
  */
 #include <guestmem/kvm.h>
 #include <guestmem/space.h>
 
+#include <assert.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -289,6 +291,30 @@ static int slot_delete(struct gm_kvm *k, size_t i, struct kvm_slot *out)
 	return 0;
 }
 
+/*
+ * Invariants 1 and 2 (and 4 when @settled: no commit in flight), checked
+ * by assert() in debug builds after every change. Lock held.
+ */
+#ifndef NDEBUG
+static bool kvm_invariants_ok(const struct gm_kvm *k, bool settled)
+{
+	size_t i, used = 0;
+	uint32_t id;
+
+	for (i = 0; i < k->nslots; i++) {
+		const struct kvm_slot *s = &k->slots[i];
+
+		if (s->id >= k->kvm_limit || !k->id_used[s->id] || s->mapping == NULL)
+			return false;
+		if (i > 0 && k->slots[i - 1].gpa + (k->slots[i - 1].size - 1) >= s->gpa)
+			return false;
+	}
+	for (id = 0; id < k->kvm_limit; id++)
+		used += k->id_used[id];
+	return used == k->nslots && (!settled || k->nundo == 0);
+}
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* Listener: prepare applies, rollback undoes, commit forgets the undo.   */
 /* ---------------------------------------------------------------------- */
@@ -445,6 +471,7 @@ static int kvm_prepare(void *opaque, struct gm_space *space, const struct gm_spa
 	}
 	if (ret)
 		undo_all(k);
+	assert(kvm_invariants_ok(k, ret != 0));
 	pthread_mutex_unlock(&k->lock);
 	return ret;
 }
@@ -459,6 +486,7 @@ static void kvm_rollback(void *opaque, struct gm_space *space,
 	(void)n;
 	pthread_mutex_lock(&k->lock);
 	undo_all(k);
+	assert(kvm_invariants_ok(k, true));
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -472,6 +500,7 @@ static void kvm_commit(void *opaque, struct gm_space *space, const struct gm_spa
 	(void)n;
 	pthread_mutex_lock(&k->lock);
 	undo_forget(k);
+	assert(kvm_invariants_ok(k, true));
 	pthread_mutex_unlock(&k->lock);
 }
 
