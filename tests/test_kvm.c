@@ -401,6 +401,9 @@ static void slot_limit_refuses_the_commit_with_enospc(void **state)
 
 	(void)state;
 	fixture_open(&f);
+	/* The default is what KVM says it has. */
+	assert_int_equal(gm_kvm_slot_limit(f.k),
+			 ioctl(f.vm.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS));
 	assert_int_equal(gm_kvm_set_slot_limit(f.k, 0), -EINVAL);
 	assert_int_equal(gm_kvm_set_slot_limit(f.k, gm_kvm_slot_limit(f.k) + 1), -EINVAL);
 	assert_int_equal(gm_kvm_set_slot_limit(f.k, 2), -EBUSY); /* id 2 is in use */
