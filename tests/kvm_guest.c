@@ -39,6 +39,11 @@ int kg_vm_open(struct kg_vm *vm, char *why, size_t why_len)
 		return ret;
 	}
 	ret = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (ret < 0) {
+		ret = -errno;
+		snprintf(why, why_len, "KVM_GET_API_VERSION: %s", strerror(-ret));
+		goto err_kvm;
+	}
 	if (ret != KVM_API_VERSION) {
 		snprintf(why, why_len, "KVM API version %d, not %d", ret, KVM_API_VERSION);
 		ret = -ENOTSUP;
