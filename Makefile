@@ -100,6 +100,7 @@ bench: build-release/build.ninja
 	ninja -C build-release
 	./build-release/bench/gm-bench-datapath
 	./build-release/bench/gm-bench-space
+	./build-release/bench/gm-bench-dirty
 
 bench-vhost-blk: build-release/build.ninja
 	ninja -C build-release
