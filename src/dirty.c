@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "dirty-internal.h"
+#include "fence-internal.h"
 
 struct gm_dirty {
 	struct gm_dirty_hot hot; /* first: inline writers cast to it */
@@ -54,7 +55,7 @@ static void barrier_all_threads(void)
 			m = 3;
 		__atomic_store_n(&mode, m, __ATOMIC_RELEASE);
 	}
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	gm__full_fence();
 	if (m == 1)
 		syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 	else if (m == 2)

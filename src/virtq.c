@@ -24,28 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fence-internal.h"
+
 #define DESC_F_NEXT	     1u
 #define DESC_F_WRITE	     2u
 #define DESC_F_INDIRECT	     4u
 #define AVAIL_F_NO_INTERRUPT 1u
-
-/*
- * A full (sequentially consistent) barrier between our store to a ring and
- * our next load from another ring field. ThreadSanitizer does not model
- * fences (GCC refuses them under -fsanitize=thread); there a seq_cst
- * read-modify-write, which is a full barrier on the hosts we build for and
- * which TSan does see, stands in.
- */
-static inline void full_barrier(void)
-{
-#if defined(__SANITIZE_THREAD__)
-	static int barrier_word;
-
-	__atomic_fetch_add(&barrier_word, 0, __ATOMIC_SEQ_CST);
-#else
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-}
 
 struct gm_virtq {
 	uint32_t size; /* 0: no layout */
@@ -314,7 +298,7 @@ int gm_virtq_need_notify(struct gm_virtq *q, const struct gm_memory *m, bool *no
 	 * write before its used->idx read the same way (virtio 2.7.10), so
 	 * one of us sees the other and no interrupt is lost.
 	 */
-	full_barrier();
+	gm__full_fence();
 	q->signalled = q->used_idx;
 	q->signalled_valid = true;
 	if (q->features & GM_VIRTQ_F_EVENT_IDX) {
@@ -344,7 +328,7 @@ int gm_virtq_enable_notify(struct gm_virtq *q, const struct gm_memory *m, bool *
 	 * again; the driver stores avail->idx before reading avail_event, so a
 	 * request added meanwhile is either seen here or gets a kick.
 	 */
-	full_barrier();
+	gm__full_fence();
 	if (q->avail_shadow == q->last_avail) {
 		ret = refresh_avail(q, m);
 		if (ret)
