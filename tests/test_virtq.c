@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,6 +337,73 @@ static void event_idx_notifies_when_used_event_is_crossed(void **state)
 	assert_true(empty);
 }
 
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/*
+ * Garbage rings: random descriptors (biased towards plausible flags,
+ * indices and addresses), random avail entries and index. The device side
+ * must only ever answer with a documented errno, never hand out more
+ * buffers than asked, and never crash (ASan/UBSan builds check the rest).
+ */
+static void random_rings_give_only_documented_answers(void **state)
+{
+	struct fx *f = *state;
+	unsigned round, i, served = 0, refused = 0, broke = 0;
+
+	for (round = 0; round < 1000; round++) {
+		gm_virtq_set_base(f->q, (uint16_t)rnd());
+		assert_int_equal(gm_virtq_set_features(f->q, (unsigned)rnd() & 3), 0);
+		for (i = 0; i < QSIZE; i++) {
+			uint64_t r = rnd();
+			uint64_t addr = (r & 1)	  ? IND + 16 * (r >> 8 & 7)
+					: (r & 2) ? rnd()
+						  : r >> 48;
+
+			put_desc(f, DESC, i, addr, (uint32_t)(r >> 20) & 0x7f,
+				 (uint16_t)(r >> 32) & 7, (uint16_t)(r >> 40) & 15);
+			put_desc(f, IND, i, rnd() & 0xffff, (uint32_t)rnd() & 0xff,
+				 (uint16_t)rnd() & 7, (uint16_t)rnd() & 15);
+			/* Heads in range, but now and then one that is not. */
+			r = rnd();
+			assert_int_equal(
+			    gm_write_le16(f->m, AVAIL + 4 + 2 * i,
+					  (uint16_t)((r & 0xf0) ? r & 7 : 8 + (r & 7))),
+			    0);
+		}
+		assert_int_equal(
+		    gm_write_le16(f->m, AVAIL + 2,
+				  (uint16_t)(gm_virtq_base(f->q) + (rnd() & 0x1f) % 10)),
+		    0);
+		for (i = 0; i < 2 * QSIZE; i++) {
+			int ret = gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 4);
+
+			broke += ret == -EIO;
+			if (ret == -EAGAIN || ret == -EIO)
+				break;
+			served += ret == 0;
+			refused += ret != 0;
+			assert_true(ret == 0 || ret == -EINVAL || ret == -EFAULT ||
+				    ret == -ENOBUFS);
+			assert_true(f->req.head < QSIZE);
+			assert_true(f->req.nbufs <= 4);
+			assert_true(ret == 0 || f->req.nbufs == 0);
+			ret = gm_virtq_push(f->q, f->m, f->req.head, 0);
+			assert_int_equal(ret, 0);
+		}
+	}
+	/* The generator reaches every outcome (else this test proves little). */
+	printf("random rings: %u served, %u refused, %u broken\n", served, refused, broke);
+	assert_true(served > 100 && refused > 100 && broke > 10);
+}
+
 static void unset_queue_refuses_everything(void **state)
 {
 	struct gm_virtq *q;
@@ -374,6 +442,7 @@ int main(void)
 	    T(layout_is_checked),
 	    T(no_interrupt_flag_suppresses_notification),
 	    T(event_idx_notifies_when_used_event_is_crossed),
+	    T(random_rings_give_only_documented_answers),
 	    cmocka_unit_test(unset_queue_refuses_everything),
 	};
 

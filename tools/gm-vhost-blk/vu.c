@@ -593,9 +593,16 @@ static int do_vring_fd(struct vu_server *s, struct msg *msg)
 		fd = msg->fds[0];
 		msg->fds[0] = -1; /* kept */
 		msg->nfds = 0;
-		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+	}
+	/* The worker drains the kick fd after epoll: it must never block there. */
+	if (fd >= 0 && msg->request == REQ_SET_VRING_KICK) {
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+			int ret = -errno;
+
 			close(fd);
-			return -errno;
+			return ret;
 		}
 	}
 	pthread_mutex_lock(&q->lock);
