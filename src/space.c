@@ -1894,10 +1894,11 @@ static void dump_layout(const struct layout *l, struct sink *k)
 			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
 			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
 			prot[3] = '\0';
-			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-8s %s\n",
+			/* No trailing blanks when there is no name. */
+			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s\n",
 			     kind_name(v->w->kind), v->gpa + p->offset,
-			     v->gpa + p->offset + (p->size - 1), size, prot, backing_name(v->w),
-			     v->w->name);
+			     v->gpa + p->offset + (p->size - 1), size, prot,
+			     v->w->name[0] ? 9 : 0, backing_name(v->w), v->w->name);
 		}
 	}
 }

@@ -1321,9 +1321,9 @@ static void dump_prints_the_table(void **state)
 	assert_string_equal(
 	    text,
 	    "KIND      FIRST              LAST               SIZE       PROT BACKING  NAME\n"
-	    "ram       0x0000000000000000 0x0000000000000fff 4 KiB      rwx  anon     \n"
-	    "ram       0x0000000000001000 0x0000000000001fff 4 KiB      r--  anon     \n"
-	    "ram       0x0000000000002000 0x0000000000007fff 24 KiB     rwx  anon     \n"
+	    "ram       0x0000000000000000 0x0000000000000fff 4 KiB      rwx  anon\n"
+	    "ram       0x0000000000001000 0x0000000000001fff 4 KiB      r--  anon\n"
+	    "ram       0x0000000000002000 0x0000000000007fff 24 KiB     rwx  anon\n"
 	    "reserved  0x00000000c0000000 0x00000000dfffffff 512 MiB    ---  none     pci-hole\n"
 	    "mmio      0x00000000fee00000 0x00000000fee00fff 4 KiB      rw-  device   testdev\n");
 	assert_int_equal(gm_space_dump(s, small, sizeof(small), &need), -ENOBUFS);

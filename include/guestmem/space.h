@@ -617,7 +617,8 @@ GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
  *   KIND      FIRST              LAST               SIZE       PROT BACKING  NAME
  *   ram       0x0000000000000000 0x00000000bfffffff 3 GiB      rwx  anon
  * kind is ram/rom/mmio/reserved; prot is r/w/x or '-' per bit; backing is
- * anon, memfd, fd, device or none.
+ * anon (memory of its own), fd (a mapping of a file or memfd), device or
+ * none; the name column is left out when the window has no name.
  *
  * gm_space_dump() writes into @buf like snprintf(): at most @len bytes
  * including the terminating NUL, and *@needed (if not NULL) gets the full
