@@ -1268,6 +1268,51 @@ static void device_callback_may_edit_the_space(void **state)
 	gm_space_free(s);
 }
 
+/* Invariant 5: a layout replaced inside a read section is freed only later. */
+static void commit_inside_a_read_section_defers_the_release(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct dev d = {0};
+	struct gm_window *w = add_dev(s, 0x1000, 4, &d, GM_ACCESS_1, 0);
+	struct rec r = {0};
+	uint8_t x;
+
+	(void)state;
+	gm_rcu_read_lock();
+	assert_int_equal(gm_space_remove(s, w), 0);
+	/* This reader could still be inside the device. */
+	assert_int_equal(d.released, 0);
+	assert_int_equal(gm_space_read(s, 0x1000, &x, 1), -EFAULT);
+	gm_rcu_read_unlock();
+	assert_int_equal(gm_space_synchronize(s), 0);
+	assert_int_equal(d.released, 1);
+	assert_int_equal(gm_space_synchronize(NULL), -EINVAL);
+
+	/* Registering a listener with a transaction open in this thread. */
+	assert_int_equal(gm_space_begin(s), 0);
+	assert_int_equal(gm_space_listener_add(s, &rec_ops, &r, NULL), -EDEADLK);
+	assert_int_equal(gm_space_abort(s), 0);
+	check(s);
+	gm_space_free(s);
+}
+
+static void regions_reports_enobufs_with_the_count(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_space_region r[1];
+	size_t n = 0;
+
+	(void)state;
+	add_ram(s, 0, PAGE);
+	add_ram(s, 2 * PAGE, PAGE);
+	assert_int_equal(gm_space_regions(s, r, 1, &n), -ENOBUFS);
+	assert_int_equal(n, 2);
+	assert_int_equal(r[0].gpa, 0);
+	assert_int_not_equal(r[0].slot, 2);
+	assert_int_equal(gm_space_regions(s, NULL, 1, &n), -EINVAL);
+	gm_space_free(s);
+}
+
 /* ---- port I/O ---- */
 
 static void port_io_space_takes_devices_below_64k(void **state)
@@ -1401,6 +1446,8 @@ int main(void)
 	    cmocka_unit_test(device_errors_pass_through),
 	    cmocka_unit_test(dispatch_crosses_ram_into_a_device_and_refuses_holes),
 	    cmocka_unit_test(device_callback_may_edit_the_space),
+	    cmocka_unit_test(commit_inside_a_read_section_defers_the_release),
+	    cmocka_unit_test(regions_reports_enobufs_with_the_count),
 	    cmocka_unit_test(port_io_space_takes_devices_below_64k),
 	    cmocka_unit_test(dump_prints_the_table),
 	    cmocka_unit_test(windows_lists_every_window_in_order),
