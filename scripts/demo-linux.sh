@@ -11,7 +11,7 @@
 #                         [--install] [--size MIB] [--queues N] [--keep]
 #
 # Environment: BACKEND, GM_VHOST_BLK, ACCEL (tcg|kvm), KERNEL_VERSION,
-# DEMO_TIMEOUT (seconds QEMU may run, default 100).
+# DEMO_TIMEOUT (seconds QEMU may run, default 150: a normal run takes 10-30 s).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/linux-guest.sh"
@@ -22,7 +22,7 @@ install=0
 size_mib=64
 queues=1
 keep=0
-timeout_s=${DEMO_TIMEOUT:-100}
+timeout_s=${DEMO_TIMEOUT:-150}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--backend) BACKEND=$2; shift ;;
