@@ -210,8 +210,12 @@ static void every_ram_and_rom_region_gets_a_slot(void **state)
 	assert_true(gm_kvm_dirty_log_active(f.k));
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(gm_kvm_slot(f.k, i, &s), 0);
-		if (s.flags & KVM_MEM_READONLY)
+		if (s.gpa == ROM_GPA) {
+			/* Read-only slots are not logged: the guest cannot dirty them. */
+			assert_int_equal(s.flags, KVM_MEM_READONLY);
+			assert_int_equal(get_dirty_log(&f, s.slot), -ENOENT);
 			continue;
+		}
 		assert_int_equal(s.flags, KVM_MEM_LOG_DIRTY_PAGES);
 		assert_int_equal(get_dirty_log(&f, s.slot), 0);
 	}
@@ -276,6 +280,34 @@ static void guest_write_shows_in_dirty_bitmap(void **state)
 	assert_int_equal(gm_dirty_count(high), 0);
 	assert_int_equal(gm_kvm_dirty_log_stop(f.k), 0);
 	assert_false(gm_kvm_dirty_log_active(f.k));
+	fixture_close(&f);
+}
+
+static void stopping_the_log_keeps_what_the_guest_dirtied(void **state)
+{
+	uint8_t code[256], *p = code;
+	struct fixture f;
+	struct gm_kvm_slot s;
+	struct gm_dirty *d;
+
+	(void)state;
+	fixture_open(&f);
+	d = dirty_of(&f, f.high);
+	assert_int_equal(gm_kvm_dirty_log_stop(f.k), 0); /* not logging: nothing to do */
+	assert_int_equal(gm_kvm_dirty_log_start(f.k), 0);
+	assert_int_equal(gm_kvm_dirty_log_start(f.k), 0); /* already logging */
+	kg_mov_rax_imm(&p, 1);
+	kg_store_rax(&p, HIGH_GPA + 0x9000);
+	load_guest(&f, code, p);
+	run_guest(&f);
+	/* No sync: stop fetches the log before KVM drops it with the flag. */
+	assert_int_equal(gm_kvm_dirty_log_stop(f.k), 0);
+	assert_true(gm_dirty_test(d, 9));
+	assert_int_equal(gm_dirty_count(d), 1);
+	assert_int_equal(gm_kvm_slot_find(f.k, HIGH_GPA, &s), 0);
+	assert_int_equal(s.flags, 0);
+	assert_int_equal(get_dirty_log(&f, s.slot), -ENOENT);
+	assert_int_equal(gm_kvm_dirty_log_sync(f.k), 0); /* not logging: nothing to do */
 	fixture_close(&f);
 }
 
@@ -644,6 +676,7 @@ int main(void)
 	    cmocka_unit_test(every_ram_and_rom_region_gets_a_slot),
 	    cmocka_unit_test(read_only_part_of_ram_becomes_its_own_read_only_slot),
 	    cmocka_unit_test(guest_write_shows_in_dirty_bitmap),
+	    cmocka_unit_test(stopping_the_log_keeps_what_the_guest_dirtied),
 	    cmocka_unit_test(guest_write_to_rom_exits_and_is_refused),
 	    cmocka_unit_test(guest_mmio_read_is_answered_by_device),
 	    cmocka_unit_test(guest_port_out_and_rep_outsb_reach_devices),
