@@ -8,7 +8,8 @@
  *    view every millisecond (it flips the protection of a page of a ninth
  *    window the reader never touches, so every commit rebuilds the view and
  *    waits for a grace period). Target: within 1.2x of the quiet figure.
- *    The quiet figure is also shown beside a raw pointer load.
+ *    The quiet figure is also shown beside a raw pointer load, and reads
+ *    batched 64 to a read section beside gm_read_u64() on a held view.
  * 2. Dispatch: gm_space_read() of 8 bytes from a device whose read callback
  *    does nothing, beside calling that callback through a function pointer;
  *    and gm_space_read() of 8 bytes of RAM beside gm_read_u64() on the view.
@@ -127,6 +128,28 @@ static double view_reads(struct gm_space *s, const gm_gpa_t *gpa)
 	return (now_ns() - t0) / (double)nops;
 }
 
+/* The same, one read section per 64 accesses, as a device walking a ring would. */
+static double view_reads_batched(struct gm_space *s, const gm_gpa_t *gpa)
+{
+	double t0 = now_ns();
+	uint64_t acc = 0, v = 0;
+	size_t i, j;
+
+	for (i = 0; i < nops; i += 64) {
+		struct gm_memory *m;
+
+		gm_rcu_read_lock();
+		m = gm_space_memory(s);
+		for (j = i; j < i + 64 && j < nops; j++) {
+			gm_read_u64(m, gpa[j], &v);
+			acc += v;
+		}
+		gm_rcu_read_unlock();
+	}
+	sink = acc;
+	return (now_ns() - t0) / (double)nops;
+}
+
 static double raw_reads(unsigned char *const *hp)
 {
 	double t0 = now_ns();
@@ -193,7 +216,8 @@ static void report(const char *what, double fig, const char *base, double bfig)
 int main(int argc, char **argv)
 {
 	const struct gm_device_ops ops = {.name = "noop", .read = noop_read, .sizes = GM_ACCESS_8};
-	double quiet[REPS], busy[REPS], raw[REPS], dev[REPS], call[REPS], dram[REPS], vram[REPS];
+	double quiet[REPS], busy[REPS], batch[REPS], raw[REPS], dev[REPS], call[REPS], dram[REPS],
+	    vram[REPS];
 	struct writer w = {0};
 	struct gm_window *win;
 	struct gm_memory *m;
@@ -239,6 +263,7 @@ int main(int argc, char **argv)
 		__atomic_store_n(&w.active, 1, __ATOMIC_RELAXED);
 		busy[r] = view_reads(w.s, gpa);
 		__atomic_store_n(&w.active, 0, __ATOMIC_RELAXED);
+		batch[r] = view_reads_batched(w.s, gpa);
 		raw[r] = raw_reads(hp);
 		dev[r] = dispatch_reads(w.s, gpa, true);
 		call[r] = direct_calls();
@@ -258,6 +283,8 @@ int main(int argc, char **argv)
 	report("view read, writer every 1 ms", median(busy, REPS), "view read, no writer",
 	       median(quiet, REPS));
 	report("view read, no writer", median(quiet, REPS), "raw pointer load", median(raw, REPS));
+	report("view read, 64 per read section", median(batch, REPS), "gm_read_u64 on the view",
+	       median(vram, REPS));
 	report("dispatch 8 B to no-op MMIO", median(dev, REPS), "direct callback call",
 	       median(call, REPS));
 	report("dispatch 8 B to RAM", median(dram, REPS), "gm_read_u64 on the view",
