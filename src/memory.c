@@ -646,7 +646,7 @@ static int write_word(const struct gm_memory *m, gm_gpa_t gpa, const void *val, 
 		__atomic_store_n((uint64_t *)p, *(const uint64_t *)val, __ATOMIC_RELAXED);
 		break;
 	}
-	gm__mark_word(r, gpa, size);
+	gm__mark_word(r, gpa);
 	return 0;
 }
 
@@ -872,7 +872,7 @@ int gm_atomic_store_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val, i
 	if (err)
 		return err;
 	ATOMIC_STORE((uint32_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 4);
+	gm__mark_word(r, gpa);
 	return 0;
 }
 
@@ -888,7 +888,7 @@ int gm_atomic_store_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val, i
 	if (err)
 		return err;
 	ATOMIC_STORE((uint64_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 8);
+	gm__mark_word(r, gpa);
 	return 0;
 }
 
@@ -906,7 +906,7 @@ int gm_atomic_fetch_add_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t va
 	if (err)
 		return err;
 	prev = __atomic_fetch_add((uint32_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 4);
+	gm__mark_word(r, gpa);
 	if (old)
 		*old = prev;
 	return 0;
@@ -926,7 +926,7 @@ int gm_atomic_fetch_add_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t va
 	if (err)
 		return err;
 	prev = __atomic_fetch_add((uint64_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 8);
+	gm__mark_word(r, gpa);
 	if (old)
 		*old = prev;
 	return 0;
@@ -946,7 +946,7 @@ int gm_atomic_fetch_or_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val
 	if (err)
 		return err;
 	prev = __atomic_fetch_or((uint32_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 4);
+	gm__mark_word(r, gpa);
 	if (old)
 		*old = prev;
 	return 0;
@@ -966,7 +966,7 @@ int gm_atomic_fetch_or_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val
 	if (err)
 		return err;
 	prev = __atomic_fetch_or((uint64_t *)p, val, memorder);
-	gm__mark_word(r, gpa, 8);
+	gm__mark_word(r, gpa);
 	if (old)
 		*old = prev;
 	return 0;
@@ -987,7 +987,7 @@ int gm_atomic_cmpxchg_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *exp
 	if (!__atomic_compare_exchange_n((uint32_t *)p, expected, desired, false, memorder,
 					 failure_order(memorder)))
 		return -EAGAIN;
-	gm__mark_word(r, gpa, 4);
+	gm__mark_word(r, gpa);
 	return 0;
 }
 
@@ -1006,7 +1006,7 @@ int gm_atomic_cmpxchg_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *exp
 	if (!__atomic_compare_exchange_n((uint64_t *)p, expected, desired, false, memorder,
 					 failure_order(memorder)))
 		return -EAGAIN;
-	gm__mark_word(r, gpa, 8);
+	gm__mark_word(r, gpa);
 	return 0;
 }
 

@@ -123,30 +123,27 @@ static inline void *gm__slot_host(const struct gm_slot *s, gm_gpa_t gpa)
 }
 
 /*
- * Mark the page(s) of a just-written word dirty when the region is tracked.
+ * Mark the page of a just-written naturally aligned word (<= 8 bytes, so
+ * on one page) dirty when the region is tracked.
  * Pairs with gm_dirty_collect(): the data store above is ordered before the
  * bit test by the signal fence here (compiler) and by the membarrier() that
  * collect issues after clearing (CPU); the fetch_or is RELEASE so a collector
  * that sees the bit (ACQUIRE exchange) also sees the data.
  */
-static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa, unsigned size)
+static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
 {
 	struct gm_dirty_hot *d = r->dirty;
-	uint64_t first, last, page;
+	uint64_t page, *w, bit;
 
 	if (d == 0 || !__atomic_load_n(&d->enabled, __ATOMIC_RELAXED))
 		return;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	first = (gpa - r->gpa + r->dirty_offset) >> GM_PAGE_SHIFT;
-	last = (gpa - r->gpa + r->dirty_offset + size - 1) >> GM_PAGE_SHIFT;
-	for (page = first; page <= last; page++) {
-		uint64_t *w = &d->bits[page >> 6];
-		uint64_t bit = (uint64_t)1 << (page & 63);
-
-		/* Test first: a page already dirty costs a load, not a locked op. */
-		if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
-			__atomic_fetch_or(w, bit, __ATOMIC_RELEASE);
-	}
+	page = (gpa - r->gpa + r->dirty_offset) >> GM_PAGE_SHIFT;
+	w = &d->bits[page >> 6];
+	bit = (uint64_t)1 << (page & 63);
+	/* Test first: a page already dirty costs a load, not a locked op. */
+	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+		__atomic_fetch_or(w, bit, __ATOMIC_RELEASE);
 }
 
 /*
@@ -173,7 +170,7 @@ static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa, un
 			if (s_->flags & GM__SLOT_DIRTY)                                          \
 				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
 						   ->regions[s_->first],                         \
-					      (gpa), sizeof(type));                              \
+					      (gpa));                                            \
 			return 0;                                                                \
 		}                                                                                \
 	} while (0)
@@ -268,7 +265,7 @@ static inline int gm_inline_write_u64(const struct gm_memory *m, gm_gpa_t gpa, u
 			if (s_->flags & GM__SLOT_DIRTY)                                          \
 				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
 						   ->regions[s_->first],                         \
-					      (gpa), sizeof(type));                              \
+					      (gpa));                                            \
 			return 0;                                                                \
 		}                                                                                \
 	} while (0)
