@@ -102,9 +102,10 @@ int gmvm_console_add(struct gmvm *vm)
 	    .sizes = GM_ACCESS_4,
 	    .flags = 0,
 	};
-	int ret = gm_space_add_mmio(vm->io_space, GMVM_PORT_CONSOLE, 8, &ops, vm, NULL);
+	struct gm_window *w; /* the handles are not needed later */
+	int ret = gm_space_add_mmio(vm->io_space, GMVM_PORT_CONSOLE, 8, &ops, vm, &w);
 
 	if (ret == 0)
-		ret = gm_space_add_mmio(vm->io_space, GMVM_PORT_CONSOLE_BUF, 4, &buf_ops, vm, NULL);
+		ret = gm_space_add_mmio(vm->io_space, GMVM_PORT_CONSOLE_BUF, 4, &buf_ops, vm, &w);
 	return ret;
 }

@@ -166,10 +166,11 @@ int gmvm_control_add(struct gmvm *vm)
 	    .sizes = GM_ACCESS_4,
 	    .flags = 0,
 	};
+	struct gm_window *w; /* the handle is not needed later */
 
 	vm->control.vm = vm;
 	return gm_space_add_mmio(vm->io_space, GMVM_PORT_STEP, GMVM_PORT_EXIT + 4 - GMVM_PORT_STEP,
-				 &ops, vm, NULL);
+				 &ops, vm, &w);
 }
 
 int gmvm_control_service(struct gmvm *vm)

@@ -92,8 +92,9 @@ int gmvm_doorbell_add(struct gmvm *vm)
 	    .sizes = GM_ACCESS_8,
 	    .flags = 0,
 	};
+	struct gm_window *w; /* the handle is not needed later */
 
 	vm->doorbell.vm = vm;
 	return gm_space_add_mmio(vm->mem_space, GMVM_MMIO_GPA, GMVM_MMIO_SIZE, &ops, &vm->doorbell,
-				 NULL);
+				 &w);
 }

@@ -74,6 +74,7 @@ int gmvm_hotplug_add(struct gmvm *vm)
 	    .sizes = GM_ACCESS_4,
 	    .flags = 0,
 	};
+	struct gm_window *w; /* the handle is not needed later */
 
-	return gm_space_add_mmio(vm->io_space, GMVM_PORT_HOTPLUG, 4, &ops, vm, NULL);
+	return gm_space_add_mmio(vm->io_space, GMVM_PORT_HOTPLUG, 4, &ops, vm, &w);
 }

@@ -242,6 +242,7 @@ static int build_memory_space(struct gmvm *vm)
 {
 	static unsigned char rom[GMVM_ROM_SIZE];
 	const uint64_t low = vm->opts.low_ram;
+	struct gm_window *hole;
 	int ret;
 
 	ret = gm_space_new(GM_SPACE_MEMORY, &vm->mem_space);
@@ -255,7 +256,7 @@ static int build_memory_space(struct gmvm *vm)
 		ret = add_ram(vm, GMVM_RAM_SPLIT_GPA, low - GMVM_RAM_SPLIT_GPA, &vm->ram_low1);
 	if (ret == 0)
 		ret = gm_space_add_reserved(vm->mem_space, GMVM_HOLE_GPA,
-					    GMVM_HOLE_END - GMVM_HOLE_GPA, "pci-hole", NULL);
+					    GMVM_HOLE_END - GMVM_HOLE_GPA, "pci-hole", &hole);
 	if (ret == 0)
 		ret = gmvm_doorbell_add(vm);
 	if (ret == 0)
