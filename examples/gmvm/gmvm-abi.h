@@ -26,19 +26,20 @@
 #define GMVM_PT_MAX_GPA	  0x100000u
 #define GMVM_LOAD_GPA	  0x100000u /* the payload's first byte (its header) */
 
-#define GMVM_RAM_SPLIT_GPA 0x1000000u	 /* low RAM is two regions: [0, 16M), [16M, end) */
-#define GMVM_SCRATCH_GPA   0x1800000u	 /* 4 MiB of low RAM the payload uses freely */
-#define GMVM_LOW_RAM_MIN   0x2000000ull	 /* 32 MiB: payload, boundary, scratch */
-#define GMVM_LOW_RAM_MAX   0xc0000000ull /* low RAM ends at or below 3 GiB */
-#define GMVM_HOLE_GPA	   0xc0000000ull /* reserved (PCI-like) hole */
-#define GMVM_HOLE_END	   0xfe000000ull
-#define GMVM_MMIO_GPA	   0xfe000000ull /* the doorbell device's window */
-#define GMVM_MMIO_SIZE	   0x1000ull
-#define GMVM_ROM_GPA	   0xffff0000ull /* 64 KiB ROM just below 4 GiB */
-#define GMVM_ROM_SIZE	   0x10000ull
-#define GMVM_HIGH_GPA	   0x100000000ull /* RAM above 4 GiB starts here */
-#define GMVM_HIGH_RAM_MIN  0x200000ull	  /* 2 MiB: the payload uses the first and last MiB */
-#define GMVM_HOTPLUG_SIZE  0x200000ull	  /* the region the guest asks to plug */
+#define GMVM_RAM_SPLIT_GPA  0x1000000u	  /* low RAM is two regions: [0, 16M), [16M, end) */
+#define GMVM_SCRATCH_GPA    0x1800000u	  /* 4 MiB of low RAM the payload uses freely */
+#define GMVM_LOW_RAM_MIN    0x2000000ull  /* 32 MiB: payload, boundary, scratch */
+#define GMVM_LOW_RAM_MAX    0xc0000000ull /* low RAM ends at or below 3 GiB */
+#define GMVM_HOLE_GPA	    0xc0000000ull /* reserved (PCI-like) hole */
+#define GMVM_HOLE_END	    0xfe000000ull
+#define GMVM_MMIO_GPA	    0xfe000000ull /* the doorbell device's window */
+#define GMVM_MMIO_SIZE	    0x1000ull
+#define GMVM_BENCH_MMIO_GPA 0xfe001000ull /* the bench device's window (--bench-exits) */
+#define GMVM_ROM_GPA	    0xffff0000ull /* 64 KiB ROM just below 4 GiB */
+#define GMVM_ROM_SIZE	    0x10000ull
+#define GMVM_HIGH_GPA	    0x100000000ull /* RAM above 4 GiB starts here */
+#define GMVM_HIGH_RAM_MIN   0x200000ull	   /* 2 MiB: the payload uses the first and last MiB */
+#define GMVM_HOTPLUG_SIZE   0x200000ull	   /* the region the guest asks to plug */
 
 /* ---- Port I/O ------------------------------------------------------------ */
 
@@ -56,6 +57,18 @@
 #define GMVM_PORT_ROM_REFUSED  0x518 /* in32: writes to ROM refused so far */
 #define GMVM_PORT_TEXT_REFUSED 0x51c /* in32: writes to protected payload text refused */
 #define GMVM_PORT_EXIT	       0x520 /* out32: the payload's exit status; the VM stops */
+
+/*
+ * The bench device (only with gmvm --bench-exits N): writes to
+ * GMVM_PORT_BENCH and to the GMVM_BENCH_MMIO_GPA window are counted and
+ * nothing else, so their cost is the exit path itself; GMVM_PORT_BENCH_MARK
+ * takes the time between the phases (GMVM_BENCH_*).
+ */
+#define GMVM_PORT_BENCH	      0x540
+#define GMVM_PORT_BENCH_MARK  0x544
+#define GMVM_BENCH_PIO_START  1
+#define GMVM_BENCH_MMIO_START 2
+#define GMVM_BENCH_END	      3
 
 /* The hot-plug device: out32 a command, then in32 its status (0 or errno). */
 #define GMVM_PORT_HOTPLUG   0x530
@@ -114,6 +127,7 @@ struct gmvm_bootinfo {
 	uint64_t scratch_gpa;	/* 4 MiB of low RAM the payload may use freely */
 	uint32_t flags;		/* GMVM_BOOT_* */
 	uint32_t pad;
+	uint64_t bench_exits; /* not 0: only do that many port and MMIO exits, then stop */
 };
 
 /* ---- Steps, each announced on GMVM_PORT_STEP ----------------------------- */

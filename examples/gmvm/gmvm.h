@@ -36,6 +36,9 @@ struct gmvm_opts {
 	const char *snapshot;		   /* its FILE */
 	const char *restore;		   /* --restore FILE */
 	enum gm_restore_mode restore_mode; /* --restore-mode copy|lazy */
+	const char *kvm_device;		   /* --kvm DEVICE (default /dev/kvm) */
+	bool timing;			   /* --timing: print how long the phases took */
+	uint64_t bench_exits;		   /* --bench-exits N: the payload only does exits */
 };
 
 /* The hot-plug device (hotplug.c). */
@@ -51,6 +54,13 @@ struct gmvm_hotplug {
 struct gmvm_doorbell {
 	struct gmvm *vm;
 	uint64_t addr, len, result, status, rings;
+};
+
+/* The bench device (bench.c): counts exits, takes the time at marks. */
+struct gmvm_bench {
+	uint64_t count, pio_count, mmio_count;
+	uint64_t mark_ns[GMVM_BENCH_END + 1];
+	bool done;
 };
 
 /* The console (console.c): characters are collected into lines. */
@@ -98,11 +108,16 @@ struct gmvm {
 	struct gmvm_control control;
 	struct gmvm_doorbell doorbell;
 	struct gmvm_hotplug hotplug;
+	struct gmvm_bench bench;
 
 	/* what the exit handlers saw */
 	unsigned rom_refused, text_refused, unassigned;
 	uint64_t exits;
+	uint64_t first_exit_ns; /* CLOCK_MONOTONIC of the first exit (--timing) */
 };
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t gmvm_now_ns(void);
 
 /* Print "gmvm: <message>" to stderr and return @err (a negative errno). */
 int gmvm_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -144,6 +159,8 @@ int gmvm_control_add(struct gmvm *vm);
 int gmvm_control_service(struct gmvm *vm);
 int gmvm_doorbell_add(struct gmvm *vm);
 int gmvm_hotplug_add(struct gmvm *vm);
+int gmvm_bench_add(struct gmvm *vm);
+void gmvm_bench_report(struct gmvm *vm);
 /* Do what the guest asked the hot-plug device for (the vCPU is stopped at that exit). */
 void gmvm_hotplug_service(struct gmvm *vm);
 
@@ -155,6 +172,9 @@ int gmvm_dirty_report(struct gmvm *vm, unsigned step, bool check_exact);
 int gmvm_snapshot_save(struct gmvm *vm);
 int gmvm_snapshot_read_vcpu(struct gmvm *vm, const char *path);
 int gmvm_snapshot_restore(struct gmvm *vm);
+
+/* run.c: KVM_RUN once (see there for the 32-bit case). Returns ioctl()'s result. */
+int gmvm_kvm_run(int vcpu_fd);
 
 /* run.c: run the vCPU until the payload exits or something goes wrong. */
 int gmvm_run(struct gmvm *vm);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_CHECKS_FAILED 1
@@ -42,6 +43,14 @@ int gmvm_fail(int err, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return err;
+}
+
+uint64_t gmvm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void gmvm_say(const char *fmt, ...)
@@ -66,6 +75,9 @@ static void usage(FILE *f)
 	      "  --snapshot-at STEP FILE  save memory and vCPU at payload step STEP, then stop\n"
 	      "  --restore FILE      start from a snapshot saved by --snapshot-at\n"
 	      "  --restore-mode copy|lazy  how --restore fills guest RAM (default copy)\n"
+	      "  --kvm DEVICE        the KVM device (default /dev/kvm)\n"
+	      "  --timing            print how long set-up, start and the run took\n"
+	      "  --bench-exits N     benchmark: the payload does N port and N MMIO exits only\n"
 	      "SIZE takes a K, M or G suffix.\n",
 	      f);
 }
@@ -125,6 +137,7 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 	o->low_ram = 64 * MIB;
 	o->high_ram = 64 * MIB;
 	o->restore_mode = GM_RESTORE_COPY;
+	o->kvm_device = "/dev/kvm";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -132,6 +145,8 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 			o->protect_text = true;
 		} else if (strcmp(a, "--dirty-stats") == 0) {
 			o->dirty_stats = true;
+		} else if (strcmp(a, "--timing") == 0) {
+			o->timing = true;
 		} else if (strcmp(a, "--help") == 0) {
 			usage(stdout);
 			exit(0);
@@ -157,6 +172,12 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 			o->snapshot_at = (unsigned)step;
 			o->snapshot = argv[i + 2];
 			i += 2;
+		} else if (strcmp(a, "--kvm") == 0) {
+			o->kvm_device = v, i++;
+		} else if (strcmp(a, "--bench-exits") == 0) {
+			if (parse_size(v, &o->bench_exits) < 0 || o->bench_exits == 0)
+				return gmvm_fail(-EINVAL, "--bench-exits %s: a count above 0", v);
+			i++;
 		} else if (strcmp(a, "--restore") == 0) {
 			o->restore = v, i++;
 		} else if (strcmp(a, "--restore-mode") == 0) {
@@ -187,9 +208,10 @@ static int open_kvm(struct gmvm *vm)
 {
 	int size;
 
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm->kvm_fd = open(vm->opts.kvm_device, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
-		return gmvm_fail(-errno, "KVM is not usable here: /dev/kvm: %s", strerror(errno));
+		return gmvm_fail(-errno, "KVM is not usable here: %s: %s", vm->opts.kvm_device,
+				 strerror(errno));
 	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
 		return gmvm_fail(-ENOTSUP, "KVM is not usable here: unexpected KVM API version");
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -243,7 +265,7 @@ static int build_memory_space(struct gmvm *vm)
 	static unsigned char rom[GMVM_ROM_SIZE];
 	const uint64_t low = vm->opts.low_ram;
 	struct gm_window *hole;
-	int ret;
+	int ret, err;
 
 	ret = gm_space_new(GM_SPACE_MEMORY, &vm->mem_space);
 	if (ret < 0)
@@ -254,20 +276,28 @@ static int build_memory_space(struct gmvm *vm)
 	ret = add_ram(vm, 0, GMVM_RAM_SPLIT_GPA, &vm->ram_low0);
 	if (ret == 0)
 		ret = add_ram(vm, GMVM_RAM_SPLIT_GPA, low - GMVM_RAM_SPLIT_GPA, &vm->ram_low1);
-	if (ret == 0)
+	if (ret == 0) {
 		ret = gm_space_add_reserved(vm->mem_space, GMVM_HOLE_GPA,
 					    GMVM_HOLE_END - GMVM_HOLE_GPA, "pci-hole", &hole);
-	if (ret == 0)
-		ret = gmvm_doorbell_add(vm);
-	if (ret == 0)
-		ret = gm_space_add_rom(vm->mem_space, GMVM_ROM_GPA, GMVM_ROM_SIZE, rom, sizeof(rom),
-				       &vm->rom);
+		if (ret == 0)
+			ret = gmvm_doorbell_add(vm);
+		if (ret == 0)
+			ret = gm_space_add_rom(vm->mem_space, GMVM_ROM_GPA, GMVM_ROM_SIZE, rom,
+					       sizeof(rom), &vm->rom);
+		if (ret < 0)
+			gmvm_fail(ret, "guest layout: %s", strerror(-ret));
+	}
 	if (ret == 0)
 		ret = add_ram(vm, GMVM_HIGH_GPA, vm->opts.high_ram, &vm->ram_high);
-	/* A failed add dooms the transaction: commit then discards it and returns that error. */
-	ret = gm_space_commit(vm->mem_space);
-	if (ret < 0)
-		return gmvm_fail(ret, "guest layout: %s", strerror(-ret));
+	/*
+	 * A failed add (reported above) dooms the transaction: commit then
+	 * discards every staged window and returns that error.
+	 */
+	err = gm_space_commit(vm->mem_space);
+	if (ret == 0 && err < 0)
+		gmvm_fail(err, "guest layout: %s", strerror(-err));
+	if (ret < 0 || err < 0)
+		return ret < 0 ? ret : err;
 	vm->hotplug.gpa = (GMVM_HIGH_GPA + vm->opts.high_ram + GIB - 1) / GIB * GIB;
 	return 0;
 }
@@ -283,6 +313,8 @@ static int build_io_space(struct gmvm *vm)
 		ret = gmvm_control_add(vm);
 	if (ret == 0)
 		ret = gmvm_hotplug_add(vm);
+	if (ret == 0 && vm->opts.bench_exits != 0)
+		ret = gmvm_bench_add(vm);
 	if (ret < 0)
 		return gmvm_fail(ret, "port devices: %s", strerror(-ret));
 	return 0;
@@ -308,6 +340,9 @@ static int write_bootinfo(struct gmvm *vm, const struct gm_memory *mem)
 				    GMVM_SCRATCH_GPA);
 	if (ret == 0)
 		ret = gm_write_le32(mem, b + offsetof(struct gmvm_bootinfo, flags), flags);
+	if (ret == 0)
+		ret = gm_write_le64(mem, b + offsetof(struct gmvm_bootinfo, bench_exits),
+				    vm->opts.bench_exits);
 	return ret;
 }
 
@@ -369,7 +404,9 @@ static void teardown(struct gmvm *vm)
 int main(int argc, char **argv)
 {
 	static struct gmvm vm = {.kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1};
+	const uint64_t t_start = gmvm_now_ns();
 	struct gm_memory *mem = NULL;
+	uint64_t t_layout = 0, t_end;
 	int ret, status = EXIT_CHECKS_FAILED;
 
 	/* 0. Options; with --restore, the snapshot says how the machine looked. */
@@ -388,6 +425,7 @@ int main(int argc, char **argv)
 	}
 
 	/* 2. The guest-physical layout and 3. the port devices. */
+	t_layout = gmvm_now_ns();
 	if (build_memory_space(&vm) < 0 || build_io_space(&vm) < 0)
 		goto out;
 
@@ -397,7 +435,7 @@ int main(int argc, char **argv)
 		gmvm_fail(ret, "KVM memory slots: %s", strerror(-ret));
 		goto out;
 	}
-	print_layout(&vm);
+	t_layout = gmvm_now_ns() - t_layout;
 
 	/* 5. Guest memory contents: the payload and boot information, or a snapshot. */
 	if (vm.opts.restore != NULL) {
@@ -460,6 +498,7 @@ int main(int argc, char **argv)
 	}
 
 	/* 9. Run until the payload exits (or --snapshot-at stops it). */
+	print_layout(&vm);
 	gmvm_say("entering the payload");
 	fflush(stdout);
 	if (gmvm_run(&vm) < 0)
@@ -467,7 +506,22 @@ int main(int argc, char **argv)
 	gmvm_console_flush(&vm);
 
 	/* 10. The verdict. */
-	status = vm.control.snapshot_taken ? 0 : verdict(&vm);
+	if (vm.opts.bench_exits != 0) {
+		gmvm_bench_report(&vm);
+		status = vm.bench.done ? 0 : EXIT_CHECKS_FAILED;
+	} else {
+		status = vm.control.snapshot_taken ? 0 : verdict(&vm);
+	}
+	t_end = gmvm_now_ns();
+	if (vm.opts.timing) {
+		gmvm_say("timing: memory set-up (layout, %llu MiB of RAM, KVM slots): %.3f ms",
+			 (unsigned long long)((vm.opts.low_ram + vm.opts.high_ram) / MIB),
+			 t_layout / 1e6);
+		gmvm_say(
+		    "timing: main() to the payload's first exit: %.3f ms (at monotonic %llu ns)",
+		    (vm.first_exit_ns - t_start) / 1e6, (unsigned long long)vm.first_exit_ns);
+		gmvm_say("timing: main() to the end of the run: %.3f ms", (t_end - t_start) / 1e6);
+	}
 out:
 	fflush(stdout);
 	gm_memory_put(mem);

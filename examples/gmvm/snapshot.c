@@ -134,7 +134,7 @@ int gmvm_snapshot_save(struct gmvm *vm)
 
 	/* Complete the step's port write, so RIP is past it (and nothing is pending). */
 	vm->run->immediate_exit = 1;
-	if (ioctl(vm->vcpu_fd, KVM_RUN, 0) == 0 || errno != EINTR) {
+	if (gmvm_kvm_run(vm->vcpu_fd) == 0 || errno != EINTR) {
 		vm->run->immediate_exit = 0;
 		return gmvm_fail(-EIO, "snapshot: could not complete the pending exit");
 	}

@@ -338,6 +338,20 @@ static void step_protect_text(void)
 	       protect ? "write to protected text refused" : "write to writable text allowed");
 }
 
+/* gmvm --bench-exits: nothing but exits, port I/O then MMIO, between time marks. */
+static void bench(uint64_t n)
+{
+	volatile uint64_t *sink = (volatile uint64_t *)GMVM_BENCH_MMIO_GPA;
+
+	out32(GMVM_PORT_BENCH_MARK, GMVM_BENCH_PIO_START);
+	for (uint64_t i = 0; i < n; i++)
+		out32(GMVM_PORT_BENCH, (uint32_t)i);
+	out32(GMVM_PORT_BENCH_MARK, GMVM_BENCH_MMIO_START);
+	for (uint64_t i = 0; i < n; i++)
+		*sink = i;
+	out32(GMVM_PORT_BENCH_MARK, GMVM_BENCH_END);
+}
+
 int payload_main(void);
 int payload_main(void)
 {
@@ -350,6 +364,11 @@ int payload_main(void)
 	boot.hotplug_gpa = bi->hotplug_gpa;
 	boot.scratch_gpa = bi->scratch_gpa;
 	boot.flags = bi->flags;
+	boot.bench_exits = bi->bench_exits;
+	if (boot.bench_exits != 0) {
+		bench(boot.bench_exits);
+		return 0;
+	}
 
 	step_hello();
 	step_rom_read();
