@@ -2,7 +2,8 @@
 # install what they need (as root) and build before they run.
 #
 #   make            build (build/)
-#   make demo       run the tour of the library
+#   make demo       gmvm runs its guest step by step (a KVM monitor whose
+#                   guest lives in guestmem), then the tour of the library
 #   make demo-linux Debian's Linux kernel under QEMU does block I/O on a
 #                   vhost-user-blk disk served by gm-vhost-blk
 #                   (DEMO_BACKEND=qsd: by qemu-storage-daemon instead)
@@ -40,7 +41,10 @@ build-release/build.ninja: | deps
 	meson setup build-release -Dbuildtype=release -Dtests=disabled
 
 demo: all
-	./build/examples/tour/gm-tour
+	@st=0; ./build/examples/gmvm/gmvm || st=$$?; \
+	if [ $$st -eq 3 ]; then echo "demo: KVM is not usable here, so no gmvm guest; the library tour instead:"; \
+	elif [ $$st -ne 0 ]; then exit $$st; fi; \
+	echo; ./build/examples/tour/gm-tour
 
 # The back end serving the guest's disk: gm (gm-vhost-blk, once its sources
 # are in the tree) or qsd (qemu-storage-daemon, the stand-in before).
@@ -101,6 +105,7 @@ bench: build-release/build.ninja
 	./build-release/bench/gm-bench-datapath
 	./build-release/bench/gm-bench-space
 	./build-release/bench/gm-bench-dirty
+	./build-release/bench/gm-bench-gmvm
 
 bench-vhost-blk: build-release/build.ninja
 	ninja -C build-release
