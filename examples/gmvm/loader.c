@@ -29,31 +29,38 @@ static void decode_header(const unsigned char *raw, struct gmvm_payload_header *
 		*fields[i] = gmvm_le64(raw + 16 + 8 * i);
 }
 
+/* Fail a check: say which in *@why. */
+static int bad(const char **why, const char *what)
+{
+	*why = what;
+	return -EINVAL;
+}
+
 /* The checks, in the order a reader would ask them; @why says which one failed. */
 static int validate(const struct gmvm_payload_header *h, uint64_t file_size, const char **why)
 {
 	uint64_t file_end;
 
 	if (memcmp(h->magic, GMVM_PAYLOAD_MAGIC, sizeof(h->magic)) != 0)
-		return *why = "no GMVMPAYL magic (not a gmvm payload)", -EINVAL;
+		return bad(why, "no GMVMPAYL magic (not a gmvm payload)");
 	if (h->version != GMVM_PAYLOAD_VERSION)
-		return *why = "unknown header version", -EINVAL;
+		return bad(why, "unknown header version");
 	if (h->header_size != sizeof(struct gmvm_payload_header))
-		return *why = "header size does not match", -EINVAL;
+		return bad(why, "header size does not match");
 	if (h->load_gpa != GMVM_LOAD_GPA)
-		return *why = "load address is not 0x100000", -EINVAL;
+		return bad(why, "load address is not 0x100000");
 	if (gm_add_overflow_u64(h->load_gpa, file_size, &file_end) || h->image_end_gpa != file_end)
-		return *why = "image end does not match the file size", -EINVAL;
+		return bad(why, "image end does not match the file size");
 	if (h->text_end_gpa < h->load_gpa + h->header_size || h->text_end_gpa > h->image_end_gpa ||
 	    h->text_end_gpa % GM_PAGE_SIZE != 0)
-		return *why = "text end outside the image or not page aligned", -EINVAL;
+		return bad(why, "text end outside the image or not page aligned");
 	if (h->entry_gpa < h->load_gpa + h->header_size || h->entry_gpa >= h->text_end_gpa)
-		return *why = "entry point outside the payload's code", -EINVAL;
+		return bad(why, "entry point outside the payload's code");
 	if (h->bss_end_gpa < h->image_end_gpa)
-		return *why = "bss ends before the image", -EINVAL;
+		return bad(why, "bss ends before the image");
 	if (h->stack_top_gpa < h->image_end_gpa || h->stack_top_gpa > h->bss_end_gpa ||
 	    h->stack_top_gpa % 16 != 0)
-		return *why = "stack top outside bss or misaligned", -EINVAL;
+		return bad(why, "stack top outside bss or misaligned");
 	return 0;
 }
 

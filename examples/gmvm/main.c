@@ -160,15 +160,15 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 			if (parse_size(v, dst) < 0)
 				return gmvm_fail(-EINVAL, "%s %s: not a size", a, v);
 			i++;
-		} else if (strcmp(a, "--snapshot-at") == 0 && i + 2 < argc) {
+		} else if (strcmp(a, "--snapshot-at") == 0) {
 			char *end;
 			unsigned long step = strtoul(v, &end, 10);
 
-			if (*end != '\0' || step < GMVM_STEP_HELLO || step >= GMVM_STEP_DONE ||
-			    step == GMVM_STEP_HOTPLUG + 0)
-				return gmvm_fail(
-				    -EINVAL, "--snapshot-at %s: a step from %d to %d, not %d", v,
-				    GMVM_STEP_HELLO, GMVM_STEP_DONE - 1, GMVM_STEP_HOTPLUG);
+			if (i + 2 >= argc)
+				return gmvm_fail(-EINVAL, "--snapshot-at STEP FILE: no FILE");
+			if (*end != '\0' || step < GMVM_STEP_HELLO || step >= GMVM_STEP_DONE)
+				return gmvm_fail(-EINVAL, "--snapshot-at %s: a step from %d to %d",
+						 v, GMVM_STEP_HELLO, GMVM_STEP_DONE - 1);
 			o->snapshot_at = (unsigned)step;
 			o->snapshot = argv[i + 2];
 			i += 2;
