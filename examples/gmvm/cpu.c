@@ -172,14 +172,19 @@ static int set_sregs(int vcpu_fd)
 	return 0;
 }
 
-int gmvm_cpu_setup(struct gmvm *vm, const struct gm_memory *mem, uint64_t map_top)
+int gmvm_cpu_setup(struct gmvm *vm, uint64_t map_top)
 {
+	struct gm_memory *mem;
 	struct kvm_regs regs;
 	int ret;
 
+	ret = gm_space_memory_get(vm->mem_space, &mem);
+	if (ret < 0)
+		return ret;
 	ret = write_page_tables(mem, map_top);
 	if (ret == 0)
 		ret = write_gdt_tss(mem);
+	gm_memory_put(mem);
 	if (ret < 0)
 		return ret;
 	ret = set_cpuid(vm->kvm_fd, vm->vcpu_fd);

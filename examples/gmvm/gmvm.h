@@ -142,7 +142,7 @@ int gmvm_sum_guest(const struct gm_memory *mem, uint64_t gpa, uint64_t size, uin
 int gmvm_payload_load(struct gmvm *vm, const char *path);
 
 /* cpu.c: page tables covering [0, @map_top), GDT, TSS, registers: CPL 3 at the entry. */
-int gmvm_cpu_setup(struct gmvm *vm, const struct gm_memory *mem, uint64_t map_top);
+int gmvm_cpu_setup(struct gmvm *vm, uint64_t map_top);
 /* cpu.c: CPUID, then registers saved by a snapshot. */
 struct kvm_regs;
 struct kvm_sregs;

@@ -321,13 +321,17 @@ static int build_io_space(struct gmvm *vm)
 }
 
 /* Step 5b: what the payload learns about its machine, at GMVM_BOOTINFO_GPA. */
-static int write_bootinfo(struct gmvm *vm, const struct gm_memory *mem)
+static int write_bootinfo(struct gmvm *vm)
 {
 	const uint64_t b = GMVM_BOOTINFO_GPA;
+	struct gm_memory *mem;
 	uint32_t flags = (vm->opts.protect_text ? GMVM_BOOT_PROTECT_TEXT : 0) |
 			 (vm->opts.dirty_stats ? GMVM_BOOT_DIRTY_STATS : 0);
 	int ret;
 
+	ret = gm_space_memory_get(vm->mem_space, &mem);
+	if (ret < 0)
+		return ret;
 	ret = gm_write_le64(mem, b + offsetof(struct gmvm_bootinfo, low_ram_end), vm->opts.low_ram);
 	if (ret == 0)
 		ret = gm_write_le64(mem, b + offsetof(struct gmvm_bootinfo, high_ram_size),
@@ -343,6 +347,7 @@ static int write_bootinfo(struct gmvm *vm, const struct gm_memory *mem)
 	if (ret == 0)
 		ret = gm_write_le64(mem, b + offsetof(struct gmvm_bootinfo, bench_exits),
 				    vm->opts.bench_exits);
+	gm_memory_put(mem);
 	return ret;
 }
 
@@ -405,7 +410,6 @@ int main(int argc, char **argv)
 {
 	static struct gmvm vm = {.kvm_fd = -1, .vm_fd = -1, .vcpu_fd = -1};
 	const uint64_t t_start = gmvm_now_ns();
-	struct gm_memory *mem = NULL;
 	uint64_t t_layout = 0, t_end;
 	int ret, status = EXIT_CHECKS_FAILED;
 
@@ -444,9 +448,7 @@ int main(int argc, char **argv)
 	} else {
 		if (gmvm_payload_load(&vm, vm.opts.payload) < 0)
 			goto out;
-		ret = gm_space_memory_get(vm.mem_space, &mem);
-		if (ret == 0)
-			ret = write_bootinfo(&vm, mem);
+		ret = write_bootinfo(&vm);
 		if (ret < 0) {
 			gmvm_fail(ret, "boot information: %s", strerror(-ret));
 			goto out;
@@ -461,8 +463,7 @@ int main(int argc, char **argv)
 			 (unsigned long long)vm.payload.stack_top_gpa);
 	}
 
-	/* 6. --protect-text: the payload's code becomes read-only guest memory (a read-only slot).
-	 */
+	/* 6. --protect-text: the payload's code becomes read-only (a read-only KVM slot). */
 	if (vm.opts.protect_text) {
 		ret = gm_space_protect(vm.mem_space, vm.ram_low0, vm.payload.load_gpa,
 				       vm.payload.text_end_gpa - vm.payload.load_gpa,
@@ -478,10 +479,7 @@ int main(int argc, char **argv)
 
 	/* 7. The vCPU: 64-bit mode at CPL 3, page tables covering everything up to hot-plug RAM. */
 	if (vm.opts.restore == NULL) {
-		gm_memory_put(mem);
-		ret = gm_space_memory_get(vm.mem_space, &mem);
-		if (ret == 0)
-			ret = gmvm_cpu_setup(&vm, mem, vm.hotplug.gpa + GMVM_HOTPLUG_SIZE);
+		ret = gmvm_cpu_setup(&vm, vm.hotplug.gpa + GMVM_HOTPLUG_SIZE);
 		if (ret < 0) {
 			gmvm_fail(ret, "vCPU set-up: %s", strerror(-ret));
 			goto out;
@@ -524,7 +522,6 @@ int main(int argc, char **argv)
 	}
 out:
 	fflush(stdout);
-	gm_memory_put(mem);
 	teardown(&vm);
 	gm_rcu_unregister_thread();
 	return status;
