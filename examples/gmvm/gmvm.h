@@ -14,7 +14,6 @@
 
 #include <guestmem/guestmem.h>
 #include <guestmem/kvm.h>
-#include <guestmem/snapshot.h>
 #include <guestmem/space.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,21 +23,22 @@
 #include "gmvm-abi.h"
 
 struct kvm_run;
+struct gm_snapshot;
 
 /* Command-line options (main.c). */
 struct gmvm_opts {
-	const char *payload;		   /* path of the flat payload binary */
-	uint64_t low_ram;		   /* bytes of RAM from 0 (at most 3 GiB) */
-	uint64_t high_ram;		   /* bytes of RAM from 4 GiB */
-	bool protect_text;		   /* --protect-text */
-	bool dirty_stats;		   /* --dirty-stats */
-	unsigned snapshot_at;		   /* --snapshot-at STEP FILE: 0 = off */
-	const char *snapshot;		   /* its FILE */
-	const char *restore;		   /* --restore FILE */
-	enum gm_restore_mode restore_mode; /* --restore-mode copy|lazy */
-	const char *kvm_device;		   /* --kvm DEVICE (default /dev/kvm) */
-	bool timing;			   /* --timing: print how long the phases took */
-	uint64_t bench_exits;		   /* --bench-exits N: the payload only does exits */
+	const char *payload;	/* path of the flat payload binary */
+	uint64_t low_ram;	/* bytes of RAM from 0 (at most 3 GiB) */
+	uint64_t high_ram;	/* bytes of RAM from 4 GiB */
+	bool protect_text;	/* --protect-text */
+	bool dirty_stats;	/* --dirty-stats */
+	unsigned snapshot_at;	/* --snapshot-at STEP FILE: 0 = off */
+	const char *snapshot;	/* its FILE */
+	const char *restore;	/* --restore FILE */
+	bool restore_lazy;	/* --restore-mode lazy (default: copy) */
+	const char *kvm_device; /* --kvm DEVICE (default /dev/kvm) */
+	bool timing;		/* --timing: print how long the phases took */
+	uint64_t bench_exits;	/* --bench-exits N: the payload only does exits */
 };
 
 /* The hot-plug device (hotplug.c). */
@@ -172,6 +172,7 @@ int gmvm_dirty_report(struct gmvm *vm, unsigned step, bool check_exact);
 int gmvm_snapshot_save(struct gmvm *vm);
 int gmvm_snapshot_read_vcpu(struct gmvm *vm, const char *path);
 int gmvm_snapshot_restore(struct gmvm *vm);
+void gmvm_snapshot_close(struct gmvm *vm);
 
 /* run.c: KVM_RUN once (see there for the 32-bit case). Returns ioctl()'s result. */
 int gmvm_kvm_run(int vcpu_fd);

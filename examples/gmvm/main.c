@@ -136,7 +136,6 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 	o->payload = NULL;
 	o->low_ram = 64 * MIB;
 	o->high_ram = 64 * MIB;
-	o->restore_mode = GM_RESTORE_COPY;
 	o->kvm_device = "/dev/kvm";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -182,9 +181,9 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 			o->restore = v, i++;
 		} else if (strcmp(a, "--restore-mode") == 0) {
 			if (strcmp(v, "copy") == 0)
-				o->restore_mode = GM_RESTORE_COPY;
+				o->restore_lazy = false;
 			else if (strcmp(v, "lazy") == 0)
-				o->restore_mode = GM_RESTORE_LAZY;
+				o->restore_lazy = true;
 			else
 				return gmvm_fail(-EINVAL, "--restore-mode %s: copy or lazy", v);
 			i++;
@@ -393,7 +392,7 @@ static int verdict(struct gmvm *vm)
 static void teardown(struct gmvm *vm)
 {
 	gm_kvm_free(vm->kvm);
-	gm_snapshot_close(vm->snap);
+	gmvm_snapshot_close(vm);
 	gm_space_free(vm->mem_space);
 	gm_space_free(vm->io_space);
 	if (vm->run != NULL)
@@ -427,6 +426,8 @@ int main(int argc, char **argv)
 		status = EXIT_NO_KVM;
 		goto out;
 	}
+	gmvm_say("a KVM VM with one vCPU (%s); its memory, ROM, MMIO and ports are all guestmem's",
+		 vm.opts.kvm_device);
 
 	/* 2. The guest-physical layout and 3. the port devices. */
 	t_layout = gmvm_now_ns();

@@ -20,6 +20,8 @@
  */
 #include "gmvm.h"
 
+#include <guestmem/snapshot.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -304,7 +306,7 @@ static int swap_in_lazy_ram(struct gmvm *vm)
 int gmvm_snapshot_restore(struct gmvm *vm)
 {
 	const char *path = vm->opts.restore;
-	const bool lazy = vm->opts.restore_mode == GM_RESTORE_LAZY;
+	const bool lazy = vm->opts.restore_lazy;
 	struct gm_memory *ram = NULL;
 	int ret;
 
@@ -331,4 +333,10 @@ int gmvm_snapshot_restore(struct gmvm *vm)
 		 lazy ? "lazily, on first touch" : "copied", vm->control.step,
 		 gmvm_step_name(vm->control.step));
 	return 0;
+}
+
+void gmvm_snapshot_close(struct gmvm *vm)
+{
+	gm_snapshot_close(vm->snap);
+	vm->snap = NULL;
 }
