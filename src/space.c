@@ -158,7 +158,8 @@ struct gm_space {
 	int doom;		/* first error of the open transaction, or 0 */
 	bool changed;		/* the staging differs from current */
 	bool in_callback;	/* a listener callback is running */
-	uint64_t next_id;	/* next region id */
+	struct gm_window *implicit_add; /* added by an implicit transaction being committed */
+	uint64_t next_id;		/* next region id */
 	struct gm_space_listener *listeners;
 };
 
@@ -875,6 +876,10 @@ static int commit_locked(struct gm_space *s)
 	if (!urcu_memb_read_ongoing())
 		reclaim(s);
 out:
+	/* An add whose own commit fails has failed: its device is not told. */
+	if (err && s->implicit_add)
+		s->implicit_add->release_armed = false;
+	s->implicit_add = NULL;
 	free(ch);
 	txn_close(s);
 	return err;
@@ -981,9 +986,11 @@ static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uin
 		window_destroy(w);
 		return edit_end(s, implicit, err);
 	}
+	/* From here on the device is told when the window goes, unless the
+	 * add's own implicit commit fails (commit_locked() disarms it then). */
 	w->release_armed = true;
-	/* The handle is valid from here on, even if an implicit commit fails
-	 * afterwards (then it is freed again and must not be used). */
+	if (implicit)
+		s->implicit_add = w;
 	err = edit_end(s, implicit, 0);
 	if (!err)
 		*out = w;
@@ -1239,13 +1246,18 @@ int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
 	if (i < 0)
 		return edit_end(s, implicit, -ENOENT);
 	if (l->wins[i].gpa == new_gpa)
-		return implicit ? (txn_close(s), 0) : 0;
+		goto no_change;
 	err = check_place(s, l, w->kind, new_gpa, l->wins[i].size, i);
 	if (err)
 		return edit_end(s, implicit, err);
 	l->wins[i].gpa = new_gpa;
 	staging_resort(l, (size_t)i);
 	return edit_end(s, implicit, 0);
+
+no_change:
+	if (implicit)
+		txn_close(s);
+	return 0;
 }
 
 int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
@@ -1271,7 +1283,7 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 	    !gm_is_aligned(new_size, GM_PAGE_SIZE))
 		return edit_end(s, implicit, -EINVAL);
 	if (new_size == v->size)
-		return implicit ? (txn_close(s), 0) : 0;
+		goto no_change;
 	if (new_size > w->capacity)
 		return edit_end(s, implicit, -ENOSPC);
 	err = check_place(s, l, w->kind, v->gpa, new_size, i);
@@ -1291,6 +1303,11 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 	}
 	v->size = new_size;
 	return edit_end(s, implicit, 0);
+
+no_change:
+	if (implicit)
+		txn_close(s);
+	return 0;
 }
 
 /*

@@ -1087,6 +1087,36 @@ static void listener_veto_rolls_back_and_leaves_the_space_as_before(void **state
 	gm_space_free(s);
 }
 
+/* A device add that returned 0 is released once, when its transaction is discarded. */
+static void vetoed_transaction_releases_its_devices_once(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct rec v = {0};
+	struct dev d = {0}, e = {0};
+	struct gm_device_ops ops = dev_ops(GM_ACCESS_1, 0);
+	struct gm_window *w = NULL;
+
+	(void)state;
+	assert_int_equal(gm_space_listener_add(s, &rec_ops, &v, NULL), 0);
+	v.veto = -EPERM;
+	/* A device changes no region of the view: no listener is asked. */
+	assert_int_equal(gm_space_add_mmio(s, 0x10000, 4, &ops, &d, &w), 0);
+	assert_non_null(w);
+	assert_int_equal(v.n, 0);
+	/* A device and RAM in one transaction, vetoed at commit. */
+	assert_int_equal(gm_space_begin(s), 0);
+	assert_int_equal(gm_space_add_mmio(s, 0x20000, 4, &ops, &e, &w), 0);
+	assert_int_equal(gm_space_add_ram(s, 1 * MiB, PAGE, 0, 0, &w), 0);
+	assert_int_equal(gm_space_commit(s), -EPERM);
+	assert_int_equal(e.released, 1);
+	assert_int_equal(d.released, 0);
+	assert_int_equal(gm_space_find(s, 0x20000, &(struct gm_window_info){0}), -EFAULT);
+	check(s);
+	gm_space_free(s);
+	assert_int_equal(d.released, 1);
+	assert_int_equal(e.released, 1);
+}
+
 static void listener_cannot_edit_the_space(void **state)
 {
 	struct gm_space *s = new_space(0);
@@ -1439,6 +1469,7 @@ int main(void)
 	    cmocka_unit_test(listener_sees_exact_events_in_order),
 	    cmocka_unit_test(listener_added_late_gets_the_current_regions),
 	    cmocka_unit_test(listener_veto_rolls_back_and_leaves_the_space_as_before),
+	    cmocka_unit_test(vetoed_transaction_releases_its_devices_once),
 	    cmocka_unit_test(listener_cannot_edit_the_space),
 	    cmocka_unit_test(eight_bytes_to_a_four_byte_device_is_two_calls),
 	    cmocka_unit_test(small_access_to_a_wide_device_is_refused_or_rmw),

@@ -212,7 +212,10 @@ enum gm_window_kind {
  * release: if not NULL, called once when the window is gone and no
  * dispatch can be inside the device any more (after the commit that
  * removed it and a grace period, or from gm_space_free()), from whichever
- * thread reclaims it. The device may free @opaque there.
+ * thread reclaims it. The device may free @opaque there. An add that
+ * returns an error never calls it; an add that returned 0 inside a
+ * transaction that is then aborted or fails calls it when the transaction
+ * is discarded.
  */
 struct gm_device_ops {
 	const char *name; /* shown by the dump; copied (NULL: "") */
