@@ -13,10 +13,12 @@
 #   make bench      build with -O2 and run the benchmarks
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
+#   make fuzz       build the libFuzzer targets with clang and fuzz the
+#                   data path for FUZZ_TIME seconds (60)
 
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
-.PHONY: all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-tsan check-valgrind check-linux bench clean
+.PHONY: all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-tsan check-valgrind check-linux bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -39,6 +41,9 @@ build-i386/build.ninja:
 
 build-release/build.ninja: | deps
 	meson setup build-release -Dbuildtype=release -Dtests=disabled
+
+build-fuzz/build.ninja: | deps
+	CC=clang meson setup build-fuzz -Dfuzz=enabled -Dtests=disabled
 
 demo: all
 	@st=0; ./build/examples/gmvm/gmvm || st=$$?; \
@@ -112,5 +117,12 @@ bench-vhost-blk: build-release/build.ninja
 	@scripts/deps.sh demo-linux
 	bench/vhost-blk.sh --gm-vhost-blk build-release/tools/gm-vhost-blk/gm-vhost-blk
 
+# New inputs go to build-fuzz/corpus-memory; fuzz/corpus/memory holds the seeds.
+FUZZ_TIME ?= 60
+fuzz: build-fuzz/build.ninja
+	ninja -C build-fuzz fuzz/fuzz_memory
+	mkdir -p build-fuzz/corpus-memory
+	./build-fuzz/fuzz/fuzz_memory -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-memory fuzz/corpus/memory
+
 clean:
-	rm -rf build build-asan build-tsan build-i386 build-release
+	rm -rf build build-asan build-tsan build-i386 build-release build-fuzz
