@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define REGION	 (2u << 20)
 #define NRAM	 8
 #define REPS	 11
@@ -35,37 +37,6 @@
 #define SIDE_GPA 0x40000000ull
 
 static size_t nops = 1u << 22;
-static volatile uint64_t sink;
-
-static double now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
 
 static int noop_read(void *opaque, uint64_t offset, unsigned size, uint64_t *val)
 {
