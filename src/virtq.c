@@ -99,6 +99,18 @@ uint16_t gm_virtq_base(const struct gm_virtq *q)
 	return q->last_avail;
 }
 
+void gm_virtq_set_indices(struct gm_virtq *q, uint16_t avail, uint16_t used)
+{
+	gm_virtq_set_base(q, used);
+	q->last_avail = avail;
+	q->avail_shadow = avail;
+}
+
+uint16_t gm_virtq_used_index(const struct gm_virtq *q)
+{
+	return q->used_idx;
+}
+
 bool gm_virtq_broken(const struct gm_virtq *q)
 {
 	return q->broken || q->size == 0;
@@ -246,6 +258,25 @@ int gm_virtq_pop(struct gm_virtq *q, const struct gm_memory *m, struct gm_virtq_
 	if (head >= q->size)
 		return broken(q); /* no id we could give back */
 	q->last_avail++;
+	req->head = head;
+	req->nbufs = 0;
+	ret = walk_chain(q, m, head, bufs, max, &n);
+	if (ret)
+		return ret;
+	req->nbufs = n;
+	return 0;
+}
+
+int gm_virtq_pop_head(struct gm_virtq *q, const struct gm_memory *m, uint16_t head,
+		      struct gm_virtq_req *req, struct gm_virtq_buf *bufs, size_t max)
+{
+	size_t n = 0;
+	int ret;
+
+	if (q->broken || q->size == 0)
+		return -EIO;
+	if (head >= q->size)
+		return -EINVAL;
 	req->head = head;
 	req->nbufs = 0;
 	ret = walk_chain(q, m, head, bufs, max, &n);

@@ -342,7 +342,12 @@ static uint8_t img_byte(uint64_t off)
 }
 
 /* Negotiate everything and start @f->nq rings over one memory region. */
-static void fe_start(struct fe *f, uint64_t features_off)
+/*
+ * Negotiate everything and start @f->nq rings over one memory region;
+ * @before_kick (may be NULL) runs when the rings are placed but not started.
+ */
+static void fe_start_with(struct fe *f, uint64_t features_off,
+			  void (*before_kick)(struct fe *f, void *arg), void *arg)
 {
 	struct region_msg r = {0, RAM_SIZE, UA, 0};
 	uint8_t p[512];
@@ -356,7 +361,8 @@ static void fe_start(struct fe *f, uint64_t features_off)
 	set_u64(f, SET_FEATURES, feat & ~features_off);
 	pf = get_u64(f, GET_PROTOCOL_FEATURES);
 	assert_int_equal(pf, (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
-				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS));
+				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |
+				 (1ull << VU_PF_INFLIGHT_SHMFD));
 	set_u64(f, SET_PROTOCOL_FEATURES, pf);
 	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
 	send_msg(f, SET_OWNER, V1, NULL, 0, NULL, 0);
@@ -372,6 +378,12 @@ static void fe_start(struct fe *f, uint64_t features_off)
 		memcpy(a + 2, ua, sizeof(ua));
 		send_msg(f, SET_VRING_ADDR, V1, a, 40, NULL, 0);
 		vring_state(f, SET_VRING_BASE, i, 0);
+	}
+	if (before_kick)
+		before_kick(f, arg);
+	for (i = 0; i < f->nq; i++) {
+		struct fe_queue *q = &f->q[i];
+
 		q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		q->kick = eventfd(0, EFD_CLOEXEC);
 		send_fd_msg(f, SET_VRING_CALL, i, q->call);
@@ -379,6 +391,11 @@ static void fe_start(struct fe *f, uint64_t features_off)
 		vring_state(f, SET_VRING_ENABLE, i, 1);
 	}
 	sync_fe(f);
+}
+
+static void fe_start(struct fe *f, uint64_t features_off)
+{
+	fe_start_with(f, features_off, NULL, NULL);
 }
 
 static void put_desc(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr, uint32_t len,
@@ -445,15 +462,12 @@ struct res {
 
 #define SLOT_DESCS 8u
 
-/* Run one request with @n data segments between header and status. */
-static struct res run(struct fe *f, unsigned qi, uint32_t type, uint64_t sector,
-		      const struct seg *segs, size_t n)
+/* Write request descriptors for @slot; returns the head. The status byte is q->status + slot. */
+static uint16_t build(struct fe *f, struct fe_queue *q, unsigned slot, uint32_t type,
+		      uint64_t sector, const struct seg *segs, size_t n)
 {
-	struct fe_queue *q = &f->q[qi];
-	unsigned slot = q->avail_idx % (QSIZE / SLOT_DESCS), d0 = slot * SLOT_DESCS, i;
+	unsigned d0 = slot * SLOT_DESCS, i;
 	gm_gpa_t hdr = q->hdr + 16ull * slot, st = q->status + slot;
-	uint32_t id;
-	struct res r;
 
 	assert_true(n + 2 <= SLOT_DESCS);
 	assert_int_equal(gm_write_le32(f->m, hdr, type), 0);
@@ -465,7 +479,21 @@ static struct res run(struct fe *f, unsigned qi, uint32_t type, uint64_t sector,
 		put_desc(f, q, d0 + 1 + i, segs[i].gpa, segs[i].len, 1 | (segs[i].write ? 2 : 0),
 			 (uint16_t)(d0 + 2 + i));
 	put_desc(f, q, d0 + 1 + (unsigned)n, st, 1, 2, 0);
-	offer(f, q, (uint16_t)d0);
+	return (uint16_t)d0;
+}
+
+/* Run one request with @n data segments between header and status. */
+static struct res run(struct fe *f, unsigned qi, uint32_t type, uint64_t sector,
+		      const struct seg *segs, size_t n)
+{
+	struct fe_queue *q = &f->q[qi];
+	unsigned slot = q->avail_idx % (QSIZE / SLOT_DESCS);
+	uint16_t d0 = build(f, q, slot, type, sector, segs, n);
+	gm_gpa_t st = q->status + slot;
+	uint32_t id;
+	struct res r;
+
+	offer(f, q, d0);
 	assert_true(wait_used(f, q, &id, &r.len, 5000));
 	assert_int_equal(id, d0);
 	assert_int_equal(gm_read_u8(f->m, st, &r.status), 0);
@@ -1010,6 +1038,219 @@ static void several_queues_serve_in_parallel(void **state)
 }
 
 #ifndef STRESS
+/* ---- tests: inflight tracking (INFLIGHT_SHMFD) ---- */
+
+#define IF_QBYTES 1088 /* 16 + 16 * 64, rounded up to 64 */
+
+static int get_inflight(struct fe *f, uint64_t *size)
+{
+	uint64_t p[3] = {0, 0, 1 | (uint64_t)QSIZE << 16};
+	uint8_t out[24];
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} ctl;
+	struct iovec iov = {out, 12};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.b,
+			    .msg_controllen = sizeof(ctl.b)};
+	struct cmsghdr *c;
+	uint32_t h[3];
+	int fd;
+
+	send_msg(f, 31, V1, p, 24, NULL, 0);
+	assert_int_equal(recvmsg(f->sock, &mh, MSG_CMSG_CLOEXEC), 12);
+	memcpy(h, out, 12);
+	assert_int_equal(h[0], 31);
+	assert_int_equal(h[2], 24);
+	c = CMSG_FIRSTHDR(&mh);
+	assert_non_null(c);
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	assert_int_equal(recv(f->sock, out, 24, MSG_WAITALL), 24);
+	memcpy(size, out, 8);
+	return fd;
+}
+
+static void set_inflight(struct fe *f, int fd, uint64_t size)
+{
+	uint64_t p[3] = {size, 0, 1 | (uint64_t)QSIZE << 16};
+
+	assert_int_equal(acked(f, 32, p, 24, &fd, 1), 0);
+}
+
+static void inflight_buffer_is_created_and_kept_in_step(void **state)
+{
+	struct fe f;
+	uint64_t size, counter;
+	uint8_t *r;
+	uint16_t v;
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	fd = get_inflight(&f, &size);
+	assert_int_equal(size, IF_QBYTES);
+	r = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(r != MAP_FAILED);
+	set_inflight(&f, fd, size);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	assert_int_equal(run1(&f, T_IN, 1, DATA, 512, true).status, 0);
+	memcpy(&v, r + 8, 2);
+	assert_int_equal(v, 1); /* version */
+	memcpy(&v, r + 10, 2);
+	assert_int_equal(v, QSIZE); /* desc_num */
+	memcpy(&v, r + 14, 2);
+	assert_int_equal(v, 2); /* used_idx */
+	memcpy(&v, r + 12, 2);
+	assert_int_equal(v, SLOT_DESCS); /* last_batch_head: the second request's head */
+	assert_int_equal(r[16 + 16 * SLOT_DESCS], 0); /* not in flight any more */
+	memcpy(&counter, r + 16 + 16 * SLOT_DESCS + 8, 8);
+	assert_int_equal(counter, 2);
+	fe_stop(&f);
+	munmap(r, size);
+	close(fd);
+	fe_fini(&f);
+}
+
+/*
+ * A previous back end took two writes of the same sector and died before
+ * completing them: they are written again in the order it took them, then
+ * the ring goes on with the next request.
+ */
+struct left_setup {
+	uint16_t h0, h1, h2;
+	int fd;
+	uint8_t *r;
+};
+
+/* Before the ring starts: the ring and the inflight buffer as a crash left them. */
+static void left_in_flight(struct fe *f, void *arg)
+{
+	struct left_setup *ls = arg;
+	struct fe_queue *q = &f->q[0];
+	struct seg w0 = {DATA, 512, false}, w1 = {DATA + 512, 512, false},
+		   rd = {DATA + 1024, 512, true};
+	uint64_t c0 = 5, c1 = 3;
+	uint16_t v = 1;
+
+	ls->h0 = build(f, q, 0, T_OUT, 9, &w0, 1);
+	ls->h1 = build(f, q, 1, T_OUT, 9, &w1, 1);
+	ls->h2 = build(f, q, 2, T_IN, 9, &rd, 1);
+	/* h1 was taken first, then h0; neither completed. */
+	memcpy(ls->r + 8, &v, 2);
+	ls->r[16 + 16 * ls->h0] = 1;
+	memcpy(ls->r + 16 + 16 * ls->h0 + 8, &c0, 8);
+	ls->r[16 + 16 * ls->h1] = 1;
+	memcpy(ls->r + 16 + 16 * ls->h1 + 8, &c1, 8);
+	/* The driver had made both available. */
+	assert_int_equal(gm_write_le16(f->m, q->avail + 4, ls->h1), 0);
+	assert_int_equal(gm_write_le16(f->m, q->avail + 6, ls->h0), 0);
+	q->avail_idx = 2;
+	assert_int_equal(gm_atomic_store_u32(f->m, q->avail, 2u << 16, __ATOMIC_RELEASE), 0);
+	set_inflight(f, ls->fd, IF_QBYTES);
+}
+
+/*
+ * A previous back end took two writes of the same sector and died before
+ * completing them: they are written again in the order it took them, then
+ * the ring goes on with the next request.
+ */
+static void requests_left_in_flight_are_served_again_in_order(void **state)
+{
+	struct fe f;
+	struct left_setup ls;
+	struct fe_queue *q = &f.q[0];
+	uint32_t id, len;
+	uint16_t v;
+	uint8_t *g;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	g = gm_host_ptr(f.m, DATA, 1536);
+	memset(g, 0xa0, 512);
+	memset(g + 512, 0xa1, 512);
+	ls.fd = memfd_create("inflight", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ls.fd, IF_QBYTES), 0);
+	ls.r = mmap(NULL, IF_QBYTES, PROT_READ | PROT_WRITE, MAP_SHARED, ls.fd, 0);
+	assert_true(ls.r != MAP_FAILED);
+	fe_start_with(&f, 0, left_in_flight, &ls);
+	offer(&f, q, ls.h2);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, ls.h1);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, ls.h0);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, ls.h2);
+	assert_int_equal(len, 513);
+	assert_int_equal(g[1024], 0xa0); /* h0's data, written last */
+	assert_int_equal(g[1535], 0xa0);
+	memcpy(&v, ls.r + 14, 2);
+	assert_int_equal(v, 3);
+	assert_int_equal(ls.r[16 + 16 * ls.h0] | ls.r[16 + 16 * ls.h1] | ls.r[16 + 16 * ls.h2], 0);
+	fe_stop(&f);
+	assert_int_equal(f.info.resubmitted, 2);
+	munmap(ls.r, IF_QBYTES);
+	close(ls.fd);
+	fe_fini(&f);
+}
+
+/* Before the ring starts: a buffer of garbage with one stray head marked. */
+static void garbage_in_flight(struct fe *f, void *arg)
+{
+	int fd = *(int *)arg, i;
+	uint64_t small[3] = {64, 0, 1 | (uint64_t)QSIZE << 16};
+	uint8_t *r = mmap(NULL, IF_QBYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	uint16_t v;
+
+	assert_true(r != MAP_FAILED);
+	for (i = 0; i < IF_QBYTES; i++)
+		r[i] = (uint8_t)(i * 37 + 11);
+	v = 1; /* version */
+	memcpy(r + 8, &v, 2);
+	v = 0xffff; /* last_batch_head out of range, used_idx not the ring's */
+	memcpy(r + 12, &v, 2);
+	memcpy(r + 14, &v, 2);
+	for (i = 0; i < (int)QSIZE; i++)
+		r[16 + 16 * i] = 0;
+	r[16 + 16 * 3] = 1; /* one stray head, whose chain is all zeros */
+	munmap(r, IF_QBYTES);
+	/* The stray head came from the ring's first entry. */
+	assert_int_equal(gm_write_le16(f->m, f->q[0].avail + 4, 3), 0);
+	f->q[0].avail_idx = 1;
+	assert_int_equal(gm_atomic_store_u32(f->m, f->q[0].avail, 1u << 16, __ATOMIC_RELEASE), 0);
+	/* A buffer too small for the queue is refused. */
+	assert_int_equal(acked(f, 32, small, 24, &fd, 1), 1);
+	set_inflight(f, fd, IF_QBYTES);
+}
+
+static void garbage_inflight_buffer_is_survived(void **state)
+{
+	struct fe f;
+	struct seg rd = {DATA, 512, true};
+	uint32_t id, len;
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fd = memfd_create("inflight", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(fd, IF_QBYTES), 0);
+	fe_start_with(&f, 0, garbage_in_flight, &fd);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 1, T_IN, 0, &rd, 1));
+	/* The stray request is given back first, with nothing written. */
+	assert_true(wait_used(&f, &f.q[0], &id, &len, 5000));
+	assert_int_equal(id, 3);
+	assert_int_equal(len, 0);
+	assert_true(wait_used(&f, &f.q[0], &id, &len, 5000));
+	assert_int_equal(id, SLOT_DESCS);
+	assert_int_equal(len, 513);
+	fe_stop(&f);
+	assert_int_equal(f.info.resubmitted, 1);
+	close(fd);
+	fe_fini(&f);
+}
+
 static void features_without_event_idx_and_indirect_still_work(void **state)
 {
 	struct fe f;
@@ -1038,6 +1279,9 @@ int main(void)
 	    cmocka_unit_test(malformed_messages_end_the_connection_and_close_fds),
 	    cmocka_unit_test(refused_requests_get_a_failed_ack_and_the_connection_goes_on),
 	    cmocka_unit_test(features_without_event_idx_and_indirect_still_work),
+	    cmocka_unit_test(inflight_buffer_is_created_and_kept_in_step),
+	    cmocka_unit_test(requests_left_in_flight_are_served_again_in_order),
+	    cmocka_unit_test(garbage_inflight_buffer_is_survived),
 #endif
 	    cmocka_unit_test(memory_table_replaced_mid_stream),
 	    cmocka_unit_test(several_queues_serve_in_parallel),

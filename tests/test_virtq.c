@@ -337,6 +337,29 @@ static void event_idx_notifies_when_used_event_is_crossed(void **state)
 	assert_true(empty);
 }
 
+static void pop_head_walks_a_chain_without_consuming(void **state)
+{
+	struct fx *f = *state;
+	uint16_t v;
+
+	put_desc(f, DESC, 2, 0x8000, 16, F_NEXT, 6);
+	put_desc(f, DESC, 6, 0x9000, 1, F_WRITE, 0);
+	gm_virtq_set_indices(f->q, 5, 3);
+	assert_int_equal(gm_virtq_base(f->q), 5);
+	assert_int_equal(gm_virtq_used_index(f->q), 3);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 2, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.head, 2);
+	assert_int_equal(f->req.nbufs, 2);
+	assert_int_equal(f->bufs[1].gpa, 0x9000);
+	assert_int_equal(gm_virtq_base(f->q), 5); /* nothing taken from the ring */
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, QSIZE, &f->req, f->bufs, 16), -EINVAL);
+	put_desc(f, DESC, 2, 0x8000, 16, F_NEXT, 2);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 2, &f->req, f->bufs, 16), -EINVAL);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 2, 1), 0);
+	assert_int_equal(gm_read_le16(f->m, USED + 2, &v), 0);
+	assert_int_equal(v, 4);
+}
+
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
@@ -443,6 +466,7 @@ int main(void)
 	    T(no_interrupt_flag_suppresses_notification),
 	    T(event_idx_notifies_when_used_event_is_crossed),
 	    T(random_rings_give_only_documented_answers),
+	    T(pop_head_walks_a_chain_without_consuming),
 	    cmocka_unit_test(unset_queue_refuses_everything),
 	};
 

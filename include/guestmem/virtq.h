@@ -90,6 +90,18 @@ GM_API void gm_virtq_set_base(struct gm_virtq *q, uint16_t idx);
 /* The next available index to consume (VHOST_USER_GET_VRING_BASE). */
 GM_API uint16_t gm_virtq_base(const struct gm_virtq *q);
 
+/*
+ * Set the next available index to consume and the next used index to
+ * publish separately: after a back end restart, requests that an earlier
+ * back end consumed but never completed (@avail - @used of them) are
+ * re-served with gm_virtq_pop_head() rather than taken from the ring again.
+ * Clears the broken state.
+ */
+GM_API void gm_virtq_set_indices(struct gm_virtq *q, uint16_t avail, uint16_t used);
+
+/* The next used index to publish. */
+GM_API uint16_t gm_virtq_used_index(const struct gm_virtq *q);
+
 /* True once the ring was found broken (see above). */
 GM_API bool gm_virtq_broken(const struct gm_virtq *q);
 
@@ -109,6 +121,15 @@ GM_API bool gm_virtq_broken(const struct gm_virtq *q);
  */
 GM_API int gm_virtq_pop(struct gm_virtq *q, const struct gm_memory *m, struct gm_virtq_req *req,
 			struct gm_virtq_buf *bufs, size_t max);
+
+/*
+ * Walk the chain at @head without consuming an available entry (a request
+ * in flight when an earlier back end stopped). Answers as gm_virtq_pop(),
+ * without -EAGAIN; -EINVAL also for @head >= the queue size (nothing to
+ * give back then: req->head is not set).
+ */
+GM_API int gm_virtq_pop_head(struct gm_virtq *q, const struct gm_memory *m, uint16_t head,
+			     struct gm_virtq_req *req, struct gm_virtq_buf *bufs, size_t max);
 
 /*
  * Give request @head back with @len bytes written into its buffers: the

@@ -207,13 +207,15 @@ int main(int argc, char **argv)
 		last_regions = info.regions;
 		printf("%s: connection %u: %s%s%s; features 0x%" PRIx64
 		       ", protocol features 0x%" PRIx64 ", %u ring start%s, %" PRIu64
-		       " messages, %" PRIu64 " memory table%s (at most %zu regions)\n",
+		       " messages, %" PRIu64 " memory table%s (at most %zu regions), %" PRIu64
+		       " request%s re-served from the inflight buffer\n",
 		       prog, conns, info.end_reason ? info.end_reason : "ended",
 		       ret && ret != -EPROTO ? ": " : "",
 		       ret && ret != -EPROTO ? strerror(-ret) : "", info.features,
 		       info.protocol_features, info.queues_started,
 		       info.queues_started == 1 ? "" : "s", info.messages, info.tables,
-		       info.tables == 1 ? "" : "s", info.max_regions_seen);
+		       info.tables == 1 ? "" : "s", info.max_regions_seen, info.resubmitted,
+		       info.resubmitted == 1 ? "" : "s");
 		char what[64];
 		snprintf(what, sizeof(what), "connection %u stats", conns);
 		print_stats(what, &st, info.regions);

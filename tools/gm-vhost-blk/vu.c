@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,6 +54,8 @@ enum {
 	REQ_SET_VRING_ENABLE = 18,
 	REQ_GET_CONFIG = 24,
 	REQ_SET_CONFIG = 25,
+	REQ_GET_INFLIGHT_FD = 31,
+	REQ_SET_INFLIGHT_FD = 32,
 	REQ_GET_MAX_MEM_SLOTS = 36,
 	REQ_ADD_MEM_REG = 37,
 	REQ_REM_MEM_REG = 38,
@@ -74,7 +77,7 @@ enum {
 
 #define PROTOCOL_FEATURES                                                          \
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | \
-	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS))
+	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_INFLIGHT_SHMFD))
 
 /* Returned by a handler for a message that ends the connection. */
 #define DISCONNECT (-EPROTO)
@@ -98,6 +101,11 @@ struct vu_queue {
 	pthread_t thread;
 	bool thread_running;
 	struct gm_virtq_buf *bufs;
+	/* Inflight tracking (INFLIGHT_SHMFD): this queue's part of the shared buffer. */
+	uint8_t *inflight;
+	uint16_t inflight_qsize;
+	uint64_t inflight_counter;
+	bool inflight_check; /* re-serve what an earlier back end left in flight */
 };
 
 struct vu_server {
@@ -109,6 +117,8 @@ struct vu_server {
 	uint64_t features, protocol_features;
 	bool owner;
 	struct vu_conn_info *info;
+	void *inflight_map; /* SET_INFLIGHT_FD mapping, or NULL */
+	size_t inflight_len;
 };
 
 struct msg {
@@ -160,6 +170,141 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/*
+ * ---- inflight tracking (vhost-user.rst, "Inflight I/O tracking") ----
+ *
+ * A buffer the front end keeps across back-end restarts. Per queue, 64-byte
+ * aligned: u64 features, u16 version, u16 desc_num, u16 last_batch_head,
+ * u16 used_idx, then one 16-byte entry per descriptor head: u8 inflight,
+ * 5 bytes padding, u16 next, u64 counter (the order heads were taken in).
+ * Its contents may come from a back end that crashed: every head read
+ * from it is checked against the queue size.
+ */
+#define IF_HDR	   16u
+#define IF_ENTRY   16u
+#define IF_ALIGN   64u
+#define IF_VERSION 1u
+
+static size_t inflight_queue_bytes(uint16_t qsize)
+{
+	return ((size_t)IF_HDR + (size_t)IF_ENTRY * qsize + IF_ALIGN - 1) / IF_ALIGN * IF_ALIGN;
+}
+
+static uint16_t if_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static void if_put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static uint8_t *if_entry(const struct vu_queue *q, unsigned head)
+{
+	return q->inflight + IF_HDR + (size_t)IF_ENTRY * head;
+}
+
+/* Request @head was taken from the ring. Called with q->lock held. */
+static void inflight_begin(struct vu_queue *q, uint16_t head)
+{
+	uint64_t c = ++q->inflight_counter;
+
+	if (!q->inflight || head >= q->inflight_qsize)
+		return;
+	memcpy(if_entry(q, head) + 8, &c, 8);
+	if_entry(q, head)[0] = 1;
+}
+
+/* Give @head back to the driver, keeping the inflight buffer in step. */
+static void complete(struct vu_queue *q, const struct gm_memory *m, uint16_t head, uint32_t len)
+{
+	bool track = q->inflight && head < q->inflight_qsize;
+
+	if (track)
+		if_put16(q->inflight + 12, head); /* last_batch_head: see inflight_resume() */
+	if (gm_virtq_push(q->vq, m, head, len) == 0 && track) {
+		if_entry(q, head)[0] = 0;
+		if_put16(q->inflight + 14, gm_virtq_used_index(q->vq));
+	}
+}
+
+struct if_req {
+	uint64_t counter;
+	uint16_t head;
+};
+
+static int cmp_counter(const void *a, const void *b)
+{
+	const struct if_req *x = a, *y = b;
+
+	return x->counter < y->counter ? -1 : x->counter > y->counter;
+}
+
+/*
+ * At ring start: serve again, in the order they were taken, the requests a
+ * previous back end took and never completed, and continue the ring after
+ * them. Called with q->lock held, the ring placed.
+ */
+static void inflight_resume(struct vu_queue *q, const struct gm_memory *m)
+{
+	struct vu_server *s = q->s;
+	uint8_t *r = q->inflight;
+	unsigned limit = q->inflight_qsize < q->num ? q->inflight_qsize : q->num, i, n = 0;
+	struct gm_virtq_req req;
+	struct if_req *list;
+	uint16_t used, lb;
+
+	if (gm_read_le16(m, q->used_gpa + 2, &used))
+		return; /* the first pop finds the ring broken */
+	if (if_get16(r + 8) != IF_VERSION) {
+		/* A fresh buffer: nothing was in flight. */
+		memset(r + IF_HDR, 0, (size_t)IF_ENTRY * q->inflight_qsize);
+		if_put16(r + 8, IF_VERSION);
+		if_put16(r + 14, used);
+		return;
+	}
+	/* Stopped between publishing a used entry and clearing its flag. */
+	if (if_get16(r + 14) != used) {
+		lb = if_get16(r + 12);
+		if (lb < q->inflight_qsize)
+			if_entry(q, lb)[0] = 0;
+		if_put16(r + 14, used);
+	}
+	list = calloc(limit ? limit : 1, sizeof(*list));
+	if (!list)
+		return;
+	for (i = 0; i < limit; i++) {
+		if (if_entry(q, i)[0] != 1)
+			continue;
+		memcpy(&list[n].counter, if_entry(q, i) + 8, 8);
+		list[n++].head = (uint16_t)i;
+		if (list[n - 1].counter > q->inflight_counter)
+			q->inflight_counter = list[n - 1].counter;
+	}
+	qsort(list, n, sizeof(*list), cmp_counter);
+	/* They were taken from the ring just after the last used entry. */
+	gm_virtq_set_indices(q->vq, (uint16_t)(used + n), used);
+	s->info->resubmitted += n;
+	for (i = 0; i < n; i++) {
+		int ret = gm_virtq_pop_head(q->vq, m, list[i].head, &req, q->bufs, s->dev.max_bufs);
+
+		if (ret == -EIO)
+			break;
+		if (ret) {
+			s->dev.bad_request(s->dev.opaque);
+			complete(q, m, list[i].head, 0);
+			continue;
+		}
+		complete(q, m, req.head,
+			 s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
+	}
+	free(list);
+}
+
 /* ---- workers ---- */
 
 /* Place the ring in the table @t. Called with q->lock held. */
@@ -192,7 +337,7 @@ static bool serve_round(struct vu_queue *q)
 	struct gm_vhost_table *t;
 	const struct gm_memory *m;
 	struct gm_virtq_req req;
-	bool more = false, notify = false, empty;
+	bool more = false, notify = false, empty, notify_pending = false;
 	unsigned done = 0;
 	int ret;
 
@@ -206,6 +351,11 @@ static bool serve_round(struct vu_queue *q)
 		signal_fd(q->err_fd);
 		q->started = false;
 		goto out;
+	}
+	if (q->inflight_check && q->inflight) {
+		q->inflight_check = false;
+		inflight_resume(q, m);
+		notify_pending = true;
 	}
 	for (;;) {
 		if (done == ROUND_BUDGET) {
@@ -221,16 +371,17 @@ static bool serve_round(struct vu_queue *q)
 		if (ret == -EIO)
 			break;
 		done++;
+		inflight_begin(q, req.head);
 		if (ret) {
 			/* Malformed: give it back untouched; other requests go on. */
 			s->dev.bad_request(s->dev.opaque);
-			gm_virtq_push(q->vq, m, req.head, 0);
+			complete(q, m, req.head, 0);
 			continue;
 		}
-		gm_virtq_push(q->vq, m, req.head,
-			      s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
+		complete(q, m, req.head,
+			 s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
 	}
-	if (done && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
+	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		signal_fd(q->call_fd);
 	if (gm_virtq_broken(q->vq)) {
 		/* The ring itself is corrupt: the device needs a reset (vring err). */
@@ -289,6 +440,8 @@ static void reset_queue(struct vu_queue *q)
 	q->started = false;
 	q->enabled = false;
 	gm_virtq_set_base(q->vq, 0);
+	q->inflight_counter = 0;
+	q->inflight_check = false;
 }
 
 int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_server **out)
@@ -481,6 +634,41 @@ static int send_reply(int fd, const struct msg *msg, const void *payload, uint32
 	return 0;
 }
 
+/* A reply carrying one file descriptor (GET_INFLIGHT_FD). */
+static int send_reply_fd(int fd, const struct msg *msg, const void *payload, uint32_t size,
+			 int pass)
+{
+	uint8_t buf[HDR_SIZE + 32];
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = {buf, HDR_SIZE + size};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.b,
+			    .msg_controllen = sizeof(ctl.b)};
+	struct cmsghdr *c;
+	ssize_t w;
+
+	memset(&ctl, 0, sizeof(ctl));
+	put32(buf, msg->request);
+	put32(buf + 4, FLAG_VERSION | FLAG_REPLY);
+	put32(buf + 8, size);
+	memcpy(buf + HDR_SIZE, payload, size);
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pass, sizeof(int));
+	do {
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	} while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return -errno;
+	return (size_t)w == HDR_SIZE + size ? 0 : -EIO;
+}
+
 static int reply_u64(int fd, const struct msg *msg, uint64_t v)
 {
 	uint8_t p[8];
@@ -553,6 +741,84 @@ static int do_mem_reg(struct vu_server *s, struct msg *msg, bool add)
 	return ret;
 }
 
+/* Forget the inflight buffer. Protocol thread. */
+static void drop_inflight(struct vu_server *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->nqueues; i++) {
+		pthread_mutex_lock(&s->q[i].lock);
+		s->q[i].inflight = NULL;
+		s->q[i].inflight_qsize = 0;
+		pthread_mutex_unlock(&s->q[i].lock);
+	}
+	if (s->inflight_map)
+		munmap(s->inflight_map, s->inflight_len);
+	s->inflight_map = NULL;
+	s->inflight_len = 0;
+}
+
+/*
+ * GET_INFLIGHT_FD / SET_INFLIGHT_FD: u64 mmap_size, u64 mmap_offset,
+ * u16 num_queues, u16 queue_size (24 bytes with the struct's padding).
+ */
+static int do_inflight(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+{
+	uint64_t size, off;
+	uint16_t nq, qsize;
+	size_t per, total;
+	uint8_t out[24] = {0};
+	void *map;
+	unsigned i;
+	int fd, ret;
+
+	if (msg->size != 24 || msg->nfds != (msg->request == REQ_SET_INFLIGHT_FD ? 1u : 0u))
+		return DISCONNECT;
+	size = get64(msg->p);
+	off = get64(msg->p + 8);
+	memcpy(&nq, msg->p + 16, 2);
+	memcpy(&qsize, msg->p + 18, 2);
+	if (nq == 0 || nq > s->nqueues || qsize == 0 || (qsize & (qsize - 1)))
+		return -EINVAL;
+	per = inflight_queue_bytes(qsize);
+	total = per * nq; /* at most 64 queues of 512 KiB */
+	if (msg->request == REQ_GET_INFLIGHT_FD) {
+		fd = memfd_create("gm-vhost-blk-inflight", MFD_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		if (ftruncate(fd, (off_t)total) < 0) {
+			ret = -errno;
+			close(fd);
+			return ret;
+		}
+		put64(out, total);
+		memcpy(out + 16, msg->p + 16, 4);
+		*replied = true;
+		ret = send_reply_fd(sock, msg, out, sizeof(out), fd);
+		close(fd); /* the front end keeps it and gives it back with SET_INFLIGHT_FD */
+		return ret;
+	}
+	if (size < total || off % (uint64_t)sysconf(_SC_PAGESIZE) || off > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, msg->fds[0], (off_t)off);
+	if (map == MAP_FAILED)
+		return -errno;
+	drop_inflight(s);
+	s->inflight_map = map;
+	s->inflight_len = total;
+	for (i = 0; i < nq; i++) {
+		struct vu_queue *q = &s->q[i];
+
+		pthread_mutex_lock(&q->lock);
+		q->inflight = (uint8_t *)map + per * i;
+		q->inflight_qsize = qsize;
+		if_put16(q->inflight + 10, qsize); /* desc_num */
+		q->inflight_check = true;
+		pthread_mutex_unlock(&q->lock);
+	}
+	return 0;
+}
+
 static void set_queue_features(struct vu_server *s)
 {
 	unsigned f = 0, i;
@@ -621,8 +887,10 @@ static int do_vring_fd(struct vu_server *s, struct msg *msg)
 			return -errno;
 		}
 		/* The kick starts the ring (vhost-user.rst, "Starting and stopping rings"). */
-		if (!q->started)
+		if (!q->started) {
 			s->info->queues_started++;
+			q->inflight_check = true;
+		}
 		q->started = true;
 		if (!(s->features & (1ull << VU_F_PROTOCOL_FEATURES)))
 			q->enabled = true;
@@ -695,6 +963,9 @@ static int dispatch(struct vu_server *s, int fd, struct msg *msg, bool *replied)
 		return 0;
 	case REQ_SET_MEM_TABLE:
 		return do_set_mem_table(s, msg);
+	case REQ_GET_INFLIGHT_FD:
+	case REQ_SET_INFLIGHT_FD:
+		return do_inflight(s, fd, msg, replied);
 	case REQ_ADD_MEM_REG:
 	case REQ_REM_MEM_REG:
 		return do_mem_reg(s, msg, msg->request == REQ_ADD_MEM_REG);
@@ -806,6 +1077,7 @@ static void stop_all(struct vu_server *s)
 		reset_queue(q);
 		pthread_mutex_unlock(&q->lock);
 	}
+	drop_inflight(s);
 	gm_vhost_mem_clear(s->mem);
 	s->features = 0;
 	s->protocol_features = 0;

@@ -24,6 +24,7 @@
 #define VU_PF_MQ		  0
 #define VU_PF_REPLY_ACK		  3
 #define VU_PF_CONFIG		  9
+#define VU_PF_INFLIGHT_SHMFD	  12
 #define VU_PF_CONFIGURE_MEM_SLOTS 15
 
 #define VU_CONFIG_MAX 256u /* largest config space a message may carry */
@@ -55,6 +56,7 @@ struct vu_conn_info {
 	size_t max_regions_seen;    /* most regions in force at once */
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
+	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
 	const char *end_reason; /* static string */
 };
 
