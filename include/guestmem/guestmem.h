@@ -10,6 +10,7 @@
  *   virtq.h    split virtqueues walked safely on a memory view
  *   vhost.h    vhost-user memory tables, replaced under RCU
  *   kvm.h      KVM memory slots, dirty log and exits following a gm_space
+ *   snapshot.h snapshot files, restore and the migration stream
  */
 #ifndef GUESTMEM_GUESTMEM_H
 #define GUESTMEM_GUESTMEM_H
@@ -22,5 +23,6 @@
 #include <guestmem/virtq.h>
 #include <guestmem/vhost.h>
 #include <guestmem/kvm.h>
+#include <guestmem/snapshot.h>
 
 #endif /* GUESTMEM_GUESTMEM_H */

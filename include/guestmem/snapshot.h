@@ -1,0 +1,305 @@
+/*
+ * guestmem/snapshot.h - saving guest memory to files, restoring it, and a
+ * pre-copy migration stream.
+ *
+ * The top layer. It works on guest memory views (memory.h) and their dirty
+ * bitmaps (dirty.h), so it serves any VMM: one that keeps a gm_space passes
+ * the space's current view; one that only builds views passes those.
+ *
+ * Files (format in docs/snapshot-format.md): a checksummed header and
+ * layout, then one page-aligned extent per region in guest-address order,
+ * each mappable directly. A full save stores every page, zero pages as
+ * holes (the file is sparse); an incremental save stores only the pages
+ * dirtied since the previous save and names that save as its base. A file
+ * is written under a temporary name, fsync()ed and renamed over @path, so a
+ * crash or a full disk never leaves a file that looks valid and never
+ * damages the previous one.
+ *
+ * Restore, from a base and its chain of deltas: (1) copy into existing
+ * memory, (2) "instant": map the file MAP_PRIVATE as the region's backing
+ * (copy-on-write, nothing is read until touched), (3) lazy: anonymous
+ * memory registered with userfaultfd, filled by a handler thread from the
+ * file on first touch, 2 MiB around the touched page at a time.
+ *
+ * Every number read from a file or a stream is treated as hostile; a
+ * truncated, corrupted or forged file is rejected with -EBADMSG before any
+ * guest byte changes (data checksums are checked as pages are restored:
+ * see gm_snapshot_restore()).
+ *
+ * Errors common to this header: -EBADMSG (not a snapshot, or a checksum,
+ * size or layout check failed), -ENOTSUP (a valid file of a version or page
+ * size this library does not read), -ECANCELED (the progress callback asked
+ * to stop), and errno values from the system calls named.
+ */
+#ifndef GUESTMEM_SNAPSHOT_H
+#define GUESTMEM_SNAPSHOT_H
+
+#include <guestmem/memory.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct gm_snapshot;
+
+/*
+ * Progress of a long operation: @done of @total bytes (of guest memory, of
+ * file data or of stream payload: each function says). Called from the
+ * thread that runs the operation, at least once at the end with @done ==
+ * @total when it succeeds. Return 0 to go on, anything else to stop: the
+ * operation then fails with -ECANCELED (a save leaves no file behind).
+ */
+typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+/* Options of gm_snapshot_save() and the restore functions. NULL = all defaults. */
+struct gm_snapshot_opts {
+	gm_progress_fn progress; /* may be NULL */
+	void *opaque;		 /* passed to @progress */
+	/*
+	 * gm_snapshot_save(): NULL for a full save, or the path of the
+	 * previous save (full or delta) for an incremental one. The delta
+	 * records the base's identity and file name; the base must stay in
+	 * the same directory under that name.
+	 */
+	const char *base;
+};
+
+/*
+ * Save the RAM of @m to @path.
+ *
+ * Every region of @m must be page aligned (gpa and size). A full save
+ * (@opts->base NULL) stores every page; an incremental one stores the pages
+ * whose dirty bit is set (regions without a dirty bitmap are stored in
+ * full) and needs the base's layout to equal @m's. Either way the dirty
+ * bitmaps of @m's regions are read and cleared first (gm_dirty_collect()),
+ * so the next incremental save holds what was written after this one
+ * started: enable tracking (gm_dirty_set_enabled()) before the first save,
+ * and merge a hypervisor's log into the bitmaps before each save.
+ *
+ * Memory may change while it is saved (each page is copied, checked and
+ * written from the copy); for a consistent image pause the writers.
+ * Progress counts guest bytes scanned.
+ *
+ * Written to a temporary file in @path's directory, fsync()ed, renamed to
+ * @path, and the directory fsync()ed. On any error the temporary file is
+ * removed and a file already at @path is left as it was.
+ * Returns 0, or -EINVAL (@m or @path NULL, an unaligned region, an empty
+ * view), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's layout differs
+ * from @m's), -EOVERFLOW, -ENOMEM, -ECANCELED, -ENOSPC, -EFBIG, -EIO and
+ * other errno from open/write/fsync/rename.
+ * Thread-safety: concurrent saves of views sharing dirty bitmaps split the
+ * dirty pages between them; do not do that.
+ */
+GM_API int gm_snapshot_save(const struct gm_memory *m, const char *path,
+			    const struct gm_snapshot_opts *opts);
+
+/* Flags of gm_snapshot_open(). */
+#define GM_SNAPSHOT_OPEN_NOBASE (1u << 0) /* open a delta alone: info and verify only */
+
+/*
+ * Open and check the snapshot at @path: header, layout and page tables are
+ * verified (checksums, sizes, the file's length), not the page data. A
+ * delta opens its base (by the file name it records, in the delta's
+ * directory, recursively up to 64 files) and checks that each base is the
+ * one the delta was made from, unless GM_SNAPSHOT_OPEN_NOBASE.
+ * Returns 0 and *@out (free with gm_snapshot_close()), or -EINVAL (NULL
+ * argument, unknown flag), -EBADMSG, -ENOTSUP, -ESTALE (a base is not the
+ * file the delta was made from, or the chain is longer than 64), -ENOMEM,
+ * errno from open/read (-ENOENT: @path or a base is missing).
+ * The object is used by one thread at a time, except that lazily restored
+ * memory may be touched from any thread.
+ */
+GM_API int gm_snapshot_open(const char *path, unsigned flags, struct gm_snapshot **out);
+
+/*
+ * Close @s. If memory was restored lazily from it, every page not yet
+ * filled is filled first (so the memory stays correct after the file is
+ * gone); the handler thread is then stopped. NULL is ignored.
+ */
+GM_API void gm_snapshot_close(struct gm_snapshot *s);
+
+/* gm_snapshot_info.flags */
+#define GM_SNAPSHOT_DELTA (1u << 0) /* an incremental save: pages absent here come from the base \
+				     */
+
+/* What gm_snapshot_describe() reports, about the newest file of the chain. */
+struct gm_snapshot_info {
+	uint32_t version;	/* format version */
+	uint32_t page_size;	/* 4096 */
+	uint32_t nregions;	/* RAM regions */
+	unsigned flags;		/* GM_SNAPSHOT_DELTA */
+	unsigned chain_length;	/* files opened: 1 for a full save or a delta opened alone */
+	uint8_t id[16];		/* random identity of this save */
+	uint8_t base_id[16];	/* the base's identity (zero for a full save) */
+	char base_name[256];	/* the base's file name (empty for a full save) */
+	uint64_t file_size;	/* bytes, holes included */
+	uint64_t ram_size;	/* sum of region sizes */
+	uint64_t defined_pages; /* pages this file gives a value (all of them in a full save) */
+	uint64_t data_pages;	/* of those, pages with stored data (not zero) */
+	uint64_t created_ns;	/* CLOCK_REALTIME at save, nanoseconds */
+};
+
+/* Fill *@out. Returns 0 or -EINVAL (NULL). */
+GM_API int gm_snapshot_describe(const struct gm_snapshot *s, struct gm_snapshot_info *out);
+
+/* One region of a snapshot, as gm_snapshot_region() reports it. */
+struct gm_snapshot_region {
+	gm_gpa_t gpa;
+	uint64_t size;
+	unsigned flags;		/* GM_REGION_* of the saved region */
+	uint64_t file_offset;	/* of the region's first page in the newest file */
+	uint64_t defined_pages; /* in the newest file */
+	uint64_t data_pages;	/* in the newest file */
+};
+
+/* Describe region @index. Returns 0, -EINVAL (NULL), -ENOENT (@index too big). */
+GM_API int gm_snapshot_region(const struct gm_snapshot *s, uint32_t index,
+			      struct gm_snapshot_region *out);
+
+/*
+ * Read every stored page of every file in the chain and check the data
+ * checksums. Progress counts stored bytes read.
+ * Returns 0, -EBADMSG (with the first damaged region and guest address in
+ * *@bad_gpa when @bad_gpa is not NULL), -ECANCELED, -EIO, -ENOMEM, -EINVAL.
+ */
+GM_API int gm_snapshot_verify(struct gm_snapshot *s, const struct gm_snapshot_opts *opts,
+			      gm_gpa_t *bad_gpa);
+
+/*
+ * Copy @len bytes of the saved guest memory at @gpa (the state of the
+ * newest file in the chain) into @buf, checking the data checksums of the
+ * 2 MiB chunks read. For tools (gmsnap diff) and tests.
+ * Returns 0, -EFAULT (the range is not inside one saved region), -EINVAL
+ * (NULL, or a delta opened alone), -EBADMSG, -EIO, -ENOMEM.
+ */
+GM_API int gm_snapshot_read(struct gm_snapshot *s, gm_gpa_t gpa, void *buf, size_t len);
+
+/*
+ * Restore mode 1: copy the saved state into the existing memory @m. Each
+ * saved region must lie in writable RAM of @m. Pages are written through
+ * host pointers and marked dirty where tracking is on; zero pages of
+ * private anonymous memory are dropped with madvise(MADV_DONTNEED).
+ * Chunks are checked against their checksums before they are copied; a
+ * damaged chunk stops the restore with -EBADMSG and leaves the earlier
+ * chunks restored (call gm_snapshot_verify() first for all-or-nothing).
+ * Progress counts guest bytes restored.
+ * Returns 0, -EINVAL (NULL, a delta opened alone), -EFAULT (a saved region
+ * not backed by @m), -EACCES (read-only there), -EBADMSG, -ECANCELED,
+ * -EIO, -ENOMEM.
+ */
+GM_API int gm_snapshot_restore(struct gm_snapshot *s, const struct gm_memory *m,
+			       const struct gm_snapshot_opts *opts);
+
+/* How gm_snapshot_map_region() / gm_snapshot_restore_new() back a region. */
+enum gm_restore_mode {
+	GM_RESTORE_COPY = 0,	/* fresh anonymous memory, filled now */
+	GM_RESTORE_PRIVATE = 1, /* MAP_PRIVATE mapping of the file; deltas copied over it */
+	GM_RESTORE_LAZY = 2,	/* anonymous memory filled on first touch (userfaultfd) */
+};
+
+/*
+ * A new mapping holding the saved state of region @index, for the caller
+ * to place at the region's guest address (gm_memory_new(), or adding RAM
+ * to a space). GM_RESTORE_PRIVATE maps the base file's extent privately
+ * and copies the deltas' pages over it (so the base file must not change
+ * while mapped, and its data checksums are not checked: run
+ * gm_snapshot_verify() first if the file is not trusted). GM_RESTORE_LAZY
+ * starts, on first use, one handler thread per snapshot that fills 2 MiB
+ * chunks on first touch after checking their checksums; a damaged chunk
+ * is filled with zeros and counted (gm_snapshot_lazy_errors()); @s must
+ * outlive the mapping's use, or gm_snapshot_lazy_finish() be called.
+ * Returns 0 and *@out holding one reference, or -EINVAL (NULL, bad mode,
+ * a delta opened alone), -ENOENT (@index), -EOVERFLOW (the region does not
+ * fit this process), -ENOSYS/-EPERM (userfaultfd unavailable: see
+ * gm_snapshot_lazy_supported()), -EBADMSG, -EIO, -ENOMEM, errno of mmap.
+ */
+GM_API int gm_snapshot_map_region(struct gm_snapshot *s, uint32_t index, enum gm_restore_mode mode,
+				  struct gm_mapping **out);
+
+/*
+ * Build a new view with the saved layout, each region backed as
+ * gm_snapshot_map_region() does with @mode (region flags as saved, no
+ * dirty bitmaps). Progress (copy mode only) counts guest bytes restored.
+ * Returns 0 and *@out holding one reference, or the errors of
+ * gm_snapshot_map_region() and gm_memory_new(), -ECANCELED.
+ */
+GM_API int gm_snapshot_restore_new(struct gm_snapshot *s, enum gm_restore_mode mode,
+				   const struct gm_snapshot_opts *opts, struct gm_memory **out);
+
+/*
+ * Whether lazy restore can work in this process: 0, or the reason it
+ * cannot: -ENOSYS (no userfaultfd in this kernel), -EPERM (not permitted:
+ * /proc/sys/vm/unprivileged_userfaultfd is 0 and /dev/userfaultfd is not
+ * accessible), or another errno of userfaultfd(2)/UFFDIO_API.
+ */
+GM_API int gm_snapshot_lazy_supported(void);
+
+/*
+ * Fill, now, every page of lazily restored regions of @s that has not been
+ * touched yet. Safe while other threads touch the memory. Progress counts
+ * guest bytes filled. Returns 0, -ECANCELED, -EBADMSG (a damaged chunk was
+ * found, filled with zeros), -EIO.
+ */
+GM_API int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts *opts);
+
+/* Chunks of lazily restored memory found damaged and filled with zeros. */
+GM_API uint64_t gm_snapshot_lazy_errors(const struct gm_snapshot *s);
+
+/* Options of the migration stream. NULL = all defaults. */
+struct gm_migrate_opts {
+	gm_progress_fn progress; /* send: payload bytes of the current round; may be NULL */
+	void *opaque;
+	/* send: rounds after the first full one before the final round (default 0 = 8). */
+	unsigned max_rounds;
+	/* send: go to the final round once a round finds this few dirty pages (0 = 64). */
+	uint64_t stop_pages;
+	/*
+	 * send: called before the final round, when the writers must stop
+	 * (pause the vCPUs); a non-zero return aborts with -ECANCELED.
+	 * May be NULL when nothing writes.
+	 */
+	int (*before_final)(void *opaque);
+};
+
+/* What a migration moved. */
+struct gm_migrate_stats {
+	unsigned rounds;      /* including the first full one and the final one */
+	uint64_t pages;	      /* page records sent or applied, zero pages included */
+	uint64_t zero_pages;  /* of those, sent as "zero" without data */
+	uint64_t bytes;	      /* stream bytes written or read */
+	uint64_t final_pages; /* pages in the final round (the downtime's share) */
+};
+
+/*
+ * Pre-copy migration of @m's RAM to a receiver over @fd (a socket, a pipe;
+ * blocking). Turns dirty tracking on for every region that has a bitmap
+ * (regions without one are sent once, in the first round), sends every
+ * page, then rounds of the pages dirtied meanwhile until a round finds at
+ * most @stop_pages or @max_rounds is reached, calls @before_final, and
+ * sends a final round. Tracking stays on. Each record carries a checksum.
+ * On a socket SIGPIPE is avoided (MSG_NOSIGNAL); on a pipe the caller
+ * should ignore SIGPIPE. *@stats (may be NULL) is filled on success and
+ * failure alike.
+ * Returns 0, -EINVAL (NULL @m, @fd < 0, an unaligned region), -EPIPE or
+ * -ECONNRESET (the receiver went away), -ECANCELED, -ENOMEM, other errno.
+ */
+GM_API int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
+			   struct gm_migrate_stats *stats);
+
+/*
+ * Receive a stream from gm_migrate_send() into @m, whose writable RAM must
+ * cover every region the sender announces (checked before any page is
+ * applied). Returns 0 after the sender's end record; -EPIPE if the stream
+ * ends early; -EBADMSG for a damaged or malformed record; -ENOTSUP for a
+ * stream version or page size this library does not read; -EFAULT/-EACCES
+ * when @m does not cover the sender's layout; -EINVAL; other errno of
+ * read(). Pages applied before a failure stay applied.
+ */
+GM_API int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
+			   struct gm_migrate_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GUESTMEM_SNAPSHOT_H */
