@@ -6,8 +6,8 @@
 set -eu
 set_pkgs() {
 	case "$1" in
-	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev" ;;
-	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386" ;;
+	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev" ;;
+	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386" ;;
 	demo-linux) echo "qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio kmod" ;;
 	*) echo "deps.sh: unknown set $1" >&2; exit 2 ;;
 	esac

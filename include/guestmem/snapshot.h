@@ -119,8 +119,9 @@ GM_API int gm_snapshot_open(const char *path, unsigned flags, struct gm_snapshot
 GM_API void gm_snapshot_close(struct gm_snapshot *s);
 
 /* gm_snapshot_info.flags */
-#define GM_SNAPSHOT_DELTA (1u << 0) /* an incremental save: pages absent here come from the base \
-				     */
+#define GM_SNAPSHOT_DELTA                                                      \
+	(1u << 0) /* an incremental save: pages absent here come from the base \
+		   */
 
 /* What gm_snapshot_describe() reports, about the newest file of the chain. */
 struct gm_snapshot_info {

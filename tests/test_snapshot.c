@@ -1,0 +1,924 @@
+/*
+ * test_snapshot.c - snapshot files, the three restore modes and the
+ * migration stream (<guestmem/snapshot.h>).
+ *
+ * Guests are small (a few MiB in three regions, one of them ending inside a
+ * 2 MiB chunk) with a known pattern: a mix of zero and random pages. Every
+ * round trip compares the restored memory byte for byte with the source.
+ * The corruption tests flip every byte of a small file's header and layout,
+ * and truncate the file at every page boundary; each must be refused with
+ * -EBADMSG, and data damage must be caught by the chunk checksums.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <guestmem/snapshot.h>
+
+#define KiB  ((uint64_t)1 << 10)
+#define MiB  ((uint64_t)1 << 20)
+#define PAGE 4096u
+
+static char dir[64];
+
+/* ---- helpers ---- */
+
+static const struct gm_range layout[] = {
+    {0, 1 * MiB},
+    {16 * MiB, 2 * MiB + 12 * KiB}, /* ends inside a chunk */
+    {64 * MiB, 3 * MiB},
+};
+#define NREGIONS (sizeof(layout) / sizeof(layout[0]))
+
+struct guest {
+	struct gm_memory *m;
+	struct gm_dirty *d[NREGIONS];
+};
+
+/* A guest with @layout, each region with its own dirty bitmap (tracking on). */
+static void guest_new(struct guest *g)
+{
+	struct gm_region_spec specs[NREGIONS];
+	struct gm_mapping *maps[NREGIONS];
+
+	memset(specs, 0, sizeof(specs));
+	for (size_t i = 0; i < NREGIONS; i++) {
+		assert_int_equal(gm_mapping_new_anon((size_t)layout[i].size, 0, &maps[i]), 0);
+		assert_int_equal(gm_dirty_new(layout[i].size, &g->d[i]), 0);
+		gm_dirty_set_enabled(g->d[i], true);
+		specs[i].gpa = layout[i].gpa;
+		specs[i].size = layout[i].size;
+		specs[i].mapping = maps[i];
+		specs[i].dirty = g->d[i];
+	}
+	assert_int_equal(gm_memory_new(specs, NREGIONS, &g->m), 0);
+	for (size_t i = 0; i < NREGIONS; i++)
+		gm_mapping_put(maps[i]);
+}
+
+static void guest_free(struct guest *g)
+{
+	gm_memory_put(g->m);
+	for (size_t i = 0; i < NREGIONS; i++)
+		gm_dirty_put(g->d[i]);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* Fill one page at @gpa with random bytes (or zeros when @zero). */
+static void put_page(const struct gm_memory *m, gm_gpa_t gpa, bool zero)
+{
+	uint64_t buf[PAGE / 8];
+
+	for (size_t i = 0; i < PAGE / 8; i++)
+		buf[i] = zero ? 0 : rnd();
+	assert_int_equal(gm_write(m, gpa, buf, PAGE), 0);
+}
+
+/* Random data in about @percent % of the pages of every region. */
+static void fill_guest(const struct gm_memory *m, unsigned percent)
+{
+	for (size_t i = 0; i < NREGIONS; i++)
+		for (uint64_t off = 0; off < layout[i].size; off += PAGE)
+			if (rnd() % 100 < percent)
+				put_page(m, layout[i].gpa + off, false);
+}
+
+/* Assert that @a and @b hold the same bytes in every region of @layout. */
+static void assert_same_memory(const struct gm_memory *a, const struct gm_memory *b)
+{
+	for (size_t i = 0; i < NREGIONS; i++) {
+		size_t len = (size_t)layout[i].size;
+		unsigned char *x = malloc(len), *y = malloc(len);
+
+		assert_non_null(x);
+		assert_non_null(y);
+		assert_int_equal(gm_read(a, layout[i].gpa, x, len), 0);
+		assert_int_equal(gm_read(b, layout[i].gpa, y, len), 0);
+		assert_memory_equal(x, y, len);
+		free(x);
+		free(y);
+	}
+}
+
+/* A copy of the guest's current RAM, as a fresh view (for later comparison). */
+static struct gm_memory *clone_memory(const struct gm_memory *m)
+{
+	struct gm_memory *c;
+
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &c), 0);
+	for (size_t i = 0; i < NREGIONS; i++) {
+		size_t len = (size_t)layout[i].size;
+		unsigned char *x = malloc(len);
+
+		assert_non_null(x);
+		assert_int_equal(gm_read(m, layout[i].gpa, x, len), 0);
+		assert_int_equal(gm_write(c, layout[i].gpa, x, len), 0);
+		free(x);
+	}
+	return c;
+}
+
+static char *path_of(const char *name)
+{
+	static char p[4][128];
+	static int next;
+	char *r = p[next++ & 3];
+
+	snprintf(r, sizeof(p[0]), "%s/%s", dir, name);
+	return r;
+}
+
+/* Restore @path in every mode and compare with @want. */
+static void assert_restores_to(const char *path, const struct gm_memory *want)
+{
+	const enum gm_restore_mode modes[] = {GM_RESTORE_COPY, GM_RESTORE_PRIVATE, GM_RESTORE_LAZY};
+	struct gm_snapshot *s;
+	struct gm_memory *m;
+
+	/* Mode 1 into an existing (dirty) view. */
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &m), 0);
+	fill_guest(m, 50);
+	assert_int_equal(gm_snapshot_restore(s, m, NULL), 0);
+	assert_same_memory(m, want);
+	gm_memory_put(m);
+	for (size_t i = 0; i < 3; i++) {
+		if (modes[i] == GM_RESTORE_LAZY && gm_snapshot_lazy_supported() != 0)
+			continue; /* reported by lazy_restore_* */
+		assert_int_equal(gm_snapshot_restore_new(s, modes[i], NULL, &m), 0);
+		assert_same_memory(m, want);
+		gm_memory_put(m);
+	}
+	assert_int_equal(gm_snapshot_lazy_errors(s), 0);
+	gm_snapshot_close(s);
+}
+
+static int count_tmp_files(void)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += strstr(e->d_name, ".tmp-") != NULL;
+	closedir(d);
+	return n;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	struct stat st;
+	int a = open(from, O_RDONLY), b = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char buf[65536];
+	ssize_t n;
+
+	assert_true(a >= 0 && b >= 0);
+	while ((n = read(a, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(b, buf, (size_t)n), n);
+	assert_int_equal(fstat(a, &st), 0);
+	assert_int_equal(ftruncate(b, st.st_size), 0);
+	close(a);
+	close(b);
+}
+
+/* ---- tests ---- */
+
+static void full_save_round_trips_in_all_modes(void **state)
+{
+	struct guest g;
+	struct gm_snapshot *s;
+	struct gm_snapshot_info info;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 30);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("full"), NULL), 0);
+	assert_int_equal(count_tmp_files(), 0);
+	assert_int_equal(gm_snapshot_open(path_of("full"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_describe(s, &info), 0);
+	assert_int_equal(info.nregions, NREGIONS);
+	assert_int_equal(info.flags, 0);
+	assert_int_equal(info.chain_length, 1);
+	assert_int_equal(info.ram_size, 6 * MiB + 12 * KiB);
+	assert_int_equal(info.defined_pages, info.ram_size / PAGE);
+	assert_true(info.data_pages > 0 && info.data_pages < info.defined_pages);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), 0);
+	gm_snapshot_close(s);
+	assert_restores_to(path_of("full"), g.m);
+	guest_free(&g);
+}
+
+static void full_save_clears_dirty_bits(void **state)
+{
+	struct guest g;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 10);
+	assert_true(gm_dirty_count(g.d[0]) > 0);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("clears"), NULL), 0);
+	for (size_t i = 0; i < NREGIONS; i++)
+		assert_int_equal(gm_dirty_count(g.d[i]), 0);
+	guest_free(&g);
+}
+
+static void delta_chain_restores_state_of_last_delta(void **state)
+{
+	struct guest g;
+	struct gm_memory *at1, *at2;
+	struct gm_snapshot *s;
+	struct gm_snapshot_info info;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 40);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("base"), NULL), 0);
+	/* Delta 1: new data, and a page that becomes zero. */
+	put_page(g.m, 16 * MiB + 2 * MiB + 8 * KiB, false);
+	put_page(g.m, 4096, true);
+	put_page(g.m, 64 * MiB + 5 * PAGE, false);
+	struct gm_snapshot_opts o1 = {.base = path_of("base")};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("d1"), &o1), 0);
+	at1 = clone_memory(g.m);
+	/* Delta 2 on top of delta 1. */
+	fill_guest(g.m, 5);
+	put_page(g.m, 64 * MiB + 5 * PAGE, true);
+	struct gm_snapshot_opts o2 = {.base = path_of("d1")};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("d2"), &o2), 0);
+	at2 = clone_memory(g.m);
+
+	assert_int_equal(gm_snapshot_open(path_of("d1"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_describe(s, &info), 0);
+	assert_int_equal(info.flags, GM_SNAPSHOT_DELTA);
+	assert_int_equal(info.chain_length, 2);
+	assert_string_equal(info.base_name, "base");
+	assert_int_equal(info.defined_pages, 3);
+	assert_int_equal(info.data_pages, 2);
+	gm_snapshot_close(s);
+	assert_restores_to(path_of("d1"), at1);
+	assert_restores_to(path_of("d2"), at2);
+	assert_int_equal(gm_snapshot_open(path_of("d2"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_describe(s, &info), 0);
+	assert_int_equal(info.chain_length, 3);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), 0);
+	gm_snapshot_close(s);
+	gm_memory_put(at1);
+	gm_memory_put(at2);
+	guest_free(&g);
+}
+
+static void delta_opened_alone_gives_info_but_no_restore(void **state)
+{
+	struct guest g;
+	struct gm_snapshot *s;
+	struct gm_snapshot_info info;
+	struct gm_mapping *map;
+	unsigned char b;
+
+	(void)state;
+	guest_new(&g);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("a-base"), NULL), 0);
+	put_page(g.m, 0, false);
+	struct gm_snapshot_opts o = {.base = path_of("a-base")};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("a-delta"), &o), 0);
+	assert_int_equal(gm_snapshot_open(path_of("a-delta"), GM_SNAPSHOT_OPEN_NOBASE, &s), 0);
+	assert_int_equal(gm_snapshot_describe(s, &info), 0);
+	assert_int_equal(info.chain_length, 1);
+	assert_int_equal(info.defined_pages, 1);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), 0);
+	assert_int_equal(gm_snapshot_restore(s, g.m, NULL), -EINVAL);
+	assert_int_equal(gm_snapshot_map_region(s, 0, GM_RESTORE_COPY, &map), -EINVAL);
+	assert_int_equal(gm_snapshot_read(s, 0, &b, 1), -EINVAL);
+	gm_snapshot_close(s);
+	guest_free(&g);
+}
+
+static void delta_with_replaced_base_is_stale(void **state)
+{
+	struct guest g;
+	struct gm_snapshot *s;
+
+	(void)state;
+	guest_new(&g);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("s-base"), NULL), 0);
+	put_page(g.m, 0, false);
+	struct gm_snapshot_opts o = {.base = path_of("s-base")};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("s-delta"), &o), 0);
+	/* Another full save under the base's name: a different identity. */
+	assert_int_equal(gm_snapshot_save(g.m, path_of("s-base"), NULL), 0);
+	assert_int_equal(gm_snapshot_open(path_of("s-delta"), 0, &s), -ESTALE);
+	assert_int_equal(unlink(path_of("s-base")), 0);
+	assert_int_equal(gm_snapshot_open(path_of("s-delta"), 0, &s), -ENOENT);
+	guest_free(&g);
+}
+
+static void delta_against_other_layout_is_refused(void **state)
+{
+	struct guest g;
+	struct gm_memory *other;
+	const struct gm_range r = {0, 2 * MiB};
+
+	(void)state;
+	guest_new(&g);
+	assert_int_equal(gm_memory_new_anon(&r, 1, &other), 0);
+	assert_int_equal(gm_snapshot_save(other, path_of("o-base"), NULL), 0);
+	struct gm_snapshot_opts o = {.base = path_of("o-base")};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("o-delta"), &o), -ESTALE);
+	assert_int_equal(access(path_of("o-delta"), F_OK), -1);
+	assert_int_equal(count_tmp_files(), 0);
+	gm_memory_put(other);
+	guest_free(&g);
+}
+
+static void zero_pages_are_holes(void **state)
+{
+	struct gm_memory *m;
+	const struct gm_range r = {0, 16 * MiB};
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	put_page(m, 5 * MiB, false);
+	put_page(m, 9 * MiB, false);
+	assert_int_equal(gm_snapshot_save(m, path_of("sparse"), NULL), 0);
+	assert_int_equal(stat(path_of("sparse"), &st), 0);
+	assert_int_equal(st.st_size, 2 * PAGE + 16 * MiB);
+	/* Header + layout + two data pages; allow the filesystem a few blocks more. */
+	assert_true((uint64_t)st.st_blocks * 512 <= 64 * KiB);
+	gm_memory_put(m);
+}
+
+static void restore_into_memory_too_small_is_refused(void **state)
+{
+	struct guest g;
+	struct gm_memory *small;
+	struct gm_snapshot *s;
+	const struct gm_range r = {0, 1 * MiB};
+
+	(void)state;
+	guest_new(&g);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("big"), NULL), 0);
+	assert_int_equal(gm_memory_new_anon(&r, 1, &small), 0);
+	assert_int_equal(gm_snapshot_open(path_of("big"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore(s, small, NULL), -EFAULT);
+	gm_snapshot_close(s);
+	gm_memory_put(small);
+	guest_free(&g);
+}
+
+/* A small snapshot: 1 region of 64 KiB, so header + layout are 2 pages. */
+static void small_snapshot(const char *path)
+{
+	struct gm_memory *m;
+	const struct gm_range r = {1 * MiB, 64 * KiB};
+
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	put_page(m, 1 * MiB, false);
+	put_page(m, 1 * MiB + 3 * PAGE, false);
+	assert_int_equal(gm_snapshot_save(m, path, NULL), 0);
+	gm_memory_put(m);
+}
+
+static void every_header_and_layout_byte_corruption_is_rejected(void **state)
+{
+	const char *path = path_of("corrupt");
+	struct gm_snapshot *s;
+	unsigned char orig;
+	int fd;
+
+	(void)state;
+	small_snapshot(path);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	for (off_t off = 0; off < 2 * PAGE; off++) {
+		for (unsigned x = 1; x < 256; x <<= 3) {
+			unsigned char bad;
+
+			assert_int_equal(pread(fd, &orig, 1, off), 1);
+			bad = orig ^ (unsigned char)x;
+			assert_int_equal(pwrite(fd, &bad, 1, off), 1);
+			if (gm_snapshot_open(path, 0, &s) != -EBADMSG)
+				fail_msg("byte %lld ^ 0x%x was not rejected", (long long)off, x);
+			assert_int_equal(pwrite(fd, &orig, 1, off), 1);
+		}
+	}
+	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	gm_snapshot_close(s);
+}
+
+static void data_corruption_is_caught_by_chunk_checksums(void **state)
+{
+	const char *path = path_of("datacorrupt");
+	struct gm_snapshot *s;
+	struct gm_memory *m;
+	gm_gpa_t bad = 0;
+	unsigned char byte, buf[PAGE];
+	int fd;
+
+	(void)state;
+	small_snapshot(path);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* Third byte of the page at guest 1 MiB + 3 pages (data starts at 2 pages). */
+	assert_int_equal(pread(fd, &byte, 1, 2 * PAGE + 3 * PAGE + 2), 1);
+	byte ^= 0x10;
+	assert_int_equal(pwrite(fd, &byte, 1, 2 * PAGE + 3 * PAGE + 2), 1);
+	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_verify(s, NULL, &bad), -EBADMSG);
+	assert_int_equal(bad, 1 * MiB);
+	assert_int_equal(gm_snapshot_read(s, 1 * MiB, buf, PAGE), -EBADMSG);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_COPY, NULL, &m), -EBADMSG);
+	gm_snapshot_close(s);
+	/* A hole where data should be (a zeroed page) is caught the same way. */
+	small_snapshot(path);
+	fd = open(path, O_RDWR);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(pwrite(fd, buf, PAGE, 2 * PAGE), PAGE);
+	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), -EBADMSG);
+	gm_snapshot_close(s);
+}
+
+static void truncation_at_every_page_boundary_is_rejected(void **state)
+{
+	const char *path = path_of("trunc"), *cut = path_of("trunc-cut");
+	struct gm_snapshot *s;
+	struct stat st;
+
+	(void)state;
+	small_snapshot(path);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 2 * PAGE + 64 * KiB);
+	for (off_t len = 0; len < st.st_size; len += PAGE) {
+		copy_file(path, cut);
+		assert_int_equal(truncate(cut, len), 0);
+		if (gm_snapshot_open(cut, 0, &s) != -EBADMSG)
+			fail_msg("file cut at %lld bytes was not rejected", (long long)len);
+	}
+	/* And one byte too many. */
+	copy_file(path, cut);
+	assert_int_equal(truncate(cut, st.st_size + 1), 0);
+	assert_int_equal(gm_snapshot_open(cut, 0, &s), -EBADMSG);
+}
+
+static void full_disk_during_save_keeps_previous_snapshot(void **state)
+{
+	const char *path = path_of("nospace");
+	struct gm_memory *m, *before;
+	struct gm_snapshot *s;
+	struct rlimit old, lim;
+	const struct gm_range r = {0, 4 * MiB};
+	void (*oldsig)(int);
+	int ret;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	put_page(m, 0, false);
+	assert_int_equal(gm_snapshot_save(m, path, NULL), 0);
+	assert_int_equal(gm_memory_new_anon(&r, 1, &before), 0);
+	put_page(m, 0, false); /* clobbers nothing in @before: compare by restore */
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore(s, before, NULL), 0);
+	gm_snapshot_close(s);
+	for (uint64_t off = 0; off < r.size; off += PAGE)
+		put_page(m, off, false);
+	/* Files may not grow past 1 MiB: the save's writes fail with EFBIG. */
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1 * MiB;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ret = gm_snapshot_save(m, path, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(ret, -EFBIG);
+	assert_int_equal(count_tmp_files(), 0);
+	/* The old file is still the old state, and the pages are still dirty-unsaved. */
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), 0);
+	{
+		struct gm_memory *got;
+
+		assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_COPY, NULL, &got), 0);
+		const struct gm_range one = r;
+		(void)one;
+		size_t len = (size_t)r.size;
+		unsigned char *x = malloc(len), *y = malloc(len);
+		assert_int_equal(gm_read(got, 0, x, len), 0);
+		assert_int_equal(gm_read(before, 0, y, len), 0);
+		assert_memory_equal(x, y, len);
+		free(x);
+		free(y);
+		gm_memory_put(got);
+	}
+	gm_snapshot_close(s);
+	gm_memory_put(before);
+	gm_memory_put(m);
+}
+
+static void failed_save_gives_dirty_bits_back(void **state)
+{
+	struct guest g;
+	uint64_t before;
+	char bad[128];
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 10);
+	before = gm_dirty_count(g.d[2]);
+	assert_true(before > 0);
+	snprintf(bad, sizeof(bad), "%s/no-such-dir/x", dir);
+	assert_int_equal(gm_snapshot_save(g.m, bad, NULL), -ENOENT);
+	assert_int_equal(gm_dirty_count(g.d[2]), before);
+	guest_free(&g);
+}
+
+struct prog {
+	uint64_t calls, last_done, last_total;
+	uint64_t cancel_after;
+};
+
+static int on_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	struct prog *p = opaque;
+
+	assert_true(done <= total);
+	assert_true(done >= p->last_done);
+	p->calls++;
+	p->last_done = done;
+	p->last_total = total;
+	return p->cancel_after && p->calls >= p->cancel_after;
+}
+
+static void progress_reaches_total_and_can_cancel(void **state)
+{
+	struct guest g;
+	struct prog p = {0};
+	struct gm_snapshot *s;
+
+	(void)state;
+	guest_new(&g);
+	struct gm_snapshot_opts o = {.progress = on_progress, .opaque = &p};
+	assert_int_equal(gm_snapshot_save(g.m, path_of("prog"), &o), 0);
+	assert_true(p.calls >= 1);
+	assert_int_equal(p.last_done, 6 * MiB + 12 * KiB);
+	assert_int_equal(p.last_total, 6 * MiB + 12 * KiB);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(gm_snapshot_open(path_of("prog"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore(s, g.m, &o), 0);
+	assert_int_equal(p.last_done, p.last_total);
+	gm_snapshot_close(s);
+	memset(&p, 0, sizeof(p));
+	p.cancel_after = 1;
+	assert_int_equal(gm_snapshot_save(g.m, path_of("prog-cancel"), &o), -ECANCELED);
+	assert_int_equal(access(path_of("prog-cancel"), F_OK), -1);
+	assert_int_equal(count_tmp_files(), 0);
+	guest_free(&g);
+}
+
+struct toucher {
+	const struct gm_memory *m, *want;
+	unsigned id, nthreads;
+	int failures;
+};
+
+/* Read every page, starting at a different place in each thread. */
+static void *touch_pages(void *arg)
+{
+	struct toucher *t = arg;
+	unsigned char a[PAGE], b[PAGE];
+
+	for (size_t i = 0; i < NREGIONS; i++) {
+		uint64_t n = layout[i].size / PAGE;
+
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t p = (k + t->id * n / t->nthreads) % n;
+			gm_gpa_t gpa = layout[i].gpa + p * PAGE;
+
+			if (gm_read(t->m, gpa, a, PAGE) || gm_read(t->want, gpa, b, PAGE) ||
+			    memcmp(a, b, PAGE) != 0)
+				t->failures++;
+		}
+	}
+	return NULL;
+}
+
+static void lazy_restore_serves_concurrent_first_touches(void **state)
+{
+	struct guest g;
+	struct gm_snapshot *s;
+	struct gm_memory *m;
+	struct toucher t[4];
+	pthread_t th[4];
+	int why = gm_snapshot_lazy_supported();
+
+	(void)state;
+	if (why != 0) {
+		print_message("skipped: userfaultfd not available here (%s)\n", strerror(-why));
+		skip();
+	}
+	guest_new(&g);
+	fill_guest(g.m, 60);
+	assert_int_equal(gm_snapshot_save(g.m, path_of("lazy"), NULL), 0);
+	assert_int_equal(gm_snapshot_open(path_of("lazy"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_LAZY, NULL, &m), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		t[i] = (struct toucher){.m = m, .want = g.m, .id = i, .nthreads = 4};
+		assert_int_equal(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].failures, 0);
+	}
+	assert_int_equal(gm_snapshot_lazy_errors(s), 0);
+	assert_int_equal(gm_snapshot_lazy_finish(s, NULL), 0);
+	/* After close the memory stays valid: every page was filled. */
+	gm_snapshot_close(s);
+	assert_same_memory(m, g.m);
+	gm_memory_put(m);
+	guest_free(&g);
+}
+
+static void lazy_restore_of_damaged_chunk_reads_zero_and_counts(void **state)
+{
+	const char *path = path_of("lazybad");
+	struct gm_snapshot *s;
+	struct gm_memory *m;
+	unsigned char byte = 0x77;
+	uint64_t v = 1;
+	int fd, why = gm_snapshot_lazy_supported();
+
+	(void)state;
+	if (why != 0) {
+		print_message("skipped: userfaultfd not available here (%s)\n", strerror(-why));
+		skip();
+	}
+	small_snapshot(path);
+	fd = open(path, O_RDWR);
+	assert_int_equal(pwrite(fd, &byte, 1, 2 * PAGE + 5), 1);
+	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_LAZY, NULL, &m), 0);
+	assert_int_equal(gm_read_u64(m, 1 * MiB, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(gm_snapshot_lazy_errors(s), 1);
+	gm_snapshot_close(s);
+	gm_memory_put(m);
+}
+
+/* ---- migration ---- */
+
+struct recv_arg {
+	const struct gm_memory *m;
+	int fd, ret;
+	struct gm_migrate_stats st;
+};
+
+static void *recv_thread(void *arg)
+{
+	struct recv_arg *r = arg;
+
+	r->ret = gm_migrate_recv(r->m, r->fd, NULL, &r->st);
+	close(r->fd);
+	return NULL;
+}
+
+static void migration_of_idle_guest_copies_everything(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	struct gm_migrate_stats st;
+	struct recv_arg r;
+	pthread_t th;
+	int sv[2];
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 50);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	fill_guest(dst, 50);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	r = (struct recv_arg){.m = dst, .fd = sv[1]};
+	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
+	assert_int_equal(gm_migrate_send(g.m, sv[0], NULL, &st), 0);
+	close(sv[0]);
+	pthread_join(th, NULL);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(st.rounds, 2); /* the full one and an empty final one */
+	assert_int_equal(st.pages, (6 * MiB + 12 * KiB) / PAGE);
+	assert_int_equal(st.final_pages, 0);
+	assert_int_equal(r.st.pages, st.pages);
+	assert_int_equal(r.st.bytes, st.bytes);
+	assert_same_memory(dst, g.m);
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
+struct relay {
+	int in, out;
+	uint64_t limit;
+	uint64_t flip_at; /* 0: none, else flip the byte at this offset */
+};
+
+/* Copy @in to @out up to @limit bytes (or to the end), then cut both. */
+static void *relay_thread(void *arg)
+{
+	struct relay *r = arg;
+	uint64_t done = 0;
+	char buf[8192];
+
+	while (done < r->limit) {
+		size_t want =
+		    r->limit - done < sizeof(buf) ? (size_t)(r->limit - done) : sizeof(buf);
+		ssize_t n = read(r->in, buf, want);
+
+		if (n <= 0)
+			break;
+		if (r->flip_at && r->flip_at >= done && r->flip_at < done + (uint64_t)n)
+			buf[r->flip_at - done] ^= 0x01;
+		if (write(r->out, buf, (size_t)n) != n)
+			break;
+		done += (uint64_t)n;
+	}
+	shutdown(r->in, SHUT_RDWR);
+	shutdown(r->out, SHUT_RDWR);
+	return NULL;
+}
+
+/*
+ * Send @g to @dst through a relay (sender <-> a <-> relay <-> b <-> receiver)
+ * that cuts the forward stream after @limit bytes or flips one byte; the
+ * receiver's acknowledgement travels back unharmed. Returns both results.
+ */
+static void relayed_migration(struct guest *g, struct gm_memory *dst, uint64_t limit,
+			      uint64_t flip_at, int *send_ret, int *recv_ret)
+{
+	struct relay fwd, back;
+	struct recv_arg r;
+	pthread_t th_r, th_f, th_b;
+	int a[2], b[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+	fwd = (struct relay){.in = a[1], .out = b[0], .limit = limit, .flip_at = flip_at};
+	back = (struct relay){.in = b[0], .out = a[1], .limit = UINT64_MAX};
+	r = (struct recv_arg){.m = dst, .fd = b[1]};
+	assert_int_equal(pthread_create(&th_f, NULL, relay_thread, &fwd), 0);
+	assert_int_equal(pthread_create(&th_b, NULL, relay_thread, &back), 0);
+	assert_int_equal(pthread_create(&th_r, NULL, recv_thread, &r), 0);
+	*send_ret = gm_migrate_send(g->m, a[0], NULL, NULL);
+	shutdown(a[0], SHUT_RDWR);
+	pthread_join(th_r, NULL);
+	pthread_join(th_f, NULL);
+	pthread_join(th_b, NULL);
+	close(a[0]);
+	close(a[1]);
+	close(b[0]);
+	*recv_ret = r.ret;
+}
+
+static void cut_stream_fails_cleanly_on_both_sides(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	int sret, rret;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 50);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	for (int i = 0; i < 24; i++) {
+		/* Cut points inside the header, the hello, and page records. */
+		uint64_t limit = i < 4 ? (uint64_t)i * 11 : rnd() % (2 * MiB);
+
+		relayed_migration(&g, dst, limit, 0, &sret, &rret);
+		if (rret != -EPIPE)
+			fail_msg("cut at %llu: receiver returned %d", (unsigned long long)limit,
+				 rret);
+		if (sret != -EPIPE && sret != -ECONNRESET)
+			fail_msg("cut at %llu: sender returned %d", (unsigned long long)limit,
+				 sret);
+	}
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
+static void damaged_stream_is_rejected_by_receiver(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	int sret, rret;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 50);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	for (int i = 0; i < 16; i++) {
+		uint64_t flip = 1 + rnd() % (2 * MiB);
+
+		relayed_migration(&g, dst, UINT64_MAX, flip, &sret, &rret);
+		if (rret != -EBADMSG)
+			fail_msg("flip at %llu: receiver returned %d", (unsigned long long)flip,
+				 rret);
+		if (sret != 0 && sret != -EPIPE && sret != -ECONNRESET)
+			fail_msg("flip at %llu: sender returned %d", (unsigned long long)flip,
+				 sret);
+	}
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
+static void receiver_without_room_refuses_before_any_page(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	const struct gm_range r = {0, 1 * MiB};
+	int sret, rret;
+	uint64_t v = 0x1234;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 100);
+	assert_int_equal(gm_memory_new_anon(&r, 1, &dst), 0);
+	assert_int_equal(gm_write_u64(dst, 0, v), 0);
+	relayed_migration(&g, dst, UINT64_MAX, 0, &sret, &rret);
+	assert_int_equal(rret, -EFAULT);
+	assert_int_equal(gm_read_u64(dst, 0, &v), 0);
+	assert_int_equal(v, 0x1234);
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
+static int setup_dir(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/gm-test-snapshot-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(full_save_round_trips_in_all_modes),
+	    cmocka_unit_test(full_save_clears_dirty_bits),
+	    cmocka_unit_test(delta_chain_restores_state_of_last_delta),
+	    cmocka_unit_test(delta_opened_alone_gives_info_but_no_restore),
+	    cmocka_unit_test(delta_with_replaced_base_is_stale),
+	    cmocka_unit_test(delta_against_other_layout_is_refused),
+	    cmocka_unit_test(zero_pages_are_holes),
+	    cmocka_unit_test(restore_into_memory_too_small_is_refused),
+	    cmocka_unit_test(every_header_and_layout_byte_corruption_is_rejected),
+	    cmocka_unit_test(data_corruption_is_caught_by_chunk_checksums),
+	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),
+	    cmocka_unit_test(full_disk_during_save_keeps_previous_snapshot),
+	    cmocka_unit_test(failed_save_gives_dirty_bits_back),
+	    cmocka_unit_test(progress_reaches_total_and_can_cancel),
+	    cmocka_unit_test(lazy_restore_serves_concurrent_first_touches),
+	    cmocka_unit_test(lazy_restore_of_damaged_chunk_reads_zero_and_counts),
+	    cmocka_unit_test(migration_of_idle_guest_copies_everything),
+	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
+	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
+	    cmocka_unit_test(receiver_without_room_refuses_before_any_page),
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+}
