@@ -277,34 +277,62 @@ static void view_regions_free(struct view_regions *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* Read the regions of @m; each must be page aligned and fit this process. */
+/* Whether view region @b continues @a in the guest, on the host and in the bitmap. */
+static bool continues(const struct gm_region_info *a, const struct gm_region_info *b)
+{
+	return a->gpa + a->size == b->gpa && a->mapping == b->mapping &&
+	       a->offset + a->size == b->offset && a->dirty == b->dirty &&
+	       (a->dirty == NULL || a->dirty_offset + a->size == b->dirty_offset);
+}
+
+/*
+ * Read the RAM regions of @m: ROM windows are left out (the VMM provides
+ * them, they are not guest state), and neighbours that differ only in
+ * protection (a space splits a window that way) are merged back into one,
+ * without GM_REGION_READONLY: the saved layout is the RAM, not its guest
+ * protection. Each must be page aligned and fit this process.
+ */
 static int view_regions_get(const struct gm_memory *m, struct view_regions *v)
 {
+	size_t count;
 	int ret;
 
 	memset(v, 0, sizeof(*v));
-	v->n = gm_memory_region_count(m);
-	if (v->n == 0 || v->n > SNAP_MAX_REGIONS)
+	count = gm_memory_region_count(m);
+	if (count == 0 || count > SNAP_MAX_REGIONS)
 		return -EINVAL;
-	v->r = calloc(v->n, sizeof(*v->r));
-	v->dirty = calloc(v->n, sizeof(*v->dirty));
-	v->dirty_of = calloc(v->n, sizeof(*v->dirty_of));
+	v->r = calloc(count, sizeof(*v->r));
+	v->dirty = calloc(count, sizeof(*v->dirty));
+	v->dirty_of = calloc(count, sizeof(*v->dirty_of));
 	if (v->r == NULL || v->dirty == NULL || v->dirty_of == NULL) {
 		ret = -ENOMEM;
 		goto err;
 	}
+	for (size_t i = 0; i < count; i++) {
+		struct gm_region_info ri;
+
+		ret = gm_memory_region(m, i, &ri);
+		if (ret)
+			goto err;
+		if (ri.flags & GM_REGION_ROM)
+			continue;
+		ri.flags &= ~GM_REGION_READONLY;
+		if (v->n > 0 && continues(&v->r[v->n - 1], &ri))
+			v->r[v->n - 1].size += ri.size;
+		else
+			v->r[v->n++] = ri;
+	}
+	ret = -EINVAL;
+	if (v->n == 0)
+		goto err;
 	for (size_t i = 0; i < v->n; i++) {
 		struct gm_region_info *r = &v->r[i];
 		size_t len;
 
-		ret = gm_memory_region(m, i, r);
-		if (ret)
-			goto err;
+		ret = -EINVAL;
 		if (!gm_is_aligned(r->gpa, SNAP_PAGE) || !gm_is_aligned(r->size, SNAP_PAGE) ||
-		    ((uintptr_t)r->host & (SNAP_PAGE - 1)) != 0) {
-			ret = -EINVAL;
+		    ((uintptr_t)r->host & (SNAP_PAGE - 1)) != 0)
 			goto err;
-		}
 		ret = gm_u64_to_size(r->size, &len);
 		if (ret)
 			goto err;
@@ -996,51 +1024,78 @@ int gm_snapshot_read(struct gm_snapshot *s, gm_gpa_t gpa, void *buf, size_t len)
 
 /* ---- restore mode 1: copy into existing memory ---- */
 
-/* Check that every saved region lies in writable RAM of @m. */
+/*
+ * Whether [@gpa, @gpa + @size) lies in RAM of @m that a restore may write:
+ * -EFAULT where a byte is not backed, -EACCES where it is a ROM or its
+ * host mapping is read-only. Guest protection (GM_REGION_READONLY) does
+ * not matter: restoring memory is not a guest write.
+ */
+static int check_restorable(const struct gm_memory *m, gm_gpa_t gpa, uint64_t size)
+{
+	while (size > 0) {
+		struct gm_region_info ri;
+		uint64_t n;
+
+		if (gm_memory_find(m, gpa, &ri))
+			return -EFAULT;
+		if ((ri.flags & GM_REGION_ROM) || (gm_mapping_flags(ri.mapping) & GM_MAP_READONLY))
+			return -EACCES;
+		n = ri.size - (gpa - ri.gpa);
+		if (n >= size)
+			break;
+		size -= n;
+		gpa += n;
+	}
+	return 0;
+}
+
 static int check_covered(const struct gm_snapshot *s, const struct gm_memory *m)
 {
 	const struct snap_file *f = top_file(s);
 
 	for (uint32_t i = 0; i < f->nregions; i++) {
-		gm_gpa_t gpa = f->regions[i].gpa;
-		uint64_t left = f->regions[i].size;
+		int ret = check_restorable(m, f->regions[i].gpa, f->regions[i].size);
 
-		while (left > 0) {
-			struct gm_region_info ri;
-			uint64_t n;
-
-			if (gm_memory_find(m, gpa, &ri))
-				return -EFAULT;
-			if (ri.flags & GM_REGION_READONLY)
-				return -EACCES;
-			n = ri.size - (gpa - ri.gpa);
-			if (n >= left)
-				break;
-			left -= n;
-			gpa += n;
-		}
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
 
 /*
- * Zero [@gpa, @gpa + @len) of @m: dropped pages where it is private
- * anonymous memory (they read back as zero, and cost nothing), memset
- * elsewhere.
+ * Write @len bytes at @gpa of @m, checked by check_restorable(), through
+ * host pointers: copies @buf, or zeroes when @buf is NULL (dropping whole
+ * pages of private anonymous memory, which then read as zero and cost
+ * nothing). Marks the pages dirty where tracking is on.
  */
-static int zero_guest(const struct gm_memory *m, gm_gpa_t gpa, size_t len)
+static int restore_bytes(const struct gm_memory *m, gm_gpa_t gpa, const unsigned char *buf,
+			 size_t len)
 {
-	struct gm_region_info ri;
-	unsigned char *host;
+	gm_gpa_t start = gpa;
+	size_t total = len;
 
-	if (gm_memory_find(m, gpa, &ri) == 0 && gm_range_contains(ri.gpa, ri.size, gpa, len) &&
-	    gm_mapping_fd(ri.mapping) < 0 && !(gm_mapping_flags(ri.mapping) & GM_MAP_SHARED)) {
+	while (len > 0) {
+		struct gm_region_info ri;
+		unsigned char *host;
+		size_t n;
+
+		if (gm_memory_find(m, gpa, &ri))
+			return -EFAULT;
+		n = ri.size - (gpa - ri.gpa) < len ? (size_t)(ri.size - (gpa - ri.gpa)) : len;
 		host = (unsigned char *)ri.host + (size_t)(gpa - ri.gpa);
-		if (((uintptr_t)host & (SNAP_PAGE - 1)) == 0 &&
-		    madvise(host, len, MADV_DONTNEED) == 0)
-			return gm_mark_dirty(m, gpa, len);
+		if (buf) {
+			memcpy(host, buf, n);
+			buf += n;
+		} else if (gm_mapping_fd(ri.mapping) >= 0 ||
+			   (gm_mapping_flags(ri.mapping) & GM_MAP_SHARED) ||
+			   ((uintptr_t)host & (SNAP_PAGE - 1)) != 0 || (n & (SNAP_PAGE - 1)) != 0 ||
+			   madvise(host, n, MADV_DONTNEED) != 0) {
+			memset(host, 0, n);
+		}
+		gpa += n;
+		len -= n;
 	}
-	return gm_fill(m, gpa, 0, len);
+	return gm_mark_dirty(m, start, total);
 }
 
 int gm_snapshot_restore(struct gm_snapshot *s, const struct gm_memory *m,
@@ -1074,11 +1129,11 @@ int gm_snapshot_restore(struct gm_snapshot *s, const struct gm_memory *m,
 			size_t len = (size_t)(chunk_pages(r, c) * SNAP_PAGE);
 
 			if (chunk_is_zero(s, ri, c)) {
-				ret = zero_guest(m, gpa, len);
+				ret = restore_bytes(m, gpa, NULL, len);
 			} else {
 				ret = resolve_chunk(s, ri, c, cb.buf, cb.state);
 				if (ret == 0)
-					ret = gm_write(m, gpa, cb.buf, len);
+					ret = restore_bytes(m, gpa, cb.buf, len);
 			}
 			if (ret == 0)
 				ret = progress_add(&pr, len);
@@ -1844,7 +1899,7 @@ out:
 #define MIG_VERSION   1u
 #define MIG_HDR	      32u
 #define MIG_MAX_PAGES 256u /* pages in one PAGES record: 1 MiB */
-#define MIG_MAX_ZERO  (1u << 20)
+#define MIG_MAX_ZERO  MIG_MAX_PAGES
 
 enum { MIG_HELLO = 1, MIG_PAGES = 2, MIG_ZERO = 3, MIG_ROUND = 4, MIG_END = 5, MIG_ACK = 6 };
 
@@ -2239,27 +2294,11 @@ int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_o
 				    gm_range_last(layout[i].gpa, layout[i].size, &last))
 					goto out;
 			}
-			/* Every announced region must land in our writable RAM, before any page. */
+			/* Every announced region must land in our RAM, before any page. */
 			for (uint32_t i = 0; i < nregions; i++) {
-				gm_gpa_t gpa = layout[i].gpa;
-				uint64_t left = layout[i].size;
-
-				while (left > 0) {
-					struct gm_region_info ri;
-					uint64_t n;
-
-					ret = -EFAULT;
-					if (gm_memory_find(m, gpa, &ri))
-						goto out;
-					ret = -EACCES;
-					if (ri.flags & GM_REGION_READONLY)
-						goto out;
-					n = ri.size - (gpa - ri.gpa);
-					if (n >= left)
-						break;
-					left -= n;
-					gpa += n;
-				}
+				ret = check_restorable(m, layout[i].gpa, layout[i].size);
+				if (ret)
+					goto out;
 			}
 			hello = true;
 			break;
@@ -2276,13 +2315,13 @@ int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_o
 			if (!inside)
 				goto out;
 			if (type == MIG_PAGES) {
-				ret = gm_write(m, arg, buf, len);
+				ret = restore_bytes(m, arg, buf, len);
 			} else {
 				size_t zlen;
 
 				ret = gm_u64_to_size(size, &zlen);
 				if (ret == 0)
-					ret = gm_fill(m, arg, 0, zlen);
+					ret = restore_bytes(m, arg, NULL, zlen);
 				st.zero_pages += count;
 			}
 			if (ret)

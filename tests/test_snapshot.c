@@ -392,6 +392,69 @@ static void restore_into_memory_too_small_is_refused(void **state)
 	guest_free(&g);
 }
 
+static void roms_are_left_out_and_split_ram_is_one_region(void **state)
+{
+	struct gm_mapping *ram, *rom;
+	struct gm_dirty *d;
+	struct gm_memory *m, *got;
+	struct gm_snapshot *s;
+	struct gm_snapshot_info info;
+	struct gm_snapshot_region sr;
+	uint64_t v = 0;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_anon(2 * MiB, 0, &ram), 0);
+	assert_int_equal(gm_mapping_new_anon(64 * KiB, 0, &rom), 0);
+	assert_int_equal(gm_dirty_new(2 * MiB, &d), 0);
+	/* One RAM window split in three by guest protection, as a space does, and a ROM. */
+	const struct gm_region_spec specs[] = {
+	    {.gpa = 0, .size = 1 * MiB, .mapping = ram, .offset = 0, .dirty = d},
+	    {.gpa = 1 * MiB,
+	     .size = 256 * KiB,
+	     .mapping = ram,
+	     .offset = 1 * MiB,
+	     .flags = GM_REGION_READONLY,
+	     .dirty = d,
+	     .dirty_offset = 1 * MiB},
+	    {.gpa = 1 * MiB + 256 * KiB,
+	     .size = 768 * KiB,
+	     .mapping = ram,
+	     .offset = 1 * MiB + 256 * KiB,
+	     .dirty = d,
+	     .dirty_offset = 1 * MiB + 256 * KiB},
+	    {.gpa = 4 * MiB,
+	     .size = 64 * KiB,
+	     .mapping = rom,
+	     .flags = GM_REGION_ROM | GM_REGION_READONLY},
+	};
+	assert_int_equal(gm_memory_new(specs, 4, &m), 0);
+	*(uint64_t *)((char *)gm_mapping_host(ram) + 1 * MiB + 8) = 0xfeedface;
+	assert_int_equal(gm_snapshot_save(m, path_of("split"), NULL), 0);
+	assert_int_equal(gm_snapshot_open(path_of("split"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_describe(s, &info), 0);
+	assert_int_equal(info.nregions, 1);
+	assert_int_equal(gm_snapshot_region(s, 0, &sr), 0);
+	assert_int_equal(sr.gpa, 0);
+	assert_int_equal(sr.size, 2 * MiB);
+	assert_int_equal(sr.flags, 0);
+	assert_int_equal(gm_snapshot_region(s, 1, &sr), -ENOENT);
+	/* Restoring into the same split view writes the guest-read-only part too. */
+	*(uint64_t *)((char *)gm_mapping_host(ram) + 1 * MiB + 8) = 0;
+	assert_int_equal(gm_snapshot_restore(s, m, NULL), 0);
+	assert_int_equal(gm_read_u64(m, 1 * MiB + 8, &v), 0);
+	assert_int_equal(v, 0xfeedface);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_PRIVATE, NULL, &got), 0);
+	assert_int_equal(gm_memory_region_count(got), 1);
+	assert_int_equal(gm_read_u64(got, 1 * MiB + 8, &v), 0);
+	assert_int_equal(v, 0xfeedface);
+	gm_memory_put(got);
+	gm_snapshot_close(s);
+	gm_memory_put(m);
+	gm_mapping_put(ram);
+	gm_mapping_put(rom);
+	gm_dirty_put(d);
+}
+
 /* A small snapshot: 1 region of 64 KiB, so header + layout are 2 pages. */
 static void small_snapshot(const char *path)
 {
@@ -905,6 +968,7 @@ int main(void)
 	    cmocka_unit_test(delta_against_other_layout_is_refused),
 	    cmocka_unit_test(zero_pages_are_holes),
 	    cmocka_unit_test(restore_into_memory_too_small_is_refused),
+	    cmocka_unit_test(roms_are_left_out_and_split_ram_is_one_region),
 	    cmocka_unit_test(every_header_and_layout_byte_corruption_is_rejected),
 	    cmocka_unit_test(data_corruption_is_caught_by_chunk_checksums),
 	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),

@@ -67,7 +67,12 @@ struct gm_snapshot_opts {
 /*
  * Save the RAM of @m to @path.
  *
- * Every region of @m must be page aligned (gpa and size). A full save
+ * Regions flagged GM_REGION_ROM are left out (the VMM provides ROMs; they
+ * are not guest state), and neighbouring regions that continue each other
+ * in the guest, in one mapping and in one dirty bitmap (a window a space
+ * split by guest protection) are saved as one region: a saved layout is
+ * the RAM, whatever its guest protection. Every saved region must be page
+ * aligned (gpa and size). A full save
  * (@opts->base NULL) stores every page; an incremental one stores the pages
  * whose dirty bit is set (regions without a dirty bitmap are stored in
  * full) and needs the base's layout to equal @m's. Either way the dirty
@@ -177,7 +182,8 @@ GM_API int gm_snapshot_read(struct gm_snapshot *s, gm_gpa_t gpa, void *buf, size
 
 /*
  * Restore mode 1: copy the saved state into the existing memory @m. Each
- * saved region must lie in writable RAM of @m. Pages are written through
+ * saved region must lie in RAM of @m (not a ROM, not a read-only host
+ * mapping; guest protection does not matter). Pages are written through
  * host pointers and marked dirty where tracking is on; zero pages of
  * private anonymous memory are dropped with madvise(MADV_DONTNEED).
  * Chunks are checked against their checksums before they are copied; a
@@ -288,13 +294,13 @@ GM_API int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_mi
 			   struct gm_migrate_stats *stats);
 
 /*
- * Receive a stream from gm_migrate_send() into @m, whose writable RAM must
- * cover every region the sender announces (checked before any page is
- * applied). Returns 0 after the sender's end record; -EPIPE if the stream
- * ends early; -EBADMSG for a damaged or malformed record; -ENOTSUP for a
- * stream version or page size this library does not read; -EFAULT/-EACCES
- * when @m does not cover the sender's layout; -EINVAL; other errno of
- * read(). Pages applied before a failure stay applied.
+ * Receive a stream from gm_migrate_send() into @m, whose RAM must cover
+ * every region the sender announces, as for gm_snapshot_restore() (checked
+ * before any page is applied). The sender leaves ROMs out, as a save does. Returns 0 after the
+ * sender's end record; -EPIPE if the stream ends early; -EBADMSG for a damaged or malformed record;
+ * -ENOTSUP for a stream version or page size this library does not read; -EFAULT/-EACCES when @m
+ * does not cover the sender's layout; -EINVAL; other errno of read(). Pages applied before a
+ * failure stay applied.
  */
 GM_API int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
 			   struct gm_migrate_stats *stats);
