@@ -9,7 +9,8 @@
  * region starts. Data is checked per chunk of 512 pages (2 MiB): the unit
  * of checksum, of reads during restore, and of lazy fills.
  *
- * Invariants of an open snapshot (struct gm_snapshot / struct snap_file):
+ * Invariants of an open snapshot (struct gm_snapshot / struct snap_file),
+ * checked by gm__snapshot_invariants_ok():
  *  1. Every field of an opened file has been checked against the header and
  *     metadata checksums and against the rules of snap_parse_meta() before
  *     any other code reads it; nothing later re-reads the metadata from disk.
@@ -37,6 +38,8 @@
  * number, and returns at END.
  */
 #include <guestmem/snapshot.h>
+
+#include "snapshot-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -2352,4 +2355,44 @@ out:
 	free(layout);
 	free(buf);
 	return ret;
+}
+
+bool gm__snapshot_invariants_ok(struct gm_snapshot *s)
+{
+	bool ok = s->nfiles >= 1 && s->nfiles <= SNAP_MAX_CHAIN;
+
+	for (unsigned i = 0; ok && i < s->nfiles; i++) {
+		const struct snap_file *f = &s->files[i];
+
+		/* 3: the oldest file is the full save unless a delta stands alone. */
+		if ((i == 0) != !(f->flags & SNAP_FLAG_DELTA) && !s->alone)
+			ok = false;
+		if (i > 0 && (memcmp(f->base_id, s->files[i - 1].id, 16) != 0 ||
+			      !same_layout(f, &s->files[i - 1])))
+			ok = false;
+		for (uint32_t ri = 0; ok && ri < f->nregions; ri++) {
+			const struct snap_region *r = &f->regions[ri];
+			uint64_t words = bm_words(r->npages), ndef = 0;
+
+			for (uint64_t w = 0; w < words; w++) {
+				if (r->data[w] & ~r->defined[w]) /* 2 */
+					ok = false;
+				ndef += (uint64_t)__builtin_popcountll(r->defined[w]);
+			}
+			if (!(f->flags & SNAP_FLAG_DELTA) && ndef != r->npages) /* 2 */
+				ok = false;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; ok && i < s->nareas; i++) {
+		const struct lazy_area *a = s->areas[i];
+		uint64_t nchunks = s->files[0].regions[a->region].nchunks;
+
+		if (a->mapping == NULL || gm_mapping_host(a->mapping) != (void *)a->host) /* 5 */
+			ok = false;
+		for (uint64_t c = 0; ok && c < nchunks; c++) /* 4 */
+			ok = __atomic_load_n(&a->state[c], __ATOMIC_ACQUIRE) <= 2;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ok;
 }

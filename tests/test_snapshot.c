@@ -31,6 +31,8 @@
 
 #include <guestmem/snapshot.h>
 
+#include "snapshot-internal.h"
+
 #define KiB  ((uint64_t)1 << 10)
 #define MiB  ((uint64_t)1 << 20)
 #define PAGE 4096u
@@ -175,6 +177,7 @@ static void assert_restores_to(const char *path, const struct gm_memory *want)
 		gm_memory_put(m);
 	}
 	assert_int_equal(gm_snapshot_lazy_errors(s), 0);
+	assert_true(gm__snapshot_invariants_ok(s));
 	gm_snapshot_close(s);
 }
 
@@ -695,6 +698,7 @@ static void *touch_pages(void *arg)
 	return NULL;
 }
 
+/* Attacks invariant 4 of snapshot.c: each chunk is filled exactly once, whoever touches it. */
 static void lazy_restore_serves_concurrent_first_touches(void **state)
 {
 	struct guest g;
@@ -724,6 +728,7 @@ static void lazy_restore_serves_concurrent_first_touches(void **state)
 	}
 	assert_int_equal(gm_snapshot_lazy_errors(s), 0);
 	assert_int_equal(gm_snapshot_lazy_finish(s, NULL), 0);
+	assert_true(gm__snapshot_invariants_ok(s));
 	/* After close the memory stays valid: every page was filled. */
 	gm_snapshot_close(s);
 	assert_same_memory(m, g.m);
