@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -41,8 +42,9 @@ static const struct gm_range layout[] = {
 struct writer {
 	const struct gm_memory *m;
 	pthread_t th;
-	uint64_t seed, writes;
-	int stop; /* atomic */
+	uint64_t seed;
+	unsigned long writes; /* atomic; word-sized for the 32-bit build */
+	int stop;	      /* atomic */
 	int failures;
 };
 
@@ -80,10 +82,14 @@ static void *write_loop(void *arg)
 	struct writer *w = arg;
 
 	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
-		if (gm_write_u64(w->m, pick(&w->seed), ++w->writes) != 0)
+		unsigned long n = __atomic_load_n(&w->writes, __ATOMIC_RELAXED) + 1;
+
+		if (gm_write_u64(w->m, pick(&w->seed), n) != 0)
 			w->failures++;
+		/* Atomic: the main thread waits for the writers to get going. */
+		__atomic_store_n(&w->writes, n, __ATOMIC_RELAXED);
 		/* A finite dirtying rate, as a guest has: one store every ~2 us. */
-		if ((w->writes & 63) == 0) {
+		if ((n & 63) == 0) {
 			struct timespec ts = {0, 100000};
 
 			nanosleep(&ts, NULL);
@@ -146,6 +152,10 @@ static void migration_under_writers_converges_and_receiver_equals_sender(void **
 		writers[i] = (struct writer){.m = src, .seed = 0x1234567 + (uint64_t)i * 77};
 		assert_int_equal(pthread_create(&writers[i].th, NULL, write_loop, &writers[i]), 0);
 	}
+	/* On a loaded machine the writers may start late: migrate while they run. */
+	for (int i = 0; i < 2; i++)
+		while (__atomic_load_n(&writers[i].writes, __ATOMIC_RELAXED) < 256)
+			sched_yield();
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	r = (struct recv_arg){.m = dst, .fd = sv[1]};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
