@@ -14,8 +14,8 @@
  *           nothing touched. Target: under 1 ms per GiB.
  *   run     the whole default run, spawn to exit. Target: under 50 ms.
  *
- * The machine is shared: each figure is the best of several alternating
- * rounds, which is the least disturbed one.
+ * The machine is shared: each figure is the median of several rounds, the
+ * bare loop and gmvm alternating so both see the same load.
  *
  * usage: gm-bench-gmvm [path/to/gmvm]   (default: ../examples/gmvm/gmvm
  *                                         next to this program)
@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 extern char **environ;
 
 #define EXITS	  20000
@@ -46,14 +48,6 @@ extern char **environ;
 #define CODE_GPA  0x100000u
 #define TSS_GPA	  0x3000u
 #define TSS_LIMIT (0x68u + 8192u)
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- The bare loop: raw KVM, no library --------------------------------- */
 
@@ -215,7 +209,8 @@ static int bare_setup(struct bare *b)
 static int bare_run(double *pio_ns, double *mmio_ns)
 {
 	struct bare b = {.kvm = -1};
-	uint64_t marks[3], n_pio = 0, n_mmio = 0;
+	double marks[3];
+	uint64_t n_pio = 0, n_mmio = 0;
 	unsigned nmarks = 0;
 	int ret = bare_setup(&b);
 
@@ -241,8 +236,9 @@ static int bare_run(double *pio_ns, double *mmio_ns)
 			return -EIO;
 		}
 	}
-	*pio_ns = (double)(marks[1] - marks[0]) / (double)n_pio;
-	*mmio_ns = (double)(marks[2] - marks[1]) / (double)n_mmio;
+	*pio_ns = (marks[1] - marks[0]) / (double)n_pio;
+	*mmio_ns = (marks[2] - marks[1]) / (double)n_mmio;
+	sink = n_pio + n_mmio;
 	close(b.vcpu);
 	close(b.vm);
 	close(b.kvm);
@@ -254,7 +250,7 @@ static int bare_run(double *pio_ns, double *mmio_ns)
 
 /* Run gmvm with @args; its stdout goes into @out. Returns its exit status or -errno. */
 static int spawn_gmvm(const char *gmvm, const char *const *args, char *out, size_t outlen,
-		      uint64_t *spawned_ns, uint64_t *ended_ns)
+		      double *spawned_ns, double *ended_ns)
 {
 	char *argv[16];
 	int pipefd[2], status;
@@ -296,18 +292,13 @@ static double find_number(const char *text, const char *key)
 	return p ? strtod(p + strlen(key), NULL) : -1;
 }
 
-static double min2(double a, double b)
-{
-	return a < 0 || (b >= 0 && b < a) ? b : a;
-}
-
 int main(int argc, char **argv)
 {
 	static char out[1 << 16];
 	char exits_arg[32], self[PATH_MAX], *slash, gmvm_path[PATH_MAX + 32];
 	const char *gmvm = argc > 1 ? argv[1] : NULL;
-	double bare_pio = -1, bare_mmio = -1, vm_pio = -1, vm_mmio = -1, start = -1, run = -1;
-	uint64_t t0, t1;
+	double bare_pio[ROUNDS], bare_mmio[ROUNDS], vm_pio[ROUNDS], vm_mmio[ROUNDS];
+	double start[ROUNDS], run[ROUNDS], t0, t1;
 	int ret;
 
 	if (gmvm == NULL) {
@@ -322,43 +313,45 @@ int main(int argc, char **argv)
 	}
 	snprintf(exits_arg, sizeof(exits_arg), "%d", EXITS);
 
-	for (int round = 0; round < ROUNDS; round++) {
+	for (int r = 0; r < ROUNDS; r++) {
 		const char *bench_args[] = {"--bench-exits", exits_arg, NULL};
 		const char *run_args[] = {"--timing", NULL};
-		double p = -1, m = -1;
 
-		ret = bare_run(&p, &m);
+		ret = bare_run(&bare_pio[r], &bare_mmio[r]);
 		if (ret < 0) {
 			printf("skipped: the bare KVM loop cannot run here: %s\n", strerror(-ret));
 			return 0;
 		}
-		bare_pio = min2(bare_pio, p);
-		bare_mmio = min2(bare_mmio, m);
 		ret = spawn_gmvm(gmvm, bench_args, out, sizeof(out), &t0, &t1);
 		if (ret != 0) {
 			fprintf(stderr, "%s --bench-exits failed (status %d):\n%s", gmvm, ret, out);
 			return 1;
 		}
-		vm_pio = min2(vm_pio, find_number(strstr(out, "port I/O exits"), "ms: "));
-		vm_mmio = min2(vm_mmio, find_number(strstr(out, "MMIO exits"), "ms: "));
+		vm_pio[r] = find_number(strstr(out, "port I/O exits"), "ms: ");
+		vm_mmio[r] = find_number(strstr(out, "MMIO exits"), "ms: ");
 		ret = spawn_gmvm(gmvm, run_args, out, sizeof(out), &t0, &t1);
 		if (ret != 0) {
 			fprintf(stderr, "%s failed (status %d):\n%s", gmvm, ret, out);
 			return 1;
 		}
-		run = min2(run, (double)(t1 - t0) / 1e6);
-		start = min2(start, (find_number(out, "(at monotonic ") - (double)t0) / 1e6);
+		run[r] = (t1 - t0) / 1e6;
+		start[r] = (find_number(out, "(at monotonic ") - t0) / 1e6;
 	}
 
-	printf("exits (best of %d rounds of %d each; ns per exit):\n", ROUNDS, EXITS);
-	printf("  port I/O  gmvm %8.0f   bare KVM loop %8.0f   ratio %.3f (target <= 1.1)\n",
-	       vm_pio, bare_pio, vm_pio / bare_pio);
-	printf("  MMIO      gmvm %8.0f   bare KVM loop %8.0f   ratio %.3f (target <= 1.1)\n",
-	       vm_mmio, bare_mmio, vm_mmio / bare_mmio);
-	printf("start: spawn to the payload's first exit %.3f ms\n", start);
-	printf("run:   whole default run, spawn to exit %.3f ms (target < 50 ms)\n", run);
+	printf("gmvm (median of %d rounds; %d exits of each kind per round)\n", ROUNDS, EXITS);
+	printf("  port I/O exit  gmvm %7.0f ns   bare KVM loop %7.0f ns   ratio %.3f (target <= "
+	       "1.1)\n",
+	       median(vm_pio, ROUNDS), median(bare_pio, ROUNDS),
+	       median(vm_pio, ROUNDS) / median(bare_pio, ROUNDS));
+	printf("  MMIO exit      gmvm %7.0f ns   bare KVM loop %7.0f ns   ratio %.3f (target <= "
+	       "1.1)\n",
+	       median(vm_mmio, ROUNDS), median(bare_mmio, ROUNDS),
+	       median(vm_mmio, ROUNDS) / median(bare_mmio, ROUNDS));
+	printf("  spawn to the payload's first exit  %.3f ms\n", median(start, ROUNDS));
+	printf("  whole default run, spawn to exit   %.3f ms (target < 50 ms)\n",
+	       median(run, ROUNDS));
 
-	printf("memory set-up (layout in a gm_space + KVM slots, noreserve, untouched):\n");
+	printf("  memory set-up (layout in a gm_space + KVM slots; noreserve, untouched):\n");
 	static const struct {
 		const char *name, *low, *high;
 		double gib;
@@ -370,19 +363,19 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		const char *args[] = {"--timing",   "--low-ram",   sizes[i].low,
 				      "--high-ram", sizes[i].high, NULL};
-		double best = -1;
+		double ms[ROUNDS], m;
 
-		for (int round = 0; round < ROUNDS; round++) {
+		for (int r = 0; r < ROUNDS; r++) {
 			ret = spawn_gmvm(gmvm, args, out, sizeof(out), &t0, &t1);
 			if (ret != 0) {
-				printf("  %-8s gmvm failed (status %d)\n", sizes[i].name, ret);
-				break;
+				printf("    %-8s gmvm failed (status %d)\n", sizes[i].name, ret);
+				return 1;
 			}
-			best = min2(best, find_number(out, "KVM slots): "));
+			ms[r] = find_number(out, "KVM slots): ");
 		}
-		if (best >= 0)
-			printf("  %-8s %8.3f ms = %.3f ms per GiB (target < 1 ms per GiB)\n",
-			       sizes[i].name, best, best / sizes[i].gib);
+		m = median(ms, ROUNDS);
+		printf("    %-8s %8.3f ms = %.3f ms per GiB (target < 1 ms per GiB)\n",
+		       sizes[i].name, m, m / sizes[i].gib);
 	}
 	return 0;
 }
