@@ -38,6 +38,7 @@
  * number, and returns at END.
  */
 #include <guestmem/snapshot.h>
+#include <guestmem/space.h>
 
 #include "snapshot-internal.h"
 
@@ -2101,6 +2102,17 @@ static int mig_wait_ack(int fd, uint64_t pages)
 	return ret;
 }
 
+/* Let the caller merge a hypervisor's dirty log before a collect. */
+static int mig_sync(const struct gm_migrate_opts *opts)
+{
+	int ret;
+
+	if (opts == NULL || opts->sync_dirty == NULL)
+		return 0;
+	ret = opts->sync_dirty(opts->opaque);
+	return ret < 0 ? ret : ret > 0 ? -ECANCELED : 0;
+}
+
 int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
 		    struct gm_migrate_stats *stats)
 {
@@ -2140,11 +2152,15 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 	/* Track from here on; what the first round sends is the baseline. */
 	for (size_t i = 0; i < v.ndirty; i++)
 		gm_dirty_set_enabled(v.dirty[i].d, true);
-	ret = view_collect_dirty(&v, false);
+	ret = mig_sync(opts);
+	if (ret == 0)
+		ret = view_collect_dirty(&v, false);
 	if (ret == 0)
 		ret = mig_send_round(&o, &v, true, round, buf, &st, opts);
 	while (ret == 0) {
-		ret = view_collect_dirty(&v, false);
+		ret = mig_sync(opts);
+		if (ret == 0)
+			ret = view_collect_dirty(&v, false);
 		if (ret)
 			break;
 		if (view_dirty_count(&v) <= stop || round >= max_rounds + 1)
@@ -2159,7 +2175,9 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		goto out;
 	}
 	/* The pages found dirty by the last check are sent too: merge both collects. */
-	ret = view_collect_dirty(&v, true);
+	ret = mig_sync(opts);
+	if (ret == 0)
+		ret = view_collect_dirty(&v, true);
 	if (ret)
 		goto out;
 	ret = mig_send_round(&o, &v, false, ++round, buf, &st, opts);
@@ -2395,4 +2413,109 @@ bool gm__snapshot_invariants_ok(struct gm_snapshot *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ok;
+}
+
+/* ---- the same on a gm_space ---- */
+
+int gm_snapshot_save_space(struct gm_space *space, const char *path,
+			   const struct gm_snapshot_opts *opts)
+{
+	struct gm_memory *m;
+	int ret;
+
+	if (space == NULL)
+		return -EINVAL;
+	ret = gm_space_memory_get(space, &m);
+	if (ret)
+		return ret;
+	ret = gm_snapshot_save(m, path, opts);
+	gm_memory_put(m);
+	return ret;
+}
+
+int gm_snapshot_restore_space(struct gm_snapshot *s, struct gm_space *space,
+			      const struct gm_snapshot_opts *opts)
+{
+	struct gm_memory *m;
+	int ret;
+
+	if (space == NULL)
+		return -EINVAL;
+	ret = gm_space_memory_get(space, &m);
+	if (ret)
+		return ret;
+	ret = gm_snapshot_restore(s, m, opts);
+	gm_memory_put(m);
+	return ret;
+}
+
+int gm_snapshot_add_to_space(struct gm_snapshot *s, struct gm_space *space,
+			     enum gm_restore_mode mode, const struct gm_snapshot_opts *opts)
+{
+	struct progress pr = {0};
+	int ret;
+
+	if (s == NULL || space == NULL || s->alone)
+		return -EINVAL;
+	if (opts) {
+		pr.fn = opts->progress;
+		pr.opaque = opts->opaque;
+	}
+	for (uint32_t i = 0; i < s->files[0].nregions; i++)
+		pr.total += s->files[0].regions[i].size;
+	ret = gm_space_begin(space);
+	if (ret)
+		return ret;
+	/* One transaction: a failure part-way leaves the space as it was. */
+	for (uint32_t i = 0; i < s->files[0].nregions; i++) {
+		const struct snap_region *r = &s->files[0].regions[i];
+		struct gm_mapping *map;
+		struct gm_window *w;
+
+		ret = gm_snapshot_map_region(s, i, mode, &map);
+		if (ret)
+			goto err;
+		ret = gm_space_add_ram_mapping(space, r->gpa, r->size, map, 0, &w);
+		gm_mapping_put(map); /* the window holds its own reference */
+		if (ret == 0 && mode == GM_RESTORE_COPY)
+			ret = progress_add(&pr, r->size);
+		if (ret)
+			goto err;
+	}
+	return gm_space_commit(space);
+err:
+	gm_space_abort(space);
+	return ret;
+}
+
+int gm_migrate_send_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+			  struct gm_migrate_stats *stats)
+{
+	struct gm_memory *m;
+	int ret;
+
+	if (space == NULL)
+		return -EINVAL;
+	ret = gm_space_memory_get(space, &m);
+	if (ret)
+		return ret;
+	ret = gm_migrate_send(m, fd, opts, stats);
+	gm_memory_put(m);
+	return ret;
+}
+
+int gm_migrate_recv_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+			  struct gm_migrate_stats *stats)
+{
+	struct gm_memory *m;
+	int ret;
+
+	if (space == NULL)
+		return -EINVAL;
+	ret = gm_space_memory_get(space, &m);
+	if (ret)
+		return ret;
+	ret = gm_migrate_recv(m, fd, opts, stats);
+	gm_memory_put(m);
+	return ret;
 }

@@ -266,6 +266,13 @@ struct gm_migrate_opts {
 	 * May be NULL when nothing writes.
 	 */
 	int (*before_final)(void *opaque);
+	/*
+	 * send: called before every read of the dirty bitmaps, to merge a
+	 * hypervisor's log into them (gm_kvm_dirty_log_sync()); a non-zero
+	 * return aborts with that value if negative, else -ECANCELED.
+	 * May be NULL when only the library writes guest memory.
+	 */
+	int (*sync_dirty)(void *opaque);
 };
 
 /* What a migration moved. */
@@ -304,6 +311,41 @@ GM_API int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_mi
  */
 GM_API int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
 			   struct gm_migrate_stats *stats);
+
+/*
+ * The same operations on a gm_space (space.h). Each takes a reference on
+ * the space's current view (gm_space_memory_get()) for its whole run, so a
+ * layout change meanwhile is not seen: pause hot-plug while saving or
+ * migrating. No RCU registration is needed. Thread-safety and errors are
+ * those of the function each wraps, plus -EINVAL for a NULL @space.
+ */
+struct gm_space;
+
+/* gm_snapshot_save() of @space's current RAM. */
+GM_API int gm_snapshot_save_space(struct gm_space *space, const char *path,
+				  const struct gm_snapshot_opts *opts);
+
+/* gm_snapshot_restore() (mode 1, copy) into @space's current RAM. */
+GM_API int gm_snapshot_restore_space(struct gm_snapshot *s, struct gm_space *space,
+				     const struct gm_snapshot_opts *opts);
+
+/*
+ * Create the saved RAM layout in @space: one RAM window per saved region
+ * (gm_space_add_ram_mapping()), backed by gm_snapshot_map_region() with
+ * @mode, all added in one transaction: either every window is added or
+ * none. Each window gets its own dirty bitmap (space.h); its guest
+ * protection is GM_PROT_ALL. Progress (copy mode) counts guest bytes.
+ * Returns 0, the errors of gm_snapshot_map_region(), those of the space's
+ * add and commit (-EEXIST: a window is already there), -ECANCELED.
+ */
+GM_API int gm_snapshot_add_to_space(struct gm_snapshot *s, struct gm_space *space,
+				    enum gm_restore_mode mode, const struct gm_snapshot_opts *opts);
+
+/* gm_migrate_send() / gm_migrate_recv() with @space's current view. */
+GM_API int gm_migrate_send_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+				 struct gm_migrate_stats *stats);
+GM_API int gm_migrate_recv_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+				 struct gm_migrate_stats *stats);
 
 #ifdef __cplusplus
 }
