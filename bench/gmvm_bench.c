@@ -339,14 +339,16 @@ int main(int argc, char **argv)
 	}
 
 	printf("gmvm (median of %d rounds; %d exits of each kind per round)\n", ROUNDS, EXITS);
-	printf("  port I/O exit  gmvm %7.0f ns   bare KVM loop %7.0f ns   ratio %.3f (target <= "
-	       "1.1)\n",
-	       median(vm_pio, ROUNDS), median(bare_pio, ROUNDS),
-	       median(vm_pio, ROUNDS) / median(bare_pio, ROUNDS));
-	printf("  MMIO exit      gmvm %7.0f ns   bare KVM loop %7.0f ns   ratio %.3f (target <= "
-	       "1.1)\n",
-	       median(vm_mmio, ROUNDS), median(bare_mmio, ROUNDS),
-	       median(vm_mmio, ROUNDS) / median(bare_mmio, ROUNDS));
+	for (int kind = 0; kind < 2; kind++) {
+		double vm = median(kind ? vm_mmio : vm_pio, ROUNDS);
+		double bare = median(kind ? bare_mmio : bare_pio, ROUNDS);
+
+		printf(
+		    "  %-8s exits/s: gmvm %7.0f (%5.1f us each), bare KVM loop %7.0f (%5.1f us); "
+		    "time ratio %.3f (target <= 1.1)\n",
+		    kind ? "MMIO" : "port I/O", 1e9 / vm, vm / 1e3, 1e9 / bare, bare / 1e3,
+		    vm / bare);
+	}
 	printf("  spawn to the payload's first exit  %.3f ms\n", median(start, ROUNDS));
 	printf("  whole default run, spawn to exit   %.3f ms (target < 50 ms)\n",
 	       median(run, ROUNDS));
