@@ -70,6 +70,10 @@ class Failure(Exception):
     pass
 
 
+class Skip(Exception):
+    pass
+
+
 def kvm_usable():
     """None if a VM can be created here, else why not."""
     try:
@@ -203,7 +207,12 @@ def case_snapshot(gmvm, payload):
         if guest_lines(out) != guest_lines(full[:full.index("gmvm: step 5: fill-boundary")]):
             raise Failure("the run that saved printed other guest lines than the full run")
         for mode in ("copy", "lazy"):
-            status, out, _ = run(gmvm, "--restore", snap, "--restore-mode", mode)
+            status, out, err = run(gmvm, "--restore", snap, "--restore-mode", mode)
+            if mode == "lazy" and status == 1 and any(
+                    ("(lazy)" in l and ("not permitted" in l or "not implemented" in l))
+                    for l in err):
+                raise Skip("lazy restore: userfaultfd is not available here (%s); copy "
+                           "restore passed" % err[0])
             expect_status(status, 0)
             expect_lines(out, ["gmvm: restore: RAM from %s (%s), vCPU and devices at step 5 "
                                "(fill-boundary)" % (snap, "copied" if mode == "copy" else
@@ -296,6 +305,9 @@ def main():
     except Failure as e:
         print("FAILED: %s: %s" % (case, e))
         return 1
+    except Skip as e:
+        print("skipped: %s" % e)
+        return 77
     print("passed: " + case)
     return 0
 
