@@ -56,6 +56,9 @@ img=$WORK/disk.img
 disk_size=$((size_mib * 1024 * 1024))
 # Fully allocated (not sparse), so both back ends find the same file.
 dd if=/dev/zero of="$img" bs=1M count="$size_mib" status=none
+# Write it back now, so the first back end's first phase does not share
+# the host with the writeback of the image's creation.
+sync "$img"
 cat >"$WORK/gm.conf" <<EOF
 MODE=bench
 DISK_SIZE=$disk_size
