@@ -556,6 +556,32 @@ static void data_corruption_is_caught_by_chunk_checksums(void **state)
 	gm_snapshot_close(s);
 }
 
+static void junk_in_a_zero_page_of_the_file_is_never_restored(void **state)
+{
+	const char *path = path_of("junk");
+	unsigned char junk[PAGE], got[PAGE], zero[PAGE] = {0};
+	struct gm_snapshot *s;
+	struct gm_memory *m;
+	int fd;
+
+	(void)state;
+	/* Pages 0 and 3 hold data; pages 1 and 2 are zero (holes), not checksummed. */
+	small_snapshot(path);
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(path, O_RDWR);
+	assert_int_equal(pwrite(fd, junk, PAGE, 2 * PAGE + 1 * PAGE), PAGE);
+	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	assert_int_equal(gm_snapshot_verify(s, NULL, NULL), 0);
+	assert_int_equal(gm_snapshot_read(s, 1 * MiB + PAGE, got, PAGE), 0);
+	assert_memory_equal(got, zero, PAGE);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_COPY, NULL, &m), 0);
+	assert_int_equal(gm_read(m, 1 * MiB + PAGE, got, PAGE), 0);
+	assert_memory_equal(got, zero, PAGE);
+	gm_memory_put(m);
+	gm_snapshot_close(s);
+}
+
 static void truncation_at_every_page_boundary_is_rejected(void **state)
 {
 	const char *path = path_of("trunc"), *cut = path_of("trunc-cut");
@@ -1096,6 +1122,7 @@ int main(void)
 	    cmocka_unit_test(roms_are_left_out_and_split_ram_is_one_region),
 	    cmocka_unit_test(every_header_and_layout_byte_corruption_is_rejected),
 	    cmocka_unit_test(data_corruption_is_caught_by_chunk_checksums),
+	    cmocka_unit_test(junk_in_a_zero_page_of_the_file_is_never_restored),
 	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),
 	    cmocka_unit_test(full_disk_during_save_keeps_previous_snapshot),
 	    cmocka_unit_test(failed_save_gives_dirty_bits_back),
