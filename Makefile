@@ -123,6 +123,9 @@ fuzz: build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz/fuzz_memory
 	mkdir -p build-fuzz/corpus-memory
 	./build-fuzz/fuzz/fuzz_memory -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-memory fuzz/corpus/memory
+	ninja -C build-fuzz fuzz/fuzz_snapshot
+	mkdir -p build-fuzz/corpus-snapshot
+	./build-fuzz/fuzz/fuzz_snapshot -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-snapshot fuzz/corpus/snapshot
 
 clean:
 	rm -rf build build-asan build-tsan build-i386 build-release build-fuzz

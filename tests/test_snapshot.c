@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <guestmem/snapshot.h>
 #include <guestmem/space.h>
@@ -517,6 +518,99 @@ static void every_header_and_layout_byte_corruption_is_rejected(void **state)
 		}
 	}
 	close(fd);
+	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
+	gm_snapshot_close(s);
+}
+
+/*
+ * Forged files: each edit below is made with valid checksums (recomputed),
+ * so only the structural checks of gm_snapshot_open() can refuse it
+ * (invariant 1 of snapshot.c). The file has two 64 KiB regions.
+ */
+struct forge {
+	const char *what;
+	size_t off; /* in the first 8 KiB: header page, then metadata page */
+	unsigned width;
+	uint64_t val;
+	int want;
+};
+
+static void put_le(unsigned char *p, unsigned width, uint64_t v)
+{
+	for (unsigned i = 0; i < width; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void forged_layouts_with_valid_checksums_are_rejected(void **state)
+{
+	const size_t M = 4096; /* metadata page */
+	const struct forge cases[] = {
+	    {"version 2", 8, 4, 2, -ENOTSUP},
+	    {"page size 8 KiB", 16, 4, 8192, -ENOTSUP},
+	    {"chunk of 256 pages", 28, 4, 256, -ENOTSUP},
+	    {"header size", 12, 4, 8192, -EBADMSG},
+	    {"unknown flag", 20, 4, 2, -EBADMSG},
+	    {"no region", 24, 4, 0, -EBADMSG},
+	    {"one region more", 24, 4, 3, -EBADMSG},
+	    {"file size", 32, 8, 2 * PAGE + 128 * KiB + PAGE, -EBADMSG},
+	    {"meta offset", 40, 8, 0, -EBADMSG},
+	    {"meta size", 48, 8, 2 * PAGE, -EBADMSG},
+	    {"meta size huge", 48, 8, (uint64_t)1 << 40, -EBADMSG},
+	    {"data offset", 56, 8, 4 * PAGE, -EBADMSG},
+	    {"base name in a full save", 104, 1, 'x', -EBADMSG},
+	    {"base id in a full save", 88, 1, 1, -EBADMSG},
+	    {"delta without base name", 20, 4, 1, -EBADMSG},
+	    {"reserved header byte", 400, 1, 1, -EBADMSG},
+	    {"region size 0", M + 8, 8, 0, -EBADMSG},
+	    {"region size huge", M + 64 + 8, 8, (uint64_t)1 << 63, -EBADMSG},
+	    {"unaligned gpa", M + 0, 8, 1 * MiB + 1, -EBADMSG},
+	    {"overlapping regions", M + 64, 8, 1 * MiB + 32 * KiB, -EBADMSG},
+	    {"unsorted regions", M + 64, 8, 0, -EBADMSG},
+	    {"region wraps 2^64", M + 64, 8, UINT64_MAX - 32 * KiB + 1, -EBADMSG},
+	    {"extent offset", M + 16, 8, 2 * PAGE + PAGE, -EBADMSG},
+	    {"second extent offset", M + 64 + 16, 8, 2 * PAGE, -EBADMSG},
+	    {"defined count", M + 24, 8, 15, -EBADMSG},
+	    {"data count", M + 32, 8, 3, -EBADMSG},
+	    {"unknown region flag", M + 40, 4, 0x80, -EBADMSG},
+	    {"reserved region field", M + 44, 4, 1, -EBADMSG},
+	    {"tables offset", M + 48, 8, 136, -EBADMSG},
+	    {"second tables offset", M + 64 + 48, 8, 128, -EBADMSG},
+	    {"page undefined in a full save", M + 128, 8, 0xfffe, -EBADMSG},
+	    {"bit past the last page", M + 128, 8, 0x1ffff, -EBADMSG},
+	    {"data bits not counted", M + 160, 8, 0xffff, -EBADMSG},
+	    {"padding byte", M + 4000, 1, 1, -EBADMSG},
+	};
+	const char *path = path_of("forged"), *copy = path_of("forged-edit");
+	struct gm_memory *m;
+	struct gm_snapshot *s;
+	const struct gm_range r[] = {{1 * MiB, 64 * KiB}, {2 * MiB, 64 * KiB}};
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(r, 2, &m), 0);
+	put_page(m, 1 * MiB, false);
+	put_page(m, 2 * MiB + 3 * PAGE, false);
+	assert_int_equal(gm_snapshot_save(m, path, NULL), 0);
+	gm_memory_put(m);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char f[2 * PAGE];
+		int fd, ret;
+
+		copy_file(path, copy);
+		fd = open(copy, O_RDWR);
+		assert_int_equal(pread(fd, f, sizeof(f), 0), (ssize_t)sizeof(f));
+		put_le(f + cases[i].off, cases[i].width, cases[i].val);
+		put_le(f + 360, 8, XXH3_64bits(f + PAGE, PAGE));
+		memset(f + 368, 0, 8);
+		put_le(f + 368, 8, XXH3_64bits(f, PAGE));
+		assert_int_equal(pwrite(fd, f, sizeof(f), 0), (ssize_t)sizeof(f));
+		close(fd);
+		ret = gm_snapshot_open(copy, GM_SNAPSHOT_OPEN_NOBASE, &s);
+		if (ret == 0)
+			gm_snapshot_close(s);
+		if (ret != cases[i].want)
+			fail_msg("%s: got %d, want %d", cases[i].what, ret, cases[i].want);
+	}
+	/* The unedited file, rewritten the same way, still opens. */
 	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
 	gm_snapshot_close(s);
 }
@@ -1121,6 +1215,7 @@ int main(void)
 	    cmocka_unit_test(restore_into_memory_too_small_is_refused),
 	    cmocka_unit_test(roms_are_left_out_and_split_ram_is_one_region),
 	    cmocka_unit_test(every_header_and_layout_byte_corruption_is_rejected),
+	    cmocka_unit_test(forged_layouts_with_valid_checksums_are_rejected),
 	    cmocka_unit_test(data_corruption_is_caught_by_chunk_checksums),
 	    cmocka_unit_test(junk_in_a_zero_page_of_the_file_is_never_restored),
 	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),
