@@ -8,15 +8,20 @@
  * Then it builds a PC-like address space (struct gm_space): RAM, a PCI
  * hole, a ROM, device windows and a port-I/O space with a serial port,
  * makes part of RAM read-only and hot-plugs more RAM, with a listener
- * printing what a KVM binding would be told.
+ * printing what a KVM binding would be told. Last, it saves that kind of
+ * guest memory to a snapshot file and an incremental one, restores the
+ * chain into a new space, and migrates memory to another space.
  * Every step is checked: the program exits 1 if guestmem does anything
  * other than what is printed.
  */
 #include <guestmem/guestmem.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define MiB (1024u * 1024u)
 
@@ -40,6 +45,8 @@ static const char *errname(int err)
 		return "-EEXIST";
 	case EOPNOTSUPP:
 		return "-EOPNOTSUPP";
+	case EBADMSG:
+		return "-EBADMSG";
 	default:
 		return strerror(-err);
 	}
@@ -233,6 +240,146 @@ static void space_tour(void)
 	gm_rcu_unregister_thread();
 }
 
+struct receiver {
+	struct gm_space *space;
+	int fd, ret;
+	struct gm_migrate_stats st;
+};
+
+static void *receive(void *arg)
+{
+	struct receiver *r = arg;
+
+	r->ret = gm_migrate_recv_space(r->space, r->fd, NULL, &r->st);
+	return NULL;
+}
+
+/* A space, with 16 MiB of RAM at 0 and 16 MiB at 4 GiB (tracking dirty pages) or empty. */
+static struct gm_space *small_machine(bool with_ram)
+{
+	struct gm_window *w;
+	struct gm_space *s;
+
+	if (gm_space_new(GM_SPACE_MEMORY, &s))
+		exit(1);
+	if (with_ram && (gm_space_add_ram(s, 0, 16 * MiB, 0, 0, &w) ||
+			 gm_space_add_ram(s, 0x100000000ull, 16 * MiB, 0, 0, &w) ||
+			 gm_space_dirty_enable(s, true))) {
+		printf("  cannot build a small machine   << UNEXPECTED\n");
+		failures++;
+	}
+	return s;
+}
+
+/* Copy the first @len bytes of @from into a new file @to. */
+static int copy_head(const char *from, const char *to, size_t len)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	char buf[4096];
+	size_t n;
+	int ok = in && out;
+
+	while (ok && len > 0 &&
+	       (n = fread(buf, 1, len < sizeof(buf) ? len : sizeof(buf), in)) > 0) {
+		ok = fwrite(buf, 1, n, out) == n;
+		len -= n;
+	}
+	if (in)
+		fclose(in);
+	if (out)
+		ok = fclose(out) == 0 && ok;
+	return ok ? 0 : -1;
+}
+
+static void snapshot_tour(void)
+{
+	char dir[] = "/tmp/gm-tour-XXXXXX", base[64], delta[64], cut[128];
+	struct gm_space *vm, *back, *there;
+	struct gm_snapshot_info info;
+	struct gm_snapshot *snap;
+	struct receiver r;
+	pthread_t th;
+	uint64_t word = 0;
+	int sv[2];
+
+	printf("\n6. Snapshots and migration of guest memory\n");
+	if (mkdtemp(dir) == NULL) {
+		failures++;
+		return;
+	}
+	snprintf(base, sizeof(base), "%s/base", dir);
+	snprintf(delta, sizeof(delta), "%s/delta", dir);
+	gm_rcu_register_thread();
+	vm = small_machine(true);
+	printf("  a machine: 16 MiB of RAM at 0 and 16 MiB at 4 GiB, dirty tracking on\n");
+	expect("gm_space_write(0x1000, \"hello\")", gm_space_write(vm, 0x1000, "hello", 6), 0);
+	expect("gm_snapshot_save_space(base): every page", gm_snapshot_save_space(vm, base, NULL),
+	       0);
+	expect("gm_space_write(4 GiB + 8, \"later\")",
+	       gm_space_write(vm, 0x100000008ull, "later", 6), 0);
+	{
+		struct gm_snapshot_opts o = {.base = base};
+
+		expect("gm_snapshot_save_space(delta): dirty pages only",
+		       gm_snapshot_save_space(vm, delta, &o), 0);
+	}
+	expect("gm_snapshot_open(delta): opens its base too", gm_snapshot_open(delta, 0, &snap), 0);
+	gm_snapshot_describe(snap, &info);
+	printf("  delta: %llu of %llu pages defined, chain of %u files, file %llu bytes (sparse)\n",
+	       (unsigned long long)info.defined_pages,
+	       (unsigned long long)(info.ram_size / GM_PAGE_SIZE), info.chain_length,
+	       (unsigned long long)info.file_size);
+	back = small_machine(false);
+	/* Lazy (pages read on first touch) where userfaultfd is allowed, else mapped. */
+	expect("gm_snapshot_add_to_space(new space)",
+	       gm_snapshot_add_to_space(
+		   snap, back,
+		   gm_snapshot_lazy_supported() == 0 ? GM_RESTORE_LAZY : GM_RESTORE_PRIVATE, NULL),
+	       0);
+	expect("gm_space_read(0x1000) in the restored space", gm_space_read(back, 0x1000, cut, 6),
+	       0);
+	expect("gm_space_read(4 GiB + 8) in the restored space",
+	       gm_space_read(back, 0x100000008ull, cut + 6, 6), 0);
+	printf("  restored: \"%s\" and \"%s\"\n", cut, cut + 6);
+	failures += strcmp(cut, "hello") != 0 || strcmp(cut + 6, "later") != 0;
+	gm_snapshot_close(snap);
+	snprintf(cut, sizeof(cut), "%s/cut", dir);
+	if (copy_head(base, cut, 5 * 4096) == 0)
+		expect("gm_snapshot_open(the base cut after 5 pages)",
+		       gm_snapshot_open(cut, GM_SNAPSHOT_OPEN_NOBASE, &snap), -EBADMSG);
+
+	there = small_machine(true);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
+		r = (struct receiver){.space = there, .fd = sv[1]};
+		pthread_create(&th, NULL, receive, &r);
+		{
+			struct gm_migrate_stats st;
+
+			expect("gm_migrate_send_space over a socketpair",
+			       gm_migrate_send_space(vm, sv[0], NULL, &st), 0);
+			pthread_join(th, NULL);
+			expect("gm_migrate_recv_space on the other side", r.ret, 0);
+			printf(
+			    "  %u rounds, %llu pages (%llu of them zero), %llu bytes on the wire\n",
+			    st.rounds, (unsigned long long)st.pages,
+			    (unsigned long long)st.zero_pages, (unsigned long long)st.bytes);
+		}
+		close(sv[0]);
+		close(sv[1]);
+	}
+	expect("gm_space_read(4 GiB + 8) on the destination",
+	       gm_space_read(there, 0x100000008ull, &word, 6), 0);
+	printf("  destination says \"%.5s\"\n", (const char *)&word);
+	gm_space_free(there);
+	gm_space_free(back);
+	gm_space_free(vm);
+	gm_rcu_unregister_thread();
+	unlink(base);
+	unlink(delta);
+	unlink(cut);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	struct gm_mapping *low, *high, *rom, *top;
@@ -318,6 +465,7 @@ int main(void)
 
 	gm_memory_put(m);
 	space_tour();
+	snapshot_tour();
 	printf("\n%s\n", failures ? "tour: some steps did not do what they said"
 				  : "tour: every step did what it said");
 	return failures ? 1 : 0;
