@@ -12,7 +12,10 @@
  * 10 % data; target < 10 ms), and pre-copy migration rounds and bytes over
  * a socketpair with a writer dirtying pages at a fixed rate.
  *
- *   gm-bench-snapshot [--sizes 1,2] [--first-access-gib 8] [--dir DIR]
+ *   gm-bench-snapshot [--sizes 1,2] [--sparse-sizes 8] [--first-access-gib 8] [--dir DIR]
+ *
+ * --sparse-sizes runs only the 0 % and 10 % cases (a 100 % guest of that
+ * size would need its size in RAM three times over: guest, page cache, cp).
  *
  * Page-cache state: the snapshot was just written, so restores read from
  * the page cache (what a restore right after a save sees); the O_DIRECT
@@ -337,8 +340,8 @@ static void migration(uint64_t size, uint64_t rate)
 
 int main(int argc, char **argv)
 {
-	uint64_t sizes[8] = {1, 2}, first_gib = 8;
-	size_t nsizes = 2;
+	uint64_t sizes[8] = {1, 2}, sparse[8] = {0}, first_gib = 8;
+	size_t nsizes = 2, nsparse = 0;
 	double disk_w, disk_r;
 
 	for (int i = 1; i < argc; i++) {
@@ -351,12 +354,20 @@ int main(int argc, char **argv)
 				if (*p == ',')
 					p++;
 			}
+		} else if (!strcmp(argv[i], "--sparse-sizes") && i + 1 < argc) {
+			char *p = argv[++i];
+
+			while (*p && nsparse < 8) {
+				sparse[nsparse++] = strtoull(p, &p, 10);
+				if (*p == ',')
+					p++;
+			}
 		} else if (!strcmp(argv[i], "--first-access-gib") && i + 1 < argc) {
 			first_gib = strtoull(argv[++i], NULL, 10);
 		} else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
 			dir = argv[++i];
 		} else {
-			fprintf(stderr, "usage: gm-bench-snapshot [--sizes 1,2] "
+			fprintf(stderr, "usage: gm-bench-snapshot [--sizes 1,2] [--sparse-sizes 8] "
 					"[--first-access-gib 8] [--dir DIR]\n");
 			return 2;
 		}
@@ -371,6 +382,9 @@ int main(int argc, char **argv)
 		for (int j = 0; j < 3 && sizes[i] > 0; j++)
 			bench_size(sizes[i] * GiB, pct[j], disk_w, disk_r);
 	}
+	for (size_t i = 0; i < nsparse; i++)
+		for (int j = 0; j < 2 && sparse[i] > 0; j++)
+			bench_size(sparse[i] * GiB, j * 10u, disk_w, disk_r);
 	if (first_gib)
 		first_access(first_gib * GiB);
 	migration(256 * MiB, 2000);

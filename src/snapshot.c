@@ -1394,13 +1394,49 @@ int gm_snapshot_lazy_supported(void)
 }
 
 /*
+ * Place @len bytes at @dst of a registered range: copies of @src, or the
+ * shared zero page when @src is NULL (no memory used until written). A
+ * partial result (-EAGAIN: the address space changed meanwhile) goes on
+ * after what was placed; other errors (the range was unmapped) end it.
+ */
+static void uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64_t len)
+{
+	while (len > 0) {
+		int64_t done;
+
+		if (src) {
+			struct uffdio_copy cp = {.dst = dst, .src = (uintptr_t)src, .len = len};
+
+			if (ioctl(uffd, UFFDIO_COPY, &cp) == 0)
+				return;
+			done = cp.copy;
+		} else {
+			struct uffdio_zeropage zp = {.range = {.start = dst, .len = len}};
+
+			if (ioctl(uffd, UFFDIO_ZEROPAGE, &zp) == 0)
+				return;
+			done = zp.zeropage;
+		}
+		if (errno != EAGAIN)
+			return;
+		if (done > 0) {
+			dst += (uintptr_t)done;
+			src = src ? src + done : NULL;
+			len -= (uint64_t)done;
+		}
+	}
+}
+
+/*
  * Fill chunk @c of lazy area @a if nobody has (invariant 4). Called by the
- * handler thread and by lazy_finish; @cb is the caller's scratch.
+ * handler thread and by lazy_finish; @cb is the caller's scratch. Zero runs
+ * get the zero page, so a restored guest uses memory only for its data.
  */
 static int lazy_fill_chunk(struct gm_snapshot *s, struct lazy_area *a, uint64_t c,
 			   struct chunk_buf *cb)
 {
 	const struct snap_region *r = &s->files[0].regions[a->region];
+	uintptr_t dst = (uintptr_t)(a->host + c * SNAP_CHUNK_BYTES);
 	unsigned char expect = 0;
 	uint64_t len = chunk_pages(r, c) * SNAP_PAGE;
 	int ret = 0;
@@ -1408,42 +1444,22 @@ static int lazy_fill_chunk(struct gm_snapshot *s, struct lazy_area *a, uint64_t 
 	if (!__atomic_compare_exchange_n(&a->state[c], &expect, 1, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return 0;
-	if (!chunk_is_zero(s, a->region, c)) {
-		ret = resolve_chunk(s, a->region, c, cb->buf, cb->state);
-		if (ret == 0) {
-			struct uffdio_copy cp = {
-			    .dst = (uintptr_t)(a->host + c * SNAP_CHUNK_BYTES),
-			    .src = (uintptr_t)cb->buf,
-			    .len = len,
-			};
+	if (chunk_is_zero(s, a->region, c)) {
+		uffd_place(s->uffd, dst, NULL, len);
+	} else if ((ret = resolve_chunk(s, a->region, c, cb->buf, cb->state)) == 0) {
+		for (uint64_t p = 0; p < len;) {
+			bool zero = buf_is_zero(cb->buf + p, SNAP_PAGE);
+			uint64_t q = p + SNAP_PAGE;
 
-			while (ioctl(s->uffd, UFFDIO_COPY, &cp) < 0 && errno == EAGAIN) {
-				/* Partial copy (the mm changed): go on after what was copied. */
-				if (cp.copy > 0) {
-					cp.dst += (uint64_t)cp.copy;
-					cp.src += (uint64_t)cp.copy;
-					cp.len -= (uint64_t)cp.copy;
-				}
-				cp.copy = 0;
-			}
-			__atomic_store_n(&a->state[c], 2, __ATOMIC_RELEASE);
-			return 0;
+			while (q < len && buf_is_zero(cb->buf + q, SNAP_PAGE) == zero)
+				q += SNAP_PAGE;
+			uffd_place(s->uffd, dst + (uintptr_t)p, zero ? NULL : cb->buf + p, q - p);
+			p = q;
 		}
+	} else {
 		/* Damaged or unreadable: the fault must still be served. */
 		__atomic_fetch_add(&s->lazy_errors, 1, __ATOMIC_RELAXED);
-	}
-	{
-		struct uffdio_zeropage zp = {
-		    .range = {.start = (uintptr_t)(a->host + c * SNAP_CHUNK_BYTES), .len = len},
-		};
-
-		while (ioctl(s->uffd, UFFDIO_ZEROPAGE, &zp) < 0 && errno == EAGAIN) {
-			if (zp.zeropage > 0) {
-				zp.range.start += (uint64_t)zp.zeropage;
-				zp.range.len -= (uint64_t)zp.zeropage;
-			}
-			zp.zeropage = 0;
-		}
+		uffd_place(s->uffd, dst, NULL, len);
 	}
 	__atomic_store_n(&a->state[c], 2, __ATOMIC_RELEASE);
 	return ret;

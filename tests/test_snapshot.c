@@ -906,6 +906,51 @@ static void lazy_restore_of_damaged_chunk_reads_zero_and_counts(void **state)
 	gm_memory_put(m);
 }
 
+/* Resident pages of this process (/proc/self/statm), in bytes. */
+static uint64_t resident_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+	fclose(f);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void lazy_restore_spends_memory_only_on_data(void **state)
+{
+	const struct gm_range r = {0, 32 * MiB};
+	struct gm_memory *m, *got;
+	struct gm_snapshot *s;
+	uint64_t before, v, sum = 0;
+	const char *why;
+
+	(void)state;
+	if (!lazy_testable(&why)) {
+		print_message("skipped: lazy restore cannot run here (%s)\n", why);
+		skip();
+	}
+	/* One data page per 2 MiB chunk: every chunk is filled, almost all zero. */
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	for (uint64_t gpa = 0; gpa < r.size; gpa += 2 * MiB)
+		put_page(m, gpa + 5 * PAGE, false);
+	assert_int_equal(gm_snapshot_save(m, path_of("lazy-sparse"), NULL), 0);
+	gm_memory_put(m);
+	assert_int_equal(gm_snapshot_open(path_of("lazy-sparse"), 0, &s), 0);
+	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_LAZY, NULL, &got), 0);
+	before = resident_bytes();
+	for (uint64_t gpa = 0; gpa < r.size; gpa += PAGE) {
+		assert_int_equal(gm_read_u64(got, gpa, &v), 0);
+		sum += v != 0;
+	}
+	assert_int_equal(sum, 16);
+	/* 16 data pages and the handler's 2 MiB buffer, not 32 MiB of zeros. */
+	assert_true(resident_bytes() - before < 8 * MiB);
+	gm_memory_put(got);
+	gm_snapshot_close(s);
+}
+
 /* ---- migration ---- */
 
 struct recv_arg {
@@ -1224,6 +1269,7 @@ int main(void)
 	    cmocka_unit_test(progress_reaches_total_and_can_cancel),
 	    cmocka_unit_test(lazy_restore_serves_concurrent_first_touches),
 	    cmocka_unit_test(lazy_restore_of_damaged_chunk_reads_zero_and_counts),
+	    cmocka_unit_test(lazy_restore_spends_memory_only_on_data),
 	    cmocka_unit_test(migration_of_idle_guest_copies_everything),
 	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
 	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
