@@ -835,33 +835,15 @@ static int apply_file_chunk(const struct snap_file *f, uint32_t ri, uint64_t c, 
 			    XXH3_state_t *state, uint64_t *read_bytes)
 {
 	const struct snap_region *r = &f->regions[ri];
-	uint64_t first = c * SNAP_CHUNK_PAGES, n = chunk_pages(r, c), p, lo = n, hi = 0, runs = 0;
-	bool span = true;
+	uint64_t first = c * SNAP_CHUNK_PAGES, n = chunk_pages(r, c), p = 0;
 	int ret;
 
-	for (p = 0; p < n; p++) {
-		if (!bit_test(r->data, first + p))
-			continue;
-		lo = lo == n ? p : lo;
-		hi = p;
-		runs += p == 0 || !bit_test(r->data, first + p - 1);
-	}
-	for (p = lo; p <= hi && lo < n; p++)
-		span &= bit_test(r->defined, first + p);
 	/*
-	 * Scattered stored pages with nothing to keep between them: one read
-	 * of the whole span instead of one per run (syscalls dominate here).
-	 * The pages between are zeroed below whatever the file holds there.
+	 * One read per run of stored pages, never across a hole: a buffered
+	 * read of a hole fills the page cache with zero pages (measured: 4x
+	 * slower on a 4 GiB guest with 10 % data than reading runs only).
 	 */
-	span = span && lo < n && runs > 1;
-	if (span) {
-		ret = pread_full(f->fd, dst + lo * SNAP_PAGE, (size_t)((hi - lo + 1) * SNAP_PAGE),
-				 r->file_offset + (first + lo) * SNAP_PAGE);
-		if (ret)
-			return ret;
-	}
 	XXH3_64bits_reset(state);
-	p = 0;
 	while (p < n) {
 		uint64_t q = p;
 
@@ -877,12 +859,10 @@ static int apply_file_chunk(const struct snap_file *f, uint32_t ri, uint64_t c, 
 		while (q < n && bit_test(r->data, first + q))
 			q++;
 		/* Pages p..q-1 are stored contiguously in the extent. */
-		if (!span) {
-			ret = pread_full(f->fd, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE),
-					 r->file_offset + (first + p) * SNAP_PAGE);
-			if (ret)
-				return ret;
-		}
+		ret = pread_full(f->fd, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE),
+				 r->file_offset + (first + p) * SNAP_PAGE);
+		if (ret)
+			return ret;
 		XXH3_64bits_update(state, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE));
 		if (read_bytes)
 			*read_bytes += (q - p) * SNAP_PAGE;
@@ -1224,7 +1204,8 @@ static int apply_deltas(const struct gm_snapshot *s, uint32_t ri, unsigned char 
 			     w < div_round_up(c * SNAP_CHUNK_PAGES + chunk_pages(r, c), 64); w++)
 				touched |= r->defined[w] != 0;
 		}
-		if (!touched)
+		/* A chunk with no data is anonymous zero memory already (overlay_zero_chunks). */
+		if (!touched || chunk_is_zero(s, ri, c))
 			continue;
 		/* Build the chunk aside, then copy: only defined pages change. */
 		memcpy(cb.buf, host + c * SNAP_CHUNK_BYTES, len);
@@ -1235,6 +1216,31 @@ static int apply_deltas(const struct gm_snapshot *s, uint32_t ri, unsigned char 
 	}
 	chunk_buf_free(&cb);
 	return ret;
+}
+
+/*
+ * Replace the file under runs of chunks that hold no data (in the chain's
+ * final state) with anonymous memory: a read of a hole through a file
+ * mapping puts a zero page in the page cache, so an empty 8 GiB guest
+ * touched all over would cost 8 GiB of cache; anonymous memory maps the
+ * shared zero page instead. Same contents, same copy-on-write behaviour.
+ */
+static int overlay_zero_chunks(const struct gm_snapshot *s, uint32_t ri, unsigned char *host)
+{
+	const struct snap_region *r = &s->files[0].regions[ri];
+
+	for (uint64_t c = 0; c < r->nchunks;) {
+		uint64_t d = c, len = 0;
+
+		while (d < r->nchunks && chunk_is_zero(s, ri, d))
+			len += chunk_pages(r, d++) * SNAP_PAGE;
+		if (len > 0 &&
+		    mmap(host + c * SNAP_CHUNK_BYTES, (size_t)len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			return -errno;
+		c = d + (d == c);
+	}
+	return 0;
 }
 
 static int lazy_register(struct gm_snapshot *s, uint32_t ri, struct gm_mapping *map);
@@ -1282,7 +1288,9 @@ int gm_snapshot_map_region(struct gm_snapshot *s, uint32_t index, enum gm_restor
 		ret = gm_mapping_new_fd(s->files[0].fd, r->file_offset, len, 0, &map);
 		if (ret)
 			return ret;
-		ret = apply_deltas(s, index, gm_mapping_host(map));
+		ret = overlay_zero_chunks(s, index, gm_mapping_host(map));
+		if (ret == 0)
+			ret = apply_deltas(s, index, gm_mapping_host(map));
 		if (ret)
 			goto err;
 		break;

@@ -208,7 +208,9 @@ enum gm_restore_mode {
  * A new mapping holding the saved state of region @index, for the caller
  * to place at the region's guest address (gm_memory_new(), or adding RAM
  * to a space). GM_RESTORE_PRIVATE maps the base file's extent privately
- * and copies the deltas' pages over it (so the base file must not change
+ * (2 MiB chunks holding no data are anonymous memory instead, so reading
+ * them fills no page cache) and copies the deltas' pages over it (so the
+ * base file must not change
  * while mapped, and its data checksums are not checked: run
  * gm_snapshot_verify() first if the file is not trusted). GM_RESTORE_LAZY
  * starts, on first use, one handler thread per snapshot that fills 2 MiB
