@@ -1793,8 +1793,11 @@ int gm_snapshot_save(const struct gm_memory *m, const char *path,
 	if (delta) {
 		const struct snap_file *bf;
 
+		const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+
 		base_name = strrchr(opts->base, '/') ? strrchr(opts->base, '/') + 1 : opts->base;
-		if (strlen(base_name) >= 256 || base_name[0] == 0) {
+		/* A delta saved under its base's name would replace the base it names. */
+		if (strlen(base_name) >= 256 || base_name[0] == 0 || !strcmp(base_name, name)) {
 			ret = -EINVAL;
 			goto out;
 		}

@@ -418,6 +418,8 @@ static void delta_against_other_layout_is_refused(void **state)
 	assert_int_equal(gm_snapshot_save(other, path_of("o-base"), NULL), 0);
 	struct gm_snapshot_opts o = {.base = path_of("o-base")};
 	assert_int_equal(gm_snapshot_save(g.m, path_of("o-delta"), &o), -ESTALE);
+	/* Nor may a delta take its base's name (it would replace it). */
+	assert_int_equal(gm_snapshot_save(other, path_of("o-base"), &o), -EINVAL);
 	assert_int_equal(access(path_of("o-delta"), F_OK), -1);
 	assert_int_equal(count_tmp_files(), 0);
 	gm_memory_put(other);

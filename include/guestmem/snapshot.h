@@ -89,11 +89,10 @@ struct gm_snapshot_opts {
  * @path, and the directory fsync()ed. On any error the temporary file is
  * removed and a file already at @path is left as it was.
  * Returns 0, or -EINVAL (@m or @path NULL, an unaligned region, an empty
- * view), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's layout differs
- * from @m's), -EOVERFLOW, -ENOMEM, -ECANCELED, -ENOSPC, -EFBIG, -EIO and
- * other errno from open/write/fsync/rename.
- * Thread-safety: concurrent saves of views sharing dirty bitmaps split the
- * dirty pages between them; do not do that.
+ * view, a base whose file name is @path's), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's
+ * layout differs from @m's), -EOVERFLOW, -ENOMEM, -ECANCELED, -ENOSPC, -EFBIG, -EIO and other errno
+ * from open/write/fsync/rename. Thread-safety: concurrent saves of views sharing dirty bitmaps
+ * split the dirty pages between them; do not do that.
  */
 GM_API int gm_snapshot_save(const struct gm_memory *m, const char *path,
 			    const struct gm_snapshot_opts *opts);
