@@ -37,6 +37,9 @@ static const char *op_name[] = {"u64 read",	"u64 write",  "translate",  "atomic 
 
 static double run_gm(const struct setup *s, enum op op, size_t n, unsigned char *buf)
 {
+	/* Locals, as a device model would hold them: no reload through @s. */
+	const struct gm_memory *m = s->m;
+	const gm_gpa_t *gpa = s->gpa;
 	double t0 = now_ns();
 	uint64_t acc = 0, v;
 	size_t i;
@@ -44,37 +47,37 @@ static double run_gm(const struct setup *s, enum op op, size_t n, unsigned char 
 	switch (op) {
 	case U64_READ:
 		for (i = 0; i < n; i++) {
-			gm_read_u64(s->m, s->gpa[i], &v);
+			gm_read_u64(m, gpa[i], &v);
 			acc += v;
 		}
 		break;
 	case U64_WRITE:
 		for (i = 0; i < n; i++)
-			gm_write_u64(s->m, s->gpa[i], i);
+			gm_write_u64(m, gpa[i], i);
 		break;
 	case XLATE:
 		for (i = 0; i < n; i++)
-			acc += (uintptr_t)gm_host_ptr(s->m, s->gpa[i], 8);
+			acc += (uintptr_t)gm_host_ptr(m, gpa[i], 8);
 		break;
 	case ATOMIC_LOAD:
 		for (i = 0; i < n; i++) {
-			gm_atomic_load_u64(s->m, s->gpa[i], &v, __ATOMIC_RELAXED);
+			gm_atomic_load_u64(m, gpa[i], &v, __ATOMIC_RELAXED);
 			acc += v;
 		}
 		break;
 	case ATOMIC_STORE:
 		for (i = 0; i < n; i++)
-			gm_atomic_store_u64(s->m, s->gpa[i], i, __ATOMIC_RELAXED);
+			gm_atomic_store_u64(m, gpa[i], i, __ATOMIC_RELAXED);
 		break;
 	case READ_4K:
 		for (i = 0; i < n; i++) {
-			gm_read(s->m, s->gpa[i] & ~(gm_gpa_t)4095, buf, 4096);
+			gm_read(m, gpa[i] & ~(gm_gpa_t)4095, buf, 4096);
 			acc += buf[i & 4095];
 		}
 		break;
 	case WRITE_4K:
 		for (i = 0; i < n; i++)
-			gm_write(s->m, s->gpa[i] & ~(gm_gpa_t)4095, buf, 4096);
+			gm_write(m, gpa[i] & ~(gm_gpa_t)4095, buf, 4096);
 		break;
 	}
 	sink = acc;
@@ -83,6 +86,8 @@ static double run_gm(const struct setup *s, enum op op, size_t n, unsigned char 
 
 static double run_raw(const struct setup *s, enum op op, size_t n, unsigned char *buf)
 {
+	unsigned char *const *hp = s->hp;
+	const gm_gpa_t *gpa = s->gpa;
 	double t0 = now_ns();
 	uint64_t acc = 0;
 	size_t i;
@@ -91,27 +96,27 @@ static double run_raw(const struct setup *s, enum op op, size_t n, unsigned char
 	case U64_READ:
 	case ATOMIC_LOAD:
 		for (i = 0; i < n; i++)
-			acc += __atomic_load_n((uint64_t *)s->hp[i], __ATOMIC_RELAXED);
+			acc += __atomic_load_n((uint64_t *)hp[i], __ATOMIC_RELAXED);
 		break;
 	case U64_WRITE:
 	case ATOMIC_STORE:
 		for (i = 0; i < n; i++)
-			__atomic_store_n((uint64_t *)s->hp[i], i, __ATOMIC_RELAXED);
+			__atomic_store_n((uint64_t *)hp[i], i, __ATOMIC_RELAXED);
 		break;
 	case XLATE:
 		/* A VMM with one flat mapping: base + offset, nothing checked. */
 		for (i = 0; i < n; i++)
-			acc += (uintptr_t)s->hp[0] + (uintptr_t)s->gpa[i];
+			acc += (uintptr_t)hp[0] + (uintptr_t)gpa[i];
 		break;
 	case READ_4K:
 		for (i = 0; i < n; i++) {
-			memcpy(buf, (void *)((uintptr_t)s->hp[i] & ~(uintptr_t)4095), 4096);
+			memcpy(buf, (void *)((uintptr_t)hp[i] & ~(uintptr_t)4095), 4096);
 			acc += buf[i & 4095];
 		}
 		break;
 	case WRITE_4K:
 		for (i = 0; i < n; i++)
-			memcpy((void *)((uintptr_t)s->hp[i] & ~(uintptr_t)4095), buf, 4096);
+			memcpy((void *)((uintptr_t)hp[i] & ~(uintptr_t)4095), buf, 4096);
 		break;
 	}
 	sink = acc;

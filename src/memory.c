@@ -16,15 +16,17 @@
  *     regions[i].last < regions[i + 1].gpa.
  *  2. max_last is regions[n - 1].last (0 for an empty view, whose single
  *     dummy region {gpa 1, last 0} matches no address).
- *  3. slots[] has nslots = (max_last >> shift) + 1 entries; slots[i].first
- *     is the index of the first region whose last byte is >= i << shift.
+ *  3. slots[] and slot_first[] have nslots = (max_last >> shift) + 1
+ *     entries; slot_first[i] is the index of the first region whose last
+ *     byte is >= i << shift.
  *     So the walk in gm__region_of() starts at or before the region holding
  *     any address of slot i and stops at the last region at the latest
  *     (invariant 2).
  *  3a. slots[i] lacks GM__SLOT_SLOW only if the whole slot lies inside
- *     region first, whose host address is then bias + gpa for every gpa of
- *     the slot, and bias is 8-byte aligned (so an aligned gpa is an aligned
- *     host address). Its READONLY/DIRTY flags are that region's.
+ *     region slot_first[i], whose host address is then bias + gpa for every
+ *     gpa of the slot (bias = slots[i] & ~GM__SLOT_FLAGS), and bias is
+ *     8-byte aligned (so an aligned gpa is an aligned host address). Its
+ *     READONLY/DIRTY flags are that region's.
  *  4. Every region's host range [host, host + size) lies inside its
  *     mapping, which the view holds a reference on; so does its dirty
  *     bitmap, which covers [dirty_offset, dirty_offset + size).
@@ -56,13 +58,15 @@ struct gm_memory {
 	struct gm_memory_hot hot; /* first: the inline path casts to it */
 	struct gm_region_hot *regions;
 	struct gm_region_cold *cold;
-	struct gm_slot *slots;
+	uintptr_t *slots;
+	uint32_t *slot_first;
 	uint64_t total;
 	unsigned long refs;
 };
 
 static const struct gm_region_hot empty_region = {.gpa = 1, .last = 0};
-static const struct gm_slot empty_slot = {.flags = GM__SLOT_SLOW};
+static const uintptr_t empty_slot = GM__SLOT_SLOW;
+static const uint32_t empty_slot_first = 0;
 
 /* ---- construction ---------------------------------------------------- */
 
@@ -125,7 +129,7 @@ static unsigned pick_shift(const struct gm_region_hot *r, uint32_t n, gm_gpa_t m
 	return shift;
 }
 
-/* Fill slots[] (invariants 3 and 3a). */
+/* Fill slots[] and slot_first[] (invariants 3 and 3a). */
 static int build_slots(struct gm_memory *m)
 {
 	uint64_t nslots = (m->hot.max_last >> m->hot.shift) + 1, i;
@@ -133,28 +137,30 @@ static int build_slots(struct gm_memory *m)
 	uint32_t j = 0;
 
 	m->slots = calloc((size_t)nslots, sizeof(*m->slots));
-	if (m->slots == NULL)
+	m->slot_first = calloc((size_t)nslots, sizeof(*m->slot_first));
+	if (m->slots == NULL || m->slot_first == NULL)
 		return -ENOMEM;
 	for (i = 0; i < nslots; i++) {
 		gm_gpa_t start = i << m->hot.shift;
 		const struct gm_region_hot *r;
-		struct gm_slot *s = &m->slots[i];
+		uintptr_t bias, e = GM__SLOT_SLOW;
 
 		/* Stops at the last region: its last byte is max_last >= start. */
 		while (m->regions[j].last < start)
 			j++;
 		r = &m->regions[j];
-		s->first = j;
-		s->bias = (uintptr_t)r->host - (uintptr_t)r->gpa;
-		s->flags = GM__SLOT_SLOW;
-		if (r->gpa <= start && r->last >= start + span && (s->bias & 7) == 0)
-			s->flags = 0;
+		m->slot_first[i] = j;
+		bias = (uintptr_t)r->host - (uintptr_t)r->gpa;
+		if (r->gpa <= start && r->last >= start + span && (bias & GM__SLOT_FLAGS) == 0)
+			e = bias;
 		if (r->flags & GM_REGION_READONLY)
-			s->flags |= GM__SLOT_READONLY;
+			e |= GM__SLOT_READONLY;
 		if (r->dirty != NULL)
-			s->flags |= GM__SLOT_DIRTY;
+			e |= GM__SLOT_DIRTY;
+		m->slots[i] = e;
 	}
 	m->hot.slots = m->slots;
+	m->hot.slot_first = m->slot_first;
 	m->hot.nslots = nslots;
 	return 0;
 }
@@ -170,6 +176,7 @@ static void memory_free(struct gm_memory *m)
 	free(m->regions);
 	free(m->cold);
 	free(m->slots);
+	free(m->slot_first);
 	free(m);
 }
 
@@ -182,6 +189,7 @@ static struct gm_memory *memory_alloc_empty(void)
 	m->refs = 1;
 	m->hot.regions = &empty_region;
 	m->hot.slots = &empty_slot;
+	m->hot.slot_first = &empty_slot_first;
 	m->hot.nslots = 1;
 	m->hot.shift = GM_PAGE_SHIFT;
 	return m;
@@ -325,18 +333,19 @@ bool gm__memory_invariants_ok(const struct gm_memory *m)
 	if (m->hot.nslots != nslots)
 		return false;
 	for (i = 0; i < nslots; i++) {
-		const struct gm_slot *sl = &m->slots[i];
+		uint32_t first = m->slot_first[i];
+		uintptr_t e = m->slots[i], bias = e & ~(uintptr_t)GM__SLOT_FLAGS;
 		gm_gpa_t start = i << m->hot.shift;
 		const struct gm_region_hot *r;
 
-		if (sl->first >= m->hot.nregions) /* 3 */
+		if (first >= m->hot.nregions) /* 3 */
 			return false;
-		r = &m->regions[sl->first];
-		if (r->last < start || (sl->first > 0 && m->regions[sl->first - 1].last >= start))
+		r = &m->regions[first];
+		if (r->last < start || (first > 0 && m->regions[first - 1].last >= start))
 			return false;
-		if (!(sl->flags & GM__SLOT_SLOW) && /* 3a */
+		if (!(e & GM__SLOT_SLOW) && /* 3a */
 		    (r->gpa > start || r->last - start < ((uint64_t)1 << m->hot.shift) - 1 ||
-		     (sl->bias & 7) != 0 || (uintptr_t)r->host != sl->bias + (uintptr_t)r->gpa))
+		     (uintptr_t)r->host != bias + (uintptr_t)r->gpa))
 			return false;
 	}
 	for (k = 0; k < m->hot.nregions; k++) { /* 4 */

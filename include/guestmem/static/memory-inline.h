@@ -53,29 +53,29 @@ struct gm_region_hot {
 	unsigned flags;		    /* GM_REGION_* */
 };
 
-/* gm_slot.flags */
+/*
+ * A slot entry is its region's host address bias with these flags in the
+ * low bits (a fast slot's bias is 8-byte aligned, so they are free): one
+ * word to load per access.
+ */
 #define GM__SLOT_SLOW	  1u /* not wholly inside one region (or host misaligned): no fast path */
 #define GM__SLOT_READONLY 2u /* the region refuses writes */
 #define GM__SLOT_DIRTY	  4u /* the region has a dirty bitmap: writes may need marking */
-
-/*
- * One slot of the lookup table: 2^shift guest bytes starting at
- * index << shift. A slot wholly inside one region carries that region's
- * host address bias, so host = bias + gpa (modulo the pointer width: the
- * bias may "wrap", the sum never does).
- */
-struct gm_slot {
-	uintptr_t bias; /* host address of gpa 0 as seen through this slot's region */
-	uint32_t first; /* index of the first region whose last byte is >= the slot's start */
-	uint32_t flags; /* GM__SLOT_* */
-};
+#define GM__SLOT_FLAGS	  7u
 
 /* The head of every struct gm_memory. */
 struct gm_memory_hot {
-	const struct gm_slot *slots; /* nslots entries */
-	uint64_t nslots;	     /* (max_last >> shift) + 1 */
-	unsigned shift;		     /* 12..63 */
+	/*
+	 * slots[i] covers guest bytes [i << shift, (i + 1) << shift). Without
+	 * GM__SLOT_SLOW, every byte of it lies in one region, at host address
+	 * (slots[i] & ~GM__SLOT_FLAGS) + gpa (modulo the pointer width: the
+	 * bias may "wrap", the sum never does).
+	 */
+	const uintptr_t *slots;
+	uint64_t nslots; /* (max_last >> shift) + 1 */
+	unsigned shift;	 /* 12..63 */
 	uint32_t nregions;
+	const uint32_t *slot_first; /* per slot: first region whose last byte is >= its start */
 	const struct gm_region_hot *regions; /* sorted; a non-matching dummy when empty */
 	gm_gpa_t max_last;		     /* highest byte in any region (0 when empty) */
 };
@@ -88,7 +88,7 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 
 	if (gpa > h->max_last)
 		return 0;
-	r = &h->regions[h->slots[gpa >> h->shift].first];
+	r = &h->regions[h->slot_first[gpa >> h->shift]];
 	/* Terminates: the last region's @last is max_last >= gpa. */
 	while (gpa > r->last)
 		r++;
@@ -96,30 +96,33 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 }
 
 /*
- * The fast-path slot of the naturally aligned @size-byte word at @gpa, or
- * NULL when the word needs the slow path. An aligned word of at most 8
- * bytes never crosses a slot (slots are >= 4 KiB), so a slot wholly inside
- * one region holds the whole word.
+ * The slot entry for the naturally aligned @size-byte word at @gpa, with
+ * GM__SLOT_SLOW set when the word needs the slow path. An aligned word of
+ * at most 8 bytes never crosses a slot (slots are >= 4 KiB), so a fast slot
+ * holds the whole word.
  */
-static inline const struct gm_slot *gm__word_slot(const struct gm_memory *m, gm_gpa_t gpa,
-						  unsigned size, unsigned deny)
+static inline uintptr_t gm__word_slot(const struct gm_memory *m, gm_gpa_t gpa, unsigned size)
 {
 	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
 	uint64_t idx = gpa >> h->shift;
-	const struct gm_slot *s;
 
 	if (__builtin_expect(idx >= h->nslots || (gpa & (size - 1)) != 0, 0))
-		return 0;
-	s = &h->slots[idx];
-	if (__builtin_expect((s->flags & deny) != 0, 0))
-		return 0;
-	return s;
+		return GM__SLOT_SLOW;
+	return h->slots[idx];
 }
 
-/* The host address of @gpa through fast slot @s. */
-static inline void *gm__slot_host(const struct gm_slot *s, gm_gpa_t gpa)
+/* The host address of @gpa through fast slot entry @e. */
+static inline void *gm__slot_host(uintptr_t e, gm_gpa_t gpa)
 {
-	return (void *)(s->bias + (uintptr_t)gpa);
+	return (void *)((e & ~(uintptr_t)GM__SLOT_FLAGS) + (uintptr_t)gpa);
+}
+
+/* The region of the fast slot holding @gpa (for dirty marking). */
+static inline const struct gm_region_hot *gm__slot_region(const struct gm_memory *m, gm_gpa_t gpa)
+{
+	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
+
+	return &h->regions[h->slot_first[gpa >> h->shift]];
 }
 
 /*
@@ -150,29 +153,26 @@ static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
  * The fast paths below fall back to the exported functions, called by name
  * in parentheses so the macros in memory.h do not expand here.
  */
-#define GM__READ_FAST(m, gpa, out, type)                                                           \
-	do {                                                                                       \
-		const struct gm_slot *s_ = gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW); \
-		if (__builtin_expect(s_ != 0 && (out) != 0, 1)) {                                  \
-			*(out) = __atomic_load_n((const type *)gm__slot_host(s_, (gpa)),           \
-						 __ATOMIC_RELAXED);                                \
-			return 0;                                                                  \
-		}                                                                                  \
+#define GM__READ_FAST(m, gpa, out, type)                                                 \
+	do {                                                                             \
+		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                  \
+		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {          \
+			*(out) = __atomic_load_n((const type *)gm__slot_host(e_, (gpa)), \
+						 __ATOMIC_RELAXED);                      \
+			return 0;                                                        \
+		}                                                                        \
 	} while (0)
 
-#define GM__WRITE_FAST(m, gpa, val, type)                                                        \
-	do {                                                                                     \
-		const struct gm_slot *s_ =                                                       \
-		    gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW | GM__SLOT_READONLY);  \
-		if (__builtin_expect(s_ != 0, 1)) {                                              \
-			__atomic_store_n((type *)gm__slot_host(s_, (gpa)), (val),                \
-					 __ATOMIC_RELAXED);                                      \
-			if (s_->flags & GM__SLOT_DIRTY)                                          \
-				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
-						   ->regions[s_->first],                         \
-					      (gpa));                                            \
-			return 0;                                                                \
-		}                                                                                \
+#define GM__WRITE_FAST(m, gpa, val, type)                                               \
+	do {                                                                            \
+		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                 \
+		if (__builtin_expect(!(e_ & (GM__SLOT_SLOW | GM__SLOT_READONLY)), 1)) { \
+			__atomic_store_n((type *)gm__slot_host(e_, (gpa)), (val),       \
+					 __ATOMIC_RELAXED);                             \
+			if (e_ & GM__SLOT_DIRTY)                                        \
+				gm__mark_word(gm__slot_region((m), (gpa)), (gpa));      \
+			return 0;                                                       \
+		}                                                                       \
 	} while (0)
 
 static inline int gm_inline_read_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t *out)
@@ -228,46 +228,43 @@ static inline int gm_inline_write_u64(const struct gm_memory *m, gm_gpa_t gpa, u
  * order tests fold away. Anything else goes to the exported function,
  * which also rejects invalid orders.
  */
-#define GM__ATOMIC_LOAD_FAST(m, gpa, out, mo, type)                                                \
-	do {                                                                                       \
-		const struct gm_slot *s_ = gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW); \
-		if (__builtin_expect(s_ != 0 && (out) != 0, 1)) {                                  \
-			const type *p_ = (const type *)gm__slot_host(s_, (gpa));                   \
-			if ((mo) == __ATOMIC_RELAXED) {                                            \
-				*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);                    \
-				return 0;                                                          \
-			}                                                                          \
-			if ((mo) == __ATOMIC_ACQUIRE) {                                            \
-				*(out) = __atomic_load_n(p_, __ATOMIC_ACQUIRE);                    \
-				return 0;                                                          \
-			}                                                                          \
-			if ((mo) == __ATOMIC_SEQ_CST) {                                            \
-				*(out) = __atomic_load_n(p_, __ATOMIC_SEQ_CST);                    \
-				return 0;                                                          \
-			}                                                                          \
-		}                                                                                  \
+#define GM__ATOMIC_LOAD_FAST(m, gpa, out, mo, type)                              \
+	do {                                                                     \
+		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));          \
+		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {  \
+			const type *p_ = (const type *)gm__slot_host(e_, (gpa)); \
+			if ((mo) == __ATOMIC_RELAXED) {                          \
+				*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);  \
+				return 0;                                        \
+			}                                                        \
+			if ((mo) == __ATOMIC_ACQUIRE) {                          \
+				*(out) = __atomic_load_n(p_, __ATOMIC_ACQUIRE);  \
+				return 0;                                        \
+			}                                                        \
+			if ((mo) == __ATOMIC_SEQ_CST) {                          \
+				*(out) = __atomic_load_n(p_, __ATOMIC_SEQ_CST);  \
+				return 0;                                        \
+			}                                                        \
+		}                                                                \
 	} while (0)
 
-#define GM__ATOMIC_STORE_FAST(m, gpa, val, mo, type)                                             \
-	do {                                                                                     \
-		const struct gm_slot *s_ =                                                       \
-		    gm__word_slot((m), (gpa), sizeof(type), GM__SLOT_SLOW | GM__SLOT_READONLY);  \
-		if (__builtin_expect(s_ != 0, 1) &&                                              \
-		    ((mo) == __ATOMIC_RELAXED || (mo) == __ATOMIC_RELEASE ||                     \
-		     (mo) == __ATOMIC_SEQ_CST)) {                                                \
-			type *p_ = (type *)gm__slot_host(s_, (gpa));                             \
-			if ((mo) == __ATOMIC_RELAXED)                                            \
-				__atomic_store_n(p_, (val), __ATOMIC_RELAXED);                   \
-			else if ((mo) == __ATOMIC_RELEASE)                                       \
-				__atomic_store_n(p_, (val), __ATOMIC_RELEASE);                   \
-			else                                                                     \
-				__atomic_store_n(p_, (val), __ATOMIC_SEQ_CST);                   \
-			if (s_->flags & GM__SLOT_DIRTY)                                          \
-				gm__mark_word(&((const struct gm_memory_hot *)(const void *)(m)) \
-						   ->regions[s_->first],                         \
-					      (gpa));                                            \
-			return 0;                                                                \
-		}                                                                                \
+#define GM__ATOMIC_STORE_FAST(m, gpa, val, mo, type)                                    \
+	do {                                                                            \
+		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                 \
+		if (__builtin_expect(!(e_ & (GM__SLOT_SLOW | GM__SLOT_READONLY)), 1) && \
+		    ((mo) == __ATOMIC_RELAXED || (mo) == __ATOMIC_RELEASE ||            \
+		     (mo) == __ATOMIC_SEQ_CST)) {                                       \
+			type *p_ = (type *)gm__slot_host(e_, (gpa));                    \
+			if ((mo) == __ATOMIC_RELAXED)                                   \
+				__atomic_store_n(p_, (val), __ATOMIC_RELAXED);          \
+			else if ((mo) == __ATOMIC_RELEASE)                              \
+				__atomic_store_n(p_, (val), __ATOMIC_RELEASE);          \
+			else                                                            \
+				__atomic_store_n(p_, (val), __ATOMIC_SEQ_CST);          \
+			if (e_ & GM__SLOT_DIRTY)                                        \
+				gm__mark_word(gm__slot_region((m), (gpa)), (gpa));      \
+			return 0;                                                       \
+		}                                                                       \
 	} while (0)
 
 static inline int gm_inline_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out,
@@ -302,15 +299,14 @@ static inline void *gm_inline_host_ptr(const struct gm_memory *m, gm_gpa_t gpa, 
 {
 	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
 	uint64_t idx = gpa >> h->shift, in_slot = gpa & (((uint64_t)1 << h->shift) - 1);
-	const struct gm_slot *s;
+	uintptr_t e;
 
 	/* Fast: the range ends inside a slot wholly inside one region. */
 	if (__builtin_expect(idx < h->nslots, 1)) {
-		s = &h->slots[idx];
-		if (__builtin_expect(!(s->flags & GM__SLOT_SLOW) &&
-					 len <= ((uint64_t)1 << h->shift) - in_slot,
-				     1))
-			return gm__slot_host(s, gpa);
+		e = h->slots[idx];
+		if (__builtin_expect(
+			!(e & GM__SLOT_SLOW) && len <= ((uint64_t)1 << h->shift) - in_slot, 1))
+			return gm__slot_host(e, gpa);
 	}
 	return (gm_host_ptr)(m, gpa, len);
 }
