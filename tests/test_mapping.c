@@ -693,6 +693,37 @@ static void sizes_near_size_max_fail_cleanly(void **state)
 	close(fd);
 }
 
+/* The lowest free fd number: equal before and after a call that leaks none. */
+static int lowest_free_fd(void)
+{
+	int fd = dup(0);
+
+	assert_true(fd >= 0);
+	close(fd);
+	return fd;
+}
+
+/*
+ * An fd window whose size, rounded to pages or with its guard pages, passes
+ * SIZE_MAX is -EOVERFLOW (64-bit hosts already refuse it as an off_t), and
+ * the duplicate fd taken on the way is closed again.
+ */
+static void fd_size_past_size_max_with_guards_is_eoverflow(void **state)
+{
+	struct gm_mapping *m = (struct gm_mapping *)&m;
+	size_t top = SIZE_MAX & ~(page - 1);
+	int fd = temp_file(page, O_RDWR), before;
+
+	(void)state;
+	before = lowest_free_fd();
+	assert_int_equal(gm_mapping_new_fd(fd, 0, SIZE_MAX, 0, &m), -EOVERFLOW);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, top, GM_MAP_GUARD, &m), -EOVERFLOW);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, top - page, GM_MAP_GUARD, &m), -EOVERFLOW);
+	assert_int_equal(lowest_free_fd(), before);
+	assert_ptr_equal(m, (struct gm_mapping *)&m);
+	close(fd);
+}
+
 /* ---- hugetlb ---- */
 
 static void hugetlb_without_reserved_pages_fails_with_kernel_errno(void **state)
@@ -938,6 +969,7 @@ int main(void)
 	    cmocka_unit_test(fd_rejects_bad_arguments),
 	    cmocka_unit_test(anon_rejects_bad_arguments),
 	    cmocka_unit_test(sizes_near_size_max_fail_cleanly),
+	    cmocka_unit_test(fd_size_past_size_max_with_guards_is_eoverflow),
 	    cmocka_unit_test(hugetlb_without_reserved_pages_fails_with_kernel_errno),
 	    cmocka_unit_test(hugetlb_maps_huge_pages_with_huge_guards),
 	    cmocka_unit_test(protect_readonly_then_write_faults),

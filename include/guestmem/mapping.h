@@ -9,9 +9,14 @@
  *
  * Lifetime: refcounted. Constructors return a mapping holding one
  * reference; gm_mapping_get() adds one, gm_mapping_put() drops one and
- * unmaps at zero. get/put and the accessors are safe from any thread;
- * gm_mapping_protect() may race only with accesses the caller orders.
+ * unmaps at zero. Constructors, get/put and the accessors are safe from
+ * any thread; gm_mapping_protect() may race only with accesses the caller
+ * orders.
  * A constructor that fails leaves *out untouched and holds nothing.
+ *
+ * NULL: the functions that return an errno reject a NULL pointer argument
+ * with -EINVAL. The accessors and gm_mapping_get() have no error to return:
+ * for them a live, non-NULL @m is a precondition (not checked).
  *
  * Sizes are rounded up to the page size internally (the huge page size
  * for hugetlb memory); gm_mapping_size() still reports the size asked for.
@@ -68,9 +73,11 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * -EINVAL   @fd < 0, @out NULL, @size 0, @offset not page aligned (for a
  *           hugetlbfs fd: not huge page aligned), unknown flag, or
  *           GM_MAP_HUGETLB / GM_MAP_THP (the fd decides its page size);
- * -EOVERFLOW @offset + @size wraps, or does not fit off_t;
+ * -EOVERFLOW @offset + @size wraps, or does not fit off_t, or @size plus
+ *           guard pages does not fit size_t;
  * -EFAULT   GM_MAP_POPULATE and the window runs past the end of the file;
- * -EBADF, -EACCES, -ENODEV, -ENOMEM ... from fcntl()/fstatfs()/mmap().
+ * -ENOMEM   no memory for the object or no address space;
+ * -EBADF, -EACCES, -ENODEV ... from fcntl()/fstatfs()/mmap()/madvise().
  * Without GM_MAP_POPULATE a window past the end of the file maps, and
  * touching a page wholly past it raises SIGBUS (the file may grow later).
  */
@@ -83,7 +90,9 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
  * to another process (a vhost-user back end). GM_MAP_SHARED is implied.
  * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB.
  * Returns 0 and *@out, or the errors of gm_mapping_new_anon() (-EINVAL
- * also for a NULL @name) and memfd_create()/ftruncate().
+ * also for a NULL @name; -EOVERFLOW also when @size rounded up to the
+ * memfd's page size does not fit off_t) and those of memfd_create(),
+ * fstatfs() and ftruncate() (-EMFILE, -ENOSPC, ...).
  */
 GM_API int gm_mapping_new_memfd(const char *name, size_t size, unsigned flags,
 				struct gm_mapping **out);
