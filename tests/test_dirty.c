@@ -351,6 +351,41 @@ static void merge_rejects_first_not_multiple_of_64(void **state)
 /* ------------------------------------------------------------------------ */
 /* Runs                                                                     */
 
+static void merge_rejects_null_bits_and_first_past_the_end(void **state)
+{
+	struct gm_dirty *d = dnew(100 * PAGE);
+	uint64_t in = UINT64_MAX;
+
+	(void)state;
+	assert_int_equal(gm_dirty_merge(d, 0, NULL, 1), -EINVAL);
+	assert_int_equal(gm_dirty_merge(d, 128, &in, 1), -EINVAL); /* pages end at 99 */
+	assert_int_equal(gm_dirty_merge(d, UINT64_MAX - 63, &in, 1), -EINVAL);
+	assert_int_equal(gm_dirty_count(d), 0);
+	/* Nothing to merge: a NULL buffer is fine. */
+	assert_int_equal(gm_dirty_merge(d, 0, NULL, 0), 0);
+	assert_int_equal(gm_dirty_count(d), 0);
+	gm_dirty_put(d);
+}
+
+static void next_run_rejects_null_out_pointers(void **state)
+{
+	struct gm_dirty *d = dnew(100 * PAGE);
+	uint64_t first = 7, count = 9;
+
+	(void)state;
+	gm_dirty_mark(d, 3 * PAGE, PAGE);
+	assert_int_equal(gm_dirty_next_run(d, 0, NULL, &count), -EINVAL);
+	assert_int_equal(gm_dirty_next_run(d, 0, &first, NULL), -EINVAL);
+	assert_int_equal(first, 7);
+	assert_int_equal(count, 9);
+	/* -ENOENT leaves both untouched too. */
+	assert_int_equal(gm_dirty_next_run(d, 4, &first, &count), -ENOENT);
+	assert_int_equal(first, 7);
+	assert_int_equal(count, 9);
+	assert_int_equal(gm_dirty_count(d), 1);
+	gm_dirty_put(d);
+}
+
 static void next_run_walks_every_run_in_order(void **state)
 {
 	static const uint64_t want_first[] = {0, 5, 60, 130, 199};
@@ -576,6 +611,8 @@ int main(void)
 	    cmocka_unit_test(merge_ors_external_bits_in),
 	    cmocka_unit_test(merge_ignores_bits_past_the_last_page),
 	    cmocka_unit_test(merge_rejects_first_not_multiple_of_64),
+	    cmocka_unit_test(merge_rejects_null_bits_and_first_past_the_end),
+	    cmocka_unit_test(next_run_rejects_null_out_pointers),
 	    cmocka_unit_test(next_run_walks_every_run_in_order),
 	    cmocka_unit_test(next_run_from_inside_a_run_starts_there),
 	    cmocka_unit_test(next_run_is_enoent_when_clean_or_past_the_end),

@@ -18,6 +18,9 @@
  * process (membarrier(2)), so a page written before collect() returns is
  * either in the returned set or stays set for the next collect (no write
  * is ever lost between "read" and "clear").
+ * NULL: @d is never checked; a live, non-NULL bitmap is a precondition of
+ * every function but gm_dirty_put(). The other pointer arguments are
+ * checked, and a NULL one where the contract needs it is -EINVAL.
  */
 #ifndef GUESTMEM_DIRTY_H
 #define GUESTMEM_DIRTY_H
@@ -39,7 +42,7 @@ struct gm_dirty;
  */
 GM_API int gm_dirty_new(uint64_t size, struct gm_dirty **out);
 
-/* Take a reference on @d and return it. */
+/* Take a reference on @d (the caller holds one already) and return it. */
 GM_API struct gm_dirty *gm_dirty_get(struct gm_dirty *d);
 
 /* Drop a reference; frees at zero. NULL is ignored. */
@@ -76,7 +79,7 @@ GM_API uint64_t gm_dirty_count(const struct gm_dirty *d);
  * @nwords) into @out (bit i of out[w] is page @first + 64 * w + i; bits past
  * the last page read as 0). @first must be a multiple of 64.
  * Returns 0, or -EINVAL if @out is NULL with @nwords > 0, or @first is not
- * a multiple of 64 or beyond the last page.
+ * a multiple of 64 or is at or beyond the number of pages.
  */
 GM_API int gm_dirty_collect(struct gm_dirty *d, uint64_t first, uint64_t *out, size_t nwords);
 
@@ -84,14 +87,17 @@ GM_API int gm_dirty_collect(struct gm_dirty *d, uint64_t first, uint64_t *out, s
  * OR @nwords words of an external bitmap into @d, bit i of @bits[w] being
  * page @first + 64 * w + i (the layout of KVM's dirty log). @first must be
  * a multiple of 64; bits past the last page are ignored.
- * Returns 0 or -EINVAL.
+ * Returns 0, or -EINVAL (nothing merged) if @bits is NULL with @nwords > 0,
+ * or @first is not a multiple of 64 or is at or beyond the number of pages.
  */
 GM_API int gm_dirty_merge(struct gm_dirty *d, uint64_t first, const uint64_t *bits, size_t nwords);
 
 /*
  * Find the next run of dirty pages at or after page @from without
  * clearing it: *@first is its first page and *@count its length.
- * Returns 0, or -ENOENT if no page at or after @from is dirty.
+ * Returns 0, or -ENOENT if no page at or after @from is dirty (*@first and
+ * *@count untouched), -EINVAL if @first or @count is NULL.
+ * The run is a snapshot: concurrent writers may extend it meanwhile.
  */
 GM_API int gm_dirty_next_run(const struct gm_dirty *d, uint64_t from, uint64_t *first,
 			     uint64_t *count);
