@@ -917,6 +917,45 @@ static void region_above_4gib_is_reachable(void **state)
 /* RAM [0x10000, 0x12000), hole, RAM [0x14000, 0x16000). */
 static const struct gm_range hole_layout[2] = {{0x10000, 2 * PAGE}, {0x14000, 2 * PAGE}};
 
+static void last_addr_rejects_null_out(void **state)
+{
+	static const struct gm_range r[1] = {{0x10000, PAGE}};
+	struct gm_memory *empty = NULL;
+	struct world w;
+
+	(void)state;
+	world_build(&w, r, 1);
+	assert_int_equal(gm_memory_last_addr(w.m, NULL), -EINVAL);
+	world_free(&w);
+	/* The NULL check comes first, also in an empty view. */
+	assert_int_equal(gm_memory_new(NULL, 0, &empty), 0);
+	assert_int_equal(gm_memory_last_addr(empty, NULL), -EINVAL);
+	gm_memory_put(empty);
+}
+
+static void le_accessors_outside_ram_fault_and_reject_null(void **state)
+{
+	uint16_t v16 = 0x2222;
+	uint64_t v64 = 0x4444444444444444ull;
+	struct world w;
+
+	(void)state;
+	world_build(&w, hole_layout, 2);
+	assert_int_equal(gm_read_le16(w.m, 0x12000, &v16), -EFAULT);
+	assert_int_equal((gm_read_le16)(w.m, 0x12000 - 1, &v16), -EFAULT);
+	assert_int_equal(v16, 0x2222);
+	assert_int_equal((gm_read_le64)(w.m, 0x10000, NULL), -EINVAL);
+	assert_int_equal(gm_read_le64(w.m, 0x10000, NULL), -EINVAL);
+	assert_int_equal(gm_read_le16(w.m, 0x10000, NULL), -EINVAL);
+	assert_int_equal(v64, 0x4444444444444444ull);
+	assert_int_equal(gm_write_le32(w.m, 0x12000 - 2, 1), -EFAULT);
+	assert_int_equal((gm_write_le32)(w.m, 0x13ffc, 1), -EFAULT);
+	assert_int_equal(gm_write_le16(w.m, UINT64_MAX, 1), -EFAULT);
+	expect_pat(&w, 0x10000, 2 * PAGE);
+	expect_pat(&w, 0x14000, 2 * PAGE);
+	world_free(&w);
+}
+
 static void read_touching_hole_faults_and_leaves_buffer(void **state)
 {
 	unsigned char buf[3 * PAGE], ref[3 * PAGE];
@@ -1579,6 +1618,30 @@ static void atomics_reject_invalid_memorder(void **state)
 	assert_int_equal(gm_atomic_cmpxchg_u64(w.m, 0x10000, &e64, 1, 6), -EINVAL);
 	assert_int_equal(gm_atomic_cmpxchg_u32(w.m, 0x10000, &e32, 1, -1), -EINVAL);
 	expect_pat(&w, 0x10000, 8);
+	world_free(&w);
+}
+
+/* The widths atomics_outside_ram_fault does not cover, each in a hole. */
+static void atomics_of_the_other_widths_outside_ram_fault(void **state)
+{
+	uint64_t old64 = 5;
+	uint32_t old32 = 6, e32 = 7;
+	struct world w;
+
+	(void)state;
+	world_build(&w, hole_layout, 2);
+	assert_int_equal(gm_atomic_store_u32(w.m, 0x12000, 1, __ATOMIC_RELAXED), -EFAULT);
+	assert_int_equal((gm_atomic_store_u32)(w.m, 0x12000, 1, __ATOMIC_RELAXED), -EFAULT);
+	assert_int_equal(gm_atomic_fetch_add_u32(w.m, 0x13ffc, 1, &old32, __ATOMIC_SEQ_CST),
+			 -EFAULT);
+	assert_int_equal(gm_atomic_fetch_or_u64(w.m, 0x16000, 1, &old64, __ATOMIC_SEQ_CST),
+			 -EFAULT);
+	assert_int_equal(gm_atomic_cmpxchg_u32(w.m, 0x12000, &e32, 1, __ATOMIC_SEQ_CST), -EFAULT);
+	assert_int_equal(old32, 6);
+	assert_int_equal(old64, 5);
+	assert_int_equal(e32, 7);
+	expect_pat(&w, 0x10000, 2 * PAGE);
+	expect_pat(&w, 0x14000, 2 * PAGE);
 	world_free(&w);
 }
 
@@ -2895,6 +2958,7 @@ int main(void)
 	    cmocka_unit_test(region_by_index_reports_its_spec),
 	    cmocka_unit_test(find_reports_the_region_holding_an_address),
 	    cmocka_unit_test(total_size_and_last_addr),
+	    cmocka_unit_test(last_addr_rejects_null_out),
 	    cmocka_unit_test(read_write_crossing_one_boundary),
 	    cmocka_unit_test(read_write_crossing_two_boundaries),
 	    cmocka_unit_test(read_write_crossing_64_boundaries),
@@ -2923,12 +2987,14 @@ int main(void)
 	    cmocka_unit_test(fixed_width_crossing_regions),
 	    cmocka_unit_test(fixed_width_read_errors_leave_out_untouched),
 	    cmocka_unit_test(fixed_width_writes_outside_ram_change_nothing),
+	    cmocka_unit_test(le_accessors_outside_ram_fault_and_reject_null),
 	    cmocka_unit_test(atomics_reject_misaligned_words),
 	    cmocka_unit_test(atomics_reject_words_crossing_regions),
 	    cmocka_unit_test(atomics_reject_word_misaligned_on_host),
 	    cmocka_unit_test(atomics_reject_invalid_memorder),
 	    cmocka_unit_test(atomics_reject_null_out_pointers),
 	    cmocka_unit_test(atomics_outside_ram_fault),
+	    cmocka_unit_test(atomics_of_the_other_widths_outside_ram_fault),
 	    cmocka_unit_test(atomic_load_store_round_trip_with_every_valid_order),
 	    cmocka_unit_test(cmpxchg_swaps_or_reports_value_found),
 	    cmocka_unit_test(fetch_add_and_fetch_or_return_old_value),

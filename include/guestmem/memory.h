@@ -18,6 +18,12 @@
  * reference on every mapping and dirty bitmap its regions use; host
  * pointers obtained from a view stay valid while a reference to it is held
  * (or, for a view published by a gm_space, inside an RCU read-side section).
+ * gm_memory_get()/gm_memory_put() are safe from any thread.
+ *
+ * NULL: the view @m is never checked: a live, non-NULL view is a
+ * precondition of every function below except gm_memory_put() (the data
+ * path does not pay for the test). Buffers and out-pointers are checked
+ * and a NULL one is -EINVAL where the function can return an errno.
  *
  * Fast path: with GCC or clang, the fixed-width accessors, the atomic
  * loads and stores, and gm_host_ptr() are inlined from <guestmem/static/memory-inline.h>, which
@@ -96,7 +102,7 @@ GM_API int gm_memory_new(const struct gm_region_spec *specs, size_t n, struct gm
  */
 GM_API int gm_memory_new_anon(const struct gm_range *ranges, size_t n, struct gm_memory **out);
 
-/* Take a reference and return @m. */
+/* Take a reference (the caller holds one already) and return @m. */
 GM_API struct gm_memory *gm_memory_get(struct gm_memory *m);
 
 /* Drop a reference; at zero the view is freed and its mapping references dropped. NULL ok. */
@@ -117,7 +123,10 @@ GM_API int gm_memory_find(const struct gm_memory *m, gm_gpa_t gpa, struct gm_reg
 /* Sum of all region sizes. */
 GM_API uint64_t gm_memory_total_size(const struct gm_memory *m);
 
-/* *@last = the highest guest address in any region. Returns 0, or -ENOENT for an empty view. */
+/*
+ * *@last = the highest guest address in any region.
+ * Returns 0, -ENOENT for an empty view, -EINVAL if @last is NULL.
+ */
 GM_API int gm_memory_last_addr(const struct gm_memory *m, gm_gpa_t *last);
 
 /*
@@ -133,7 +142,9 @@ GM_API int gm_read(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t le
 /*
  * Copy @len bytes from @buf into guest memory at @gpa. All or nothing: a
  * failing write changes no guest byte. Marks dirty pages where tracking is on.
- * Returns 0, -EFAULT, -EACCES (a byte lies in a read-only region), -EINVAL.
+ * Returns 0, -EFAULT (a byte outside guest RAM, or the range wraps), -EACCES
+ * (a byte lies in a read-only region; when a range has both, the first bad
+ * byte in address order decides), -EINVAL if @buf is NULL and @len is not 0.
  */
 GM_API int gm_write(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, size_t len);
 
@@ -204,7 +215,8 @@ GM_API int gm_atomic_cmpxchg_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64
 
 /*
  * Set @len bytes at @gpa to @byte (converted to unsigned char).
- * All or nothing. Returns 0, -EFAULT or -EACCES.
+ * All or nothing. Returns 0, -EFAULT (a byte outside RAM, or the range
+ * wraps) or -EACCES (a byte in a read-only region). @len 0 is 0.
  */
 GM_API int gm_fill(const struct gm_memory *m, gm_gpa_t gpa, int byte, size_t len);
 
@@ -233,7 +245,8 @@ GM_API void *gm_host_ptr_write(const struct gm_memory *m, gm_gpa_t gpa, size_t l
  * merged. Fills at most @max entries of @iov and sets *@n to the number used.
  * Returns 0; -EFAULT if a byte is outside RAM; -ENOBUFS if more than @max
  * entries are needed (*@n is then set to the number needed, @iov holds the
- * first @max); -EINVAL for NULL pointers. @len 0 gives *@n = 0.
+ * first @max); -EINVAL if @n is NULL, or @iov is NULL with @max > 0.
+ * @len 0 gives *@n = 0.
  * gm_to_iovec_write() also fails with -EACCES if a byte is read-only; a
  * caller that writes through the iovecs reports it with gm_mark_dirty().
  */
@@ -260,10 +273,11 @@ GM_API int gm_mark_dirty(const struct gm_memory *m, gm_gpa_t gpa, size_t len);
  * read-only region). *@done is always set to the bytes moved: less than
  * @len means end of file (read) or an error. Returns 0 if the transfer
  * ended normally (all bytes, or EOF), -EAGAIN if a non-blocking fd would
- * block after *@done bytes, another negative errno from the system call,
- * -EINVAL for a NULL @done, @fd < 0 or @offset < -1, -EOVERFLOW if
- * @offset + @len overflows a file offset. Guest pages read into are marked
- * dirty.
+ * block after *@done bytes, another negative errno from the system call
+ * (e.g. -EBADF, -ENOSPC, -EPIPE with SIGPIPE ignored), -EIO if gm_write_to_fd()'s system call
+ * reports 0 bytes written (no progress possible), -EINVAL for a NULL @done,
+ * @fd < 0 or @offset < -1, -EOVERFLOW if @offset + @len overflows a file
+ * offset. Guest pages read into are marked dirty.
  */
 GM_API int gm_read_from_fd(const struct gm_memory *m, gm_gpa_t gpa, int fd, int64_t offset,
 			   size_t len, size_t *done);
