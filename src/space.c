@@ -997,6 +997,18 @@ static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uin
 	return err;
 }
 
+/*
+ * An edit that fails before it joins the transaction (a bad argument, no
+ * memory for its window) still dooms the calling thread's open one, as
+ * every failing edit does (space.h, "Editing"). Returns @err.
+ */
+static int fail_early(struct gm_space *s, int err)
+{
+	if (s && owned_by_me(s) && !s->in_callback && !s->doom)
+		s->doom = err;
+	return err;
+}
+
 /* Check the arguments every add shares. */
 static int check_add_args(const struct gm_space *s, uint64_t size, struct gm_window **out)
 {
@@ -1040,7 +1052,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return err;
+		return fail_early(s, err);
 	if (max_size == 0)
 		max_size = size;
 	err = check_mem_args(s, gpa, size);
@@ -1053,7 +1065,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 		goto err_early;
 	w = window_alloc(GM_WINDOW_RAM, "");
 	if (!w)
-		return -ENOMEM;
+		return fail_early(s, -ENOMEM);
 	w->capacity = max_size;
 	err = gm_mapping_new_anon(len, map_flags, &w->mapping);
 	if (!err)
@@ -1065,10 +1077,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	/* Still an edit: it dooms the caller's open transaction. */
-	if (owned_by_me(s) && !s->in_callback && !s->doom)
-		s->doom = err;
-	return err;
+	return fail_early(s, err);
 }
 
 /* The shared part of adding a window of a caller's mapping. */
@@ -1082,7 +1091,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return err;
+		return fail_early(s, err);
 	err = check_mem_args(s, gpa, size);
 	if (!err && (!mapping || !gm_is_aligned(offset, GM_PAGE_SIZE)))
 		err = -EINVAL;
@@ -1097,7 +1106,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 		goto err_early;
 	w = window_alloc(kind, "");
 	if (!w)
-		return -ENOMEM;
+		return fail_early(s, -ENOMEM);
 	w->mapping = gm_mapping_get(mapping);
 	w->offset = offset;
 	/* Whole pages only: the window grows by pages. */
@@ -1114,9 +1123,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	if (owned_by_me(s) && !s->in_callback && !s->doom)
-		s->doom = err;
-	return err;
+	return fail_early(s, err);
 }
 
 int gm_space_add_ram_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
@@ -1140,7 +1147,7 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return err;
+		return fail_early(s, err);
 	err = check_mem_args(s, gpa, size);
 	if (!err && (len > size || (!data && len)))
 		err = -EINVAL;
@@ -1148,18 +1155,15 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 		err = gm_u64_to_size(size, &msize);
 	if (!err)
 		err = gm_mapping_new_anon(msize, 0, &m);
-	if (err) {
-		if (owned_by_me(s) && !s->in_callback && !s->doom)
-			s->doom = err;
-		return err;
-	}
+	if (err)
+		return fail_early(s, err);
 	if (len)
 		memcpy(gm_mapping_host(m), data, len);
 	err = gm_mapping_protect(m, 0, msize, PROT_READ);
 	if (!err)
 		err = add_mapping_window(s, GM_WINDOW_ROM, gpa, size, m, 0, out);
-	else if (owned_by_me(s) && !s->in_callback && !s->doom)
-		s->doom = err;
+	else
+		fail_early(s, err);
 	gm_mapping_put(m); /* the window holds its own reference */
 	return err;
 }
@@ -1172,16 +1176,13 @@ int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return err;
+		return fail_early(s, err);
 	if (!ops || (!ops->read && !ops->write) || ops->sizes == 0 ||
-	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS)) {
-		if (owned_by_me(s) && !s->in_callback && !s->doom)
-			s->doom = -EINVAL;
-		return -EINVAL;
-	}
+	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS))
+		return fail_early(s, -EINVAL);
 	w = window_alloc(GM_WINDOW_MMIO, ops->name);
 	if (!w)
-		return -ENOMEM;
+		return fail_early(s, -ENOMEM);
 	w->ops = *ops;
 	w->ops.name = w->name;
 	w->opaque = opaque;
@@ -1196,10 +1197,10 @@ int gm_space_add_reserved(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return err;
+		return fail_early(s, err);
 	w = window_alloc(GM_WINDOW_RESERVED, name);
 	if (!w)
-		return -ENOMEM;
+		return fail_early(s, -ENOMEM);
 	return add_window(s, w, gpa, size, out);
 }
 
@@ -1213,7 +1214,7 @@ int gm_space_remove(struct gm_space *s, struct gm_window *w)
 	int err;
 
 	if (!s || !w)
-		return -EINVAL;
+		return fail_early(s, -EINVAL);
 	err = edit_begin(s, &implicit);
 	if (err)
 		return err;
@@ -1237,7 +1238,7 @@ int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
 	int err;
 
 	if (!s || !w)
-		return -EINVAL;
+		return fail_early(s, -EINVAL);
 	err = edit_begin(s, &implicit);
 	if (err)
 		return err;
@@ -1270,7 +1271,7 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 	int err;
 
 	if (!s || !w)
-		return -EINVAL;
+		return fail_early(s, -EINVAL);
 	err = edit_begin(s, &implicit);
 	if (err)
 		return err;
@@ -1367,7 +1368,7 @@ int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, u
 	int err;
 
 	if (!s || !w)
-		return -EINVAL;
+		return fail_early(s, -EINVAL);
 	err = edit_begin(s, &implicit);
 	if (err)
 		return err;

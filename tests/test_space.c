@@ -459,6 +459,33 @@ static bool host_perms(const void *p, char perms[5])
 	return found;
 }
 
+static void rom_mapping_rejections(void **state)
+{
+	struct gm_space *s = new_space(0), *pio = new_space(GM_SPACE_PIO);
+	struct gm_mapping *m;
+	struct gm_window *w = (struct gm_window *)&w, *orig = w;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_anon(4 * PAGE, 0, &m), 0);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, PAGE, NULL, 0, &w), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, PAGE, m, 1, &w), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(s, 100, PAGE, m, 0, &w), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, 0, m, 0, &w), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, PAGE, m, 0, NULL), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(NULL, 0, PAGE, m, 0, &w), -EINVAL);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, 4 * PAGE, m, PAGE, &w), -ERANGE);
+	assert_int_equal(gm_space_add_rom_mapping(s, 0, PAGE, m, 8 * PAGE, &w), -ERANGE);
+	assert_int_equal(gm_space_add_rom_mapping(s, UINT64_MAX - PAGE + 1, 2 * PAGE, m, 0, &w),
+			 -EOVERFLOW);
+	assert_int_equal(gm_space_add_rom_mapping(pio, 0, PAGE, m, 0, &w), -EOPNOTSUPP);
+	assert_ptr_equal(w, orig);
+	assert_int_equal(gm_space_generation(s), 0);
+	check(s);
+	gm_space_free(s);
+	gm_space_free(pio);
+	gm_mapping_put(m);
+}
+
 static void rom_holds_the_contents_and_refuses_writes(void **state)
 {
 	struct gm_space *s = new_space(0);
@@ -668,6 +695,49 @@ static void resize_of_a_mapping_window_stops_at_its_end(void **state)
 }
 
 /* ---- protection ---- */
+
+static void resize_that_wraps_past_2_64_is_eoverflow(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_window *w = NULL;
+
+	(void)state;
+	assert_int_equal(gm_space_add_ram(s, UINT64_MAX - PAGE + 1, PAGE, 2 * PAGE, 0, &w), 0);
+	assert_int_equal(gm_space_resize(s, w, 2 * PAGE), -EOVERFLOW);
+	assert_int_equal(gm_space_generation(s), 1);
+	check(s);
+	gm_space_free(s);
+}
+
+/* Handles of another space, or of a window not committed yet, are -ENOENT. */
+static void edits_and_info_of_a_foreign_window_are_enoent(void **state)
+{
+	struct gm_space *s = new_space(0), *t = new_space(0);
+	struct gm_window *foreign = add_ram(t, 0, PAGE), *staged = NULL;
+	struct gm_window_info info;
+
+	(void)state;
+	add_ram(s, 0, PAGE);
+	assert_int_equal(gm_space_remove(s, foreign), -ENOENT);
+	assert_int_equal(gm_space_move(s, foreign, 1 * MiB), -ENOENT);
+	assert_int_equal(gm_space_resize(s, foreign, 2 * PAGE), -ENOENT);
+	assert_int_equal(gm_space_protect(s, foreign, 0, PAGE, GM_PROT_READ), -ENOENT);
+	assert_int_equal(gm_space_window_info(s, foreign, &info), -ENOENT);
+	assert_int_equal(gm_space_begin(s), 0);
+	assert_int_equal(gm_space_add_reserved(s, 1 * MiB, PAGE, "x", &staged), 0);
+	assert_int_equal(gm_space_window_info(s, staged, &info), -ENOENT);
+	assert_int_equal(gm_space_commit(s), 0);
+	assert_int_equal(gm_space_window_info(s, staged, &info), 0);
+	assert_int_equal(info.kind, GM_WINDOW_RESERVED);
+	assert_int_equal(gm_space_window_info(NULL, staged, &info), -EINVAL);
+	assert_int_equal(gm_space_window_info(s, NULL, &info), -EINVAL);
+	assert_int_equal(gm_space_window_info(s, staged, NULL), -EINVAL);
+	assert_int_equal(gm_space_generation(t), 1);
+	check(s);
+	check(t);
+	gm_space_free(s);
+	gm_space_free(t);
+}
 
 static void protect_splits_and_merges_regions(void **state)
 {
@@ -880,6 +950,87 @@ static void failing_edit_in_a_transaction_leaves_the_space_as_before(void **stat
 	check(s);
 	free(d0);
 	free(d1);
+	gm_space_free(s);
+}
+
+/* Edits with a bad argument, for bad_argument_dooms_the_open_transaction. */
+static int bad_add_zero_size(struct gm_space *s, struct gm_window **w)
+{
+	return gm_space_add_ram(s, 1 * MiB, 0, 0, 0, w);
+}
+
+static int bad_add_null_out(struct gm_space *s, struct gm_window **w)
+{
+	(void)w;
+	return gm_space_add_ram(s, 1 * MiB, PAGE, 0, 0, NULL);
+}
+
+static int bad_add_reserved_zero_size(struct gm_space *s, struct gm_window **w)
+{
+	return gm_space_add_reserved(s, 1 * MiB, 0, "x", w);
+}
+
+static int bad_remove_null(struct gm_space *s, struct gm_window **w)
+{
+	(void)w;
+	return gm_space_remove(s, NULL);
+}
+
+static int bad_move_null(struct gm_space *s, struct gm_window **w)
+{
+	(void)w;
+	return gm_space_move(s, NULL, 1 * MiB);
+}
+
+static int bad_resize_null(struct gm_space *s, struct gm_window **w)
+{
+	(void)w;
+	return gm_space_resize(s, NULL, 2 * PAGE);
+}
+
+static int bad_protect_null(struct gm_space *s, struct gm_window **w)
+{
+	(void)w;
+	return gm_space_protect(s, NULL, 0, PAGE, GM_PROT_READ);
+}
+
+/*
+ * "An edit that fails inside a transaction dooms it" holds for every failure,
+ * also an argument rejected before the edit looks at the layout.
+ */
+static void bad_argument_dooms_the_open_transaction(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_window *a = add_ram(s, 0, PAGE), *w = NULL;
+	struct dev d = {0};
+	struct gm_device_ops ops = dev_ops(GM_ACCESS_1, 0);
+	int (*const bad_edit[])(struct gm_space *, struct gm_window **) = {
+	    bad_add_zero_size,
+	    bad_add_null_out,
+	    bad_remove_null,
+	    bad_move_null,
+	    bad_resize_null,
+	    bad_protect_null,
+	    bad_add_reserved_zero_size,
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad_edit) / sizeof(bad_edit[0]); i++) {
+		char *before = dump(s), *after;
+
+		assert_int_equal(gm_space_begin(s), 0);
+		assert_int_equal(gm_space_protect(s, a, 0, PAGE, GM_PROT_READ), 0);
+		assert_int_equal(bad_edit[i](s, &w), -EINVAL);
+		assert_int_equal(gm_space_add_mmio(s, 0x10000, 4, &ops, &d, &w), -ECANCELED);
+		assert_int_equal(gm_space_commit(s), -EINVAL);
+		after = dump(s);
+		assert_string_equal(before, after);
+		assert_int_equal(gm_space_generation(s), 1);
+		free(before);
+		free(after);
+	}
+	check(s);
 	gm_space_free(s);
 }
 
@@ -1128,6 +1279,63 @@ static void listener_cannot_edit_the_space(void **state)
 	assert_int_equal(r.edit_err, -EDEADLK);
 	assert_int_equal(region_count(s), 1);
 	check(s);
+	gm_space_free(s);
+}
+
+/* A listener that tries to run transactions from inside its prepare. */
+struct txn_try {
+	int begin_err, commit_err, abort_err, remove_err;
+	struct gm_space_listener *self;
+};
+
+static int txn_try_prepare(void *opaque, struct gm_space *s, const struct gm_space_change *c,
+			   size_t n)
+{
+	struct txn_try *t = opaque;
+
+	(void)c;
+	(void)n;
+	t->begin_err = gm_space_begin(s);
+	t->commit_err = gm_space_commit(s);
+	t->abort_err = gm_space_abort(s);
+	t->remove_err = gm_space_listener_remove(s, t->self);
+	return 0;
+}
+
+static void listener_cannot_begin_commit_abort_or_unregister(void **state)
+{
+	static const struct gm_space_listener_ops ops = {.prepare = txn_try_prepare};
+	struct gm_space *s = new_space(0);
+	struct txn_try t = {0};
+
+	(void)state;
+	assert_int_equal(gm_space_listener_add(s, &ops, &t, &t.self), 0);
+	add_ram(s, 0, PAGE);
+	assert_int_equal(t.begin_err, -EDEADLK);
+	assert_int_equal(t.commit_err, -EPERM);
+	assert_int_equal(t.abort_err, -EPERM);
+	assert_int_equal(t.remove_err, -EDEADLK);
+	assert_int_equal(region_count(s), 1);
+	assert_int_equal(gm_space_generation(s), 1);
+	check(s);
+	gm_space_free(s);
+}
+
+static void listener_add_and_remove_refuse_an_open_transaction(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_space_listener *l = NULL;
+	struct rec r = {0};
+
+	(void)state;
+	assert_int_equal(gm_space_listener_add(s, &rec_ops, &r, &l), 0);
+	assert_int_equal(gm_space_begin(s), 0);
+	assert_int_equal(gm_space_listener_remove(s, l), -EDEADLK);
+	assert_int_equal(gm_space_listener_add(s, &rec_ops, &r, NULL), -EDEADLK);
+	assert_int_equal(gm_space_commit(s), 0);
+	assert_int_equal(gm_space_listener_remove(s, l), 0);
+	assert_int_equal(gm_space_listener_remove(s, l), -ENOENT);
+	assert_int_equal(r.n, 0);
 	gm_space_free(s);
 }
 
@@ -1440,6 +1648,81 @@ static void windows_lists_every_window_in_order(void **state)
 	gm_space_free(s);
 }
 
+/* Every function with an errno says -EINVAL for a NULL space; the queries 0 / false. */
+static void null_space_is_einval_and_queries_are_zero(void **state)
+{
+	static const struct gm_space_listener_ops ops = {0};
+	struct gm_space *s = new_space(0);
+	struct gm_space_listener *l = NULL;
+	struct gm_window_info info;
+	struct gm_memory *m = NULL;
+	struct gm_window *w = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(gm_space_new(0, NULL), -EINVAL);
+	assert_int_equal(gm_space_begin(NULL), -EINVAL);
+	assert_int_equal(gm_space_commit(NULL), -EINVAL);
+	assert_int_equal(gm_space_abort(NULL), -EINVAL);
+	assert_int_equal(gm_space_synchronize(NULL), -EINVAL);
+	assert_int_equal(gm_space_memory_get(NULL, &m), -EINVAL);
+	assert_int_equal(gm_space_memory_get(s, NULL), -EINVAL);
+	assert_null(m);
+	assert_int_equal(gm_space_read(NULL, 0, &n, 1), -EINVAL);
+	assert_int_equal(gm_space_write(NULL, 0, &n, 1), -EINVAL);
+	assert_int_equal(gm_space_write(s, 0, NULL, 1), -EINVAL);
+	assert_int_equal(gm_space_listener_add(NULL, &ops, NULL, &l), -EINVAL);
+	assert_int_equal(gm_space_listener_add(s, NULL, NULL, &l), -EINVAL);
+	assert_null(l);
+	assert_int_equal(gm_space_listener_remove(NULL, l), -EINVAL);
+	assert_int_equal(gm_space_listener_remove(s, NULL), -EINVAL);
+	assert_int_equal(gm_space_windows(NULL, NULL, 0, &n), -EINVAL);
+	assert_int_equal(gm_space_windows(s, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(gm_space_regions(NULL, NULL, 0, &n), -EINVAL);
+	assert_int_equal(gm_space_regions(s, NULL, 1, &n), -EINVAL);
+	assert_int_equal(gm_space_find(NULL, 0, &info), -EINVAL);
+	assert_int_equal(gm_space_find(s, 0, NULL), -EINVAL);
+	assert_int_equal(gm_space_dirty_enable(NULL, true), -EINVAL);
+	assert_int_equal(gm_space_dump_file(NULL, stdout), -EINVAL);
+	assert_int_equal(gm_space_dump_file(s, NULL), -EINVAL);
+	assert_int_equal(gm_space_remove(NULL, w), -EINVAL);
+	assert_int_equal(gm_space_flags(NULL), 0);
+	assert_int_equal(gm_space_generation(NULL), 0);
+	assert_false(gm_space_dirty_enabled(NULL));
+	gm_space_free(NULL);
+	assert_int_equal(gm_space_generation(s), 0);
+	gm_space_free(s);
+}
+
+static void dump_file_writes_the_dump_and_reports_eio(void **state)
+{
+	struct gm_space *s = new_space(0);
+	char *text, *got = NULL;
+	size_t got_len = 0;
+	FILE *f;
+
+	(void)state;
+	add_ram(s, 0, 2 * PAGE);
+	assert_int_equal(gm_space_add_reserved(s, 1 * MiB, PAGE, "hole", NULL), -EINVAL);
+	assert_int_equal(gm_space_add_reserved(s, 1 * MiB, PAGE, "hole", &(struct gm_window *){0}),
+			 0);
+	text = dump(s);
+	f = open_memstream(&got, &got_len);
+	assert_non_null(f);
+	assert_int_equal(gm_space_dump_file(s, f), 0);
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(got, text);
+	assert_int_equal(got_len, strlen(text));
+	/* A stream that cannot be written. */
+	f = fopen("/dev/null", "r");
+	assert_non_null(f);
+	assert_int_equal(gm_space_dump_file(s, f), -EIO);
+	fclose(f);
+	free(got);
+	free(text);
+	gm_space_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1452,6 +1735,7 @@ int main(void)
 	    cmocka_unit_test(ram_larger_than_the_host_can_map_is_eoverflow),
 	    cmocka_unit_test(ram_from_a_caller_mapping_shares_its_bytes),
 	    cmocka_unit_test(ram_mapping_rejections),
+	    cmocka_unit_test(rom_mapping_rejections),
 	    cmocka_unit_test(rom_holds_the_contents_and_refuses_writes),
 	    cmocka_unit_test(mmio_add_rejects_bad_ops),
 	    cmocka_unit_test(remove_drops_the_window_once),
@@ -1459,18 +1743,23 @@ int main(void)
 	    cmocka_unit_test(move_keeps_contents_dirty_and_device),
 	    cmocka_unit_test(resize_grows_ram_in_place),
 	    cmocka_unit_test(resize_of_a_mapping_window_stops_at_its_end),
+	    cmocka_unit_test(resize_that_wraps_past_2_64_is_eoverflow),
+	    cmocka_unit_test(edits_and_info_of_a_foreign_window_are_enoent),
 	    cmocka_unit_test(protect_splits_and_merges_regions),
 	    cmocka_unit_test(protect_none_takes_pages_out_of_the_view),
 	    cmocka_unit_test(protect_rejections),
 	    cmocka_unit_test(dirty_bitmap_is_marked_through_dispatch_and_survives_edits),
 	    cmocka_unit_test(transaction_publishes_one_view),
 	    cmocka_unit_test(failing_edit_in_a_transaction_leaves_the_space_as_before),
+	    cmocka_unit_test(bad_argument_dooms_the_open_transaction),
 	    cmocka_unit_test(abort_discards_and_nested_transactions_commit_once),
 	    cmocka_unit_test(listener_sees_exact_events_in_order),
 	    cmocka_unit_test(listener_added_late_gets_the_current_regions),
 	    cmocka_unit_test(listener_veto_rolls_back_and_leaves_the_space_as_before),
 	    cmocka_unit_test(vetoed_transaction_releases_its_devices_once),
 	    cmocka_unit_test(listener_cannot_edit_the_space),
+	    cmocka_unit_test(listener_cannot_begin_commit_abort_or_unregister),
+	    cmocka_unit_test(listener_add_and_remove_refuse_an_open_transaction),
 	    cmocka_unit_test(eight_bytes_to_a_four_byte_device_is_two_calls),
 	    cmocka_unit_test(small_access_to_a_wide_device_is_refused_or_rmw),
 	    cmocka_unit_test(unaligned_access_splits_by_alignment_unless_allowed),
@@ -1482,6 +1771,8 @@ int main(void)
 	    cmocka_unit_test(port_io_space_takes_devices_below_64k),
 	    cmocka_unit_test(dump_prints_the_table),
 	    cmocka_unit_test(windows_lists_every_window_in_order),
+	    cmocka_unit_test(null_space_is_einval_and_queries_are_zero),
+	    cmocka_unit_test(dump_file_writes_the_dump_and_reports_eio),
 	};
 	int rc;
 

@@ -18,8 +18,9 @@
  *   Every edit (add, remove, move, resize, protect) is part of a
  *   transaction. gm_space_begin() opens one; the edits are staged; a single
  *   gm_space_commit() publishes one new view holding all of them, or none:
- *   an edit that fails inside a transaction dooms it, and the commit then
- *   discards every staged edit and returns that edit's error. An edit made
+ *   an edit that fails inside a transaction (for any reason, a bad argument
+ *   included) dooms it, and the commit then discards every staged edit and
+ *   returns the first failing edit's error. An edit made
  *   with no transaction open is its own transaction (begin, edit, commit),
  *   and returns the edit's error or the commit's.
  *
@@ -76,6 +77,13 @@
  *   section and may edit the space (a PCI BAR being moved by a config-space
  *   write): the commit then defers freeing the old view (see
  *   gm_space_commit()).
+ *
+ * NULL: every function that returns an errno rejects a NULL @s (and any
+ * other NULL pointer its contract does not allow) with -EINVAL; the
+ * queries without one (gm_space_flags(), gm_space_generation(),
+ * gm_space_dirty_enabled()) return 0 / false for a NULL @s; only
+ * gm_space_memory(), on the lock-free read path, has a non-NULL @s as a
+ * precondition.
  *
  * Lifetime: single owner, gm_space_new() / gm_space_free(). Window handles
  * (struct gm_window *) are valid from the add that returns them until the
@@ -148,12 +156,12 @@ GM_API int gm_space_new(unsigned flags, struct gm_space **out);
  */
 GM_API void gm_space_free(struct gm_space *s);
 
-/* The flags @s was created with. Thread-safe. */
+/* The flags @s was created with (0 for a NULL @s). Thread-safe. */
 GM_API unsigned gm_space_flags(const struct gm_space *s);
 
 /*
- * How many views @s has published: 0 for a new space, +1 per commit that
- * changed something. Thread-safe (an atomic read).
+ * How many views @s has published: 0 for a new space (and a NULL @s), +1
+ * per commit that changed something. Thread-safe (an atomic read).
  */
 GM_API uint64_t gm_space_generation(const struct gm_space *s);
 
@@ -275,7 +283,8 @@ GM_API int gm_space_add_ram_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t s
  * @data followed by zeros. The host mapping is made PROT_READ: nobody can
  * write it, through the library or not. Guest protection GM_PROT_READ |
  * GM_PROT_EXEC, region flags GM_REGION_ROM | GM_REGION_READONLY.
- * Extra errors: -EINVAL @len > @size, or @data NULL with @len > 0.
+ * Extra errors: -EINVAL @len > @size, or @data NULL with @len > 0; those
+ * of gm_mapping_new_anon() and gm_mapping_protect().
  */
 GM_API int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void *data,
 			    size_t len, struct gm_window **out);
@@ -368,7 +377,8 @@ GM_API int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t of
  * Open a transaction on @s (takes space->lock; waits while another thread
  * has one open). Transactions nest in one thread: an inner begin/commit
  * pair only counts; the outermost commit publishes.
- * Returns 0, -EINVAL @s NULL, -EDEADLK inside a listener callback.
+ * Returns 0, -EINVAL @s NULL, -EDEADLK inside a listener callback, -ENOMEM
+ * (copying the layout to stage edits on; nothing is open then).
  */
 GM_API int gm_space_begin(struct gm_space *s);
 
@@ -397,7 +407,8 @@ GM_API int gm_space_begin(struct gm_space *s);
  *
  * Returns 0; the doom error; a listener's veto; -ENOMEM building the view
  * (the transaction is then discarded too); -EINVAL @s NULL; -EPERM the
- * calling thread has no transaction open on @s.
+ * calling thread has no transaction open on @s, or calls from inside a
+ * listener callback (the commit in progress is not the caller's).
  */
 GM_API int gm_space_commit(struct gm_space *s);
 
@@ -423,7 +434,7 @@ GM_API int gm_space_synchronize(struct gm_space *s);
  * The current view (RAM and ROM regions). Call inside gm_rcu_read_lock();
  * the view is valid until the matching unlock (RCU rule 2). Never NULL for
  * a live space (an empty space has an empty view). Lock-free; any
- * registered thread.
+ * registered thread. @s may not be NULL (a precondition, not checked).
  */
 GM_API struct gm_memory *gm_space_memory(struct gm_space *s);
 
@@ -584,15 +595,17 @@ GM_API int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size
 
 /*
  * Describe window @w as committed. Returns 0, -EINVAL (NULL argument),
- * -ENOENT (@w is not a committed window of @s). Thread-safety: as
+ * -ENOENT (@w is not a committed window of @s: another space's, or added
+ * in a transaction not yet committed). Thread-safety: as
  * gm_space_windows().
  */
 GM_API int gm_space_window_info(struct gm_space *s, struct gm_window *w,
 				struct gm_window_info *out);
 
 /*
- * The window holding @gpa in the committed layout. Returns 0, -EINVAL,
- * -EFAULT (a hole). Thread-safety: as gm_space_windows().
+ * The window holding @gpa in the committed layout (reserved windows
+ * included). Returns 0, -EINVAL (@s or @out NULL), -EFAULT (a hole).
+ * Thread-safety: as gm_space_windows().
  */
 GM_API int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out);
 
@@ -610,7 +623,7 @@ GM_API int gm_space_regions(struct gm_space *s, struct gm_space_region *out, siz
  */
 GM_API int gm_space_dirty_enable(struct gm_space *s, bool enabled);
 
-/* Whether gm_space_dirty_enable() last turned tracking on. Thread-safe. */
+/* Whether gm_space_dirty_enable() last turned tracking on (false for NULL). Thread-safe. */
 GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
 
 /*
@@ -627,7 +640,8 @@ GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
  * including the terminating NUL, and *@needed (if not NULL) gets the full
  * length without the NUL. Returns 0, -ENOBUFS if it was cut short, -EINVAL
  * @s NULL or @buf NULL with @len > 0.
- * gm_space_dump_file() writes to @f: returns 0, -EINVAL, or -EIO.
+ * gm_space_dump_file() writes to @f: returns 0, -EINVAL (@s or @f NULL),
+ * or -EIO if a write to @f failed (part of the table may have been written).
  * Thread-safety: any thread (takes space->view_lock).
  */
 GM_API int gm_space_dump(struct gm_space *s, char *buf, size_t len, size_t *needed);
