@@ -604,6 +604,8 @@ uint32_t gm_kvm_slot_limit(const struct gm_kvm *k)
 {
 	uint32_t limit;
 
+	if (k == NULL)
+		return 0;
 	pthread_mutex_lock(lock_of(k));
 	limit = k->limit;
 	pthread_mutex_unlock(lock_of(k));
@@ -615,7 +617,7 @@ int gm_kvm_set_slot_limit(struct gm_kvm *k, uint32_t limit)
 	uint32_t id;
 	int ret = 0;
 
-	if (limit == 0 || limit > k->kvm_limit)
+	if (k == NULL || limit == 0 || limit > k->kvm_limit)
 		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	for (id = limit; id < k->limit && ret == 0; id++)
@@ -631,6 +633,8 @@ size_t gm_kvm_slot_count(const struct gm_kvm *k)
 {
 	size_t n;
 
+	if (k == NULL)
+		return 0;
 	pthread_mutex_lock(lock_of(k));
 	n = k->nslots;
 	pthread_mutex_unlock(lock_of(k));
@@ -650,7 +654,7 @@ int gm_kvm_slot(const struct gm_kvm *k, size_t index, struct gm_kvm_slot *out)
 {
 	int ret = -ENOENT;
 
-	if (out == NULL)
+	if (k == NULL || out == NULL)
 		return -EINVAL;
 	pthread_mutex_lock(lock_of(k));
 	if (index < k->nslots) {
@@ -666,7 +670,7 @@ int gm_kvm_slot_find(const struct gm_kvm *k, gm_gpa_t gpa, struct gm_kvm_slot *o
 	int ret = -ENOENT;
 	size_t i;
 
-	if (out == NULL)
+	if (k == NULL || out == NULL)
 		return -EINVAL;
 	pthread_mutex_lock(lock_of(k));
 	/* The candidate is the last slot starting at or below @gpa. */
@@ -715,6 +719,8 @@ int gm_kvm_dirty_log_start(struct gm_kvm *k)
 {
 	int ret = 0;
 
+	if (k == NULL)
+		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	if (!k->logging) {
 		k->logging = true;
@@ -743,6 +749,8 @@ int gm_kvm_dirty_log_stop(struct gm_kvm *k)
 {
 	int ret = 0;
 
+	if (k == NULL)
+		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	if (k->logging) {
 		int r;
@@ -761,6 +769,8 @@ bool gm_kvm_dirty_log_active(const struct gm_kvm *k)
 {
 	bool on;
 
+	if (k == NULL)
+		return false;
 	pthread_mutex_lock(lock_of(k));
 	on = k->logging;
 	pthread_mutex_unlock(lock_of(k));
@@ -771,6 +781,8 @@ int gm_kvm_dirty_log_sync(struct gm_kvm *k)
 {
 	int ret;
 
+	if (k == NULL)
+		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	ret = sync_all(k);
 	pthread_mutex_unlock(&k->lock);

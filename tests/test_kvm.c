@@ -670,6 +670,64 @@ static void bad_arguments_to_new_are_refused(void **state)
 	fixture_close(&f);
 }
 
+/* Needs no /dev/kvm: a NULL binding is -EINVAL, or 0 / false for the queries. */
+static void null_binding_is_einval_and_queries_are_zero(void **state)
+{
+	struct gm_kvm_slot slot = {.slot = 77};
+	uint8_t run[4096] = {0};
+
+	(void)state;
+	assert_int_equal(gm_kvm_set_slot_limit(NULL, 1), -EINVAL);
+	assert_int_equal(gm_kvm_slot(NULL, 0, &slot), -EINVAL);
+	assert_int_equal(gm_kvm_slot_find(NULL, 0, &slot), -EINVAL);
+	assert_int_equal(slot.slot, 77);
+	assert_int_equal(gm_kvm_dirty_log_start(NULL), -EINVAL);
+	assert_int_equal(gm_kvm_dirty_log_stop(NULL), -EINVAL);
+	assert_int_equal(gm_kvm_dirty_log_sync(NULL), -EINVAL);
+	assert_int_equal(gm_kvm_handle_mmio(NULL, (struct kvm_run *)(void *)run), -EINVAL);
+	assert_int_equal(gm_kvm_handle_io(NULL, (struct kvm_run *)(void *)run, sizeof(run)),
+			 -EINVAL);
+	assert_int_equal(gm_kvm_handle_exit(NULL, (struct kvm_run *)(void *)run, sizeof(run)),
+			 -EINVAL);
+	assert_int_equal(gm_kvm_slot_limit(NULL), 0);
+	assert_int_equal(gm_kvm_slot_count(NULL), 0);
+	assert_false(gm_kvm_dirty_log_active(NULL));
+	gm_kvm_free(NULL);
+}
+
+static void slot_queries_and_exits_reject_null_pointers(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	fixture_open(&f);
+	assert_int_equal(gm_kvm_slot(f.k, 0, NULL), -EINVAL);
+	assert_int_equal(gm_kvm_slot_find(f.k, 0, NULL), -EINVAL);
+	assert_int_equal(gm_kvm_handle_mmio(f.k, NULL), -EINVAL);
+	assert_int_equal(gm_kvm_handle_io(f.k, NULL, RUN_SIZE), -EINVAL);
+	assert_int_equal(gm_kvm_handle_exit(f.k, NULL, RUN_SIZE), -EINVAL);
+	assert_int_equal(f.mmio.reads, 0);
+	fixture_close(&f);
+}
+
+/* The binding registers a listener, which an open transaction of this thread forbids. */
+static void new_with_a_transaction_open_is_edeadlk(void **state)
+{
+	struct fixture f;
+	struct gm_kvm *k = NULL;
+	size_t before;
+
+	(void)state;
+	fixture_open(&f);
+	before = gm_kvm_slot_count(f.k);
+	assert_int_equal(gm_space_begin(f.mem), 0);
+	assert_int_equal(gm_kvm_new(f.vm.vm_fd, f.mem, f.io, &k), -EDEADLK);
+	assert_null(k);
+	assert_int_equal(gm_space_commit(f.mem), 0);
+	assert_int_equal(gm_kvm_slot_count(f.k), before);
+	fixture_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -689,6 +747,9 @@ int main(void)
 	    cmocka_unit_test(port_io_data_outside_the_run_mapping_is_refused),
 	    cmocka_unit_test(malformed_exits_are_refused),
 	    cmocka_unit_test(bad_arguments_to_new_are_refused),
+	    cmocka_unit_test(null_binding_is_einval_and_queries_are_zero),
+	    cmocka_unit_test(slot_queries_and_exits_reject_null_pointers),
+	    cmocka_unit_test(new_with_a_transaction_open_is_edeadlk),
 	};
 	int ret;
 

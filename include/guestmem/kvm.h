@@ -77,6 +77,10 @@
  * space.h). The other functions are serialized by an internal lock and may be
  * called from any thread, also while the space commits on another thread.
  * Do not call them from inside one of the space's listener callbacks.
+ *
+ * NULL: every function that returns an errno rejects a NULL @k (and the
+ * other NULL pointers its contract names) with -EINVAL; the queries
+ * without one return 0 / false for a NULL @k; gm_kvm_free() ignores NULL.
  */
 #ifndef GUESTMEM_KVM_H
 #define GUESTMEM_KVM_H
@@ -107,11 +111,15 @@ struct gm_kvm_slot {
  * Returns 0 and *@out, or:
  * -EINVAL  @out or @mem NULL, @vm_fd < 0;
  * -ENOTSUP the view has a read-only region and KVM lacks
- *          KVM_CAP_READONLY_MEM, or a region is not 4 KiB aligned (gpa,
- *          size or host address) as KVM requires;
+ *          KVM_CAP_READONLY_MEM, a region is not 4 KiB aligned (gpa,
+ *          size or host address) as KVM requires, or KVM reports no
+ *          memory slots at all;
  * -ENOSPC  the view has more regions than KVM has slots;
+ * -EDEADLK called with a transaction open on @mem in this thread, or from
+ *          inside one of @mem's listener callbacks;
  * -ENOMEM;
- * another negative errno from KVM (e.g. -EBADF, -ENOTTY: not a VM fd).
+ * another negative errno from KVM (e.g. -EBADF, -ENOTTY: not a VM fd) or
+ * from pthread_mutex_init().
  * On failure no slot is left behind. Thread-safe.
  */
 GM_API int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_kvm **out);
@@ -120,57 +128,65 @@ GM_API int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, stru
  * Unregister from the space, delete every slot the binding created
  * (errors ignored: the VM may be on its way out) and free @k. The VM fd is
  * not closed. NULL is ignored. No exit handler may run on @k any more.
+ * Precondition: no transaction open on the space in this thread and not
+ * inside one of its listener callbacks (the listener could not be
+ * unregistered, and would later be called on freed memory).
  */
 GM_API void gm_kvm_free(struct gm_kvm *k);
 
 /*
  * The highest number of slots the binding may use (ids 0 .. limit - 1):
- * KVM_CAP_NR_MEMSLOTS after gm_kvm_new().
+ * KVM_CAP_NR_MEMSLOTS after gm_kvm_new(); 0 for a NULL @k.
  */
 GM_API uint32_t gm_kvm_slot_limit(const struct gm_kvm *k);
 
 /*
  * Lower (or raise, up to KVM's) the number of slot ids the binding may
  * use, e.g. to keep ids @limit and above for the VMM's own slots.
- * Returns 0, -EINVAL if @limit is 0 or above KVM_CAP_NR_MEMSLOTS, -EBUSY if
- * a slot id at or above @limit is in use now.
+ * Returns 0, -EINVAL if @k is NULL or @limit is 0 or above
+ * KVM_CAP_NR_MEMSLOTS, -EBUSY if a slot id at or above @limit is in use now.
  */
 GM_API int gm_kvm_set_slot_limit(struct gm_kvm *k, uint32_t limit);
 
-/* Number of slots the binding has set in KVM now. */
+/* Number of slots the binding has set in KVM now (0 for a NULL @k). */
 GM_API size_t gm_kvm_slot_count(const struct gm_kvm *k);
 
 /*
  * Describe slot @index, slots being sorted by guest address.
- * Returns 0, -EINVAL (@out NULL), -ENOENT (@index >= count).
+ * Returns 0, -EINVAL (@k or @out NULL), -ENOENT (@index >= count).
  */
 GM_API int gm_kvm_slot(const struct gm_kvm *k, size_t index, struct gm_kvm_slot *out);
 
-/* Describe the slot holding @gpa. Returns 0, -EINVAL (@out NULL), -ENOENT (none). */
+/*
+ * Describe the slot holding @gpa.
+ * Returns 0, -EINVAL (@k or @out NULL), -ENOENT (none).
+ */
 GM_API int gm_kvm_slot_find(const struct gm_kvm *k, gm_gpa_t gpa, struct gm_kvm_slot *out);
 
 /*
- * Set KVM_MEM_LOG_DIRTY_PAGES on every slot (OFF -> LOGGING). Already
- * logging: 0, nothing done. On failure the slots already changed are put
- * back and the state stays OFF.
+ * Set KVM_MEM_LOG_DIRTY_PAGES on every writable slot (OFF -> LOGGING;
+ * KVM_MEM_READONLY slots cannot be dirtied by the guest and keep their
+ * flags). Already logging: 0, nothing done. On failure the slots already
+ * changed are put back and the state stays OFF.
  * This turns on the hypervisor's log only; the library's own writes are
  * marked in the region bitmaps once the space's tracking is on
  * (gm_space_dirty_enable()).
- * Returns 0, or a negative errno from KVM.
+ * Returns 0, -EINVAL (@k NULL), or a negative errno from KVM.
  */
 GM_API int gm_kvm_dirty_log_start(struct gm_kvm *k);
 
 /*
  * Sync once more (so nothing logged is lost), then clear
- * KVM_MEM_LOG_DIRTY_PAGES on every slot (LOGGING -> OFF). Not logging: 0.
- * Returns 0 or a negative errno from KVM: if the sync fails, the state
+ * KVM_MEM_LOG_DIRTY_PAGES on every writable slot (LOGGING -> OFF). Not
+ * logging: 0. Returns 0, -EINVAL (@k NULL), or an error of the sync (see
+ * gm_kvm_dirty_log_sync()) or of KVM: if the sync fails, the state
  * becomes OFF anyway (the log is gone with the flag); if KVM refuses a
  * flag change, the slots already changed are put back and the state stays
  * LOGGING.
  */
 GM_API int gm_kvm_dirty_log_stop(struct gm_kvm *k);
 
-/* Whether the dirty log is on. */
+/* Whether the dirty log is on (false for a NULL @k). */
 GM_API bool gm_kvm_dirty_log_active(const struct gm_kvm *k);
 
 /*
@@ -179,8 +195,9 @@ GM_API bool gm_kvm_dirty_log_active(const struct gm_kvm *k);
  * and dropped, so KVM's log does not grow stale). Not logging: 0.
  * Ordering: every guest write that completed before this call is in the
  * region bitmaps when it returns.
- * Returns 0, or the first negative errno from KVM (the other slots are
- * still synced).
+ * Returns 0, -EINVAL (@k NULL), or the first error of a slot (the other
+ * slots are still synced): a negative errno from KVM, or -ENOMEM /
+ * -EOVERFLOW when no buffer for a slot's log could be had.
  */
 GM_API int gm_kvm_dirty_log_sync(struct gm_kvm *k);
 
@@ -193,8 +210,10 @@ GM_API int gm_kvm_dirty_log_sync(struct gm_kvm *k);
  * the return value tells what happened.
  * Returns 0; -EINVAL for NULL pointers, an exit reason other than
  * KVM_EXIT_MMIO or a length of 0 or above 8; otherwise dispatch's error:
- * -EACCES (a write to ROM or read-only RAM), -EFAULT (no region or device
- * there), or a device's own error.
+ * -EACCES (a write to ROM or read-only RAM, or an access the device has
+ * no callback for), -EFAULT (no region or device there), -EOPNOTSUPP (the
+ * device cannot take an access of that size there), or a device's own
+ * error.
  * Thread-safe (any number of vCPU threads).
  */
 GM_API int gm_kvm_handle_mmio(struct gm_kvm *k, struct kvm_run *run);
@@ -211,7 +230,8 @@ GM_API int gm_kvm_handle_mmio(struct gm_kvm *k, struct kvm_run *run);
  * count 0 or a direction other than in/out; -ERANGE if the data area
  * leaves the run mapping (or overflows); -ENODEV if @k has no port-I/O
  * space; otherwise the first dispatch error (-EFAULT: no device at the
- * port). Thread-safe.
+ * port; -EACCES, -EOPNOTSUPP or the device's own, as gm_kvm_handle_mmio()).
+ * Thread-safe.
  */
 GM_API int gm_kvm_handle_io(struct gm_kvm *k, struct kvm_run *run, size_t run_size);
 
