@@ -33,7 +33,7 @@
 #include <guestmem/snapshot.h>
 #include <guestmem/space.h>
 
-#include "snapshot-internal.h"
+#include "snapshot/snapshot-internal.h"
 
 #define KiB  ((uint64_t)1 << 10)
 #define MiB  ((uint64_t)1 << 20)
@@ -569,7 +569,8 @@ static void every_header_and_layout_byte_corruption_is_rejected(void **state)
 /*
  * Forged files: each edit below is made with valid checksums (recomputed),
  * so only the structural checks of gm_snapshot_open() can refuse it
- * (invariant 1 of snapshot.c). The file has two 64 KiB regions.
+ * (invariant 1, src/snapshot/snapshot-internal.h). The file has two
+ * 64 KiB regions.
  */
 struct forge {
 	const char *what;
@@ -884,7 +885,7 @@ static void *touch_pages(void *arg)
 	return NULL;
 }
 
-/* Attacks invariant 4 of snapshot.c: each chunk is filled exactly once, whoever touches it. */
+/* Attacks invariant 4 (snapshot-internal.h): one fill per chunk, whoever touches it. */
 static void lazy_restore_serves_concurrent_first_touches(void **state)
 {
 	struct guest g;

@@ -1,0 +1,339 @@
+/*
+ * lazy.c - restore mode 3: regions registered with userfaultfd as missing,
+ * filled by a handler thread from the snapshot on first touch, a 2 MiB
+ * chunk at a time (the touched page and its neighbours), so a restored
+ * guest starts at once whatever its size. Invariants 4 and 5 of
+ * snapshot-internal.h are this file's.
+ *
+ * Lifecycle of lazy restore:
+ *   gm_snapshot_map_region(LAZY) -> gm__lazy_register(): the first area
+ *     opens the userfaultfd and starts the handler
+ *   handler: fault event -> lazy_fill_chunk() -> UFFDIO_COPY/ZEROPAGE (wakes)
+ *   gm_snapshot_lazy_finish(): lazy_fill_chunk() on every chunk still at 0
+ *   gm_snapshot_close() -> gm__lazy_stop(): lazy_finish, stop eventfd ->
+ *     join handler -> unregister areas -> close uffd
+ */
+#include "snapshot-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int uffd_open(void)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
+	int fd, err;
+
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		err = -errno;
+#ifdef USERFAULTFD_IOC_NEW
+		/* Without the sysctl or CAP_SYS_PTRACE, /dev/userfaultfd may still be open to us.
+		 */
+		if (err == -EPERM || err == -ENOSYS) {
+			int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+			if (dev >= 0) {
+				fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+				if (fd < 0)
+					err = -errno;
+				close(dev);
+			}
+		}
+#endif
+		if (fd < 0)
+			return err;
+	}
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int gm_snapshot_lazy_supported(void)
+{
+	int fd = uffd_open();
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+/*
+ * Place @len bytes at @dst of a registered range: copies of @src, or the
+ * shared zero page when @src is NULL (no memory used until written). A
+ * partial result (-EAGAIN: the address space changed meanwhile) goes on
+ * after what was placed; other errors (the range was unmapped) end it.
+ */
+static void uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64_t len)
+{
+	while (len > 0) {
+		int64_t done;
+
+		if (src) {
+			struct uffdio_copy cp = {.dst = dst, .src = (uintptr_t)src, .len = len};
+
+			if (ioctl(uffd, UFFDIO_COPY, &cp) == 0)
+				return;
+			done = cp.copy;
+		} else {
+			struct uffdio_zeropage zp = {.range = {.start = dst, .len = len}};
+
+			if (ioctl(uffd, UFFDIO_ZEROPAGE, &zp) == 0)
+				return;
+			done = zp.zeropage;
+		}
+		if (errno != EAGAIN)
+			return;
+		if (done > 0) {
+			dst += (uintptr_t)done;
+			src = src ? src + done : NULL;
+			len -= (uint64_t)done;
+		}
+	}
+}
+
+/*
+ * Fill chunk @c of lazy area @a if nobody has (invariant 4). Called by the
+ * handler thread and by lazy_finish; @cb is the caller's scratch. Zero runs
+ * get the zero page, so a restored guest uses memory only for its data.
+ */
+static int lazy_fill_chunk(struct gm_snapshot *s, struct lazy_area *a, uint64_t c,
+			   struct chunk_buf *cb)
+{
+	const struct snap_region *r = &s->files[0].regions[a->region];
+	uintptr_t dst = (uintptr_t)(a->host + c * SNAP_CHUNK_BYTES);
+	unsigned char expect = 0;
+	uint64_t npages = chunk_pages(r->npages, c), len = npages * SNAP_PAGE;
+	int ret = 0;
+
+	if (!__atomic_compare_exchange_n(&a->state[c], &expect, 1, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return 0;
+	if (gm__chunk_is_zero(s, a->region, c)) {
+		uffd_place(s->uffd, dst, NULL, len);
+	} else if ((ret = gm__resolve_chunk(s, a->region, c, cb->buf, cb->state)) == 0) {
+		for (uint64_t p = 0; p < npages;) {
+			bool zero;
+			uint64_t q = gm__zero_run(cb->buf, p, npages, &zero);
+
+			uffd_place(s->uffd, dst + (uintptr_t)(p * SNAP_PAGE),
+				   zero ? NULL : cb->buf + p * SNAP_PAGE, (q - p) * SNAP_PAGE);
+			p = q;
+		}
+	} else {
+		/* Damaged or unreadable: the fault must still be served. */
+		__atomic_fetch_add(&s->lazy_errors, 1, __ATOMIC_RELAXED);
+		uffd_place(s->uffd, dst, NULL, len);
+	}
+	__atomic_store_n(&a->state[c], 2, __ATOMIC_RELEASE);
+	return ret;
+}
+
+static void *lazy_handler(void *arg)
+{
+	struct gm_snapshot *s = arg;
+	struct chunk_buf cb;
+
+	if (gm__chunk_buf_init(&cb))
+		return NULL; /* faults then wait for gm_snapshot_close()'s fill */
+	for (;;) {
+		struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN},
+				      {.fd = s->stopfd, .events = POLLIN}};
+		struct uffd_msg msg;
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		n = read(s->uffd, &msg, sizeof(msg));
+		if (n != (ssize_t)sizeof(msg))
+			continue; /* EAGAIN: another reader or a spurious wake-up */
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		{
+			uintptr_t addr = (uintptr_t)msg.arg.pagefault.address;
+			struct uffdio_range wr = {.start = addr & ~(uintptr_t)(SNAP_PAGE - 1),
+						  .len = SNAP_PAGE};
+			struct lazy_area *a = NULL;
+
+			pthread_mutex_lock(&s->lock);
+			for (size_t i = 0; i < s->nareas && a == NULL; i++)
+				if (addr >= (uintptr_t)s->areas[i]->host &&
+				    addr - (uintptr_t)s->areas[i]->host < s->areas[i]->size)
+					a = s->areas[i];
+			pthread_mutex_unlock(&s->lock);
+			if (a == NULL)
+				continue;
+			/* Prefetch: the whole 2 MiB chunk around the touched page. */
+			lazy_fill_chunk(s, a, (addr - (uintptr_t)a->host) / SNAP_CHUNK_BYTES, &cb);
+			/*
+			 * If another thread (lazy_finish) holds the chunk, its copy wakes
+			 * the faulting thread; waking it again is harmless, and a thread
+			 * woken before its page is there faults again.
+			 */
+			ioctl(s->uffd, UFFDIO_WAKE, &wr);
+		}
+	}
+	gm__chunk_buf_free(&cb);
+	return NULL;
+}
+
+/* Unregister area @a and release what it holds. */
+static void lazy_area_drop(struct gm_snapshot *s, struct lazy_area *a)
+{
+	struct uffdio_range range = {.start = (uintptr_t)a->host, .len = a->size};
+
+	ioctl(s->uffd, UFFDIO_UNREGISTER, &range);
+	gm_mapping_put(a->mapping);
+	free(a->state);
+	free(a);
+}
+
+int gm__lazy_register(struct gm_snapshot *s, uint32_t ri, struct gm_mapping *map)
+{
+	const struct snap_region *r = &s->files[0].regions[ri];
+	struct uffdio_register reg;
+	struct lazy_area **areas, *a;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->uffd < 0) {
+		s->uffd = uffd_open();
+		if (s->uffd < 0) {
+			ret = s->uffd;
+			s->uffd = -1;
+			goto out;
+		}
+		s->stopfd = eventfd(0, EFD_CLOEXEC);
+		if (s->stopfd < 0) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	areas = realloc(s->areas, (s->nareas + 1) * sizeof(*areas));
+	if (areas == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	s->areas = areas;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	a->host = gm_mapping_host(map);
+	a->size = r->size;
+	a->region = ri;
+	a->state = calloc((size_t)r->nchunks, 1);
+	if (a->state == NULL) {
+		free(a);
+		ret = -ENOMEM;
+		goto out;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uintptr_t)a->host;
+	reg.range.len = r->size;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(s->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		ret = -errno;
+		free(a->state);
+		free(a);
+		goto out;
+	}
+	areas[s->nareas] = a;
+	a->mapping = gm_mapping_get(map); /* invariant 5 */
+	s->nareas++;
+	if (!s->thread_started) {
+		/* Without the thread, a touch would wait until close() fills the area. */
+		ret = -pthread_create(&s->thread, NULL, lazy_handler, s);
+		if (ret == 0) {
+			s->thread_started = true;
+		} else {
+			s->nareas--;
+			lazy_area_drop(s, a);
+		}
+	}
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts *opts)
+{
+	struct progress pr;
+	struct chunk_buf cb;
+	uint64_t errors_before;
+	size_t nareas;
+	int ret;
+
+	if (s == NULL)
+		return -EINVAL;
+	gm__progress_init(&pr, opts, 0); /* the total is counted under the lock below */
+	ret = gm__chunk_buf_init(&cb);
+	if (ret)
+		return ret;
+	errors_before = gm_snapshot_lazy_errors(s);
+	pthread_mutex_lock(&s->lock);
+	nareas = s->nareas;
+	for (size_t i = 0; i < nareas; i++)
+		pr.total += s->areas[i]->size;
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < nareas && ret == 0; i++) {
+		struct lazy_area *a = s->areas[i]; /* stable: areas are only appended */
+		const struct snap_region *r = &s->files[0].regions[a->region];
+
+		for (uint64_t c = 0; c < r->nchunks && ret == 0; c++) {
+			lazy_fill_chunk(s, a, c, &cb);
+			/* The handler may hold the chunk (state 1): wait for its copy. */
+			while (__atomic_load_n(&a->state[c], __ATOMIC_ACQUIRE) != 2)
+				sched_yield();
+			ret = gm__progress_add(&pr, chunk_pages(r->npages, c) * SNAP_PAGE);
+		}
+	}
+	gm__chunk_buf_free(&cb);
+	if (ret == 0 && gm_snapshot_lazy_errors(s) != errors_before)
+		ret = -EBADMSG;
+	return ret;
+}
+
+uint64_t gm_snapshot_lazy_errors(const struct gm_snapshot *s)
+{
+	return s ? __atomic_load_n(&s->lazy_errors, __ATOMIC_RELAXED) : 0;
+}
+
+void gm__lazy_stop(struct gm_snapshot *s)
+{
+	if (s->nareas > 0)
+		gm_snapshot_lazy_finish(s, NULL);
+	if (s->thread_started) {
+		uint64_t one = 1;
+
+		if (write(s->stopfd, &one, sizeof(one)) != sizeof(one)) {
+			/* An eventfd write of 1 cannot fail short of a bug. */
+		}
+		pthread_join(s->thread, NULL);
+	}
+	for (size_t i = 0; i < s->nareas; i++)
+		lazy_area_drop(s, s->areas[i]);
+	free(s->areas);
+	if (s->uffd >= 0)
+		close(s->uffd);
+	if (s->stopfd >= 0)
+		close(s->stopfd);
+}
