@@ -19,11 +19,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1057,6 +1059,71 @@ static void migration_of_idle_guest_copies_everything(void **state)
 	guest_free(&g);
 }
 
+/*
+ * A pipe has no way back for the end acknowledgement: the receiver must
+ * not try to write one into its read end, and both sides succeed.
+ */
+static void migration_over_a_pipe_succeeds_on_both_sides(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	struct gm_migrate_stats st;
+	struct recv_arg r;
+	pthread_t th;
+	int p[2];
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 30);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	r = (struct recv_arg){.m = dst, .fd = p[0]};
+	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
+	assert_int_equal(gm_migrate_send(g.m, p[1], NULL, &st), 0);
+	close(p[1]);
+	pthread_join(th, NULL);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(st.rounds, 2);
+	assert_int_equal(r.st.rounds, 2);
+	assert_int_equal(r.st.pages, st.pages);
+	assert_int_equal(r.st.bytes, st.bytes);
+	assert_same_memory(dst, g.m);
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
+/*
+ * The end acknowledgement goes back only over a socket: a stream received
+ * from a file opened read-write (a recorded migration) must not get an
+ * acknowledgement record written into it.
+ */
+static void migration_from_a_file_does_not_write_to_it(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	struct gm_migrate_stats st, got;
+	struct stat sb;
+	int fd;
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 30);
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	fd = memfd_create("stream", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(gm_migrate_send(g.m, fd, NULL, &st), 0);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(gm_migrate_recv(dst, fd, NULL, &got), 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal((uint64_t)sb.st_size, st.bytes);
+	assert_int_equal(got.bytes, st.bytes);
+	assert_int_equal(got.pages, st.pages);
+	assert_same_memory(dst, g.m);
+	close(fd);
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
 struct relay {
 	int in, out;
 	uint64_t limit;
@@ -1330,6 +1397,8 @@ int main(void)
 	    cmocka_unit_test(lazy_restore_of_damaged_chunk_reads_zero_and_counts),
 	    cmocka_unit_test(lazy_restore_spends_memory_only_on_data),
 	    cmocka_unit_test(migration_of_idle_guest_copies_everything),
+	    cmocka_unit_test(migration_over_a_pipe_succeeds_on_both_sides),
+	    cmocka_unit_test(migration_from_a_file_does_not_write_to_it),
 	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
 	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
 	    cmocka_unit_test(receiver_without_room_refuses_before_any_page),

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -350,6 +351,21 @@ static int mig_read(struct mig_in *in, void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Answer END with ACK on a socket. Other fds have no way back: a pipe's
+ * read end cannot be written, and a file opened read-write (a recorded
+ * stream) must not be. The sender learns of a failure by the missing ACK,
+ * so a failure to send one is not the receiver's error.
+ */
+static void mig_ack(int fd, uint64_t pages, XXH3_state_t *state)
+{
+	struct mig_out o = {.fd = fd, .state = state};
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+		mig_send_record(&o, MIG_ACK, 0, pages, NULL, 0);
+}
+
 int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
 		    struct gm_migrate_stats *stats)
 {
@@ -478,15 +494,11 @@ int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		case MIG_ROUND:
 			st.rounds++;
 			break;
-		case MIG_END: {
-			struct mig_out o = {.fd = fd, .state = in.state};
-
+		case MIG_END:
 			ret = arg == st.pages ? 0 : -EBADMSG;
-			/* Acknowledge on a socket; a pipe has no way back (ENOTSOCK). */
-			if (ret == 0 && mig_send_record(&o, MIG_ACK, 0, arg, NULL, 0) == -ENOTSOCK)
-				ret = 0;
+			if (ret == 0)
+				mig_ack(fd, arg, in.state);
 			goto out;
-		}
 		}
 	}
 out:
