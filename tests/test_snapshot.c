@@ -1124,6 +1124,61 @@ static void migration_from_a_file_does_not_write_to_it(void **state)
 	guest_free(&g);
 }
 
+/* sync_dirty for the test below: rewrites 100 pages on each of its first @busy calls. */
+struct busy_writer {
+	const struct gm_memory *m;
+	unsigned calls, busy;
+};
+
+static int write_100_pages(void *opaque)
+{
+	struct busy_writer *w = opaque;
+
+	if (w->calls++ < w->busy)
+		for (uint64_t i = 0; i < 100; i++)
+			put_page(w->m, layout[0].gpa + i * PAGE, false);
+	return 0;
+}
+
+/*
+ * max_rounds = UINT_MAX is "no limit": the sender keeps iterating while
+ * rounds find more than stop_pages dirty pages (it used to compute
+ * max_rounds + 1, which wraps to 0, and stopped after the first round).
+ */
+static void migration_without_round_limit_iterates_until_converged(void **state)
+{
+	struct guest g;
+	struct gm_memory *dst;
+	struct gm_migrate_stats st;
+	struct busy_writer w;
+	struct gm_migrate_opts o = {.max_rounds = UINT_MAX, .sync_dirty = write_100_pages};
+	struct recv_arg r;
+	pthread_t th;
+	int sv[2];
+
+	(void)state;
+	guest_new(&g);
+	fill_guest(g.m, 20);
+	w = (struct busy_writer){.m = g.m, .busy = 4};
+	o.opaque = &w;
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	r = (struct recv_arg){.m = dst, .fd = sv[1]};
+	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
+	assert_int_equal(gm_migrate_send(g.m, sv[0], &o, &st), 0);
+	close(sv[0]);
+	pthread_join(th, NULL);
+	assert_int_equal(r.ret, 0);
+	/* Syncs 2 to 4 dirty 100 pages each (rounds 2 to 4); sync 5 finds none; final round. */
+	assert_int_equal(st.rounds, 5);
+	assert_int_equal(w.calls, 6);
+	assert_int_equal(st.final_pages, 0);
+	assert_int_equal(r.st.rounds, 5);
+	assert_same_memory(dst, g.m);
+	gm_memory_put(dst);
+	guest_free(&g);
+}
+
 struct relay {
 	int in, out;
 	uint64_t limit;
@@ -1399,6 +1454,7 @@ int main(void)
 	    cmocka_unit_test(migration_of_idle_guest_copies_everything),
 	    cmocka_unit_test(migration_over_a_pipe_succeeds_on_both_sides),
 	    cmocka_unit_test(migration_from_a_file_does_not_write_to_it),
+	    cmocka_unit_test(migration_without_round_limit_iterates_until_converged),
 	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
 	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
 	    cmocka_unit_test(receiver_without_room_refuses_before_any_page),

@@ -289,7 +289,7 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 			ret = gm__view_collect_dirty(&v, false);
 		if (ret)
 			break;
-		if (view_dirty_count(&v) <= stop || round >= max_rounds + 1)
+		if (view_dirty_count(&v) <= stop || round > max_rounds)
 			break;
 		ret = mig_send_round(&o, &v, false, ++round, buf, &st, opts);
 	}
