@@ -257,10 +257,13 @@ int gm_virtq_pop(struct gm_virtq *q, const struct gm_memory *m, struct gm_virtq_
 		return broken(q);
 	if (head >= q->size)
 		return broken(q); /* no id we could give back */
-	q->last_avail++;
 	req->head = head;
 	req->nbufs = 0;
 	ret = walk_chain(q, m, head, bufs, max, &n);
+	/* A descriptor table not in RAM breaks the ring: the entry stays unconsumed. */
+	if (ret == -EIO)
+		return ret;
+	q->last_avail++;
 	if (ret)
 		return ret;
 	req->nbufs = n;

@@ -267,6 +267,23 @@ static void rings_outside_ram_break_the_queue(void **state)
 	assert_true(gm_virtq_broken(f->q));
 }
 
+/* Found by fuzz/fuzz_virtq.c: the base told to the front end must not count it. */
+static void descriptor_table_outside_ram_breaks_without_consuming(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, RAM - 16ull * QSIZE / 2, AVAIL, USED), 0);
+	offer(f, QSIZE / 2 - 1); /* the last descriptor still in RAM */
+	offer(f, QSIZE / 2);	 /* the first one past its end */
+	put_desc(f, RAM - 16ull * QSIZE / 2, QSIZE / 2 - 1, 0x8000, 16, 0, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.head, QSIZE / 2 - 1);
+	assert_int_equal(gm_virtq_base(f->q), 1);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_true(gm_virtq_broken(f->q));
+	assert_int_equal(gm_virtq_base(f->q), 1); /* the unreadable request is not consumed */
+}
+
 static void layout_is_checked(void **state)
 {
 	struct fx *f = *state;
@@ -462,6 +479,7 @@ int main(void)
 	    T(avail_index_running_ahead_breaks_the_ring),
 	    T(head_out_of_range_breaks_the_ring),
 	    T(rings_outside_ram_break_the_queue),
+	    T(descriptor_table_outside_ram_breaks_without_consuming),
 	    T(layout_is_checked),
 	    T(no_interrupt_flag_suppresses_notification),
 	    T(event_idx_notifies_when_used_event_is_crossed),
