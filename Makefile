@@ -13,8 +13,9 @@
 #   make bench      build with -O2 and run the benchmarks
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
-#   make fuzz       build the libFuzzer targets with clang and fuzz the
-#                   data path for FUZZ_TIME seconds (60)
+#   make fuzz       build the libFuzzer targets with clang and fuzz each
+#                   (memory data path, snapshots, virtqueues, gm-vhost-blk's
+#                   vhost-user server) for FUZZ_TIME seconds (60)
 
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
@@ -117,7 +118,7 @@ bench-vhost-blk: build-release/build.ninja
 	@scripts/deps.sh demo-linux
 	bench/vhost-blk.sh --gm-vhost-blk build-release/tools/gm-vhost-blk/gm-vhost-blk
 
-# New inputs go to build-fuzz/corpus-memory; fuzz/corpus/memory holds the seeds.
+# New inputs go to build-fuzz/corpus-<target>; fuzz/corpus/<target> holds the seeds.
 FUZZ_TIME ?= 60
 fuzz: build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz/fuzz_memory
@@ -126,6 +127,12 @@ fuzz: build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz/fuzz_snapshot
 	mkdir -p build-fuzz/corpus-snapshot
 	./build-fuzz/fuzz/fuzz_snapshot -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-snapshot fuzz/corpus/snapshot
+	ninja -C build-fuzz fuzz/fuzz_virtq
+	mkdir -p build-fuzz/corpus-virtq
+	./build-fuzz/fuzz/fuzz_virtq -max_len=28780 -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-virtq fuzz/corpus/virtq
+	ninja -C build-fuzz fuzz/fuzz_vhost_user
+	mkdir -p build-fuzz/corpus-vhost-user
+	./build-fuzz/fuzz/fuzz_vhost_user -max_len=16384 -timeout=10 -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-vhost-user fuzz/corpus/vhost-user
 
 clean:
 	rm -rf build build-asan build-tsan build-i386 build-release build-fuzz
