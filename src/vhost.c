@@ -17,7 +17,8 @@
  *  1. A table is immutable after gm_vhost_table_new() / build_table().
  *  2. Within a table no two regions share a guest byte or a user byte, every
  *     region is non-empty and none of gpa + size, uaddr + size and
- *     mmap_offset + size wraps.
+ *     mmap_offset + size wraps; a region of a regular file lies inside
+ *     the file as it was when the table was built.
  *  3. by_gpa is sorted by gpa, by_uaddr is sorted by uaddr and holds each
  *     region exactly once.
  *  4. vm->cur holds one reference on the table it points to, or is NULL;
@@ -28,6 +29,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
@@ -77,6 +79,7 @@ static int map_region(const struct gm_vhost_region *r, struct vhost_entry *e)
 	uint64_t start = gm_align_down(r->mmap_offset, page);
 	size_t delta = (size_t)(r->mmap_offset - start); /* < page */
 	size_t len, total;
+	struct stat st;
 	int ret;
 
 	ret = check_region(r);
@@ -87,6 +90,15 @@ static int map_region(const struct gm_vhost_region *r, struct vhost_entry *e)
 		return ret;
 	if (gm_add_overflow_size(len, delta, &total))
 		return -EOVERFLOW;
+	/*
+	 * A window past the end of a file maps, and the first access there
+	 * raises SIGBUS in whichever thread touches it (invariant 2).
+	 */
+	if (fstat(r->fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (st.st_size < 0 || r->size > (uint64_t)st.st_size ||
+				    r->mmap_offset > (uint64_t)st.st_size - r->size))
+		return -ERANGE;
 	e->gpa = r->gpa;
 	e->size = r->size;
 	e->uaddr = r->uaddr;

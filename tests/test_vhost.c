@@ -158,6 +158,35 @@ static void bad_tables_are_refused_with_exact_errno(void **state)
 	close(fd);
 }
 
+/*
+ * Found by fuzz/fuzz_vhost_user.c: a region larger than its memfd mapped,
+ * and gm-vhost-blk died of SIGBUS when a ring was placed past the end.
+ */
+static void region_past_the_end_of_its_file_is_erange(void **state)
+{
+	int fd = pattern_memfd(MiB, 0);
+	struct gm_vhost_region r = region(0, MiB + 4096, UA, 0, fd);
+	struct gm_vhost_table *t = NULL;
+	uint8_t b;
+
+	(void)state;
+	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), -ERANGE);
+	r = region(0, 8192, UA, MiB - 4096, fd);
+	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), -ERANGE);
+	r = region(0, 4096, UA, MiB + 4096, fd);
+	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), -ERANGE);
+	r = region(0, 4096, UA, UINT64_MAX - 4095, fd); /* ends exactly at 2^64 */
+	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), -ERANGE);
+	assert_null(t);
+	/* Up to the last byte is fine. */
+	r = region(0, 4096, UA, MiB - 4096, fd);
+	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), 0);
+	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 4095, &b), 0);
+	assert_int_equal(b, (MiB - 1) / 4096 & 0xff);
+	gm_vhost_table_put(t);
+	close(fd);
+}
+
 static void region_beyond_the_host_address_space_is_eoverflow(void **state)
 {
 	struct gm_vhost_region r = region(0, (uint64_t)1 << 33, UA, 0, 0);
@@ -259,6 +288,7 @@ int main(void)
 	    cmocka_unit_test(unaligned_mmap_offset_is_honoured),
 	    cmocka_unit_test(user_addresses_translate_inside_one_region_only),
 	    cmocka_unit_test(bad_tables_are_refused_with_exact_errno),
+	    cmocka_unit_test(region_past_the_end_of_its_file_is_erange),
 	    cmocka_unit_test(region_beyond_the_host_address_space_is_eoverflow),
 	    cmocka_unit_test(add_and_remove_change_only_their_region),
 	    cmocka_unit_test(replaced_table_stays_mapped_for_its_holder),

@@ -880,6 +880,11 @@ static void refused_requests_get_a_failed_ack_and_the_connection_goes_on(void **
 	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
 	r[0] = (struct region_msg){0, 8192, UA, UINT64_MAX - 4096};
 	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
+	/* A region past the end of its memfd (found by fuzz/fuzz_vhost_user.c: SIGBUS). */
+	r[0] = (struct region_msg){0, RAM_SIZE + 4096, UA, 0};
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
+	r[0] = (struct region_msg){0, 4096, UA, RAM_SIZE};
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, r, 1), fds, 1), 1);
 	/* Queue size not a power of two; unknown request; SET_CONFIG. */
 	assert_int_equal(acked(&f, SET_VRING_NUM, st, 8, NULL, 0), 1);
 	assert_int_equal(acked(&f, 99, NULL, 0, NULL, 0), 1);

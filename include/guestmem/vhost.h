@@ -56,7 +56,10 @@ struct gm_vhost_region {
  * -EOVERFLOW gpa + size, uaddr + size or mmap_offset + size wraps, or a
  *            region cannot be mapped by this process (size_t);
  * -EEXIST    two regions overlap in guest-physical or in user addresses;
- * -ENOMEM, or the errno of mmap() (-EBADF, -EACCES, -ENODEV ...).
+ * -ERANGE    [mmap_offset, mmap_offset + size) of a regular file (memfd,
+ *            tmpfs, hugetlbfs) reaches past its end (a front end that
+ *            shrinks the file later can still make accesses fault);
+ * -ENOMEM, or the errno of fstat() or mmap() (-EBADF, -EACCES, -ENODEV ...).
  * Thread-safe.
  */
 GM_API int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
