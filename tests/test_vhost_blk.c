@@ -1120,6 +1120,33 @@ static void inflight_buffer_is_created_and_kept_in_step(void **state)
 }
 
 /*
+ * Found by fuzz/fuzz_vhost_user.c: an inflight fd shorter than the buffer
+ * (mmap_size is only the front end's claim) mapped, and the first store
+ * into it killed the back end with SIGBUS.
+ */
+static void inflight_fd_shorter_than_the_buffer_is_refused(void **state)
+{
+	uint64_t p[3] = {1ull << 20, 0, 1 | (uint64_t)QSIZE << 16};
+	struct fe f;
+	int fd, before;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	before = count_fds();
+	fd = memfd_create("test-inflight", MFD_CLOEXEC); /* 0 bytes */
+	assert_true(fd >= 0);
+	assert_int_equal(acked(&f, 32, p, 24, &fd, 1), 1);
+	assert_int_equal(ftruncate(fd, IF_QBYTES - 1), 0);
+	assert_int_equal(acked(&f, 32, p, 24, &fd, 1), 1);
+	close(fd);
+	assert_int_equal(count_fds(), before); /* the refused fds were closed */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/*
  * A previous back end took two writes of the same sector and died before
  * completing them: they are written again in the order it took them, then
  * the ring goes on with the next request.
@@ -1285,6 +1312,7 @@ int main(void)
 	    cmocka_unit_test(refused_requests_get_a_failed_ack_and_the_connection_goes_on),
 	    cmocka_unit_test(features_without_event_idx_and_indirect_still_work),
 	    cmocka_unit_test(inflight_buffer_is_created_and_kept_in_step),
+	    cmocka_unit_test(inflight_fd_shorter_than_the_buffer_is_refused),
 	    cmocka_unit_test(requests_left_in_flight_are_served_again_in_order),
 	    cmocka_unit_test(garbage_inflight_buffer_is_survived),
 #endif

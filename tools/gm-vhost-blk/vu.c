@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
@@ -768,6 +769,7 @@ static int do_inflight(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	uint16_t nq, qsize;
 	size_t per, total;
 	uint8_t out[24] = {0};
+	struct stat st;
 	void *map;
 	unsigned i;
 	int fd, ret;
@@ -799,6 +801,14 @@ static int do_inflight(struct vu_server *s, int sock, struct msg *msg, bool *rep
 		return ret;
 	}
 	if (size < total || off % (uint64_t)sysconf(_SC_PAGESIZE) || off > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	/*
+	 * mmap_size is only the front end's word: a file shorter than the
+	 * window maps, and the first store past its end raises SIGBUS.
+	 */
+	if (fstat(msg->fds[0], &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < off + total)
 		return -EINVAL;
 	map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, msg->fds[0], (off_t)off);
 	if (map == MAP_FAILED)
