@@ -14,7 +14,8 @@
  *   3. If /dev/kvm works: gm_kvm_dirty_log_sync() of one RAM slot of the
  *      same sizes (KVM_GET_DIRTY_LOG, then the merge into the region's
  *      bitmap; nothing dirty, so this is the fixed cost a migration pays
- *      per pass), beside a memcpy() of the bitmap.
+ *      per pass), beside a memcpy() of the bitmap. Only where the library
+ *      has the KVM binding (GM_BENCH_KVM, set by meson.build).
  * Every figure is the median of REPS runs, printed with its baseline and
  * the ratio (figure / baseline).
  *
@@ -25,7 +26,9 @@
 #include <guestmem/space.h>
 
 #include <fcntl.h>
+#ifdef GM_BENCH_KVM
 #include <linux/kvm.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +194,7 @@ static void bench_collect(unsigned gib)
 	free(src);
 }
 
+#ifdef GM_BENCH_KVM
 /* A VM fd, or -1 with the reason printed. */
 static int open_vm(int *kvm_fd)
 {
@@ -262,6 +266,12 @@ static void bench_kvm_sync(unsigned gib)
 	close(vm);
 	close(kvm_fd);
 }
+#else
+static void bench_kvm_sync(unsigned gib)
+{
+	printf("KVM sync %2u GiB           skipped: no KVM on this host\n", gib);
+}
+#endif
 
 int main(int argc, char **argv)
 {

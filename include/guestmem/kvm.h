@@ -81,6 +81,10 @@
  * NULL: every function that returns an errno rejects a NULL @k (and the
  * other NULL pointers its contract names) with -EINVAL; the queries
  * without one return 0 / false for a NULL @k; gm_kvm_free() ignores NULL.
+ *
+ * Hosts without KVM (32-bit ARM): the library exports the same functions,
+ * but gm_kvm_new() fails with -ENOSYS, so no binding can exist and the
+ * others only ever see a NULL @k.
  */
 #ifndef GUESTMEM_KVM_H
 #define GUESTMEM_KVM_H
@@ -118,6 +122,7 @@ struct gm_kvm_slot {
  * -EDEADLK called with a transaction open on @mem in this thread, or from
  *          inside one of @mem's listener callbacks;
  * -ENOMEM;
+ * -ENOSYS  the library was built for a host without KVM;
  * another negative errno from KVM (e.g. -EBADF, -ENOTTY: not a VM fd) or
  * from pthread_mutex_init().
  * On failure no slot is left behind. Thread-safe.
