@@ -770,12 +770,59 @@ static void readonly_device_refuses_writes(void **state)
 /* ---- tests: hostile messages ---- */
 
 /* Each case sends one bad message after a good start of the connection. */
+/*
+ * Whether recvmsg() reports MSG_CTRUNC when more fds arrive than its
+ * control buffer holds (Linux does; qemu-user 7.2 drops the extra fds
+ * silently): nine fds sent, room for eight.
+ */
+static bool recvmsg_reports_ctrunc(void)
+{
+	union {
+		char buf[CMSG_SPACE(9 * sizeof(int))];
+		struct cmsghdr align;
+	} out, in;
+	int sv[2], fds[9], i;
+	char byte = 0;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *c;
+	bool ctrunc;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	for (i = 0; i < 9; i++)
+		fds[i] = sv[0];
+	memset(&out, 0, sizeof(out)); /* the padding after the fds goes out too */
+	mh.msg_control = out.buf;
+	mh.msg_controllen = CMSG_SPACE(9 * sizeof(int));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(9 * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, sizeof(fds));
+	assert_int_equal(sendmsg(sv[0], &mh, 0), 1);
+	mh.msg_control = in.buf;
+	mh.msg_controllen = CMSG_SPACE(8 * sizeof(int));
+	assert_int_equal(recvmsg(sv[1], &mh, MSG_CMSG_CLOEXEC), 1);
+	ctrunc = (mh.msg_flags & MSG_CTRUNC) != 0;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		memcpy(fds, CMSG_DATA(c), n * sizeof(int));
+		for (i = 0; i < (int)n; i++)
+			close(fds[i]);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return ctrunc;
+}
+
 static void malformed_messages_end_the_connection_and_close_fds(void **state)
 {
 	struct fe f;
 	uint8_t p[512] = {0};
 	struct region_msg r[9];
 	int memfd, efd, fds[9], before, i, c;
+	bool ctrunc = recvmsg_reports_ctrunc();
 	uint32_t u32;
 
 	(void)state;
@@ -786,7 +833,8 @@ static void malformed_messages_end_the_connection_and_close_fds(void **state)
 		r[i] = (struct region_msg){(uint64_t)i * 4096, 4096, UA + (uint64_t)i * 4096, 0};
 		fds[i] = memfd;
 	}
-	for (c = 0; c < 13; c++) {
+	/* The last case needs MSG_CTRUNC (skipped at the end without it). */
+	for (c = 0; c < (ctrunc ? 13 : 12); c++) {
 		before = count_fds();
 		connect_fe(&f);
 		set_u64(&f, SET_PROTOCOL_FEATURES, 1ull << VU_PF_REPLY_ACK);
@@ -855,6 +903,11 @@ static void malformed_messages_end_the_connection_and_close_fds(void **state)
 	fe_stop(&f);
 	close(efd);
 	fe_fini(&f);
+	if (!ctrunc) {
+		print_message("skipped: nine fds in one message: recvmsg() does not report "
+			      "MSG_CTRUNC here (qemu-user)\n");
+		skip();
+	}
 }
 
 static void refused_requests_get_a_failed_ack_and_the_connection_goes_on(void **state)
