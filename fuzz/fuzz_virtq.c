@@ -18,8 +18,8 @@
  *    than its table holds, device-readable buffers first;
  *  - a refused request is consumed (base + 1), has its head set and no
  *    buffers; -EAGAIN means the available index in memory equals the base;
- *  - pop never hands out more requests than the queue size before the
- *    available index moves;
+ *  - pop never hands out a request beyond the available index it loaded,
+ *    nor more than the queue size ahead of its base;
  *  - the device writes nothing outside its used ring, and nothing at all
  *    once the queue is broken, which it stays until set up again;
  *  - a push writes the element and index the spec says.
@@ -141,8 +141,15 @@ struct fz {
 	size_t max;
 	uint16_t held[MAXHELD];
 	size_t nheld;
-	unsigned consumed; /* requests handed out since the available index last moved */
-	int aidx_seen;	   /* the available index in memory when last looked at, or -1 */
+	/*
+	 * The available index values in memory the device may have loaded
+	 * since the base was last set (it loads only inside pop, so only
+	 * values seen just before a pop). A request handed out at base b
+	 * needs one of them, S, with 1 <= (u16)(S - b) <= size: the device
+	 * never runs past what the driver published, nor a ring ahead.
+	 */
+	uint16_t seen[64];
+	size_t nseen; /* > 64: too many to tell, the check is off until the next reset */
 };
 
 /*
@@ -171,6 +178,33 @@ static void check_writes(const struct fz *f, bool none)
 	memcpy(snap, base, MAPSZ);
 }
 
+static void note_seen(struct fz *f, uint16_t v)
+{
+	size_t i;
+
+	for (i = 0; i < f->nseen && i < 64; i++)
+		if (f->seen[i] == v)
+			return;
+	if (f->nseen < 64)
+		f->seen[f->nseen] = v;
+	f->nseen++;
+}
+
+static bool published(const struct fz *f, uint16_t b)
+{
+	size_t i;
+
+	if (f->nseen > 64)
+		return true;
+	for (i = 0; i < f->nseen; i++) {
+		uint16_t ahead = (uint16_t)(f->seen[i] - b);
+
+		if (ahead >= 1 && ahead <= f->size)
+			return true;
+	}
+	return false;
+}
+
 static void do_pop(struct fz *f, unsigned rounds)
 {
 	struct gm_virtq_buf bufs[MAXBUFS];
@@ -183,11 +217,8 @@ static void do_pop(struct fz *f, unsigned rounds)
 		long ao = model_off(f->avail + 2, 2, false);
 		int ret;
 
-		/* The index moved (the driver, or a used ring overlapping it): count afresh. */
-		if (ao >= 0 && (int)le(base + ao, 2) != f->aidx_seen) {
-			f->aidx_seen = (int)le(base + ao, 2);
-			f->consumed = 0;
-		}
+		if (ao >= 0)
+			note_seen(f, (uint16_t)le(base + ao, 2));
 		memset(&req, 0xa5, sizeof(req));
 		ret = gm_virtq_pop(f->q, mem, &req, bufs, f->max);
 		check_writes(f, true); /* pop never writes */
@@ -205,7 +236,7 @@ static void do_pop(struct fz *f, unsigned rounds)
 			CHECK(gm_virtq_base(f->q) == (uint16_t)(b + 1));
 			CHECK(req.head < f->size);
 			CHECK(ret == 0 || req.nbufs == 0);
-			CHECK(++f->consumed <= f->size);
+			CHECK(published(f, b));
 			if (f->nheld < MAXHELD)
 				f->held[f->nheld++] = req.head;
 			break;
@@ -331,7 +362,7 @@ static void run_op(struct fz *f, const unsigned char *op)
 		CHECK(gm_virtq_base(f->q) == a);
 		CHECK(gm_virtq_used_index(f->q) == ((op[5] & 1) ? b : a));
 		CHECK(gm_virtq_broken(f->q) == (f->size == 0));
-		f->consumed = 0;
+		f->nseen = 0;
 		f->nheld = 0;
 		break;
 	case 8:
@@ -358,7 +389,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct gm_mapping *mp;
-	struct fz f = {.aidx_seen = -1};
+	struct fz f = {0};
 	unsigned char hdr[HDRSZ + NOPS * OPSZ] = {0};
 	size_t i, nmem;
 	int ret;
