@@ -143,8 +143,8 @@ struct fz {
 	size_t nheld;
 	/*
 	 * The available index values in memory the device may have loaded
-	 * since the base was last set (it loads only inside pop, so only
-	 * values seen just before a pop). A request handed out at base b
+	 * since the base was last set (it loads only inside pop and
+	 * enable_notify, so only values seen just before those). A request handed out at base b
 	 * needs one of them, S, with 1 <= (u16)(S - b) <= size: the device
 	 * never runs past what the driver published, nor a ring ahead.
 	 */
@@ -317,6 +317,9 @@ static void run_op(struct fz *f, const unsigned char *op)
 		check_writes(f, true);
 		break;
 	case 4:
+		/* It may load the available index too. */
+		if (f->size != 0 && model_off(f->avail + 2, 2, false) >= 0)
+			note_seen(f, (uint16_t)le(base + model_off(f->avail + 2, 2, false), 2));
 		ret = gm_virtq_enable_notify(f->q, mem, &flag);
 		CHECK(ret == 0 || ret == -EIO);
 		CHECK((ret == -EIO) == gm_virtq_broken(f->q));
