@@ -1336,6 +1336,45 @@ static void garbage_inflight_buffer_is_survived(void **state)
 	fe_fini(&f);
 }
 
+/* CPU time this process used, in milliseconds. */
+static double cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void hung_up_kick_fd_does_not_spin_the_worker(void **state)
+{
+	struct fe f;
+	struct fe_queue *q = &f.q[0];
+	int pfd[2];
+	double before;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	/* A kick fd whose other end is closed: forever readable (EOF + EPOLLHUP). */
+	assert_int_equal(pipe(pfd), 0);
+	close(pfd[1]);
+	send_fd_msg(&f, SET_VRING_KICK, 0, pfd[0]);
+	close(pfd[0]);
+	sync_fe(&f);
+	before = cpu_ms();
+	usleep(300 * 1000);
+	/* A spinning worker would burn ~300 ms of CPU here. */
+	assert_true(cpu_ms() - before < 100.0);
+	/* A new kick fd brings the queue back. */
+	close(q->kick);
+	q->kick = eventfd(0, EFD_CLOEXEC);
+	send_fd_msg(&f, SET_VRING_KICK, 0, q->kick);
+	sync_fe(&f);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 static void features_without_event_idx_and_indirect_still_work(void **state)
 {
 	struct fe f;
@@ -1364,6 +1403,7 @@ int main(void)
 	    cmocka_unit_test(malformed_messages_end_the_connection_and_close_fds),
 	    cmocka_unit_test(refused_requests_get_a_failed_ack_and_the_connection_goes_on),
 	    cmocka_unit_test(features_without_event_idx_and_indirect_still_work),
+	    cmocka_unit_test(hung_up_kick_fd_does_not_spin_the_worker),
 	    cmocka_unit_test(inflight_buffer_is_created_and_kept_in_step),
 	    cmocka_unit_test(inflight_fd_shorter_than_the_buffer_is_refused),
 	    cmocka_unit_test(requests_left_in_flight_are_served_again_in_order),

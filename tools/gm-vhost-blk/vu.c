@@ -413,7 +413,15 @@ static void *worker(void *arg)
 			pthread_mutex_unlock(&q->lock);
 			break;
 		}
-		if (n > 0) {
+		if (n > 0 && ev.data.u32 == 1 && (ev.events & (EPOLLHUP | EPOLLERR)) &&
+		    q->kick_fd >= 0) {
+			/*
+			 * A kick fd that hung up (a pipe whose writer is gone)
+			 * would wake us forever, level-triggered: stop listening
+			 * to it until the front end sets a new one.
+			 */
+			epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
+		} else if (n > 0) {
 			/* Both fds are non-blocking: a stale event reads EAGAIN. */
 			if (read(q->wake_fd, &v, sizeof(v)) < 0) {
 			}
