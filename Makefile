@@ -20,7 +20,8 @@
 
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
-.PHONY: all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-linux bench fuzz clean
+FORCE:
+.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-linux bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -37,9 +38,20 @@ build-asan/build.ninja: | deps
 build-tsan/build.ninja: | deps
 	meson setup build-tsan -Db_sanitize=thread -Db_lundef=false
 
-build-i386/build.ninja:
+# Native where this host's kernel runs 32-bit x86 programs, otherwise under
+# qemu-user (scripts/i386-mode.sh decides, GM_I386_MODE forces). The mode is
+# kept in build-i386/gm-i386-mode; a build set up for the other mode is set
+# up again.
+I386_MODE_FILE := build-i386/gm-i386-mode
+build-i386/build.ninja: FORCE
 	@scripts/deps.sh base i386
-	meson setup build-i386 --cross-file cross/i386.txt
+	@mode=$$(scripts/i386-mode.sh) || exit 1; \
+	if [ -f $@ ] && [ "$$(cat $(I386_MODE_FILE) 2>/dev/null)" = "$$mode" ]; then exit 0; fi; \
+	rm -rf build-i386; \
+	echo "i386: this host runs 32-bit x86 programs: $$mode"; \
+	if [ "$$mode" = native ]; then cross="--cross-file cross/i386.txt"; \
+	else cross="--cross-file cross/i386.txt --cross-file cross/i386-qemu.txt"; fi; \
+	meson setup build-i386 $$cross && echo "$$mode" > $(I386_MODE_FILE)
 
 build-armhf/build.ninja:
 	@scripts/deps.sh base armhf
@@ -78,7 +90,7 @@ check:
 	echo; echo "== summary"; \
 	scripts/summary.py normal:build/meson-logs/testlog.json \
 		asan+ubsan:build-asan/meson-logs/testlog.json \
-		i386:build-i386/meson-logs/testlog.json \
+		"i386 ($$(cat $(I386_MODE_FILE) 2>/dev/null || echo not set up))":build-i386/meson-logs/testlog.json \
 		armhf:build-armhf/meson-logs/testlog.json \
 		tsan:build-tsan/meson-logs/testlog.json \
 		valgrind:build/meson-logs/testlog-valgrind.json \
@@ -95,7 +107,7 @@ check-asan: build-asan/build.ninja
 		meson test -C build-asan --no-suite linux --print-errorlogs
 
 check-i386: build-i386/build.ninja
-	@echo "== 32-bit (i386) build"
+	@echo "== 32-bit (i386) build, $$(cat $(I386_MODE_FILE))"
 	meson test -C build-i386 --no-suite linux --print-errorlogs
 
 # The 32-bit ARM host: cross-built with clang, run under qemu-arm-static

@@ -7,7 +7,9 @@ set -eu
 set_pkgs() {
 	case "$1" in
 	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev" ;;
-	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386" ;;
+	# qemu-user-static runs the 32-bit programs where the kernel cannot
+	# (scripts/i386-mode.sh).
+	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386 qemu-user-static" ;;
 	# 32-bit ARM host (cross/armhf.txt): clang as the cross compiler with
 	# the cross binutils, libc and libgcc (gcc-arm-linux-gnueabihf itself
 	# conflicts with gcc-multilib, which the i386 set needs), the :armhf

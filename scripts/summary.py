@@ -8,8 +8,8 @@ summary lines ("[  PASSED  ] N test(s).", "[  SKIPPED ] N test(s)",
 "[  FAILED  ] N test(s)") are read from its output, so a case skipped
 inside a passing program is reported as skipped. A program without such
 lines counts once by meson's verdict. Prints one line per build and, last,
-'N passed, N failed, N skipped'. Exits 1 if any test failed or a log is
-missing.
+'N passed, N failed, N skipped'. Exits 1 if any test failed, a log is
+missing, or a build ran no test at all.
 """
 import json
 import re
@@ -53,6 +53,13 @@ for arg in sys.argv[1:]:
         else:
             counts["failed"] += 1
     print(f"{name}: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    # A configuration that ran nothing proved nothing: never let it pass as
+    # "0 failed" (a 32-bit suite whose programs could not even start did).
+    if counts["passed"] + counts["failed"] == 0:
+        why = ("its test log is empty: meson test ran no program (see its output above)"
+               if not lines else "every test was skipped")
+        print(f"{name}: FAILED: ran no test: {why}")
+        bad = True
     for k in total:
         total[k] += counts[k]
 print(f"{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
