@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "dirty-internal.h"
-#include "fence-internal.h"
+#include "rcu-internal.h"
 
 struct gm_dirty {
 	struct gm_dirty_hot hot; /* first: inline writers cast to it */

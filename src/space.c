@@ -64,36 +64,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* The function-call (non-LGPL-inline) read side: nothing of liburcu is
- * compiled into our objects. */
-#include <urcu/urcu-memb.h>
-
 #include "space-internal.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define GM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define GM_TSAN 1
-#endif
-#endif
-
-#ifdef GM_TSAN
-#include <sanitizer/tsan_interface.h>
-/*
- * ThreadSanitizer cannot see what a grace period orders: liburcu waits for
- * readers with membarrier() and loads TSan does not instrument. So every
- * read-side unlock releases this clock, and reclaim() acquires it after the
- * grace period and before freeing: the reader's accesses then happen
- * before the free in TSan's model, as they do in reality.
- */
-static char gm_rcu_tsan_clock;
-#define RCU_TSAN_RELEASE() __tsan_release(&gm_rcu_tsan_clock)
-#define RCU_TSAN_ACQUIRE() __tsan_acquire(&gm_rcu_tsan_clock)
-#else
-#define RCU_TSAN_RELEASE() ((void)0)
-#define RCU_TSAN_ACQUIRE() ((void)0)
-#endif
 
 /* One run of a window with one guest protection: bytes [offset, offset + size). */
 struct part {
@@ -180,29 +151,6 @@ static bool owned_by_me(const struct gm_space *s)
 static bool is_pio(const struct gm_space *s)
 {
 	return (s->flags & GM_SPACE_PIO) != 0;
-}
-
-/* ---- RCU read side --------------------------------------------------- */
-
-void gm_rcu_register_thread(void)
-{
-	urcu_memb_register_thread();
-}
-
-void gm_rcu_unregister_thread(void)
-{
-	urcu_memb_unregister_thread();
-}
-
-void gm_rcu_read_lock(void)
-{
-	urcu_memb_read_lock();
-}
-
-void gm_rcu_read_unlock(void)
-{
-	RCU_TSAN_RELEASE();
-	urcu_memb_read_unlock();
 }
 
 /* ---- windows and layouts --------------------------------------------- */
@@ -486,8 +434,7 @@ static void reclaim(struct gm_space *s)
 	if (!l)
 		return;
 	s->retired = NULL;
-	urcu_memb_synchronize_rcu();
-	RCU_TSAN_ACQUIRE();
+	gm_rcu_synchronize();
 	while (l) {
 		struct layout *next = l->next_retired;
 
@@ -599,7 +546,7 @@ int gm_space_synchronize(struct gm_space *s)
 
 	if (!s)
 		return -EINVAL;
-	if (urcu_memb_read_ongoing())
+	if (gm_rcu_read_ongoing())
 		return -EDEADLK;
 	mine = owned_by_me(s);
 	if (mine && s->in_callback)
@@ -873,7 +820,7 @@ static int commit_locked(struct gm_space *s)
 		listeners_commit(s, ch, nch);
 	/* A device callback that edits the space commits inside its read
 	 * section: waiting for a grace period there would wait for itself. */
-	if (!urcu_memb_read_ongoing())
+	if (!gm_rcu_read_ongoing())
 		reclaim(s);
 out:
 	/* An add whose own commit fails has failed: its device is not told. */

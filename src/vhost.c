@@ -31,7 +31,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <urcu/urcu-memb.h>
 
 struct vhost_entry {
 	gm_gpa_t gpa;
@@ -354,7 +353,7 @@ static void publish(struct gm_vhost_mem *vm, struct gm_vhost_table *t)
 	__atomic_store_n(&vm->generation, vm->generation + 1, __ATOMIC_RELAXED);
 	if (old) {
 		/* A reader may be between its load of @old and its increment (invariant 4). */
-		urcu_memb_synchronize_rcu();
+		gm_rcu_synchronize();
 		gm_vhost_table_put(old);
 	}
 }
@@ -493,12 +492,12 @@ struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm)
 {
 	struct gm_vhost_table *t;
 
-	urcu_memb_read_lock();
+	gm_rcu_read_lock();
 	/* Acquire: pairs with the exchange in publish(). */
 	t = __atomic_load_n(&vm->cur, __ATOMIC_ACQUIRE);
 	if (t)
 		gm_vhost_table_get(t);
-	urcu_memb_read_unlock();
+	gm_rcu_read_unlock();
 	return t;
 }
 

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fence-internal.h"
+#include "rcu-internal.h"
 
 #define DESC_F_NEXT	     1u
 #define DESC_F_WRITE	     2u

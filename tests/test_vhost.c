@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <urcu/urcu-memb.h>
 
 #include <guestmem/vhost.h>
 
@@ -296,8 +295,8 @@ int main(void)
 	};
 	int ret;
 
-	urcu_memb_register_thread();
+	gm_rcu_register_thread();
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	urcu_memb_unregister_thread();
+	gm_rcu_unregister_thread();
 	return ret;
 }

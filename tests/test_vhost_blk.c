@@ -31,7 +31,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <urcu/urcu-memb.h>
 
 #include "blk.h"
 #include "vu.h"

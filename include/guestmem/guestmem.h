@@ -4,6 +4,7 @@
  * Layers, lowest first (each uses only those before it):
  *   addr.h     guest addresses, checked arithmetic
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
+ *   rcu.h      the RCU read side and grace periods (liburcu behind it)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
  *   space.h    the editable address space: RAM/ROM/MMIO windows, RCU views, dispatch
@@ -17,6 +18,7 @@
 
 #include <guestmem/addr.h>
 #include <guestmem/mapping.h>
+#include <guestmem/rcu.h>
 #include <guestmem/dirty.h>
 #include <guestmem/memory.h>
 #include <guestmem/space.h>

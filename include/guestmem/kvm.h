@@ -74,7 +74,7 @@
  * Threads: the exit handlers are safe from any number of vCPU threads at
  * once; they call gm_space_read()/gm_space_write(), so the calling thread
  * must be registered as an RCU reader (gm_rcu_register_thread(), rule 1 of
- * space.h). The other functions are serialized by an internal lock and may be
+ * rcu.h). The other functions are serialized by an internal lock and may be
  * called from any thread, also while the space commits on another thread.
  * Do not call them from inside one of the space's listener callbacks.
  *

@@ -44,11 +44,10 @@
  *   being the region's offset in its window). ROM, MMIO and reserved
  *   windows have none.
  *
- * RCU: the read-side rules (liburcu, "memb" flavour, urcu/urcu-memb.h)
+ * RCU: the read side (rcu.h states the rules every reader keeps)
  *   1. A thread that calls gm_rcu_read_lock(), gm_space_memory(),
  *      gm_space_read() or gm_space_write() must first register with
- *      gm_rcu_register_thread() (or urcu_memb_register_thread()) and
- *      unregister before it exits.
+ *      gm_rcu_register_thread() and unregister before it exits.
  *   2. gm_space_memory() returns the current view; it must be called
  *      between gm_rcu_read_lock() and gm_rcu_read_unlock(), and the view and
  *      every host pointer obtained from it are valid until that unlock.
@@ -59,9 +58,6 @@
  *      read section; the view (and its mappings) stays valid until
  *      gm_memory_put(). Writes through an old view still reach the same
  *      memory and the same dirty bitmaps, but not a window added since.
- *   4. urcu_memb_read_lock()/urcu_memb_read_unlock() may be used instead of
- *      the gm_rcu_ wrappers; the wrappers only add, under ThreadSanitizer,
- *      the annotations that tell TSan what the grace period orders.
  *   A mapping that no view references any more is unmapped only after a
  *   grace period has passed since the last view using it was replaced, so a
  *   reader inside a read section never touches unmapped memory.
@@ -97,6 +93,7 @@
 #include <guestmem/dirty.h>
 #include <guestmem/mapping.h>
 #include <guestmem/memory.h>
+#include <guestmem/rcu.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -106,26 +103,6 @@ extern "C" {
 struct gm_space;
 struct gm_window;
 struct gm_space_listener;
-
-/* ---------------------------------------------------------------------- */
-/* RCU read side                                                          */
-/* ---------------------------------------------------------------------- */
-
-/*
- * Register / unregister the calling thread as an RCU reader (rule 1 above).
- * Each registered thread must unregister before it exits. Registering
- * twice, or unregistering inside a read section, is undefined (liburcu's
- * rules). Thread-safe.
- */
-GM_API void gm_rcu_register_thread(void);
-GM_API void gm_rcu_unregister_thread(void);
-
-/*
- * Enter / leave an RCU read-side section (nestable; no lock, no atomic
- * operation). The calling thread must be registered. Thread-safe.
- */
-GM_API void gm_rcu_read_lock(void);
-GM_API void gm_rcu_read_unlock(void);
 
 /* ---------------------------------------------------------------------- */
 /* Spaces                                                                 */

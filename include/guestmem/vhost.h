@@ -11,7 +11,7 @@
  * immutable gm_memory (memory.h) for the data path plus an index of user
  * addresses. struct gm_vhost_mem holds the table currently in force and
  * replaces it while device threads keep running: a new table is published
- * with RCU (liburcu, memb flavour); a thread that took the old one keeps a
+ * with RCU (rcu.h); a thread that took the old one keeps a
  * reference and finishes its requests on it; the old table is unmapped when
  * the grace period has passed and the last reference is gone.
  *
@@ -27,6 +27,7 @@
 #define GUESTMEM_VHOST_H
 
 #include <guestmem/memory.h>
+#include <guestmem/rcu.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -146,8 +147,8 @@ GM_API void gm_vhost_mem_clear(struct gm_vhost_mem *vm);
 /*
  * A reference on the table in force, or NULL if there is none. The caller
  * puts it when its requests are done: a table replaced meanwhile stays
- * mapped until then. The calling thread must be registered with liburcu
- * (urcu_memb_register_thread()). Thread-safe, wait-free apart from the
+ * mapped until then. The calling thread must be registered as an RCU
+ * reader (gm_rcu_register_thread(), rcu.h). Thread-safe, wait-free apart from the
  * reference count.
  */
 GM_API struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm);

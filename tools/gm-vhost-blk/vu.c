@@ -34,7 +34,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <urcu/urcu-memb.h>
 
 enum {
 	REQ_GET_FEATURES = 1,
@@ -402,7 +401,7 @@ static void *worker(void *arg)
 	uint64_t v;
 	bool more = false;
 
-	urcu_memb_register_thread();
+	gm_rcu_register_thread();
 	for (;;) {
 		int n = epoll_wait(q->epfd, &ev, 1, more ? 0 : -1);
 
@@ -431,7 +430,7 @@ static void *worker(void *arg)
 		more = serve_round(q);
 		pthread_mutex_unlock(&q->lock);
 	}
-	urcu_memb_unregister_thread();
+	gm_rcu_unregister_thread();
 	return NULL;
 }
 

@@ -1,13 +1,15 @@
 /*
- * fence-internal.h - a full memory fence that ThreadSanitizer understands.
+ * rcu-internal.h - what the library's own ordering code needs from the
+ * rcu layer: whether this is a ThreadSanitizer build (the one place that
+ * decides it), and a full memory fence TSan understands.
  *
  * TSan models no fences (gcc refuses to build __atomic_thread_fence under
  * -fsanitize=thread), so under TSan a seq_cst read-modify-write on a
  * private word stands in: a full barrier on every host we build for, and
  * an ordering TSan does see.
  */
-#ifndef GUESTMEM_FENCE_INTERNAL_H
-#define GUESTMEM_FENCE_INTERNAL_H
+#ifndef GUESTMEM_RCU_INTERNAL_H
+#define GUESTMEM_RCU_INTERNAL_H
 
 #if defined(__SANITIZE_THREAD__)
 #define GM_TSAN 1
