@@ -44,10 +44,10 @@ static void synchronize_with_no_reader_returns(void **state)
 struct reader {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int inside;   /* the section is open */
-	int leave;    /* asked to close it */
-	int left;     /* closed it */
-	int synced;   /* the updater's grace period ended */
+	int inside; /* the section is open */
+	int leave;  /* asked to close it */
+	int left;   /* closed it */
+	int synced; /* the updater's grace period ended */
 };
 
 static void *reader_main(void *arg)
@@ -113,9 +113,9 @@ static void synchronize_waits_for_an_earlier_reader(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(read_ongoing_follows_nested_sections),
-		cmocka_unit_test(synchronize_with_no_reader_returns),
-		cmocka_unit_test(synchronize_waits_for_an_earlier_reader),
+	    cmocka_unit_test(read_ongoing_follows_nested_sections),
+	    cmocka_unit_test(synchronize_with_no_reader_returns),
+	    cmocka_unit_test(synchronize_waits_for_an_earlier_reader),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
