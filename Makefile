@@ -69,9 +69,9 @@ demo: all
 	elif [ $$st -ne 0 ]; then exit $$st; fi; \
 	echo; ./build/examples/tour/gm-tour
 
-# The back end serving the guest's disk: gm (gm-vhost-blk, once its sources
-# are in the tree) or qsd (qemu-storage-daemon, the stand-in before).
-DEMO_BACKEND ?= $(if $(wildcard tools/gm-vhost-blk/main.c),gm,qsd)
+# The back end serving the guest's disk: gm (gm-vhost-blk, built here) or
+# qsd (QEMU's qemu-storage-daemon, the baseline bench-vhost-blk compares to).
+DEMO_BACKEND ?= gm
 demo-linux: all
 	scripts/demo-linux.sh --install --backend $(DEMO_BACKEND) \
 		--gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
