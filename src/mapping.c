@@ -58,10 +58,9 @@ struct gm_mapping {
 
 /* How to call mmap() for the memory itself, decided by each constructor. */
 struct map_request {
-	int mmap_flags; /* MAP_SHARED or MAP_PRIVATE, MAP_ANONYMOUS, MAP_HUGETLB ... */
-	int fd;
-	off_t offset;
-	size_t align; /* required alignment of the start, a power of two >= page */
+	int mmap_flags; /* MAP_SHARED or MAP_PRIVATE, MAP_ANONYMOUS, MAP_HUGETLB */
+	off_t offset;	/* in m->fd */
+	size_t align;	/* required alignment of the start, a power of two >= page */
 };
 
 static size_t host_page_size(void)
@@ -181,7 +180,8 @@ static int map_memory(struct gm_mapping *m, const struct map_request *req)
 	size_t total, head, tail;
 	char *res, *host;
 	int prot = (m->flags & GM_MAP_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
-	int mmap_flags = req->mmap_flags | MAP_FIXED;
+	int mmap_flags =
+	    req->mmap_flags | MAP_FIXED | ((m->flags & GM_MAP_NORESERVE) ? MAP_NORESERVE : 0);
 	int populate_by_madvise = 0;
 	int err;
 
@@ -206,7 +206,7 @@ static int map_memory(struct gm_mapping *m, const struct map_request *req)
 	/* Rounding up moves the start by at most slack: it stays inside. */
 	host =
 	    (char *)(((uintptr_t)res + m->guard + req->align - 1) & ~(uintptr_t)(req->align - 1));
-	if (mmap(host, m->len, prot, mmap_flags, req->fd, req->offset) == MAP_FAILED) {
+	if (mmap(host, m->len, prot, mmap_flags, m->fd, req->offset) == MAP_FAILED) {
 		/*
 		 * A failed MAP_FIXED may already have unmapped that part of
 		 * the reservation (hugetlb accounting fails late). Unmapping
@@ -237,6 +237,24 @@ err_unmap:
 err_unreserve:
 	munmap(res, total);
 	return err;
+}
+
+/*
+ * The last step of every constructor: map @m and hand it to @out. On
+ * failure @m is released (its fd, if it has one, and itself).
+ */
+static int map_new(struct gm_mapping *m, const struct map_request *req, struct gm_mapping **out)
+{
+	int err = map_memory(m, req);
+
+	if (err) {
+		if (m->fd >= 0)
+			close(m->fd);
+		free(m);
+		return err;
+	}
+	*out = m;
+	return 0;
 }
 
 static struct gm_mapping *mapping_alloc(size_t size, unsigned flags)
@@ -270,7 +288,7 @@ static size_t start_align(const struct gm_mapping *m)
 
 GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out)
 {
-	struct map_request req = {.fd = -1, .offset = 0};
+	struct map_request req = {.offset = 0};
 	struct gm_mapping *m;
 	int err;
 
@@ -286,19 +304,8 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
 	req.mmap_flags = MAP_ANONYMOUS | ((flags & GM_MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
 	if (flags & GM_MAP_HUGETLB)
 		req.mmap_flags |= MAP_HUGETLB;
-	if (flags & GM_MAP_NORESERVE)
-		req.mmap_flags |= MAP_NORESERVE;
 	req.align = start_align(m);
-
-	err = map_memory(m, &req);
-	if (err)
-		goto err_free;
-	*out = m;
-	return 0;
-
-err_free:
-	free(m);
-	return err;
+	return map_new(m, &req, out);
 }
 
 GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flags,
@@ -338,17 +345,9 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
 	m->guard = (flags & GM_MAP_GUARD) ? m->page : 0;
 
 	req.mmap_flags = (flags & GM_MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
-	if (flags & GM_MAP_NORESERVE)
-		req.mmap_flags |= MAP_NORESERVE;
-	req.fd = m->fd;
 	req.offset = (off_t)offset;
 	req.align = m->page;
-
-	err = map_memory(m, &req);
-	if (err)
-		goto err_close;
-	*out = m;
-	return 0;
+	return map_new(m, &req, out);
 
 err_close:
 	close(m->fd);
@@ -399,16 +398,8 @@ GM_API int gm_mapping_new_memfd(const char *name, size_t size, unsigned flags,
 	}
 
 	req.mmap_flags = MAP_SHARED;
-	if (flags & GM_MAP_NORESERVE)
-		req.mmap_flags |= MAP_NORESERVE;
-	req.fd = m->fd;
 	req.align = start_align(m);
-
-	err = map_memory(m, &req);
-	if (err)
-		goto err_close;
-	*out = m;
-	return 0;
+	return map_new(m, &req, out);
 
 err_close:
 	close(m->fd);
