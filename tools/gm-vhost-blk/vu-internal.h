@@ -26,7 +26,7 @@
  *  3. Every fd that arrives with a message is either kept (kick, call, err
  *     moved into the queue, the slot in msg->fds set to -1) or closed by
  *     vu_close_msg_fds() before the next message is read. Kept fds are
- *     closed by vu_reset_queue().
+ *     closed when replaced or by vu_reset_queue().
  *  4. Every message is checked (version, payload size, fd count, index
  *     ranges) before it is acted on; a malformed one ends the connection.
  *  5. Connection state in struct vu_server (features, owner, inflight_map)
