@@ -1,6 +1,6 @@
 /*
  * fuzz/fuzz_vhost_user.c - libFuzzer target for the vhost-user protocol
- * server of gm-vhost-blk (tools/gm-vhost-blk/vu.c), with its block device
+ * server of gm-vhost-blk (tools/gm-vhost-blk/vu*.c), with its block device
  * (blk.c) on a small memfd image.
  *
  * One input is one connection: first the guest memory contents (written

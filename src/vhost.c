@@ -13,7 +13,8 @@
  * between its load and its increment) and drop the holder's reference; the
  * last reader to put the table unmaps it.
  *
- * Invariants:
+ * Invariants (gm__vhost_invariants_ok() in vhost-internal.h checks 2-4 of a
+ * table; code cites them):
  *  1. A table is immutable after gm_vhost_table_new() / build_table().
  *  2. Within a table no two regions share a guest byte or a user byte, every
  *     region is non-empty and none of gpa + size, uaddr + size and
@@ -26,6 +27,9 @@
  */
 #include <guestmem/vhost.h>
 
+#include "vhost-internal.h"
+
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +60,11 @@ struct gm_vhost_mem {
 	uint64_t generation; /* __atomic; written under @lock */
 };
 
-/* Checks of one region that need no other region (invariant 2). */
+/*
+ * Checks of one region that need no other region (invariant 2), all before
+ * anything is mapped. The only check of a region's own numbers: every path
+ * that maps one (gm_vhost_table_new(), gm_vhost_mem_add()) calls it first.
+ */
 static int check_region(const struct gm_vhost_region *r)
 {
 	uint64_t last;
@@ -71,22 +79,19 @@ static int check_region(const struct gm_vhost_region *r)
 	return gm_u64_to_size(r->size, &len);
 }
 
-/* Map @r into *@e. The mapping starts at the page holding mmap_offset. */
+/*
+ * Map @r into *@e. The mapping starts at the page holding mmap_offset.
+ * Called after check_region(@r) passed.
+ */
 static int map_region(const struct gm_vhost_region *r, struct vhost_entry *e)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t start = gm_align_down(r->mmap_offset, page);
 	size_t delta = (size_t)(r->mmap_offset - start); /* < page */
-	size_t len, total;
+	size_t len = (size_t)r->size;			 /* fits: check_region() */
+	size_t total;
 	struct stat st;
-	int ret;
 
-	ret = check_region(r);
-	if (ret)
-		return ret;
-	ret = gm_u64_to_size(r->size, &len);
-	if (ret)
-		return ret;
 	if (gm_add_overflow_size(len, delta, &total))
 		return -EOVERFLOW;
 	/*
@@ -186,6 +191,7 @@ static int build_table(struct vhost_entry *entries, size_t n, size_t max,
 	if (ret)
 		goto err_table;
 	free(specs);
+	assert(gm__vhost_invariants_ok(t));
 	*out = t;
 	return 0;
 
@@ -274,27 +280,44 @@ int gm_vhost_table_region(const struct gm_vhost_table *t, size_t index, struct g
 	return 0;
 }
 
-int gm_vhost_uaddr_to_gpa(const struct gm_vhost_table *t, uint64_t uaddr, uint64_t size,
-			  gm_gpa_t *gpa)
+/*
+ * The region holding all of [@addr, @addr + @size) in user addresses
+ * (@by_uaddr) or guest addresses, or NULL. Binary search for the last
+ * region starting at or below @addr (invariant 3); regions do not overlap
+ * (invariant 2), so only that one can hold @addr.
+ */
+static const struct vhost_entry *find_entry(const struct gm_vhost_table *t, bool by_uaddr,
+					    uint64_t addr, uint64_t size)
 {
+	const struct vhost_entry *e;
 	size_t lo = 0, hi = t->n;
+	uint64_t start;
 
-	if (size == 0 || !gpa)
-		return -EINVAL;
-	/* Find the last region starting at or below @uaddr (invariant 3). */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (t->by_uaddr[mid]->uaddr <= uaddr)
+		e = by_uaddr ? t->by_uaddr[mid] : &t->by_gpa[mid];
+		if ((by_uaddr ? e->uaddr : e->gpa) <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	if (lo == 0)
-		return -EFAULT;
-	const struct vhost_entry *e = t->by_uaddr[lo - 1];
+		return NULL;
+	e = by_uaddr ? t->by_uaddr[lo - 1] : &t->by_gpa[lo - 1];
+	start = by_uaddr ? e->uaddr : e->gpa;
+	return gm_range_contains(start, e->size, addr, size) ? e : NULL;
+}
 
-	if (!gm_range_contains(e->uaddr, e->size, uaddr, size))
+int gm_vhost_uaddr_to_gpa(const struct gm_vhost_table *t, uint64_t uaddr, uint64_t size,
+			  gm_gpa_t *gpa)
+{
+	const struct vhost_entry *e;
+
+	if (size == 0 || !gpa)
+		return -EINVAL;
+	e = find_entry(t, true, uaddr, size);
+	if (!e)
 		return -EFAULT;
 	*gpa = e->gpa + (uaddr - e->uaddr);
 	return 0;
@@ -303,23 +326,12 @@ int gm_vhost_uaddr_to_gpa(const struct gm_vhost_table *t, uint64_t uaddr, uint64
 int gm_vhost_gpa_to_uaddr(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t size,
 			  uint64_t *uaddr)
 {
-	size_t lo = 0, hi = t->n;
+	const struct vhost_entry *e;
 
 	if (size == 0 || !uaddr)
 		return -EINVAL;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (t->by_gpa[mid].gpa <= gpa)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return -EFAULT;
-	const struct vhost_entry *e = &t->by_gpa[lo - 1];
-
-	if (!gm_range_contains(e->gpa, e->size, gpa, size))
+	e = find_entry(t, false, gpa, size);
+	if (!e)
 		return -EFAULT;
 	*uaddr = e->uaddr + (gpa - e->gpa);
 	return 0;
@@ -504,4 +516,70 @@ struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm)
 uint64_t gm_vhost_mem_generation(const struct gm_vhost_mem *vm)
 {
 	return __atomic_load_n(&vm->generation, __ATOMIC_RELAXED);
+}
+
+/* One entry of a table on its own (invariant 2). */
+static bool entry_ok(const struct vhost_entry *e)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), last;
+	size_t len, total;
+
+	if (e->size == 0 || !e->map || gm_add_overflow_u64(e->gpa, e->size - 1, &last) ||
+	    gm_add_overflow_u64(e->uaddr, e->size - 1, &last) ||
+	    gm_add_overflow_u64(e->mmap_offset, e->size - 1, &last) ||
+	    gm_u64_to_size(e->size, &len))
+		return false;
+	/* The mapping covers the window, starting at the page holding mmap_offset. */
+	return e->delta == e->mmap_offset % page &&
+	       gm_mapping_fd_offset(e->map) == e->mmap_offset - e->delta &&
+	       !gm_add_overflow_size(len, e->delta, &total) && total <= gm_mapping_size(e->map);
+}
+
+bool gm__vhost_invariants_ok(const struct gm_vhost_table *t)
+{
+	struct gm_region_info info;
+	size_t i, j, seen;
+
+	if (!t || __atomic_load_n(&t->refs, __ATOMIC_RELAXED) == 0 || !t->mem ||
+	    (t->n && (!t->by_gpa || !t->by_uaddr)) || gm_memory_region_count(t->mem) != t->n)
+		return false;
+	for (i = 0; i < t->n; i++) {
+		const struct vhost_entry *e = &t->by_gpa[i], *u = t->by_uaddr[i];
+
+		if (!entry_ok(e))
+			return false;
+		/* Invariant 3: by_uaddr points into by_gpa ... */
+		if (u < t->by_gpa || u >= t->by_gpa + t->n)
+			return false;
+		/* ... both sorted, and neighbours apart, so no two regions overlap (2). */
+		if (i > 0 && (t->by_gpa[i - 1].gpa + t->by_gpa[i - 1].size - 1 >= e->gpa ||
+			      t->by_uaddr[i - 1]->uaddr + t->by_uaddr[i - 1]->size - 1 >= u->uaddr))
+			return false;
+		/* The data path's view is made of the same regions. */
+		if (gm_memory_region(t->mem, i, &info) || info.gpa != e->gpa ||
+		    info.size != e->size || info.mapping != e->map || info.offset != e->delta)
+			return false;
+	}
+	/* Each region exactly once in by_uaddr (invariant 3). */
+	for (i = 0; i < t->n; i++) {
+		for (j = 0, seen = 0; j < t->n; j++)
+			seen += t->by_uaddr[j] == &t->by_gpa[i];
+		if (seen != 1)
+			return false;
+	}
+	return true;
+}
+
+bool gm__vhost_mem_invariants_ok(struct gm_vhost_mem *vm)
+{
+	const struct gm_vhost_table *t;
+	bool ok;
+
+	if (!vm || vm->max == 0 || vm->max > GM_VHOST_REGIONS_MAX)
+		return false;
+	pthread_mutex_lock(&vm->lock);
+	t = vm->cur;
+	ok = !t || (t->n <= vm->max && gm__vhost_invariants_ok(t));
+	pthread_mutex_unlock(&vm->lock);
+	return ok;
 }

@@ -4,7 +4,9 @@
  * Regions are memfds written through a second mapping (the "front end"),
  * so a passing read proves the table maps the right bytes of the right fd.
  * Every refusal is checked for its exact errno and for leaving the table
- * in force unchanged.
+ * in force unchanged. After every table a test builds or replaces (and
+ * every refused change), gm__vhost_invariants_ok() checks vhost.c's
+ * numbered invariants.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include <guestmem/vhost.h>
+
+#include "vhost-internal.h"
 
 #define MiB ((uint64_t)1 << 20)
 #define UA  0x7f0000000000ull
@@ -59,6 +63,7 @@ static void table_reads_the_fd_bytes_at_guest_addresses(void **state)
 
 	(void)state;
 	assert_int_equal(gm_vhost_table_new(r, 2, 8, &t), 0);
+	assert_true(gm__vhost_invariants_ok(t));
 	close(fd); /* the table keeps its own duplicate */
 	assert_int_equal(gm_vhost_table_region_count(t), 2);
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 4096 * 3, &b), 0);
@@ -85,6 +90,7 @@ static void unaligned_mmap_offset_is_honoured(void **state)
 
 	(void)state;
 	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), 0);
+	assert_true(gm__vhost_invariants_ok(t));
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 0x10000, &b), 0);
 	assert_int_equal(b, 5);
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 0x10000 + 4096 - 100, &b), 0);
@@ -104,6 +110,7 @@ static void user_addresses_translate_inside_one_region_only(void **state)
 
 	(void)state;
 	assert_int_equal(gm_vhost_table_new(r, 2, 8, &t), 0);
+	assert_true(gm__vhost_invariants_ok(t));
 	assert_int_equal(gm_vhost_uaddr_to_gpa(t, UA + 100, 16, &gpa), 0);
 	assert_int_equal(gpa, 100);
 	assert_int_equal(gm_vhost_uaddr_to_gpa(t, UA + MiB + 8, 8, &gpa), 0);
@@ -180,6 +187,7 @@ static void region_past_the_end_of_its_file_is_erange(void **state)
 	/* Up to the last byte is fine. */
 	r = region(0, 4096, UA, MiB - 4096, fd);
 	assert_int_equal(gm_vhost_table_new(&r, 1, 8, &t), 0);
+	assert_true(gm__vhost_invariants_ok(t));
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 4095, &b), 0);
 	assert_int_equal(b, (MiB - 1) / 4096 & 0xff);
 	gm_vhost_table_put(t);
@@ -212,9 +220,13 @@ static void add_and_remove_change_only_their_region(void **state)
 	assert_int_equal(gm_vhost_mem_new(2, &vm), 0);
 	assert_null(gm_vhost_mem_table(vm));
 	assert_int_equal(gm_vhost_mem_add(vm, &a), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	assert_int_equal(gm_vhost_mem_add(vm, &a), -EEXIST);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	assert_int_equal(gm_vhost_mem_add(vm, &b), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	assert_int_equal(gm_vhost_mem_add(vm, &b), -E2BIG); /* full before it could overlap */
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	assert_int_equal(gm_vhost_mem_generation(vm), 2);
 	t = gm_vhost_mem_table(vm);
 	assert_int_equal(gm_vhost_table_region_count(t), 2);
@@ -223,8 +235,10 @@ static void add_and_remove_change_only_their_region(void **state)
 	gm_vhost_table_put(t);
 	a.size = 4096; /* remove matches gpa, size and uaddr exactly */
 	assert_int_equal(gm_vhost_mem_remove(vm, &a), -ENOENT);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	a.size = MiB;
 	assert_int_equal(gm_vhost_mem_remove(vm, &a), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	t = gm_vhost_mem_table(vm);
 	assert_int_equal(gm_vhost_table_region_count(t), 1);
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(t), 0, &v), -EFAULT);
@@ -246,21 +260,26 @@ static void replaced_table_stays_mapped_for_its_holder(void **state)
 	(void)state;
 	assert_int_equal(gm_vhost_mem_new(8, &vm), 0);
 	assert_int_equal(gm_vhost_mem_set(vm, &r1, 1), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	old = gm_vhost_mem_table(vm);
 	assert_int_equal(gm_vhost_mem_set(vm, &r2, 1), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	/* A failing replacement leaves the table in force alone. */
 	r2.size = 0;
 	assert_int_equal(gm_vhost_mem_set(vm, &r2, 1), -EINVAL);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	close(fd1);
 	close(fd2);
 	cur = gm_vhost_mem_table(vm);
 	assert_ptr_not_equal(old, cur);
+	assert_true(gm__vhost_invariants_ok(old));
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(old), 0, &v), 0);
 	assert_int_equal(v, 1);
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(cur), 0, &v), 0);
 	assert_int_equal(v, 2);
 	gm_vhost_table_put(old);
 	gm_vhost_mem_clear(vm);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
 	assert_null(gm_vhost_mem_table(vm));
 	assert_int_equal(gm_read_u8(gm_vhost_table_memory(cur), 0, &v), 0);
 	gm_vhost_table_put(cur);

@@ -1,0 +1,284 @@
+/*
+ * vu-internal.h - what the files of the vhost-user server share; vu.h is
+ * its interface to main.c and blk.c.
+ *
+ *   vu.c          the server and one connection: vu_server_new/free(),
+ *                 vu_serve()'s loop, stop_all() between connections.
+ *   vu-msg.c      message I/O: reading a message with its fds, replies,
+ *                 closing the fds nobody kept.
+ *   vu-handlers.c the table of requests and their handlers.
+ *   vu-inflight.c INFLIGHT_SHMFD: the shared buffer and resubmission.
+ *   vu-queue.c    the queues: one worker thread each, serving rounds.
+ *
+ * Threads: the caller of vu_serve() (the "protocol thread") reads and
+ * answers messages; one worker per queue waits on the queue's kick eventfd
+ * and serves requests.
+ *
+ * Invariants:
+ *  1. A queue's state (struct vu_queue) is under its mutex: the worker holds
+ *     it for one bounded round of requests (ROUND_BUDGET), the protocol
+ *     thread for each change, so GET_VRING_BASE sees the ring stopped
+ *     between two rounds.
+ *  2. The memory table is under no queue lock: gm_vhost_mem publishes it
+ *     with RCU and a worker holds a reference on the table it started a
+ *     round with, so a new table never waits for I/O and never pulls memory
+ *     from under a request in flight.
+ *  3. Every fd that arrives with a message is either kept (kick, call, err
+ *     moved into the queue, the slot in msg->fds set to -1) or closed by
+ *     vu_close_msg_fds() before the next message is read. Kept fds are
+ *     closed when replaced or by vu_reset_queue().
+ *  4. Every message is checked (version, payload size, fd count, index
+ *     ranges) before it is acted on; a malformed one ends the connection.
+ *  5. Connection state in struct vu_server (features, owner, inflight_map)
+ *     is the protocol thread's alone.
+ */
+#ifndef GM_VHOST_BLK_VU_INTERNAL_H
+#define GM_VHOST_BLK_VU_INTERNAL_H
+
+#include "vu.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+	REQ_GET_FEATURES = 1,
+	REQ_SET_FEATURES = 2,
+	REQ_SET_OWNER = 3,
+	REQ_RESET_OWNER = 4,
+	REQ_SET_MEM_TABLE = 5,
+	REQ_SET_VRING_NUM = 8,
+	REQ_SET_VRING_ADDR = 9,
+	REQ_SET_VRING_BASE = 10,
+	REQ_GET_VRING_BASE = 11,
+	REQ_SET_VRING_KICK = 12,
+	REQ_SET_VRING_CALL = 13,
+	REQ_SET_VRING_ERR = 14,
+	REQ_GET_PROTOCOL_FEATURES = 15,
+	REQ_SET_PROTOCOL_FEATURES = 16,
+	REQ_GET_QUEUE_NUM = 17,
+	REQ_SET_VRING_ENABLE = 18,
+	REQ_GET_CONFIG = 24,
+	REQ_SET_CONFIG = 25,
+	REQ_GET_INFLIGHT_FD = 31,
+	REQ_SET_INFLIGHT_FD = 32,
+	REQ_GET_MAX_MEM_SLOTS = 36,
+	REQ_ADD_MEM_REG = 37,
+	REQ_REM_MEM_REG = 38,
+};
+
+#define HDR_SIZE	  12u
+#define FLAG_VERSION	  0x1u
+#define FLAG_VERSION_MASK 0x3u
+#define FLAG_REPLY	  0x4u
+#define FLAG_NEED_REPLY	  0x8u
+#define MAX_PAYLOAD	  4096u
+#define MAX_FDS		  8u  /* VHOST_MEMORY_BASELINE_NREGIONS */
+#define TABLE_REGIONS	  8u  /* regions SET_MEM_TABLE can carry */
+#define MEM_SLOTS	  32u /* GET_MAX_MEM_SLOTS */
+#define REGION_SIZE	  32u
+#define VRING_NOFD	  0x100u
+#define VRING_IDX_MASK	  0xffu
+#define ROUND_BUDGET	  256u /* requests per round before the queue lock is dropped */
+
+#define PROTOCOL_FEATURES                                                          \
+	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | \
+	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_INFLIGHT_SHMFD))
+
+/* Returned by a handler for a message that ends the connection. */
+#define DISCONNECT (-EPROTO)
+
+struct vu_queue {
+	pthread_mutex_t lock; /* protects everything below (invariant 1) */
+	struct vu_server *s;
+	unsigned index;
+	struct gm_virtq *vq;
+	uint32_t num; /* 0: not set */
+	uint64_t desc_ua, avail_ua, used_ua;
+	bool addr_set;
+	bool layout_valid; /* vq placed at desc/avail/used_gpa below */
+	gm_gpa_t desc_gpa, avail_gpa, used_gpa;
+	int kick_fd, call_fd, err_fd;
+	bool started; /* kicked, not stopped by GET_VRING_BASE */
+	bool enabled;
+	bool stop;   /* worker must exit */
+	int wake_fd; /* eventfd: protocol thread -> worker */
+	int epfd;
+	pthread_t thread;
+	bool thread_running;
+	struct gm_virtq_buf *bufs;
+	/* Inflight tracking (INFLIGHT_SHMFD): this queue's part of the shared buffer. */
+	uint8_t *inflight;
+	uint16_t inflight_qsize;
+	uint64_t inflight_counter;
+	bool inflight_check; /* re-serve what an earlier back end left in flight */
+};
+
+struct vu_server {
+	struct vu_device dev;
+	unsigned nqueues;
+	struct vu_queue *q;
+	struct gm_vhost_mem *mem;
+	/* Connection state: protocol thread only (invariant 5). */
+	uint64_t features, protocol_features;
+	bool owner;
+	struct vu_conn_info *info;
+	void *inflight_map; /* SET_INFLIGHT_FD mapping, or NULL */
+	size_t inflight_len;
+};
+
+/* One message as read: header fields, payload, and the fds that came with it. */
+struct msg {
+	uint32_t request, flags, size;
+	uint8_t p[MAX_PAYLOAD];
+	int fds[MAX_FDS]; /* -1 once kept by a handler (invariant 3) */
+	size_t nfds;
+};
+
+static inline uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8); /* vhost-user is in host byte order */
+	return v;
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static inline void signal_fd(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, the peer will wake anyway. */
+	}
+}
+
+static inline void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* ---- vu-msg.c: message I/O ---- */
+
+/*
+ * Read one message and the fds that came with its header. Returns 0,
+ * -ECONNRESET on a clean EOF before a header, DISCONNECT if malformed.
+ * On error no fd of the message stays open.
+ */
+int vu_read_msg(int sock, struct msg *msg);
+/* Close every fd of @msg a handler did not keep (invariant 3). */
+void vu_close_msg_fds(struct msg *msg);
+/* Reply to @msg with @size (<= HDR_SIZE + VU_CONFIG_MAX) payload bytes. */
+int vu_send_reply(int sock, const struct msg *msg, const void *payload, uint32_t size);
+/* The same, passing fd @pass along (<= 32 payload bytes). */
+int vu_send_reply_fd(int sock, const struct msg *msg, const void *payload, uint32_t size, int pass);
+int vu_reply_u64(int sock, const struct msg *msg, uint64_t v);
+
+/* ---- vu-handlers.c ---- */
+
+/*
+ * Check one message against its row of the request table and run its
+ * handler. Returns 0, a -errno failure of the request (-ENOSYS: unknown),
+ * or DISCONNECT. *@replied is set if the handler sent its own reply.
+ */
+int vu_handle_message(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+
+/* ---- vu-queue.c: the queues and their workers ---- */
+
+/* The worker thread of queue @arg (struct vu_queue *). */
+void *vu_worker(void *arg);
+/* Reset queue @q to its initial state, closing its fds. Called with q->lock held. */
+void vu_reset_queue(struct vu_queue *q);
+
+/* ---- vu-inflight.c: inflight tracking (vhost-user.rst, "Inflight I/O tracking") ---- */
+
+/*
+ * The buffer the front end keeps across back-end restarts. Per queue, 64-byte
+ * aligned: u64 features, u16 version, u16 desc_num, u16 last_batch_head,
+ * u16 used_idx, then one 16-byte entry per descriptor head: u8 inflight,
+ * 5 bytes padding, u16 next, u64 counter (the order heads were taken in).
+ * Its contents may come from a back end that crashed: every head read
+ * from it is checked against the queue size.
+ */
+#define IF_HDR	   16u
+#define IF_ENTRY   16u
+#define IF_ALIGN   64u
+#define IF_VERSION 1u
+
+static inline uint16_t if_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
+static inline void if_put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static inline uint8_t *if_entry(const struct vu_queue *q, unsigned head)
+{
+	return q->inflight + IF_HDR + (size_t)IF_ENTRY * head;
+}
+
+/* Request @head was taken from the ring. Called with q->lock held. */
+static inline void vu_inflight_begin(struct vu_queue *q, uint16_t head)
+{
+	uint64_t c = ++q->inflight_counter;
+
+	if (!q->inflight || head >= q->inflight_qsize)
+		return;
+	memcpy(if_entry(q, head) + 8, &c, 8);
+	if_entry(q, head)[0] = 1;
+}
+
+/* Give @head back to the driver, keeping the inflight buffer in step. Called with q->lock held. */
+static inline void vu_complete(struct vu_queue *q, const struct gm_memory *m, uint16_t head,
+			       uint32_t len)
+{
+	bool track = q->inflight && head < q->inflight_qsize;
+
+	if (track)
+		if_put16(q->inflight + 12, head); /* last_batch_head: see vu_inflight_resume() */
+	if (gm_virtq_push(q->vq, m, head, len) == 0 && track) {
+		if_entry(q, head)[0] = 0;
+		if_put16(q->inflight + 14, gm_virtq_used_index(q->vq));
+	}
+}
+
+/*
+ * At ring start: serve again, in the order they were taken, the requests a
+ * previous back end took and never completed. Called with q->lock held, the
+ * ring placed.
+ */
+void vu_inflight_resume(struct vu_queue *q, const struct gm_memory *m);
+/* Forget the inflight buffer. Protocol thread. */
+void vu_drop_inflight(struct vu_server *s);
+/* GET_INFLIGHT_FD and SET_INFLIGHT_FD handlers (rows in vu-handlers.c). */
+int vu_get_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+int vu_set_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+
+#endif
