@@ -72,7 +72,7 @@ static void set_queue_features(struct vu_server *s)
 
 static void note_table(struct vu_server *s)
 {
-	struct gm_vhost_table *t = gm_vhost_mem_table(s->mem);
+	struct gm_vhost_table *t = gm_vhost_mem_table(s->tables);
 	size_t n = t ? gm_vhost_table_region_count(t) : 0;
 
 	gm_vhost_table_put(t);
@@ -166,7 +166,7 @@ static int reset_owner(struct vu_server *s, int sock, struct msg *msg, bool *rep
 		vu_reset_queue(&s->q[i]);
 		pthread_mutex_unlock(&s->q[i].lock);
 	}
-	gm_vhost_mem_clear(s->mem);
+	gm_vhost_mem_clear(s->tables);
 	s->features = 0;
 	s->owner = false;
 	return 0;
@@ -198,7 +198,7 @@ static int set_mem_table(struct vu_server *s, int sock, struct msg *msg, bool *r
 		r[i].fd = msg->fds[i];
 	}
 	/* The table maps duplicates; our copies are closed with the message. */
-	ret = gm_vhost_mem_set(s->mem, r, n);
+	ret = gm_vhost_mem_set(s->tables, r, n);
 	if (ret == 0)
 		note_table(s);
 	return ret;
@@ -214,7 +214,7 @@ static int add_mem_reg(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	(void)replied;
 	parse_region(msg->p + 8, &r);
 	r.fd = msg->fds[0];
-	ret = gm_vhost_mem_add(s->mem, &r);
+	ret = gm_vhost_mem_add(s->tables, &r);
 	if (ret == 0)
 		note_table(s);
 	return ret;
@@ -229,7 +229,7 @@ static int rem_mem_reg(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	(void)replied;
 	parse_region(msg->p + 8, &r);
 	r.fd = -1;
-	ret = gm_vhost_mem_remove(s->mem, &r);
+	ret = gm_vhost_mem_remove(s->tables, &r);
 	if (ret == 0)
 		note_table(s);
 	return ret;

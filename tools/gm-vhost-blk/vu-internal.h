@@ -120,7 +120,7 @@ struct vu_server {
 	struct vu_device dev;
 	unsigned nqueues;
 	struct vu_queue *q;
-	struct gm_vhost_mem *mem;
+	struct gm_vhost_mem *tables; /* the memory table in force, swapped under RCU */
 	/* Connection state: protocol thread only (invariant 5). */
 	uint64_t features, protocol_features;
 	bool owner;

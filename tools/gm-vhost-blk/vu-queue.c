@@ -54,7 +54,7 @@ static bool serve_round(struct vu_queue *q)
 
 	if (!q->started || !q->enabled || !q->addr_set || q->num == 0)
 		return false;
-	t = gm_vhost_mem_table(s->mem);
+	t = gm_vhost_mem_table(s->tables);
 	if (!t)
 		return false;
 	m = gm_vhost_table_memory(t);

@@ -37,7 +37,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 	s->q = calloc(nqueues, sizeof(*s->q));
 	if (!s->q)
 		goto err;
-	ret = gm_vhost_mem_new(MEM_SLOTS, &s->mem);
+	ret = gm_vhost_mem_new(MEM_SLOTS, &s->tables);
 	if (ret)
 		goto err;
 	for (i = 0; i < nqueues; i++) {
@@ -85,7 +85,7 @@ void vu_server_free(struct vu_server *s)
 		pthread_mutex_destroy(&q->lock);
 	}
 	free(s->q);
-	gm_vhost_mem_free(s->mem);
+	gm_vhost_mem_free(s->tables);
 	free(s);
 }
 
@@ -110,7 +110,7 @@ static void stop_all(struct vu_server *s)
 		pthread_mutex_unlock(&q->lock);
 	}
 	vu_drop_inflight(s);
-	gm_vhost_mem_clear(s->mem);
+	gm_vhost_mem_clear(s->tables);
 	s->features = 0;
 	s->protocol_features = 0;
 	s->owner = false;
