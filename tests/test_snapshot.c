@@ -1314,6 +1314,81 @@ static void receiver_without_room_refuses_before_any_page(void **state)
 	guest_free(&g);
 }
 
+/* Append a migration record (header with its checksum, then @len payload bytes) to @fd. */
+static void put_record(int fd, uint32_t type, uint32_t count, uint64_t arg, const void *payload,
+		       uint32_t len)
+{
+	unsigned char h[32] = {0};
+	XXH3_state_t *st = XXH3_createState();
+
+	assert_non_null(st);
+	put_le(h, 4, 0x524d4d47u);
+	put_le(h + 4, 4, type);
+	put_le(h + 8, 4, count);
+	put_le(h + 12, 4, len);
+	put_le(h + 16, 8, arg);
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, h, 24);
+	if (len)
+		XXH3_64bits_update(st, payload, len);
+	put_le(h + 24, 8, XXH3_64bits_digest(st));
+	XXH3_freeState(st);
+	assert_int_equal(write(fd, h, sizeof(h)), (ssize_t)sizeof(h));
+	if (len)
+		assert_int_equal(write(fd, payload, len), (ssize_t)len);
+}
+
+/*
+ * PAGES and ZERO records with valid checksums but a misaligned address or
+ * one outside every announced region are -EBADMSG (they used to end the
+ * receive with 0, as if the stream had ended well), and nothing is written.
+ */
+static void misplaced_page_records_are_rejected(void **state)
+{
+	const struct {
+		uint32_t type;
+		uint64_t gpa;
+	} cases[] = {
+	    {2, 8 * KiB + 8},	 /* PAGES, misaligned */
+	    {3, 8 * KiB + 8},	 /* ZERO, misaligned */
+	    {2, 8 * MiB},	 /* PAGES, between regions */
+	    {3, 1 * MiB - PAGE}, /* ZERO of 2 pages, across a region's end */
+	};
+	static unsigned char page[2 * PAGE];
+	unsigned char hello[16 + 16 * NREGIONS] = {0};
+	struct gm_memory *dst;
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	assert_int_equal(gm_write_u64(dst, 8 * KiB, 0x1234), 0);
+	put_le(hello, 4, 1);
+	put_le(hello + 4, 4, PAGE);
+	put_le(hello + 8, 4, NREGIONS);
+	for (size_t i = 0; i < NREGIONS; i++) {
+		put_le(hello + 16 + 16 * i, 8, layout[i].gpa);
+		put_le(hello + 24 + 16 * i, 8, layout[i].size);
+	}
+	memset(page, 0xa5, sizeof(page));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd = memfd_create("stream", MFD_CLOEXEC), ret;
+
+		assert_true(fd >= 0);
+		put_record(fd, 1, 0, 0, hello, sizeof(hello));
+		put_record(fd, cases[i].type, 2, cases[i].gpa, page,
+			   cases[i].type == 2 ? 2 * PAGE : 0);
+		put_record(fd, 5, 0, 2, NULL, 0);
+		assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+		ret = gm_migrate_recv(dst, fd, NULL, NULL);
+		if (ret != -EBADMSG)
+			fail_msg("case %zu: receiver returned %d", i, ret);
+		close(fd);
+	}
+	assert_int_equal(gm_read_u64(dst, 8 * KiB, &v), 0);
+	assert_int_equal(v, 0x1234);
+	gm_memory_put(dst);
+}
+
 /* ---- on a gm_space ---- */
 
 static struct gm_space *space_with_layout(void)
@@ -1457,6 +1532,7 @@ int main(void)
 	    cmocka_unit_test(migration_without_round_limit_iterates_until_converged),
 	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
 	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
+	    cmocka_unit_test(misplaced_page_records_are_rejected),
 	    cmocka_unit_test(receiver_without_room_refuses_before_any_page),
 	    cmocka_unit_test(space_save_then_add_to_new_space_in_every_mode),
 	    cmocka_unit_test(space_migration_copies_everything_and_syncs_before_each_collect),

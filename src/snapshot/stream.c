@@ -469,6 +469,7 @@ int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_o
 			bool inside = false;
 
 			size = (uint64_t)count * SNAP_PAGE;
+			ret = -EBADMSG; /* the payload read above set ret to 0 */
 			if (!gm_is_aligned(arg, SNAP_PAGE))
 				goto out;
 			for (uint32_t i = 0; i < nregions && !inside; i++)
