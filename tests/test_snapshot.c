@@ -800,6 +800,51 @@ static void full_disk_during_save_keeps_previous_snapshot(void **state)
 	gm_memory_put(m);
 }
 
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * A save that fails at its last write, the file's length (the trailing
+ * zero pages would pass the size limit), closes its temporary file (it
+ * used to leak the descriptor) and removes it.
+ */
+static void save_failing_at_its_length_closes_the_file(void **state)
+{
+	const struct gm_range r = {0, 4 * MiB};
+	struct rlimit old, lim;
+	struct gm_memory *m;
+	void (*oldsig)(int);
+	int fds, ret;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	put_page(m, 0, false);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1 * MiB;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	fds = count_fds();
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ret = gm_snapshot_save(m, path_of("nolength"), NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(ret, -EFBIG);
+	assert_int_equal(count_fds(), fds);
+	assert_int_equal(count_tmp_files(), 0);
+	gm_memory_put(m);
+}
+
 static void failed_save_gives_dirty_bits_back(void **state)
 {
 	struct guest g;
@@ -1522,6 +1567,7 @@ int main(void)
 	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),
 	    cmocka_unit_test(full_disk_during_save_keeps_previous_snapshot),
 	    cmocka_unit_test(failed_save_gives_dirty_bits_back),
+	    cmocka_unit_test(save_failing_at_its_length_closes_the_file),
 	    cmocka_unit_test(progress_reaches_total_and_can_cancel),
 	    cmocka_unit_test(lazy_restore_serves_concurrent_first_touches),
 	    cmocka_unit_test(lazy_restore_of_damaged_chunk_reads_zero_and_counts),

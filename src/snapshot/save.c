@@ -288,7 +288,7 @@ int gm_snapshot_save(const struct gm_memory *m, const char *path,
 		ret = -errno;
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
-	if (ret == 0 && close(fd) < 0)
+	if (close(fd) < 0 && ret == 0)
 		ret = -errno;
 	fd = -1;
 	if (ret)
