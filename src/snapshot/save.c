@@ -151,12 +151,19 @@ static bool guest_page_is_zero(const void *src)
 	return true;
 }
 
+/* Write the pages [@from, @to) of @cb's buffer to @fd at @off. */
+static int write_run(int fd, const struct chunk_buf *cb, uint64_t from, uint64_t to, uint64_t off)
+{
+	struct snap_io io = {.fd = fd, .off = off};
+
+	return gm__write_full(&io, cb->buf + from * SNAP_PAGE, (size_t)((to - from) * SNAP_PAGE));
+}
+
 /* Write region @i of @v to @fd at @file_off; fills @sr's tables. */
 static int save_region(struct view_regions *v, size_t i, bool delta, int fd, uint64_t file_off,
 		       struct save_region *sr, struct chunk_buf *cb, struct progress *pr)
 {
 	const unsigned char *host = v->r[i].host;
-	struct snap_io io = {.fd = fd};
 	int ret;
 
 	for (uint64_t c = 0; c < sr->nchunks; c++) {
@@ -182,9 +189,8 @@ static int save_region(struct view_regions *v, size_t i, bool delta, int fd, uin
 				continue;
 			/* A run is pages both contiguous in the guest and in the buffer. */
 			if (k > run_start && p != run_page + (k - run_start)) {
-				io.off = file_off + run_page * SNAP_PAGE;
-				ret = gm__write_full(&io, cb->buf + run_start * SNAP_PAGE,
-						     (size_t)((k - run_start) * SNAP_PAGE));
+				ret = write_run(fd, cb, run_start, k,
+						file_off + run_page * SNAP_PAGE);
 				if (ret)
 					return ret;
 				run_start = k;
@@ -197,9 +203,7 @@ static int save_region(struct view_regions *v, size_t i, bool delta, int fd, uin
 			k++;
 		}
 		if (k > run_start) {
-			io.off = file_off + run_page * SNAP_PAGE;
-			ret = gm__write_full(&io, cb->buf + run_start * SNAP_PAGE,
-					     (size_t)((k - run_start) * SNAP_PAGE));
+			ret = write_run(fd, cb, run_start, k, file_off + run_page * SNAP_PAGE);
 			if (ret)
 				return ret;
 		}
