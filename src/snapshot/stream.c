@@ -8,7 +8,8 @@
  * rounds of dirty pages (gm__view_collect_dirty) -> before_final() ->
  * final round -> END (-> wait for ACK on a socket). The receiver accepts
  * HELLO first, then PAGES/ZERO/ROUND in any number, and returns at END
- * (after answering ACK on a socket).
+ * (after answering ACK on a socket); what it accepts of each record type
+ * is one row of mig_rules[].
  */
 #include "snapshot-internal.h"
 
