@@ -800,6 +800,51 @@ static void full_disk_during_save_keeps_previous_snapshot(void **state)
 	gm_memory_put(m);
 }
 
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * A save that fails at its last write, the file's length (the trailing
+ * zero pages would pass the size limit), closes its temporary file (it
+ * used to leak the descriptor) and removes it.
+ */
+static void save_failing_at_its_length_closes_the_file(void **state)
+{
+	const struct gm_range r = {0, 4 * MiB};
+	struct rlimit old, lim;
+	struct gm_memory *m;
+	void (*oldsig)(int);
+	int fds, ret;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
+	put_page(m, 0, false);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 1 * MiB;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	fds = count_fds();
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ret = gm_snapshot_save(m, path_of("nolength"), NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(ret, -EFBIG);
+	assert_int_equal(count_fds(), fds);
+	assert_int_equal(count_tmp_files(), 0);
+	gm_memory_put(m);
+}
+
 static void failed_save_gives_dirty_bits_back(void **state)
 {
 	struct guest g;
@@ -1314,6 +1359,81 @@ static void receiver_without_room_refuses_before_any_page(void **state)
 	guest_free(&g);
 }
 
+/* Append a migration record (header with its checksum, then @len payload bytes) to @fd. */
+static void put_record(int fd, uint32_t type, uint32_t count, uint64_t arg, const void *payload,
+		       uint32_t len)
+{
+	unsigned char h[32] = {0};
+	XXH3_state_t *st = XXH3_createState();
+
+	assert_non_null(st);
+	put_le(h, 4, 0x524d4d47u);
+	put_le(h + 4, 4, type);
+	put_le(h + 8, 4, count);
+	put_le(h + 12, 4, len);
+	put_le(h + 16, 8, arg);
+	XXH3_64bits_reset(st);
+	XXH3_64bits_update(st, h, 24);
+	if (len)
+		XXH3_64bits_update(st, payload, len);
+	put_le(h + 24, 8, XXH3_64bits_digest(st));
+	XXH3_freeState(st);
+	assert_int_equal(write(fd, h, sizeof(h)), (ssize_t)sizeof(h));
+	if (len)
+		assert_int_equal(write(fd, payload, len), (ssize_t)len);
+}
+
+/*
+ * PAGES and ZERO records with valid checksums but a misaligned address or
+ * one outside every announced region are -EBADMSG (they used to end the
+ * receive with 0, as if the stream had ended well), and nothing is written.
+ */
+static void misplaced_page_records_are_rejected(void **state)
+{
+	const struct {
+		uint32_t type;
+		uint64_t gpa;
+	} cases[] = {
+	    {2, 8 * KiB + 8},	 /* PAGES, misaligned */
+	    {3, 8 * KiB + 8},	 /* ZERO, misaligned */
+	    {2, 8 * MiB},	 /* PAGES, between regions */
+	    {3, 1 * MiB - PAGE}, /* ZERO of 2 pages, across a region's end */
+	};
+	static unsigned char page[2 * PAGE];
+	unsigned char hello[16 + 16 * NREGIONS] = {0};
+	struct gm_memory *dst;
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
+	assert_int_equal(gm_write_u64(dst, 8 * KiB, 0x1234), 0);
+	put_le(hello, 4, 1);
+	put_le(hello + 4, 4, PAGE);
+	put_le(hello + 8, 4, NREGIONS);
+	for (size_t i = 0; i < NREGIONS; i++) {
+		put_le(hello + 16 + 16 * i, 8, layout[i].gpa);
+		put_le(hello + 24 + 16 * i, 8, layout[i].size);
+	}
+	memset(page, 0xa5, sizeof(page));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd = memfd_create("stream", MFD_CLOEXEC), ret;
+
+		assert_true(fd >= 0);
+		put_record(fd, 1, 0, 0, hello, sizeof(hello));
+		put_record(fd, cases[i].type, 2, cases[i].gpa, page,
+			   cases[i].type == 2 ? 2 * PAGE : 0);
+		put_record(fd, 5, 0, 2, NULL, 0);
+		assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+		ret = gm_migrate_recv(dst, fd, NULL, NULL);
+		if (ret != -EBADMSG)
+			fail_msg("case %zu: receiver returned %d", i, ret);
+		close(fd);
+	}
+	assert_int_equal(gm_read_u64(dst, 8 * KiB, &v), 0);
+	assert_int_equal(v, 0x1234);
+	gm_memory_put(dst);
+}
+
 /* ---- on a gm_space ---- */
 
 static struct gm_space *space_with_layout(void)
@@ -1447,6 +1567,7 @@ int main(void)
 	    cmocka_unit_test(truncation_at_every_page_boundary_is_rejected),
 	    cmocka_unit_test(full_disk_during_save_keeps_previous_snapshot),
 	    cmocka_unit_test(failed_save_gives_dirty_bits_back),
+	    cmocka_unit_test(save_failing_at_its_length_closes_the_file),
 	    cmocka_unit_test(progress_reaches_total_and_can_cancel),
 	    cmocka_unit_test(lazy_restore_serves_concurrent_first_touches),
 	    cmocka_unit_test(lazy_restore_of_damaged_chunk_reads_zero_and_counts),
@@ -1457,6 +1578,7 @@ int main(void)
 	    cmocka_unit_test(migration_without_round_limit_iterates_until_converged),
 	    cmocka_unit_test(cut_stream_fails_cleanly_on_both_sides),
 	    cmocka_unit_test(damaged_stream_is_rejected_by_receiver),
+	    cmocka_unit_test(misplaced_page_records_are_rejected),
 	    cmocka_unit_test(receiver_without_room_refuses_before_any_page),
 	    cmocka_unit_test(space_save_then_add_to_new_space_in_every_mode),
 	    cmocka_unit_test(space_migration_copies_everything_and_syncs_before_each_collect),

@@ -164,6 +164,7 @@ int gm__snap_file_open(const char *path, struct snap_file *f)
 	unsigned char hdr[SNAP_HDR_SIZE];
 	uint64_t meta_off, meta_size, data_off;
 	unsigned char *meta = NULL;
+	struct snap_io io;
 	struct stat st;
 	size_t len;
 	int ret;
@@ -179,7 +180,8 @@ int gm__snap_file_open(const char *path, struct snap_file *f)
 	ret = -EBADMSG;
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)SNAP_HDR_SIZE)
 		goto err;
-	ret = gm__pread_full(f->fd, hdr, sizeof(hdr), 0);
+	io = (struct snap_io){.fd = f->fd};
+	ret = gm__read_full(&io, hdr, sizeof(hdr));
 	if (ret)
 		goto err;
 	ret = -EBADMSG;
@@ -229,7 +231,8 @@ int gm__snap_file_open(const char *path, struct snap_file *f)
 		ret = -ENOMEM;
 		goto err;
 	}
-	ret = gm__pread_full(f->fd, meta, len, meta_off);
+	io.off = meta_off;
+	ret = gm__read_full(&io, meta, len);
 	if (ret)
 		goto err;
 	if (XXH3_64bits(meta, len) != get_le64(hdr + H_META_CSUM)) {

@@ -1,32 +1,68 @@
 /*
- * io.c - the byte-level helpers of the snapshot layer: reads that do not
- * stop short, copies of guest memory that other threads may be writing,
- * tests for zero pages, and progress reports.
+ * io.c - the byte-level helpers of the snapshot layer: reads and writes
+ * that do not stop short (files and streams alike), copies of guest memory that other threads may
+ * be writing, tests for zero pages, and progress reports.
  */
 #include "snapshot-internal.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-int gm__pread_full(int fd, void *buf, size_t len, uint64_t off)
+/*
+ * One read (into @rbuf) or write (from @wbuf) of at most @len bytes at
+ * @io's position, as struct snap_io describes. Returns what the call did.
+ */
+static ssize_t io_once(struct snap_io *io, void *rbuf, const void *wbuf, size_t len)
 {
-	unsigned char *p = buf;
+	ssize_t n;
 
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+	if (io->off != SNAP_STREAM)
+		return rbuf ? pread(io->fd, rbuf, len, (off_t)io->off)
+			    : pwrite(io->fd, wbuf, len, (off_t)io->off);
+	if (rbuf)
+		return read(io->fd, rbuf, len);
+	if (!io->not_socket) {
+		n = send(io->fd, wbuf, len, MSG_NOSIGNAL);
+		if (n >= 0 || errno != ENOTSOCK)
+			return n;
+		io->not_socket = true;
+	}
+	return write(io->fd, wbuf, len);
+}
+
+/* The loop of gm__read_full() (@rbuf) and gm__write_full() (@wbuf). */
+static int io_full(struct snap_io *io, unsigned char *rbuf, const unsigned char *wbuf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n =
+		    io_once(io, rbuf ? rbuf + done : NULL, wbuf ? wbuf + done : NULL, len - done);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		if (n == 0)
-			return -EBADMSG; /* the file shrank under us */
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
+		if (n == 0) /* a file that shrank, a stream that was cut, a write that stalled */
+			return wbuf ? -EIO : io->off == SNAP_STREAM ? -EPIPE : -EBADMSG;
+		done += (size_t)n;
+		io->bytes += (uint64_t)n;
+		if (io->off != SNAP_STREAM)
+			io->off += (uint64_t)n;
 	}
 	return 0;
+}
+
+int gm__read_full(struct snap_io *io, void *buf, size_t len)
+{
+	return io_full(io, buf, NULL, len);
+}
+
+int gm__write_full(struct snap_io *io, const void *buf, size_t len)
+{
+	return io_full(io, NULL, buf, len);
 }
 
 void gm__copy_from_guest(void *dst, const void *src, size_t len)

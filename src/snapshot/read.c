@@ -15,6 +15,7 @@ int gm__apply_file_chunk(const struct snap_file *f, uint32_t ri, uint64_t c, uns
 {
 	const struct snap_region *r = &f->regions[ri];
 	uint64_t first = c * SNAP_CHUNK_PAGES, n = chunk_pages(r->npages, c), p = 0;
+	struct snap_io io = {.fd = f->fd};
 	int ret;
 
 	/*
@@ -38,8 +39,8 @@ int gm__apply_file_chunk(const struct snap_file *f, uint32_t ri, uint64_t c, uns
 		while (q < n && bit_test(r->data, first + q))
 			q++;
 		/* Pages p..q-1 are stored contiguously in the extent. */
-		ret = gm__pread_full(f->fd, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE),
-				     r->file_offset + (first + p) * SNAP_PAGE);
+		io.off = r->file_offset + (first + p) * SNAP_PAGE;
+		ret = gm__read_full(&io, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE));
 		if (ret)
 			return ret;
 		XXH3_64bits_update(state, dst + p * SNAP_PAGE, (size_t)((q - p) * SNAP_PAGE));

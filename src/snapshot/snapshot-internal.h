@@ -13,7 +13,7 @@
  * checked per chunk of 512 pages (2 MiB): the unit of checksum, of reads
  * during restore, and of lazy fills.
  *
- *   io.c       full reads, racy-safe guest copies, zero tests, progress
+ *   io.c       full reads and writes, racy-safe guest copies, zero tests, progress
  *   format.c   header and metadata: encoding, checksums, validation
  *   view.c     the RAM regions of a gm_memory and their dirty bitmaps
  *   open.c     opening a chain of files, describing it, closing it
@@ -128,8 +128,31 @@ static inline uint64_t chunk_pages(uint64_t npages, uint64_t c)
 
 /* ---- io.c ---- */
 
-/* pread() of exactly @len bytes; a file that ends first is -EBADMSG. */
-int gm__pread_full(int fd, void *buf, size_t len, uint64_t off);
+/* A struct snap_io offset that says the fd is a stream (a socket, a pipe), not a file. */
+#define SNAP_STREAM UINT64_MAX
+
+/*
+ * Where gm__read_full() and gm__write_full() move bytes: @fd at file offset
+ * @off with pread()/pwrite() (@off advances by what moved), or, with
+ * SNAP_STREAM, at the fd's own position: read(), and send(MSG_NOSIGNAL)
+ * (a peer that went away is -EPIPE, not SIGPIPE) until the fd turns out
+ * not to be a socket, then write().
+ */
+struct snap_io {
+	int fd;
+	uint64_t off;
+	bool not_socket; /* learnt at the first ENOTSOCK */
+	uint64_t bytes;	 /* every byte moved, also those of a call that then failed */
+};
+
+/*
+ * Move exactly @len bytes, retrying on EINTR and on short transfers.
+ * Returns 0 or -errno of the call; a file that ends first is -EBADMSG (it
+ * is short), a stream that ends first -EPIPE (it was cut), a write that
+ * moves nothing -EIO.
+ */
+int gm__read_full(struct snap_io *io, void *buf, size_t len);
+int gm__write_full(struct snap_io *io, const void *buf, size_t len);
 
 /*
  * Copy guest bytes with relaxed word loads: other threads may store to the

@@ -1,6 +1,6 @@
 /*
  * space.c - the snapshot layer's operations on a gm_space: each runs on
- * the space's current view (gm_space_memory_get()), and
+ * the space's current view (gm_space_memory_get(), through on_view()), and
  * gm_snapshot_add_to_space() creates the saved RAM layout in one
  * transaction.
  */
@@ -10,8 +10,19 @@
 
 #include <errno.h>
 
-int gm_snapshot_save_space(struct gm_space *space, const char *path,
-			   const struct gm_snapshot_opts *opts)
+/* An operation on a gm_memory and its arguments, for on_view(). */
+struct view_call {
+	int (*fn)(const struct view_call *c, const struct gm_memory *m);
+	const char *path;
+	struct gm_snapshot *s;
+	const struct gm_snapshot_opts *opts;
+	int fd;
+	const struct gm_migrate_opts *mopts;
+	struct gm_migrate_stats *stats;
+};
+
+/* Run @c on @space's current view, holding a reference on it for the whole call. */
+static int on_view(struct gm_space *space, const struct view_call *c)
 {
 	struct gm_memory *m;
 	int ret;
@@ -21,25 +32,55 @@ int gm_snapshot_save_space(struct gm_space *space, const char *path,
 	ret = gm_space_memory_get(space, &m);
 	if (ret)
 		return ret;
-	ret = gm_snapshot_save(m, path, opts);
+	ret = c->fn(c, m);
 	gm_memory_put(m);
 	return ret;
+}
+
+static int call_save(const struct view_call *c, const struct gm_memory *m)
+{
+	return gm_snapshot_save(m, c->path, c->opts);
+}
+
+static int call_restore(const struct view_call *c, const struct gm_memory *m)
+{
+	return gm_snapshot_restore(c->s, m, c->opts);
+}
+
+static int call_send(const struct view_call *c, const struct gm_memory *m)
+{
+	return gm_migrate_send(m, c->fd, c->mopts, c->stats);
+}
+
+static int call_recv(const struct view_call *c, const struct gm_memory *m)
+{
+	return gm_migrate_recv(m, c->fd, c->mopts, c->stats);
+}
+
+int gm_snapshot_save_space(struct gm_space *space, const char *path,
+			   const struct gm_snapshot_opts *opts)
+{
+	return on_view(space, &(struct view_call){.fn = call_save, .path = path, .opts = opts});
 }
 
 int gm_snapshot_restore_space(struct gm_snapshot *s, struct gm_space *space,
 			      const struct gm_snapshot_opts *opts)
 {
-	struct gm_memory *m;
-	int ret;
+	return on_view(space, &(struct view_call){.fn = call_restore, .s = s, .opts = opts});
+}
 
-	if (space == NULL)
-		return -EINVAL;
-	ret = gm_space_memory_get(space, &m);
-	if (ret)
-		return ret;
-	ret = gm_snapshot_restore(s, m, opts);
-	gm_memory_put(m);
-	return ret;
+int gm_migrate_send_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+			  struct gm_migrate_stats *stats)
+{
+	return on_view(
+	    space, &(struct view_call){.fn = call_send, .fd = fd, .mopts = opts, .stats = stats});
+}
+
+int gm_migrate_recv_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
+			  struct gm_migrate_stats *stats)
+{
+	return on_view(
+	    space, &(struct view_call){.fn = call_recv, .fd = fd, .mopts = opts, .stats = stats});
 }
 
 int gm_snapshot_add_to_space(struct gm_snapshot *s, struct gm_space *space,
@@ -73,37 +114,5 @@ int gm_snapshot_add_to_space(struct gm_snapshot *s, struct gm_space *space,
 	return gm_space_commit(space);
 err:
 	gm_space_abort(space);
-	return ret;
-}
-
-int gm_migrate_send_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
-			  struct gm_migrate_stats *stats)
-{
-	struct gm_memory *m;
-	int ret;
-
-	if (space == NULL)
-		return -EINVAL;
-	ret = gm_space_memory_get(space, &m);
-	if (ret)
-		return ret;
-	ret = gm_migrate_send(m, fd, opts, stats);
-	gm_memory_put(m);
-	return ret;
-}
-
-int gm_migrate_recv_space(struct gm_space *space, int fd, const struct gm_migrate_opts *opts,
-			  struct gm_migrate_stats *stats)
-{
-	struct gm_memory *m;
-	int ret;
-
-	if (space == NULL)
-		return -EINVAL;
-	ret = gm_space_memory_get(space, &m);
-	if (ret)
-		return ret;
-	ret = gm_migrate_recv(m, fd, opts, stats);
-	gm_memory_put(m);
 	return ret;
 }

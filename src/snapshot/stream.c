@@ -8,16 +8,14 @@
  * rounds of dirty pages (gm__view_collect_dirty) -> before_final() ->
  * final round -> END (-> wait for ACK on a socket). The receiver accepts
  * HELLO first, then PAGES/ZERO/ROUND in any number, and returns at END
- * (after answering ACK on a socket).
+ * (after answering ACK on a socket); what it accepts of each record type
+ * is one row of mig_rules[].
  */
 #include "snapshot-internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /*
  * A record: a 32-byte header, then @len payload bytes. The checksum covers
@@ -31,39 +29,34 @@
 
 enum { MIG_HELLO = 1, MIG_PAGES = 2, MIG_ZERO = 3, MIG_ROUND = 4, MIG_END = 5, MIG_ACK = 6 };
 
-struct mig_out {
-	int fd;
-	bool not_socket;
-	uint64_t bytes;
+/*
+ * One end of a migration stream: the fd (its .bytes is the byte count of
+ * the stats), the scratch of record checksums, and a record payload buffer.
+ */
+struct mig_stream {
+	struct snap_io io;
 	XXH3_state_t *state;
+	unsigned char *buf; /* MIG_MAX_PAGES pages */
 };
 
-static int mig_write(struct mig_out *o, const void *buf, size_t len)
+static int mig_stream_open(struct mig_stream *s, int fd)
 {
-	const unsigned char *p = buf;
+	*s = (struct mig_stream){.io = {.fd = fd, .off = SNAP_STREAM}};
+	s->state = XXH3_createState();
+	s->buf = malloc(MIG_MAX_PAGES * SNAP_PAGE);
+	return s->state && s->buf ? 0 : -ENOMEM;
+}
 
-	while (len > 0) {
-		ssize_t n;
-
-		if (!o->not_socket) {
-			n = send(o->fd, p, len, MSG_NOSIGNAL);
-			if (n < 0 && errno == ENOTSOCK) {
-				o->not_socket = true;
-				continue;
-			}
-		} else {
-			n = write(o->fd, p, len);
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		o->bytes += (uint64_t)n;
-	}
-	return 0;
+/* Free @s; report @st, with the stream's byte count, to @stats (may be NULL). */
+static void mig_stream_close(struct mig_stream *s, struct gm_migrate_stats *st,
+			     struct gm_migrate_stats *stats)
+{
+	st->bytes = s->io.bytes;
+	if (stats)
+		*stats = *st;
+	if (s->state)
+		XXH3_freeState(s->state);
+	free(s->buf);
 }
 
 /* The checksum of a record: its header's first 24 bytes, then its payload. */
@@ -77,7 +70,7 @@ static uint64_t mig_record_sum(XXH3_state_t *state, const unsigned char *h, cons
 	return XXH3_64bits_digest(state);
 }
 
-static int mig_send_record(struct mig_out *o, unsigned type, uint32_t count, uint64_t arg,
+static int mig_send_record(struct mig_stream *o, unsigned type, uint32_t count, uint64_t arg,
 			   const void *payload, uint32_t len)
 {
 	unsigned char h[MIG_HDR] = {0};
@@ -89,9 +82,9 @@ static int mig_send_record(struct mig_out *o, unsigned type, uint32_t count, uin
 	put_le32(h + 12, len);
 	put_le64(h + 16, arg);
 	put_le64(h + 24, mig_record_sum(o->state, h, payload, len));
-	ret = mig_write(o, h, sizeof(h));
+	ret = gm__write_full(&o->io, h, sizeof(h));
 	if (ret == 0 && len)
-		ret = mig_write(o, payload, len);
+		ret = gm__write_full(&o->io, payload, len);
 	return ret;
 }
 
@@ -100,9 +93,10 @@ static int mig_send_record(struct mig_out *o, unsigned type, uint32_t count, uin
  * ZERO and PAGES records, copying them first so the checksum matches what
  * is sent even while the guest writes.
  */
-static int mig_send_pages(struct mig_out *o, const struct gm_region_info *r, uint64_t first,
-			  uint64_t n, unsigned char *buf, struct gm_migrate_stats *st)
+static int mig_send_pages(struct mig_stream *o, const struct gm_region_info *r, uint64_t first,
+			  uint64_t n, struct gm_migrate_stats *st)
 {
+	unsigned char *buf = o->buf;
 	uint64_t p = 0;
 	int ret;
 
@@ -130,9 +124,8 @@ static int mig_send_pages(struct mig_out *o, const struct gm_region_info *r, uin
 }
 
 /* One round: every page (@all) or the pages dirty at the last collect. */
-static int mig_send_round(struct mig_out *o, struct view_regions *v, bool all, unsigned round,
-			  unsigned char *buf, struct gm_migrate_stats *st,
-			  const struct gm_migrate_opts *opts)
+static int mig_send_round(struct mig_stream *o, struct view_regions *v, bool all, unsigned round,
+			  struct gm_migrate_stats *st, const struct gm_migrate_opts *opts)
 {
 	struct progress pr = {0};
 	uint64_t before = st->pages;
@@ -160,7 +153,7 @@ static int mig_send_round(struct mig_out *o, struct view_regions *v, bool all, u
 			while (q < npages && q - p < MIG_MAX_PAGES &&
 			       (all || gm__view_page_dirty(v, i, q)))
 				q++;
-			ret = mig_send_pages(o, &v->r[i], p, q - p, buf, st);
+			ret = mig_send_pages(o, &v->r[i], p, q - p, st);
 			if (ret)
 				return ret;
 			p = q;
@@ -200,22 +193,14 @@ static int mig_check_record(const unsigned char *h, const void *payload, uint32_
  */
 static int mig_wait_ack(int fd, uint64_t pages)
 {
+	struct snap_io io = {.fd = fd, .off = SNAP_STREAM};
 	unsigned char h[MIG_HDR];
 	XXH3_state_t *state;
-	size_t got = 0;
 	int ret;
 
-	while (got < sizeof(h)) {
-		ssize_t n = recv(fd, h + got, sizeof(h) - got, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EPIPE;
-		got += (size_t)n;
-	}
+	ret = gm__read_full(&io, h, sizeof(h));
+	if (ret)
+		return ret;
 	state = XXH3_createState();
 	if (state == NULL)
 		return -ENOMEM;
@@ -243,11 +228,11 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		    struct gm_migrate_stats *stats)
 {
 	struct gm_migrate_stats st = {0};
-	struct mig_out o = {.fd = fd};
+	struct mig_stream o;
 	unsigned max_rounds = opts && opts->max_rounds ? opts->max_rounds : 8;
 	uint64_t stop = opts && opts->stop_pages ? opts->stop_pages : 64;
 	struct view_regions v;
-	unsigned char *hello = NULL, *buf = NULL;
+	unsigned char *hello = NULL;
 	size_t hello_len;
 	unsigned round = 1;
 	int ret;
@@ -257,14 +242,13 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 	ret = gm__view_regions_get(m, &v);
 	if (ret)
 		return ret;
-	o.state = XXH3_createState();
+	ret = mig_stream_open(&o, fd);
 	hello_len = 16 + 16 * v.n;
 	hello = calloc(1, hello_len);
-	buf = malloc(MIG_MAX_PAGES * SNAP_PAGE);
-	if (o.state == NULL || hello == NULL || buf == NULL) {
+	if (ret == 0 && hello == NULL)
 		ret = -ENOMEM;
+	if (ret)
 		goto out;
-	}
 	put_le32(hello, MIG_VERSION);
 	put_le32(hello + 4, SNAP_PAGE);
 	put_le32(hello + 8, (uint32_t)v.n);
@@ -282,7 +266,7 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 	if (ret == 0)
 		ret = gm__view_collect_dirty(&v, false);
 	if (ret == 0)
-		ret = mig_send_round(&o, &v, true, round, buf, &st, opts);
+		ret = mig_send_round(&o, &v, true, round, &st, opts);
 	while (ret == 0) {
 		ret = mig_sync(opts);
 		if (ret == 0)
@@ -291,7 +275,7 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 			break;
 		if (view_dirty_count(&v) <= stop || round > max_rounds)
 			break;
-		ret = mig_send_round(&o, &v, false, ++round, buf, &st, opts);
+		ret = mig_send_round(&o, &v, false, ++round, &st, opts);
 	}
 	if (ret)
 		goto out;
@@ -306,49 +290,16 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		ret = gm__view_collect_dirty(&v, true);
 	if (ret)
 		goto out;
-	ret = mig_send_round(&o, &v, false, ++round, buf, &st, opts);
+	ret = mig_send_round(&o, &v, false, ++round, &st, opts);
 	if (ret == 0)
 		ret = mig_send_record(&o, MIG_END, 0, st.pages, NULL, 0);
-	if (ret == 0 && !o.not_socket)
+	if (ret == 0 && !o.io.not_socket)
 		ret = mig_wait_ack(fd, st.pages);
 out:
-	st.bytes = o.bytes;
-	if (stats)
-		*stats = st;
-	if (o.state)
-		XXH3_freeState(o.state);
+	mig_stream_close(&o, &st, stats);
 	free(hello);
-	free(buf);
 	gm__view_regions_free(&v);
 	return ret;
-}
-
-struct mig_in {
-	int fd;
-	uint64_t bytes;
-	XXH3_state_t *state;
-};
-
-/* Read exactly @len bytes; a stream that ends first is -EPIPE. */
-static int mig_read(struct mig_in *in, void *buf, size_t len)
-{
-	unsigned char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = read(in->fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-		in->bytes += (uint64_t)n;
-	}
-	return 0;
 }
 
 /*
@@ -359,155 +310,208 @@ static int mig_read(struct mig_in *in, void *buf, size_t len)
  */
 static void mig_ack(int fd, uint64_t pages, XXH3_state_t *state)
 {
-	struct mig_out o = {.fd = fd, .state = state};
+	struct mig_stream o = {.io = {.fd = fd, .off = SNAP_STREAM}, .state = state};
 	struct stat st;
 
 	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
 		mig_send_record(&o, MIG_ACK, 0, pages, NULL, 0);
 }
 
+/* What the receiver has learnt so far: the state every record handler works on. */
+struct mig_rx {
+	const struct gm_memory *m;
+	bool hello;	   /* HELLO applied */
+	uint32_t nregions; /* the regions HELLO announced */
+	struct gm_range *layout;
+	struct gm_migrate_stats st;
+};
+
+/* A checked record's header fields and payload, as the handlers see them. */
+struct mig_record {
+	uint32_t count, len;
+	uint64_t arg;
+	const unsigned char *payload;
+};
+
+static int mig_apply_hello(struct mig_rx *rx, const struct mig_record *rec)
+{
+	const unsigned char *buf = rec->payload;
+	uint32_t n = get_le32(buf + 8);
+
+	if (get_le32(buf) != MIG_VERSION || get_le32(buf + 4) != SNAP_PAGE)
+		return -ENOTSUP;
+	if (n == 0 || n > SNAP_MAX_REGIONS || (uint64_t)n * 16 + 16 != rec->len ||
+	    get_le32(buf + 12) != 0)
+		return -EBADMSG;
+	rx->layout = calloc(n, sizeof(*rx->layout));
+	if (rx->layout == NULL)
+		return -ENOMEM;
+	rx->nregions = n;
+	for (uint32_t i = 0; i < n; i++) {
+		struct gm_range *r = &rx->layout[i];
+		gm_gpa_t last;
+
+		r->gpa = get_le64(buf + 16 + 16 * i);
+		r->size = get_le64(buf + 24 + 16 * i);
+		if (!gm_is_aligned(r->gpa, SNAP_PAGE) || !gm_is_aligned(r->size, SNAP_PAGE) ||
+		    gm_range_last(r->gpa, r->size, &last))
+			return -EBADMSG;
+	}
+	/* Every announced region must land in our RAM, before any page. */
+	for (uint32_t i = 0; i < n; i++) {
+		int ret = gm__check_restorable(rx->m, rx->layout[i].gpa, rx->layout[i].size);
+
+		if (ret)
+			return ret;
+	}
+	rx->hello = true;
+	return 0;
+}
+
+/* Whether the record's pages lie page aligned inside one announced region. */
+static bool mig_pages_inside(const struct mig_rx *rx, const struct mig_record *rec)
+{
+	uint64_t size = (uint64_t)rec->count * SNAP_PAGE;
+
+	if (!gm_is_aligned(rec->arg, SNAP_PAGE))
+		return false;
+	for (uint32_t i = 0; i < rx->nregions; i++)
+		if (gm_range_contains(rx->layout[i].gpa, rx->layout[i].size, rec->arg, size))
+			return true;
+	return false;
+}
+
+static int mig_apply_pages(struct mig_rx *rx, const struct mig_record *rec)
+{
+	int ret;
+
+	if (!mig_pages_inside(rx, rec))
+		return -EBADMSG;
+	ret = gm__restore_bytes(rx->m, rec->arg, rec->payload, rec->len);
+	if (ret == 0)
+		rx->st.pages += rec->count;
+	return ret;
+}
+
+static int mig_apply_zero(struct mig_rx *rx, const struct mig_record *rec)
+{
+	size_t zlen;
+	int ret;
+
+	if (!mig_pages_inside(rx, rec))
+		return -EBADMSG;
+	ret = gm_u64_to_size((uint64_t)rec->count * SNAP_PAGE, &zlen);
+	if (ret == 0)
+		ret = gm__restore_bytes(rx->m, rec->arg, NULL, zlen);
+	rx->st.zero_pages += rec->count; /* counted even when applying failed */
+	if (ret == 0)
+		rx->st.pages += rec->count;
+	return ret;
+}
+
+static int mig_apply_round(struct mig_rx *rx, const struct mig_record *rec)
+{
+	(void)rec;
+	rx->st.rounds++;
+	return 0;
+}
+
+/* END carries the sender's page count: a stream that lost records ends -EBADMSG. */
+static int mig_apply_end(struct mig_rx *rx, const struct mig_record *rec)
+{
+	return rec->arg == rx->st.pages ? 0 : -EBADMSG;
+}
+
+/*
+ * The records the receiver accepts, one row per type (docs/snapshot-format.md).
+ * gm_migrate_recv() checks a header against its row before the record's len
+ * sizes a read: count in [min_count, max_count]; len is len_fixed +
+ * count * len_per_page, plus any multiple of len_step when that is not 0.
+ * A type without a row (ACK included) is -EBADMSG.
+ */
+struct mig_rule {
+	uint32_t type;
+	bool first; /* the first record and only that one */
+	bool last;  /* the stream ends after it (answered with ACK on a socket) */
+	uint32_t min_count, max_count;
+	uint32_t len_fixed, len_per_page, len_step;
+	int (*apply)(struct mig_rx *rx, const struct mig_record *rec);
+};
+
+static const struct mig_rule mig_rules[] = {
+    /* type, first, last, min/max count, len fixed/per page/step, apply */
+    {MIG_HELLO, true, false, 0, UINT32_MAX, 16, 0, 16, mig_apply_hello}, /* count unchecked */
+    {MIG_PAGES, false, false, 1, MIG_MAX_PAGES, 0, SNAP_PAGE, 0, mig_apply_pages},
+    {MIG_ZERO, false, false, 1, MIG_MAX_ZERO, 0, 0, 0, mig_apply_zero},
+    {MIG_ROUND, false, false, 0, 0, 0, 0, 0, mig_apply_round},
+    {MIG_END, false, true, 0, 0, 0, 0, 0, mig_apply_end},
+};
+
+/*
+ * The row that accepts record header @h, checked against it (magic, len
+ * bound, the row's rules; @hello: HELLO was applied), or NULL: -EBADMSG.
+ */
+static const struct mig_rule *mig_rule_of(const unsigned char *h, bool hello)
+{
+	uint32_t type = get_le32(h + 4), count = get_le32(h + 8), len = get_le32(h + 12);
+	const struct mig_rule *r = NULL;
+	uint64_t want;
+
+	if (get_le32(h) != MIG_MAGIC || len > MIG_MAX_PAGES * SNAP_PAGE)
+		return NULL;
+	for (size_t i = 0; i < sizeof(mig_rules) / sizeof(mig_rules[0]) && r == NULL; i++)
+		if (mig_rules[i].type == type)
+			r = &mig_rules[i];
+	if (r == NULL || r->first == hello || count < r->min_count || count > r->max_count)
+		return NULL;
+	want = r->len_fixed + (uint64_t)count * r->len_per_page;
+	if (r->len_step == 0 ? len != want : (len < want || (len - want) % r->len_step != 0))
+		return NULL;
+	return r;
+}
+
 int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_opts *opts,
 		    struct gm_migrate_stats *stats)
 {
-	struct gm_migrate_stats st = {0};
-	struct mig_in in = {.fd = fd};
-	struct gm_range *layout = NULL;
-	unsigned char *buf = NULL;
-	uint32_t nregions = 0;
-	bool hello = false;
+	struct mig_rx rx = {.m = m};
+	struct mig_stream in;
 	int ret;
 
 	(void)opts;
 	if (m == NULL || fd < 0)
 		return -EINVAL;
-	in.state = XXH3_createState();
-	buf = malloc(MIG_MAX_PAGES * SNAP_PAGE);
-	if (in.state == NULL || buf == NULL) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
+	ret = mig_stream_open(&in, fd);
+	while (ret == 0) {
 		unsigned char h[MIG_HDR];
-		uint32_t type, count, len;
-		uint64_t arg, size;
+		const struct mig_rule *rule;
+		struct mig_record rec;
 
-		ret = mig_read(&in, h, sizeof(h));
+		ret = gm__read_full(&in.io, h, sizeof(h));
 		if (ret)
-			goto out;
-		type = get_le32(h + 4);
-		count = get_le32(h + 8);
-		len = get_le32(h + 12);
-		arg = get_le64(h + 16);
-		/* Check the header before trusting @len to size a read. */
-		ret = -EBADMSG;
-		if (get_le32(h) != MIG_MAGIC || len > MIG_MAX_PAGES * SNAP_PAGE)
-			goto out;
-		if ((type == MIG_HELLO) != !hello)
-			goto out;
-		switch (type) {
-		case MIG_HELLO:
-			if (len < 16 || (len - 16) % 16 != 0)
-				goto out;
 			break;
-		case MIG_PAGES:
-			if (count == 0 || count > MIG_MAX_PAGES || len != count * SNAP_PAGE)
-				goto out;
-			break;
-		case MIG_ZERO:
-			if (count == 0 || count > MIG_MAX_ZERO || len != 0)
-				goto out;
-			break;
-		case MIG_ROUND:
-		case MIG_END:
-			if (count != 0 || len != 0)
-				goto out;
-			break;
-		default:
-			goto out;
-		}
-		ret = mig_read(&in, buf, len);
-		if (ret)
-			goto out;
-		ret = mig_check_record(h, buf, len, in.state);
-		if (ret)
-			goto out;
-		switch (type) {
-		case MIG_HELLO:
-			ret = -ENOTSUP;
-			if (get_le32(buf) != MIG_VERSION || get_le32(buf + 4) != SNAP_PAGE)
-				goto out;
+		/* Check the header before trusting its len to size a read. */
+		rule = mig_rule_of(h, rx.hello);
+		if (rule == NULL) {
 			ret = -EBADMSG;
-			nregions = get_le32(buf + 8);
-			if (nregions == 0 || nregions > SNAP_MAX_REGIONS ||
-			    (uint64_t)nregions * 16 + 16 != len || get_le32(buf + 12) != 0)
-				goto out;
-			layout = calloc(nregions, sizeof(*layout));
-			if (layout == NULL) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			for (uint32_t i = 0; i < nregions; i++) {
-				gm_gpa_t last;
-
-				layout[i].gpa = get_le64(buf + 16 + 16 * i);
-				layout[i].size = get_le64(buf + 24 + 16 * i);
-				if (!gm_is_aligned(layout[i].gpa, SNAP_PAGE) ||
-				    !gm_is_aligned(layout[i].size, SNAP_PAGE) ||
-				    gm_range_last(layout[i].gpa, layout[i].size, &last))
-					goto out;
-			}
-			/* Every announced region must land in our RAM, before any page. */
-			for (uint32_t i = 0; i < nregions; i++) {
-				ret = gm__check_restorable(m, layout[i].gpa, layout[i].size);
-				if (ret)
-					goto out;
-			}
-			hello = true;
-			break;
-		case MIG_PAGES:
-		case MIG_ZERO: {
-			bool inside = false;
-
-			size = (uint64_t)count * SNAP_PAGE;
-			if (!gm_is_aligned(arg, SNAP_PAGE))
-				goto out;
-			for (uint32_t i = 0; i < nregions && !inside; i++)
-				inside =
-				    gm_range_contains(layout[i].gpa, layout[i].size, arg, size);
-			if (!inside)
-				goto out;
-			if (type == MIG_PAGES) {
-				ret = gm__restore_bytes(m, arg, buf, len);
-			} else {
-				size_t zlen;
-
-				ret = gm_u64_to_size(size, &zlen);
-				if (ret == 0)
-					ret = gm__restore_bytes(m, arg, NULL, zlen);
-				st.zero_pages += count;
-			}
-			if (ret)
-				goto out;
-			st.pages += count;
 			break;
 		}
-		case MIG_ROUND:
-			st.rounds++;
+		rec = (struct mig_record){
+		    .count = get_le32(h + 8),
+		    .len = get_le32(h + 12),
+		    .arg = get_le64(h + 16),
+		    .payload = in.buf,
+		};
+		ret = gm__read_full(&in.io, in.buf, rec.len);
+		if (ret == 0)
+			ret = mig_check_record(h, in.buf, rec.len, in.state);
+		if (ret == 0)
+			ret = rule->apply(&rx, &rec);
+		if (ret == 0 && rule->last) {
+			mig_ack(fd, rec.arg, in.state);
 			break;
-		case MIG_END:
-			ret = arg == st.pages ? 0 : -EBADMSG;
-			if (ret == 0)
-				mig_ack(fd, arg, in.state);
-			goto out;
 		}
 	}
-out:
-	st.bytes = in.bytes;
-	if (stats)
-		*stats = st;
-	if (in.state)
-		XXH3_freeState(in.state);
-	free(layout);
-	free(buf);
+	mig_stream_close(&in, &rx.st, stats);
+	free(rx.layout);
 	return ret;
 }
