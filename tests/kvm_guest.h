@@ -33,8 +33,7 @@ struct kvm_run;
 
 #define KG_MAPPED_GIB	8u
 #define KG_GDT_PAGE	(2u + KG_MAPPED_GIB) /* after PML4, PDPT and one PD per GiB */
-#define KG_TSS_PAGE	(KG_GDT_PAGE + 1u)
-#define KG_TSS_LIMIT	(0x68u + 8192u) /* TSS, I/O bitmap, end marker byte */
+#define KG_TSS_PAGE	(KG_GDT_PAGE + 1u)   /* TSS, I/O bitmap, end marker byte: 3 pages */
 #define KG_TABLES_PAGES (KG_TSS_PAGE + 3u)
 #define KG_TABLES_SIZE	((size_t)KG_TABLES_PAGES * 4096u)
 

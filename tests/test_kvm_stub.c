@@ -2,7 +2,7 @@
  * test_kvm_stub.c - the KVM layer on a host where test_kvm.c cannot run:
  * its guest is x86 code, so on other hosts the KVM tests are skipped with
  * that reason. Where the library has no KVM at all (GM_KVM_STUB: built
- * with src/kvm-stub.c) the binding must still refuse cleanly.
+ * with src/kvm/stub.c) the binding must still refuse cleanly.
  */
 #include <guestmem/guestmem.h>
 #include <guestmem/kvm.h>

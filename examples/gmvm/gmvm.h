@@ -174,9 +174,6 @@ int gmvm_snapshot_read_vcpu(struct gmvm *vm, const char *path);
 int gmvm_snapshot_restore(struct gmvm *vm);
 void gmvm_snapshot_close(struct gmvm *vm);
 
-/* run.c: KVM_RUN once (see there for the 32-bit case). Returns ioctl()'s result. */
-int gmvm_kvm_run(int vcpu_fd);
-
 /* run.c: run the vCPU until the payload exits or something goes wrong. */
 int gmvm_run(struct gmvm *vm);
 

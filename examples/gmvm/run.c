@@ -11,39 +11,11 @@
  * must be stopped for (a step, a hot-plug) get it.
  */
 #include "gmvm.h"
+#include "cpl3.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
-
-int gmvm_kvm_run(int vcpu_fd)
-{
-#if defined(__i386__)
-	/*
-	 * A 32-bit process on this machine's KVM (the PVM flavour) that
-	 * returns from KVM_RUN through the fast system-call exit - sysenter,
-	 * which glibc's ioctl() takes through __kernel_vsyscall - gets SIGBUS
-	 * (a stack-segment fault) at its next stack access, as if the exit
-	 * left a stale SS behind. int $0x80 returns with iret, which loads SS
-	 * afresh, and works (so does any run under strace, which forces that
-	 * path). Measured on the 6.18 host of kvm-here.md.
-	 */
-	long ret;
-
-	__asm__ volatile("int $0x80"
-			 : "=a"(ret)
-			 : "0"((long)SYS_ioctl), "b"((long)vcpu_fd), "c"((long)KVM_RUN), "d"(0L)
-			 : "memory");
-	if (ret < 0) {
-		errno = (int)-ret;
-		return -1;
-	}
-	return (int)ret;
-#else
-	return ioctl(vcpu_fd, KVM_RUN, 0);
-#endif
-}
 
 /* A write refused by the space: to ROM, or to protected text? Count and report it. */
 static void refused_write(struct gmvm *vm, uint64_t gpa, unsigned len)
@@ -126,7 +98,7 @@ int gmvm_run(struct gmvm *vm)
 	int ret;
 
 	for (;;) {
-		if (gmvm_kvm_run(vm->vcpu_fd) < 0) {
+		if (cpl3_kvm_run(vm->vcpu_fd) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			return gmvm_fail(-errno, "KVM_RUN: %s", strerror(errno));

@@ -19,6 +19,7 @@
  * in the same commit. FILE.vcpu is untrusted input: every field is checked.
  */
 #include "gmvm.h"
+#include "cpl3.h"
 
 #include <guestmem/snapshot.h>
 
@@ -136,7 +137,7 @@ int gmvm_snapshot_save(struct gmvm *vm)
 
 	/* Complete the step's port write, so RIP is past it (and nothing is pending). */
 	vm->run->immediate_exit = 1;
-	if (gmvm_kvm_run(vm->vcpu_fd) == 0 || errno != EINTR) {
+	if (cpl3_kvm_run(vm->vcpu_fd) == 0 || errno != EINTR) {
 		vm->run->immediate_exit = 0;
 		return gmvm_fail(-EIO, "snapshot: could not complete the pending exit");
 	}

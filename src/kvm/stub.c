@@ -1,7 +1,8 @@
 /*
- * kvm-stub.c - the KVM binding on a host without KVM (see kvm.h and
- * meson.build: built instead of kvm.c for hosts other than x86, e.g.
- * 32-bit ARM, where Linux has no KVM host support since 5.7).
+ * stub.c - the KVM binding on a host without KVM (see kvm.h and
+ * meson.build: built instead of the other files of src/kvm/ for hosts
+ * other than x86, e.g. 32-bit ARM, where Linux has no KVM host support
+ * since 5.7).
  *
  * gm_kvm_new() fails with -ENOSYS, so no struct gm_kvm ever exists; the
  * other functions can only be given a NULL binding and answer as kvm.h
