@@ -109,25 +109,25 @@ struct gm_kvm_slot {
 };
 
 /*
- * Bind the VM @vm_fd to the memory space @mem and (if not NULL) the port
- * I/O space @io: registers a listener on @mem and creates a slot for every
+ * Bind the VM @vm_fd to the memory space @space and (if not NULL) the port
+ * I/O space @io: registers a listener on @space and creates a slot for every
  * region of its current view at once.
  * Returns 0 and *@out, or:
- * -EINVAL  @out or @mem NULL, @vm_fd < 0;
+ * -EINVAL  @out or @space NULL, @vm_fd < 0;
  * -ENOTSUP the view has a read-only region and KVM lacks
  *          KVM_CAP_READONLY_MEM, a region is not 4 KiB aligned (gpa,
  *          size or host address) as KVM requires, or KVM reports no
  *          memory slots at all;
  * -ENOSPC  the view has more regions than KVM has slots;
- * -EDEADLK called with a transaction open on @mem in this thread, or from
- *          inside one of @mem's listener callbacks;
+ * -EDEADLK called with a transaction open on @space in this thread, or from
+ *          inside one of @space's listener callbacks;
  * -ENOMEM;
  * -ENOSYS  the library was built for a host without KVM;
  * another negative errno from KVM (e.g. -EBADF, -ENOTTY: not a VM fd) or
  * from pthread_mutex_init().
  * On failure no slot is left behind. Thread-safe.
  */
-GM_API int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_kvm **out);
+GM_API int gm_kvm_new(int vm_fd, struct gm_space *space, struct gm_space *io, struct gm_kvm **out);
 
 /*
  * Unregister from the space, delete every slot the binding created

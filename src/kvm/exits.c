@@ -4,7 +4,7 @@
  * dispatch (a device, RAM or ROM) and its result written back into
  * struct kvm_run for the next KVM_RUN.
  *
- * Stateless: reads only k->mem and k->io, which never change after
+ * Stateless: reads only k->space and k->io, which never change after
  * gm_kvm_new(), so no lock is taken. Every field of struct kvm_run is the
  * guest's (and the run page is shared with KVM): each is read once.
  */
@@ -31,9 +31,9 @@ int gm_kvm_handle_mmio(struct gm_kvm *k, struct kvm_run *run)
 		return -EINVAL;
 	if (is_write) {
 		memcpy(data, run->mmio.data, len);
-		return gm_space_write(k->mem, gpa, data, len);
+		return gm_space_write(k->space, gpa, data, len);
 	}
-	ret = gm_space_read(k->mem, gpa, data, len);
+	ret = gm_space_read(k->space, gpa, data, len);
 	if (ret)
 		memset(data, 0xff, len);
 	memcpy(run->mmio.data, data, len);

@@ -83,7 +83,7 @@ struct undo {
 
 struct gm_kvm {
 	int vm_fd;
-	struct gm_space *mem;
+	struct gm_space *space;
 	struct gm_space *io;
 	struct gm_space_listener *listener;
 	pthread_mutex_t lock;

@@ -17,18 +17,18 @@
 /* Life cycle                                                             */
 /* ---------------------------------------------------------------------- */
 
-int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_kvm **out)
+int gm_kvm_new(int vm_fd, struct gm_space *space, struct gm_space *io, struct gm_kvm **out)
 {
 	struct gm_kvm *k;
 	int ret;
 
-	if (out == NULL || mem == NULL || vm_fd < 0)
+	if (out == NULL || space == NULL || vm_fd < 0)
 		return -EINVAL;
 	k = calloc(1, sizeof(*k));
 	if (k == NULL)
 		return -ENOMEM;
 	k->vm_fd = vm_fd;
-	k->mem = mem;
+	k->space = space;
 	k->io = io;
 	ret = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
 	if (ret <= 0) {
@@ -46,7 +46,7 @@ int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_k
 	if (ret)
 		goto err_ids;
 	/* Creates the slots of the current view through kvm_prepare(). */
-	ret = gm_space_listener_add(mem, &gm__kvm_listener_ops, k, &k->listener);
+	ret = gm_space_listener_add(space, &gm__kvm_listener_ops, k, &k->listener);
 	if (ret)
 		goto err_lock;
 	*out = k;
@@ -69,7 +69,7 @@ void gm_kvm_free(struct gm_kvm *k)
 {
 	if (k == NULL)
 		return;
-	(void)gm_space_listener_remove(k->mem, k->listener);
+	(void)gm_space_listener_remove(k->space, k->listener);
 	pthread_mutex_lock(&k->lock);
 	gm__kvm_delete_all(k);
 	pthread_mutex_unlock(&k->lock);

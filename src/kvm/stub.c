@@ -16,10 +16,10 @@
 
 #include <errno.h>
 
-int gm_kvm_new(int vm_fd, struct gm_space *mem, struct gm_space *io, struct gm_kvm **out)
+int gm_kvm_new(int vm_fd, struct gm_space *space, struct gm_space *io, struct gm_kvm **out)
 {
 	(void)io;
-	if (out == NULL || mem == NULL || vm_fd < 0)
+	if (out == NULL || space == NULL || vm_fd < 0)
 		return -EINVAL;
 	return -ENOSYS;
 }
