@@ -15,7 +15,8 @@
  *     one") puts each of its pages in some set j with g0 <= j <= g1 + 2.
  * The test checks that for every logged write, and that no page shows up
  * that nobody wrote, round after round (a round ends when the logs or the
- * collect budget run out) for about a second.
+ * collect budget run out) for about a second; at the end the bitmap must
+ * still pass gm__dirty_invariants_ok().
  */
 #include <guestmem/guestmem.h>
 
@@ -28,6 +29,8 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#include "dirty-internal.h"
 
 #define NPAGES	     256u /* small: writers and the collector fight over few words */
 #define NWORDS	     (NPAGES / 64u)
@@ -211,6 +214,8 @@ static void collect_racing_writers_loses_nothing(void **state)
 		      total_collects);
 	assert_true(total_writes > 1000);
 	assert_true(total_collects > 10);
+	/* The bitmap's own invariants survived the fight (dirty.c). */
+	assert_true(gm__dirty_invariants_ok(d));
 
 	for (t = 0; t < NWRITERS; t++)
 		free(writers[t].log);
