@@ -8,11 +8,11 @@
  * A struct gm_memory is a view: an immutable, sorted set of guest regions
  * (include/guestmem/memory.h). gm_memory_new() validates and sorts region
  * specs, takes references on their mappings and dirty bitmaps, and builds
- * the lookup table described in static/memory-inline.h. Everything after
+ * the slot table described in static/memory-inline.h. Everything after
  * construction only reads the view, which is why the data path needs no
  * locks.
  *
- *   view.c     construction, lookup table, introspection, invariant check
+ *   view.c     construction, slot table, introspection, invariant check
  *   access.c   gm_read/gm_write and their partial forms, fixed-width
  *              accessors, fill and copy
  *   atomics.c  atomic operations on guest words

@@ -2,7 +2,7 @@
  * view.c - building and describing views (struct gm_memory).
  *
  * gm_memory_new() checks each region spec, sorts the regions, takes
- * references on their mappings and dirty bitmaps, and builds the lookup
+ * references on their mappings and dirty bitmaps, and builds the slot
  * table of static/memory-inline.h (slots and their first regions). The
  * view never changes afterwards; the rest of the layer only reads it.
  * Also here: references (get/put), introspection, and the debug check of
@@ -12,7 +12,7 @@
 
 #include "memory-internal.h"
 
-/* A table larger than this gets a coarser shift (a few regions per slot). */
+/* A slot table larger than this gets a coarser shift (a few regions per slot). */
 #define MAX_SLOTS (1u << 14)
 
 static const struct gm_region_hot empty_region = {.gpa = 1, .last = 0};
@@ -54,7 +54,7 @@ static int check_spec(const struct gm_region_spec *s)
 
 /*
  * The coarsest power-of-two alignment shared by every region boundary,
- * raised until the table has at most MAX_SLOTS entries.
+ * raised until the slot table has at most MAX_SLOTS entries.
  */
 static unsigned pick_shift(const struct gm_region_hot *r, uint32_t n, gm_gpa_t max_last)
 {

@@ -53,7 +53,7 @@ struct writer {
 	size_t n;
 };
 
-static struct gm_memory *mem;
+static struct gm_memory *view;
 static uint32_t gen;		 /* the collect in progress or last done; seq_cst accesses */
 static int stop;		 /* set by the collector; relaxed */
 static uint64_t (*sets)[NWORDS]; /* sets[j]: what collect j returned */
@@ -90,7 +90,7 @@ static void *writer_main(void *arg)
 		if (r & 0x10) {
 			page = (r >> 8) % NPAGES;
 			rec->npages = 1;
-			ret = gm_write_u64(mem,
+			ret = gm_write_u64(view,
 					   (uint64_t)page * GM_PAGE_SIZE + 8 +
 					       8 * (w->id + NWRITERS * ((r >> 5) % 168)),
 					   r);
@@ -98,7 +98,7 @@ static void *writer_main(void *arg)
 			page = ((r >> 8) % (NPAGES / NWRITERS - 1)) * NWRITERS + w->id;
 			memset(buf, (int)r, sizeof(buf));
 			rec->npages = 2;
-			ret = gm_write(mem, (uint64_t)(page + 1) * GM_PAGE_SIZE - 8, buf,
+			ret = gm_write(view, (uint64_t)(page + 1) * GM_PAGE_SIZE - 8, buf,
 				       sizeof(buf));
 		}
 		rec->g1 = __atomic_load_n(&gen, __ATOMIC_SEQ_CST);
@@ -196,7 +196,7 @@ static void collect_racing_writers_loses_nothing(void **state)
 	spec.size = NPAGES * GM_PAGE_SIZE;
 	spec.mapping = map;
 	spec.dirty = d;
-	assert_int_equal(gm_memory_new(&spec, 1, &mem), 0);
+	assert_int_equal(gm_memory_new(&spec, 1, &view), 0);
 	sets = calloc(MAX_COLLECTS + 1, sizeof(*sets));
 	assert_non_null(sets);
 	for (t = 0; t < NWRITERS; t++) {
@@ -220,7 +220,7 @@ static void collect_racing_writers_loses_nothing(void **state)
 	for (t = 0; t < NWRITERS; t++)
 		free(writers[t].log);
 	free(sets);
-	gm_memory_put(mem);
+	gm_memory_put(view);
 	gm_dirty_put(d);
 	gm_mapping_put(map);
 }

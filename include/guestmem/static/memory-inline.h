@@ -14,7 +14,7 @@
  * everything else (unaligned, crossing a region, outside RAM, NULL
  * pointers), so the two can never disagree about errors.
  *
- * Lookup: a view keeps a small table of slots indexed by gpa >> shift,
+ * Lookup: a view keeps a small slot table indexed by gpa >> shift,
  * where shift is the coarsest alignment shared by every region boundary
  * (2 MiB-aligned regions give 2 MiB slots; 512 of them make a 8 KiB table),
  * so a slot normally lies wholly inside one region. Such a slot carries the
@@ -57,7 +57,7 @@ struct gm_region_hot {
 #define GM__SLOT_DIRTY	  4u /* the region has a dirty bitmap: writes may need marking */
 #define GM__SLOT_FLAGS	  7u
 
-/* The head of every struct gm_memory. */
+/* The head of every view (struct gm_memory). */
 struct gm_memory_hot {
 	/*
 	 * slots[i] covers guest bytes [i << shift, (i + 1) << shift). Without
