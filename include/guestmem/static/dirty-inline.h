@@ -33,7 +33,7 @@ struct gm_dirty_hot {
 /*
  * Mark the page holding byte @offset of the bitmap's region dirty, if
  * tracking is enabled. @offset must lie in the region (page < npages): the
- * caller's view guarantees it (memory-internal.h, invariant 4).
+ * caller's view guarantees it (invariant 4 in src/memory/memory-internal.h).
  * Called after the data store it reports. Pairs with gm_dirty_collect():
  * the store is ordered before the bit test by the signal fence here
  * (compiler) and by the membarrier() that collect issues after clearing
