@@ -9,8 +9,9 @@
  * every result: which bytes are reachable, the errno, the bytes moved, the
  * host pointers and iovecs; any disagreement aborts. Guest bytes are
  * compared with a snapshot of the mapping, so a failing write that changed
- * memory is caught too. Built only with clang (meson -Dfuzz=enabled); run
- * with `make fuzz`.
+ * memory is caught too. Every view built must pass the layer's own
+ * invariant check (gm__memory_invariants_ok()). Built only with clang
+ * (meson -Dfuzz=enabled); run with `make fuzz`.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -19,6 +20,8 @@
 #include <string.h>
 
 #include <guestmem/guestmem.h>
+
+#include "memory/memory-internal.h" /* gm__memory_invariants_ok() */
 
 #define MAXREG 8
 #define MAPSZ  ((size_t)256 * 1024) /* all regions are windows of one mapping */
@@ -455,6 +458,7 @@ static struct gm_memory *build(struct in *in, struct gm_mapping *mp, struct gm_d
 	if (nreg == 0)
 		return NULL;
 	CHECK(gm_memory_new(s, nreg, &m) == 0);
+	CHECK(gm__memory_invariants_ok(m));
 	CHECK(gm_memory_region_count(m) == nreg);
 	for (i = 0; i < MAPSZ; i++)
 		base[i] = (unsigned char)(i * 7 + (i >> 9));

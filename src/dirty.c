@@ -4,7 +4,7 @@
  *
  * A gm_dirty is a plain array of 64-bit words, one bit per 4 KiB page,
  * behind the gm_dirty_hot head that inline writers read (static/
- * memory-inline.h). Writers set bits; collectors exchange words with zero.
+ * dirty-inline.h). Writers set bits; collectors exchange words with zero.
  *
  * Invariants:
  *  1. bits[] has ceil(npages / 64) words; bits past npages in the last
@@ -16,10 +16,14 @@
  *     collect() clears words and then runs membarrier() before returning,
  *     so a writer that saw the old (set) bit has its data visible to the
  *     collector by then (see gm_dirty_collect()).
+ *  4. refs is at least 1 while anyone holds the bitmap, and hot.enabled is
+ *     0 or 1 (written only by gm_dirty_set_enabled()).
+ * gm__dirty_invariants_ok() checks 1 and 4 on the bitmap as it is now; 2
+ * and 3 are orderings between threads, which tests/stress/stress_dirty.c
+ * attacks.
  */
 #include <guestmem/dirty.h>
-#include <guestmem/memory.h> /* the inline header needs its prototypes */
-#include <guestmem/static/memory-inline.h>
+#include <guestmem/static/dirty-inline.h>
 
 #include <linux/membarrier.h>
 #include <stdlib.h>
@@ -272,4 +276,17 @@ int gm_dirty_next_run(const struct gm_dirty *d, uint64_t from, uint64_t *first, 
 	*first = start;
 	*count = p - start;
 	return 0;
+}
+
+bool gm__dirty_invariants_ok(const struct gm_dirty *d)
+{
+	uint64_t last;
+	int enabled = __atomic_load_n(&d->hot.enabled, __ATOMIC_RELAXED);
+
+	if (d->hot.bits == NULL || d->hot.npages == 0 || d->nwords != (d->hot.npages + 63) / 64)
+		return false; /* 1 */
+	last = __atomic_load_n(&d->hot.bits[d->nwords - 1], __ATOMIC_RELAXED);
+	if (d->hot.npages % 64 != 0 && (last >> (d->hot.npages % 64)) != 0)
+		return false; /* 1: no bit past npages */
+	return __atomic_load_n(&d->refs, __ATOMIC_RELAXED) >= 1 && (enabled == 0 || enabled == 1);
 }

@@ -14,7 +14,7 @@
  *      reservation on either side is the guard;
  *   4. apply the madvise() flags, then prefault if asked.
  *
- * The memory layer (memory.c) points into mappings and holds references
+ * The memory layer (src/memory/) points into mappings and holds references
  * on them; a mapping is unmapped only when its last reference is dropped.
  *
  * Invariants of a struct gm_mapping:

@@ -5,8 +5,9 @@
  * from its contract: rejections with their exact errno, collect as an
  * atomic read-and-clear, merge as an OR, next_run iteration, the pages at
  * a region's end, and concurrent marking from many threads losing no bit
- * (also with a collector clearing at the same time). Marking by the data
- * path is tested in test_memory.c.
+ * (also with a collector clearing at the same time). After every call
+ * that changes a bitmap, gm__dirty_invariants_ok() must hold. Marking by
+ * the data path is tested in tests/memory/test_memory_dirty.c.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,8 +22,16 @@
 
 #include <guestmem/dirty.h>
 
+#include "dirty-internal.h"
+
 #define PAGE   ((uint64_t)4096)
 #define BIT(n) ((uint64_t)1 << (n))
+
+/* The numbered invariants of dirty.c hold (checked after every change). */
+static void expect_ok(const struct gm_dirty *d)
+{
+	assert_true(gm__dirty_invariants_ok(d));
+}
 
 static struct gm_dirty *dnew(uint64_t size)
 {
@@ -30,6 +39,7 @@ static struct gm_dirty *dnew(uint64_t size)
 
 	assert_int_equal(gm_dirty_new(size, &d), 0);
 	assert_non_null(d);
+	expect_ok(d);
 	return d;
 }
 
@@ -84,8 +94,11 @@ static void get_returns_same_bitmap_and_put_ignores_null(void **state)
 
 	(void)state;
 	assert_ptr_equal(gm_dirty_get(d), d);
+	expect_ok(d);
 	gm_dirty_mark(d, 0, 1);
+	expect_ok(d);
 	gm_dirty_put(d);
+	expect_ok(d);
 	/* one reference left: still usable */
 	assert_true(gm_dirty_test(d, 0));
 	assert_int_equal(gm_dirty_count(d), 1);
@@ -103,14 +116,19 @@ static void enabled_toggles_and_disabling_keeps_bits(void **state)
 	(void)state;
 	assert_false(gm_dirty_enabled(d));
 	gm_dirty_set_enabled(d, true);
+	expect_ok(d);
 	assert_true(gm_dirty_enabled(d));
 	gm_dirty_mark(d, 3 * PAGE, 1);
+	expect_ok(d);
 	gm_dirty_set_enabled(d, false);
+	expect_ok(d);
 	assert_false(gm_dirty_enabled(d));
 	assert_true(gm_dirty_test(d, 3));
 	assert_int_equal(gm_dirty_count(d), 1);
 	gm_dirty_set_enabled(d, true);
+	expect_ok(d);
 	gm_dirty_set_enabled(d, true);
+	expect_ok(d);
 	assert_true(gm_dirty_enabled(d));
 	assert_int_equal(gm_dirty_count(d), 1);
 	gm_dirty_put(d);
@@ -128,21 +146,25 @@ static void mark_sets_pages_covering_the_byte_range(void **state)
 	/* works with tracking disabled */
 	assert_false(gm_dirty_enabled(d));
 	gm_dirty_mark(d, 5, 1);
+	expect_ok(d);
 	assert_true(gm_dirty_test(d, 0));
 	assert_false(gm_dirty_test(d, 1));
 	/* the last byte of page 9 and the first of page 10 */
 	gm_dirty_mark(d, 10 * PAGE - 1, 2);
+	expect_ok(d);
 	assert_false(gm_dirty_test(d, 8));
 	assert_true(gm_dirty_test(d, 9));
 	assert_true(gm_dirty_test(d, 10));
 	assert_false(gm_dirty_test(d, 11));
 	/* exactly one page */
 	gm_dirty_mark(d, 20 * PAGE, PAGE);
+	expect_ok(d);
 	assert_false(gm_dirty_test(d, 19));
 	assert_true(gm_dirty_test(d, 20));
 	assert_false(gm_dirty_test(d, 21));
 	/* across several 64-bit words: pages 60..140 */
 	gm_dirty_mark(d, 60 * PAGE + 100, 80 * PAGE);
+	expect_ok(d);
 	for (p = 60; p <= 140; p++)
 		assert_true(gm_dirty_test(d, p));
 	assert_false(gm_dirty_test(d, 59));
@@ -157,7 +179,9 @@ static void mark_of_zero_bytes_marks_nothing(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 3 * PAGE, 0);
+	expect_ok(d);
 	gm_dirty_mark(d, 0, 0);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 0);
 	gm_dirty_put(d);
 }
@@ -170,17 +194,23 @@ static void mark_ignores_bytes_beyond_the_region(void **state)
 	(void)state;
 	assert_int_equal(gm_dirty_npages(d), 101);
 	gm_dirty_mark(d, 100 * PAGE, 1);
+	expect_ok(d);
 	assert_true(gm_dirty_test(d, 100));
 	assert_int_equal(gm_dirty_count(d), 1);
 	/* starts in the last page and runs far beyond */
 	gm_dirty_mark(d, 99 * PAGE + 7, 1000 * PAGE);
+	expect_ok(d);
 	assert_true(gm_dirty_test(d, 99));
 	assert_int_equal(gm_dirty_count(d), 2);
 	/* wholly beyond, and ranges that would wrap 2^64 */
 	gm_dirty_mark(d, 101 * PAGE, PAGE);
+	expect_ok(d);
 	gm_dirty_mark(d, UINT64_MAX, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, UINT64_MAX - 10, 100);
+	expect_ok(d);
 	gm_dirty_mark(d, 98 * PAGE, UINT64_MAX);
+	expect_ok(d);
 	assert_true(gm_dirty_test(d, 98));
 	assert_int_equal(gm_dirty_count(d), 3);
 	assert_false(gm_dirty_test(d, 101));
@@ -196,8 +226,10 @@ static void whole_region_mark_sets_every_page(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 0, 130 * PAGE - 1);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 130);
 	assert_int_equal(gm_dirty_collect(d, 0, w, 3), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], UINT64_MAX);
 	assert_int_equal(w[1], UINT64_MAX);
 	assert_int_equal(w[2], BIT(0) | BIT(1)); /* pages 128, 129; no bit past the end */
@@ -215,10 +247,15 @@ static void collect_returns_bits_and_clears_them(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 0, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, 63 * PAGE, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, 64 * PAGE, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, 127 * PAGE, 1);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 0, w, 2), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], BIT(0) | BIT(63));
 	assert_int_equal(w[1], BIT(0) | BIT(63));
 	assert_int_equal(gm_dirty_count(d), 0);
@@ -226,6 +263,7 @@ static void collect_returns_bits_and_clears_them(void **state)
 	assert_false(gm_dirty_test(d, 127));
 	/* a second collect finds nothing */
 	assert_int_equal(gm_dirty_collect(d, 0, w, 2), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], 0);
 	assert_int_equal(w[1], 0);
 	gm_dirty_put(d);
@@ -238,8 +276,11 @@ static void collect_from_a_later_word_leaves_earlier_ones(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 5 * PAGE, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, 130 * PAGE, 1);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 128, &w, 1), 0);
+	expect_ok(d);
 	assert_int_equal(w, BIT(2));
 	assert_true(gm_dirty_test(d, 5));
 	assert_int_equal(gm_dirty_count(d), 1);
@@ -254,7 +295,9 @@ static void collect_reads_zero_past_the_last_page(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 0, 70 * PAGE);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 0, w, 4), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], UINT64_MAX);
 	assert_int_equal(w[1], BIT(6) - 1);
 	assert_int_equal(w[2], 0);
@@ -269,25 +312,34 @@ static void collect_rejects_bad_arguments(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 0, 100 * PAGE);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 0, NULL, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 1, &w, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 63, &w, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_collect(d, 128, &w, 1), -EINVAL); /* beyond page 99 */
 	assert_int_equal(gm_dirty_collect(d, UINT64_MAX - 63, &w, 1), -EINVAL);
+	expect_ok(d);
 	/* nothing was cleared by the failures */
 	assert_int_equal(gm_dirty_count(d), 100);
 	/* no words asked for: nothing to do, NULL allowed */
 	assert_int_equal(gm_dirty_collect(d, 0, NULL, 0), 0);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 100);
 	/* the last word that holds a page is fine */
 	assert_int_equal(gm_dirty_collect(d, 64, &w, 1), 0);
+	expect_ok(d);
 	assert_int_equal(w, BIT(36) - 1);
 	assert_int_equal(gm_dirty_count(d), 64);
 	gm_dirty_put(d);
 	/* a whole number of words: the first page past the end is rejected */
 	d = dnew(128 * PAGE);
 	assert_int_equal(gm_dirty_collect(d, 128, &w, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_merge(d, 64, &w, 1), 0);
+	expect_ok(d);
 	gm_dirty_put(d);
 }
 
@@ -304,12 +356,14 @@ static void merge_ors_external_bits_in(void **state)
 	gm_dirty_mark(d, 64 * PAGE + 1 * PAGE, 1); /* page 65 */
 	gm_dirty_mark(d, 64 * PAGE + 5 * PAGE, 1); /* page 69, also in the merge */
 	assert_int_equal(gm_dirty_merge(d, 64, in, 2), 0);
+	expect_ok(d);
 	assert_true(gm_dirty_test(d, 64));
 	assert_true(gm_dirty_test(d, 65));
 	assert_true(gm_dirty_test(d, 69));
 	assert_true(gm_dirty_test(d, 191));
 	assert_int_equal(gm_dirty_count(d), 4);
 	assert_int_equal(gm_dirty_collect(d, 0, w, 4), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], 0);
 	assert_int_equal(w[1], BIT(0) | BIT(1) | BIT(5));
 	assert_int_equal(w[2], BIT(63));
@@ -328,9 +382,11 @@ static void merge_ignores_bits_past_the_last_page(void **state)
 
 	(void)state;
 	assert_int_equal(gm_dirty_merge(d, 0, in, 3), 0);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 6);
 	assert_false(gm_dirty_test(d, 70));
 	assert_int_equal(gm_dirty_collect(d, 0, w, 2), 0);
+	expect_ok(d);
 	assert_int_equal(w[0], 0);
 	assert_int_equal(w[1], BIT(6) - 1);
 	gm_dirty_put(d);
@@ -343,7 +399,9 @@ static void merge_rejects_first_not_multiple_of_64(void **state)
 
 	(void)state;
 	assert_int_equal(gm_dirty_merge(d, 1, &in, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_merge(d, 65, &in, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 0);
 	gm_dirty_put(d);
 }
@@ -358,11 +416,14 @@ static void merge_rejects_null_bits_and_first_past_the_end(void **state)
 
 	(void)state;
 	assert_int_equal(gm_dirty_merge(d, 0, NULL, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_merge(d, 128, &in, 1), -EINVAL); /* pages end at 99 */
 	assert_int_equal(gm_dirty_merge(d, UINT64_MAX - 63, &in, 1), -EINVAL);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 0);
 	/* Nothing to merge: a NULL buffer is fine. */
 	assert_int_equal(gm_dirty_merge(d, 0, NULL, 0), 0);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), 0);
 	gm_dirty_put(d);
 }
@@ -374,6 +435,7 @@ static void next_run_rejects_null_out_pointers(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 3 * PAGE, PAGE);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_next_run(d, 0, NULL, &count), -EINVAL);
 	assert_int_equal(gm_dirty_next_run(d, 0, &first, NULL), -EINVAL);
 	assert_int_equal(first, 7);
@@ -396,7 +458,9 @@ static void next_run_walks_every_run_in_order(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 0, 1);
+	expect_ok(d);
 	gm_dirty_mark(d, 5 * PAGE, 3 * PAGE);
+	expect_ok(d);
 	gm_dirty_mark(d, 60 * PAGE, 10 * PAGE);	 /* crosses a word boundary */
 	gm_dirty_mark(d, 130 * PAGE, 64 * PAGE); /* a whole word's worth, unaligned */
 	gm_dirty_mark(d, 199 * PAGE, 1);	 /* the last page */
@@ -421,6 +485,7 @@ static void next_run_from_inside_a_run_starts_there(void **state)
 
 	(void)state;
 	gm_dirty_mark(d, 60 * PAGE, 10 * PAGE);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_next_run(d, 65, &first, &count), 0);
 	assert_int_equal(first, 65);
 	assert_int_equal(count, 5);
@@ -439,6 +504,7 @@ static void next_run_is_enoent_when_clean_or_past_the_end(void **state)
 	(void)state;
 	assert_int_equal(gm_dirty_next_run(d, 0, &first, &count), -ENOENT);
 	gm_dirty_mark(d, 0, 100 * PAGE);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_next_run(d, 100, &first, &count), -ENOENT);
 	assert_int_equal(gm_dirty_next_run(d, 1000, &first, &count), -ENOENT);
 	assert_int_equal(gm_dirty_next_run(d, UINT64_MAX, &first, &count), -ENOENT);
@@ -460,6 +526,7 @@ static void count_and_test_track_single_pages(void **state)
 	(void)state;
 	for (p = 0; p < 1000; p += 7)
 		gm_dirty_mark(d, p * PAGE + 11, 1);
+	expect_ok(d);
 	assert_int_equal(gm_dirty_count(d), (1000 + 6) / 7);
 	for (p = 0; p < 1000; p++)
 		assert_int_equal(gm_dirty_test(d, p), p % 7 == 0);
@@ -508,12 +575,14 @@ static void concurrent_marking_loses_no_bit(void **state)
 		}
 		for (i = 0; i < NTHREADS; i++)
 			assert_int_equal(pthread_join(t[i], NULL), 0);
+		expect_ok(d);
 		pthread_barrier_destroy(&go);
 		assert_int_equal(gm_dirty_count(d), NPAGES);
 		assert_int_equal(gm_dirty_next_run(d, 0, &first, &count), 0);
 		assert_int_equal(first, 0);
 		assert_int_equal(count, NPAGES);
 		assert_int_equal(gm_dirty_collect(d, 0, w, NPAGES / 64), 0);
+		expect_ok(d);
 		for (i = 0; i < NPAGES / 64; i++)
 			assert_int_equal(w[i], UINT64_MAX);
 		assert_int_equal(gm_dirty_count(d), 0);
@@ -582,6 +651,7 @@ static void collect_during_marking_sees_each_page_once(void **state)
 	/* the collector does one more full pass after it sees stop */
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	assert_int_equal(pthread_join(ct, NULL), 0);
+	expect_ok(d);
 	pthread_barrier_destroy(&go);
 	assert_int_equal(c.failed, 0);
 	for (i = 0; i < NPAGES; i++)

@@ -1,10 +1,12 @@
 /*
  * guestmem/memory.h - an immutable view of guest RAM, and the data path.
  *
- * A struct gm_memory is a sorted set of guest regions, each a window of a
- * host mapping (mapping.h) placed at a guest-physical address. It never
- * changes after gm_memory_new(): layout changes build a new view (the space
- * layer does this and publishes it with RCU). Because a view is immutable,
+ * A struct gm_memory is a view: an immutable, sorted set of guest regions,
+ * each a window of a host mapping (mapping.h) placed at a guest-physical
+ * address. "View" is the one word for this object in guestmem's headers,
+ * sources and tests (the data path's @m). A view never changes after
+ * gm_memory_new(): layout changes build a new view (the space layer does
+ * this and publishes it with RCU). Because a view is immutable,
  * every data-path function below is safe from any number of threads at
  * once, without locks.
  *
@@ -26,9 +28,11 @@
  * and a NULL one is -EINVAL where the function can return an errno.
  *
  * Fast path: with GCC or clang, the fixed-width accessors, the atomic
- * loads and stores, and gm_host_ptr() are inlined from <guestmem/static/memory-inline.h>, which
- * makes the hot part of the view's layout part of the ABI. Define GM_NO_INLINE before including
- * this header to call the library for everything instead.
+ * loads and stores, and gm_host_ptr() are inlined from
+ * <guestmem/static/memory-inline.h> (which marks dirty pages through
+ * <guestmem/static/dirty-inline.h>); that makes the hot part of a view's
+ * layout, and of a dirty bitmap's, part of the ABI. Define GM_NO_INLINE
+ * before including this header to call the library for everything instead.
  */
 #ifndef GUESTMEM_MEMORY_H
 #define GUESTMEM_MEMORY_H

@@ -15,7 +15,8 @@
  *     one") puts each of its pages in some set j with g0 <= j <= g1 + 2.
  * The test checks that for every logged write, and that no page shows up
  * that nobody wrote, round after round (a round ends when the logs or the
- * collect budget run out) for about a second.
+ * collect budget run out) for about a second; at the end the bitmap must
+ * still pass gm__dirty_invariants_ok().
  */
 #include <guestmem/guestmem.h>
 
@@ -28,6 +29,8 @@
 #include <time.h>
 
 #include <cmocka.h>
+
+#include "dirty-internal.h"
 
 #define NPAGES	     256u /* small: writers and the collector fight over few words */
 #define NWORDS	     (NPAGES / 64u)
@@ -50,7 +53,7 @@ struct writer {
 	size_t n;
 };
 
-static struct gm_memory *mem;
+static struct gm_memory *view;
 static uint32_t gen;		 /* the collect in progress or last done; seq_cst accesses */
 static int stop;		 /* set by the collector; relaxed */
 static uint64_t (*sets)[NWORDS]; /* sets[j]: what collect j returned */
@@ -87,7 +90,7 @@ static void *writer_main(void *arg)
 		if (r & 0x10) {
 			page = (r >> 8) % NPAGES;
 			rec->npages = 1;
-			ret = gm_write_u64(mem,
+			ret = gm_write_u64(view,
 					   (uint64_t)page * GM_PAGE_SIZE + 8 +
 					       8 * (w->id + NWRITERS * ((r >> 5) % 168)),
 					   r);
@@ -95,7 +98,7 @@ static void *writer_main(void *arg)
 			page = ((r >> 8) % (NPAGES / NWRITERS - 1)) * NWRITERS + w->id;
 			memset(buf, (int)r, sizeof(buf));
 			rec->npages = 2;
-			ret = gm_write(mem, (uint64_t)(page + 1) * GM_PAGE_SIZE - 8, buf,
+			ret = gm_write(view, (uint64_t)(page + 1) * GM_PAGE_SIZE - 8, buf,
 				       sizeof(buf));
 		}
 		rec->g1 = __atomic_load_n(&gen, __ATOMIC_SEQ_CST);
@@ -193,7 +196,7 @@ static void collect_racing_writers_loses_nothing(void **state)
 	spec.size = NPAGES * GM_PAGE_SIZE;
 	spec.mapping = map;
 	spec.dirty = d;
-	assert_int_equal(gm_memory_new(&spec, 1, &mem), 0);
+	assert_int_equal(gm_memory_new(&spec, 1, &view), 0);
 	sets = calloc(MAX_COLLECTS + 1, sizeof(*sets));
 	assert_non_null(sets);
 	for (t = 0; t < NWRITERS; t++) {
@@ -211,11 +214,13 @@ static void collect_racing_writers_loses_nothing(void **state)
 		      total_collects);
 	assert_true(total_writes > 1000);
 	assert_true(total_collects > 10);
+	/* The bitmap's own invariants survived the fight (dirty.c). */
+	assert_true(gm__dirty_invariants_ok(d));
 
 	for (t = 0; t < NWRITERS; t++)
 		free(writers[t].log);
 	free(sets);
-	gm_memory_put(mem);
+	gm_memory_put(view);
 	gm_dirty_put(d);
 	gm_mapping_put(map);
 }

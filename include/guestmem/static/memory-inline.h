@@ -14,7 +14,7 @@
  * everything else (unaligned, crossing a region, outside RAM, NULL
  * pointers), so the two can never disagree about errors.
  *
- * Lookup: a view keeps a small table of slots indexed by gpa >> shift,
+ * Lookup: a view keeps a small slot table indexed by gpa >> shift,
  * where shift is the coarsest alignment shared by every region boundary
  * (2 MiB-aligned regions give 2 MiB slots; 512 of them make a 8 KiB table),
  * so a slot normally lies wholly inside one region. Such a slot carries the
@@ -28,6 +28,7 @@
 #define GUESTMEM_STATIC_MEMORY_INLINE_H
 
 #include <guestmem/addr.h>
+#include <guestmem/static/dirty-inline.h>
 
 /* Included by <guestmem/memory.h> after its prototypes; not on its own. */
 struct gm_memory;
@@ -35,13 +36,6 @@ struct gm_memory;
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The head of every struct gm_dirty: what a write must read to mark a page. */
-struct gm_dirty_hot {
-	uint64_t *bits;	 /* one bit per page, 64 pages per word */
-	uint64_t npages; /* bits in use */
-	int enabled;	 /* accessed only with __atomic builtins */
-};
 
 /* One region of a view, as the slow path and dirty marking see it. */
 struct gm_region_hot {
@@ -63,7 +57,7 @@ struct gm_region_hot {
 #define GM__SLOT_DIRTY	  4u /* the region has a dirty bitmap: writes may need marking */
 #define GM__SLOT_FLAGS	  7u
 
-/* The head of every struct gm_memory. */
+/* The head of every view (struct gm_memory). */
 struct gm_memory_hot {
 	/*
 	 * slots[i] covers guest bytes [i << shift, (i + 1) << shift). Without
@@ -127,26 +121,13 @@ static inline const struct gm_region_hot *gm__slot_region(const struct gm_memory
 
 /*
  * Mark the page of a just-written naturally aligned word (<= 8 bytes, so
- * on one page) dirty when the region is tracked.
- * Pairs with gm_dirty_collect(): the data store above is ordered before the
- * bit test by the signal fence here (compiler) and by the membarrier() that
- * collect issues after clearing (CPU); the fetch_or is RELEASE so a collector
- * that sees the bit (ACQUIRE exchange) also sees the data.
+ * on one page) dirty when the region is tracked. The ordering against
+ * gm_dirty_collect() is gm__dirty_mark_page()'s (static/dirty-inline.h).
  */
 static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
 {
-	struct gm_dirty_hot *d = r->dirty;
-	uint64_t page, *w, bit;
-
-	if (d == 0 || !__atomic_load_n(&d->enabled, __ATOMIC_RELAXED))
-		return;
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	page = (gpa - r->gpa + r->dirty_offset) >> GM_PAGE_SHIFT;
-	w = &d->bits[page >> 6];
-	bit = (uint64_t)1 << (page & 63);
-	/* Test first: a page already dirty costs a load, not a locked op. */
-	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
-		__atomic_fetch_or(w, bit, __ATOMIC_RELEASE);
+	if (r->dirty != 0)
+		gm__dirty_mark_page(r->dirty, gpa - r->gpa + r->dirty_offset);
 }
 
 /*
