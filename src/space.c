@@ -2,9 +2,9 @@
  * space.c - the guest's address space as the VMM edits it.
  *
  * A space is a sequence of immutable layouts. A layout is the sorted array
- * of windows (struct win: where a window is, how big, and the protection
- * runs of RAM) plus what is derived from it: the view regions with their
- * ids and slots, and the gm_memory view built from them. Editing never
+ * of placements (struct placement: where a window is, how big, and the
+ * protection runs of RAM) plus what is derived from it: the view regions
+ * with their ids and slots, and the gm_memory view built from them. Editing never
  * touches a published layout: gm_space_begin() clones the current one into
  * space->staging, edits change the clone, gm_space_commit() derives its
  * regions and view, asks the listeners, and publishes it as
@@ -87,7 +87,7 @@ struct gm_window {
 };
 
 /* A window's place and protection in one layout. */
-struct win {
+struct placement {
 	struct gm_window *w;
 	gm_gpa_t gpa;
 	uint64_t size;
@@ -96,11 +96,11 @@ struct win {
 };
 
 struct layout {
-	struct win *wins; /* sorted by gpa (invariant 1) */
-	size_t nwins;
+	struct placement *placements; /* sorted by gpa (invariant 1) */
+	size_t nplacements;
 	struct gm_space_region *regions; /* published layouts only (invariant 4) */
 	size_t nregions;
-	struct gm_memory *mem; /* published layouts only */
+	struct gm_memory *view; /* the immutable gm_memory; published layouts only */
 	struct layout *next_retired;
 };
 
@@ -230,11 +230,11 @@ static void window_put(struct gm_window *w)
 		window_destroy(w);
 }
 
-static void win_free_parts(struct win *v)
+static void placement_free_parts(struct placement *pl)
 {
-	free(v->parts);
-	v->parts = NULL;
-	v->nparts = 0;
+	free(pl->parts);
+	pl->parts = NULL;
+	pl->nparts = 0;
 }
 
 /* Called with space->lock held. NULL is ignored. */
@@ -244,13 +244,13 @@ static void layout_free(struct layout *l)
 
 	if (!l)
 		return;
-	for (i = 0; i < l->nwins; i++) {
-		window_put(l->wins[i].w);
-		win_free_parts(&l->wins[i]);
+	for (i = 0; i < l->nplacements; i++) {
+		window_put(l->placements[i].w);
+		placement_free_parts(&l->placements[i]);
 	}
-	free(l->wins);
+	free(l->placements);
 	free(l->regions);
-	gm_memory_put(l->mem);
+	gm_memory_put(l->view);
 	free(l);
 }
 
@@ -262,27 +262,27 @@ static int layout_clone(const struct layout *src, struct layout **out)
 
 	if (!l)
 		return -ENOMEM;
-	if (src->nwins) {
-		l->wins = calloc(src->nwins, sizeof(*l->wins));
-		if (!l->wins)
+	if (src->nplacements) {
+		l->placements = calloc(src->nplacements, sizeof(*l->placements));
+		if (!l->placements)
 			goto err_free;
 	}
-	for (i = 0; i < src->nwins; i++) {
-		struct win *v = &l->wins[i];
+	for (i = 0; i < src->nplacements; i++) {
+		struct placement *pl = &l->placements[i];
 
-		*v = src->wins[i];
-		v->parts = malloc(v->nparts * sizeof(*v->parts));
-		if (!v->parts)
+		*pl = src->placements[i];
+		pl->parts = malloc(pl->nparts * sizeof(*pl->parts));
+		if (!pl->parts)
 			goto err_unwind;
-		memcpy(v->parts, src->wins[i].parts, v->nparts * sizeof(*v->parts));
-		v->w->refs++;
-		l->nwins++;
+		memcpy(pl->parts, src->placements[i].parts, pl->nparts * sizeof(*pl->parts));
+		pl->w->refs++;
+		l->nplacements++;
 	}
 	*out = l;
 	return 0;
 
 err_unwind:
-	l->wins[i].parts = NULL;
+	l->placements[i].parts = NULL;
 	layout_free(l);
 	return -ENOMEM;
 err_free:
@@ -291,26 +291,26 @@ err_free:
 }
 
 /* Index of @w in @l, or -1. Compares pointers only: @w may be stale. */
-static long find_win(const struct layout *l, const struct gm_window *w)
+static long find_placement(const struct layout *l, const struct gm_window *w)
 {
 	size_t i;
 
-	for (i = 0; i < l->nwins; i++)
-		if (l->wins[i].w == w)
+	for (i = 0; i < l->nplacements; i++)
+		if (l->placements[i].w == w)
 			return (long)i;
 	return -1;
 }
 
 /* Index of the window holding @gpa in @l, or -1 (binary search, invariant 1). */
-static long win_at(const struct layout *l, gm_gpa_t gpa)
+static long placement_at(const struct layout *l, gm_gpa_t gpa)
 {
-	size_t lo = 0, hi = l->nwins;
+	size_t lo = 0, hi = l->nplacements;
 
 	/* Find the last window whose gpa <= @gpa. */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (l->wins[mid].gpa <= gpa)
+		if (l->placements[mid].gpa <= gpa)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -318,7 +318,7 @@ static long win_at(const struct layout *l, gm_gpa_t gpa)
 	if (lo == 0)
 		return -1;
 	lo--;
-	if (gpa - l->wins[lo].gpa > l->wins[lo].size - 1)
+	if (gpa - l->placements[lo].gpa > l->placements[lo].size - 1)
 		return -1;
 	return (long)lo;
 }
@@ -343,10 +343,10 @@ static int check_place(const struct gm_space *s, const struct layout *l, enum gm
 		return -EINVAL;
 	if (is_pio(s) && last >= GM_PIO_LIMIT)
 		return -ERANGE;
-	for (i = 0; i < l->nwins; i++) {
+	for (i = 0; i < l->nplacements; i++) {
 		if ((long)i == skip)
 			continue;
-		if (gm_ranges_overlap(gpa, size, l->wins[i].gpa, l->wins[i].size))
+		if (gm_ranges_overlap(gpa, size, l->placements[i].gpa, l->placements[i].size))
 			return -EEXIST;
 	}
 	return 0;
@@ -355,43 +355,45 @@ static int check_place(const struct gm_space *s, const struct layout *l, enum gm
 /* Insert window @w at [@gpa, @gpa + @size) into the staging layout; @w gets its reference. */
 static int staging_insert(struct layout *l, struct gm_window *w, gm_gpa_t gpa, uint64_t size)
 {
-	struct win *wins;
+	struct placement *placements;
 	struct part *part;
 	size_t pos;
 
 	part = malloc(sizeof(*part));
 	if (!part)
 		return -ENOMEM;
-	wins = realloc(l->wins, (l->nwins + 1) * sizeof(*wins));
-	if (!wins) {
+	placements = realloc(l->placements, (l->nplacements + 1) * sizeof(*placements));
+	if (!placements) {
 		free(part);
 		return -ENOMEM;
 	}
-	l->wins = wins;
-	for (pos = 0; pos < l->nwins && l->wins[pos].gpa < gpa; pos++)
+	l->placements = placements;
+	for (pos = 0; pos < l->nplacements && l->placements[pos].gpa < gpa; pos++)
 		;
-	memmove(&wins[pos + 1], &wins[pos], (l->nwins - pos) * sizeof(*wins));
+	memmove(&placements[pos + 1], &placements[pos],
+		(l->nplacements - pos) * sizeof(*placements));
 	*part = (struct part){.offset = 0, .size = size, .prot = kind_prot(w->kind)};
-	wins[pos] = (struct win){.w = w, .gpa = gpa, .size = size, .parts = part, .nparts = 1};
-	l->nwins++;
+	placements[pos] =
+	    (struct placement){.w = w, .gpa = gpa, .size = size, .parts = part, .nparts = 1};
+	l->nplacements++;
 	w->refs++;
 	return 0;
 }
 
-/* Keep l->wins sorted after wins[i].gpa changed (invariant 1). */
+/* Keep l->placements sorted after placements[i].gpa changed (invariant 1). */
 static void staging_resort(struct layout *l, size_t i)
 {
-	struct win v = l->wins[i];
+	struct placement pl = l->placements[i];
 
-	while (i > 0 && l->wins[i - 1].gpa > v.gpa) {
-		l->wins[i] = l->wins[i - 1];
+	while (i > 0 && l->placements[i - 1].gpa > pl.gpa) {
+		l->placements[i] = l->placements[i - 1];
 		i--;
 	}
-	while (i + 1 < l->nwins && l->wins[i + 1].gpa < v.gpa) {
-		l->wins[i] = l->wins[i + 1];
+	while (i + 1 < l->nplacements && l->placements[i + 1].gpa < pl.gpa) {
+		l->placements[i] = l->placements[i + 1];
 		i++;
 	}
-	l->wins[i] = v;
+	l->placements[i] = pl;
 }
 
 /* ---- transactions ---------------------------------------------------- */
@@ -567,30 +569,30 @@ static int derive_regions(const struct layout *l, struct gm_space_region **out, 
 	struct gm_space_region *r = NULL;
 	size_t i, j, count = 0, k = 0;
 
-	for (i = 0; i < l->nwins; i++)
-		if (has_memory(l->wins[i].w->kind))
-			for (j = 0; j < l->wins[i].nparts; j++)
-				count += l->wins[i].parts[j].prot != GM_PROT_NONE;
+	for (i = 0; i < l->nplacements; i++)
+		if (has_memory(l->placements[i].w->kind))
+			for (j = 0; j < l->placements[i].nparts; j++)
+				count += l->placements[i].parts[j].prot != GM_PROT_NONE;
 	if (count) {
 		r = calloc(count, sizeof(*r));
 		if (!r)
 			return -ENOMEM;
 	}
-	for (i = 0; i < l->nwins; i++) {
-		const struct win *v = &l->wins[i];
-		struct gm_window *w = v->w;
+	for (i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
+		struct gm_window *w = pl->w;
 
 		if (!has_memory(w->kind))
 			continue;
-		for (j = 0; j < v->nparts; j++) {
-			const struct part *p = &v->parts[j];
+		for (j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
 
 			if (p->prot == GM_PROT_NONE)
 				continue;
 			/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3).
 			 */
 			r[k] = (struct gm_space_region){
-			    .gpa = v->gpa + p->offset,
+			    .gpa = pl->gpa + p->offset,
 			    .size = p->size,
 			    .host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset +
 				    (size_t)p->offset,
@@ -805,7 +807,7 @@ static int commit_locked(struct gm_space *s)
 			   &next_id, &ch, &nch);
 	if (err)
 		goto out;
-	err = build_view(l->regions, l->nregions, &l->mem);
+	err = build_view(l->regions, l->nregions, &l->view);
 	if (err)
 		goto out;
 	if (nch) {
@@ -851,7 +853,7 @@ int gm_space_new(unsigned flags, struct gm_space **out)
 		err = -ENOMEM;
 		goto err_free;
 	}
-	err = gm_memory_new(NULL, 0, &s->current->mem);
+	err = gm_memory_new(NULL, 0, &s->current->view);
 	if (err)
 		goto err_layout;
 	err = -pthread_mutex_init(&s->lock, NULL);
@@ -866,7 +868,7 @@ int gm_space_new(unsigned flags, struct gm_space **out)
 err_lock:
 	pthread_mutex_destroy(&s->lock);
 err_layout:
-	gm_memory_put(s->current->mem);
+	gm_memory_put(s->current->view);
 	free(s->current);
 err_free:
 	free(s);
@@ -1166,12 +1168,13 @@ int gm_space_remove(struct gm_space *s, struct gm_window *w)
 	if (err)
 		return err;
 	l = s->staging;
-	i = find_win(l, w);
+	i = find_placement(l, w);
 	if (i < 0)
 		return edit_end(s, implicit, -ENOENT);
-	win_free_parts(&l->wins[i]);
-	memmove(&l->wins[i], &l->wins[i + 1], (l->nwins - (size_t)i - 1) * sizeof(*l->wins));
-	l->nwins--;
+	placement_free_parts(&l->placements[i]);
+	memmove(&l->placements[i], &l->placements[i + 1],
+		(l->nplacements - (size_t)i - 1) * sizeof(*l->placements));
+	l->nplacements--;
 	/* Freed now only if no published layout shows it (invariant 6). */
 	window_put(w);
 	return edit_end(s, implicit, 0);
@@ -1190,15 +1193,15 @@ int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
 	if (err)
 		return err;
 	l = s->staging;
-	i = find_win(l, w);
+	i = find_placement(l, w);
 	if (i < 0)
 		return edit_end(s, implicit, -ENOENT);
-	if (l->wins[i].gpa == new_gpa)
+	if (l->placements[i].gpa == new_gpa)
 		goto no_change;
-	err = check_place(s, l, w->kind, new_gpa, l->wins[i].size, i);
+	err = check_place(s, l, w->kind, new_gpa, l->placements[i].size, i);
 	if (err)
 		return edit_end(s, implicit, err);
-	l->wins[i].gpa = new_gpa;
+	l->placements[i].gpa = new_gpa;
 	staging_resort(l, (size_t)i);
 	return edit_end(s, implicit, 0);
 
@@ -1211,7 +1214,7 @@ no_change:
 int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 {
 	struct layout *l;
-	struct win *v;
+	struct placement *pl;
 	struct part *parts;
 	bool implicit;
 	long i;
@@ -1223,33 +1226,33 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 	if (err)
 		return err;
 	l = s->staging;
-	i = find_win(l, w);
+	i = find_placement(l, w);
 	if (i < 0)
 		return edit_end(s, implicit, -ENOENT);
-	v = &l->wins[i];
-	if (w->kind != GM_WINDOW_RAM || new_size < v->size ||
+	pl = &l->placements[i];
+	if (w->kind != GM_WINDOW_RAM || new_size < pl->size ||
 	    !gm_is_aligned(new_size, GM_PAGE_SIZE))
 		return edit_end(s, implicit, -EINVAL);
-	if (new_size == v->size)
+	if (new_size == pl->size)
 		goto no_change;
 	if (new_size > w->capacity)
 		return edit_end(s, implicit, -ENOSPC);
-	err = check_place(s, l, w->kind, v->gpa, new_size, i);
+	err = check_place(s, l, w->kind, pl->gpa, new_size, i);
 	if (err)
 		return edit_end(s, implicit, err);
 	/* The new part is GM_PROT_ALL: extend the last run or add one (invariant 2). */
-	if (v->parts[v->nparts - 1].prot == GM_PROT_ALL) {
-		v->parts[v->nparts - 1].size += new_size - v->size;
+	if (pl->parts[pl->nparts - 1].prot == GM_PROT_ALL) {
+		pl->parts[pl->nparts - 1].size += new_size - pl->size;
 	} else {
-		parts = realloc(v->parts, (v->nparts + 1) * sizeof(*parts));
+		parts = realloc(pl->parts, (pl->nparts + 1) * sizeof(*parts));
 		if (!parts)
 			return edit_end(s, implicit, -ENOMEM);
-		v->parts = parts;
-		parts[v->nparts] = (struct part){
-		    .offset = v->size, .size = new_size - v->size, .prot = GM_PROT_ALL};
-		v->nparts++;
+		pl->parts = parts;
+		parts[pl->nparts] = (struct part){
+		    .offset = pl->size, .size = new_size - pl->size, .prot = GM_PROT_ALL};
+		pl->nparts++;
 	}
-	v->size = new_size;
+	pl->size = new_size;
 	return edit_end(s, implicit, 0);
 
 no_change:
@@ -1259,21 +1262,21 @@ no_change:
 }
 
 /*
- * The parts of @v with [@offset, @offset + @size) set to @prot, merged into
+ * The parts of @pl with [@offset, @offset + @size) set to @prot, merged into
  * maximal runs (invariant 2), in a new array. Returns 0 or -ENOMEM.
  */
-static int reprotect(const struct win *v, uint64_t offset, uint64_t size, unsigned prot,
+static int reprotect(const struct placement *pl, uint64_t offset, uint64_t size, unsigned prot,
 		     struct part **out, size_t *n)
 {
 	/* At most: the old parts, one of them split in three. */
-	struct part *np = malloc((v->nparts + 2) * sizeof(*np));
+	struct part *np = malloc((pl->nparts + 2) * sizeof(*np));
 	uint64_t end = offset + size;
 	size_t i, k = 0;
 
 	if (!np)
 		return -ENOMEM;
-	for (i = 0; i < v->nparts; i++) {
-		const struct part *p = &v->parts[i];
+	for (i = 0; i < pl->nparts; i++) {
+		const struct part *p = &pl->parts[i];
 		uint64_t pend = p->offset + p->size;
 		struct part pieces[3];
 		size_t npieces = 0, j;
@@ -1307,7 +1310,7 @@ int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, u
 		     unsigned prot)
 {
 	struct layout *l;
-	struct win *v;
+	struct placement *pl;
 	struct part *np;
 	size_t n;
 	bool implicit;
@@ -1320,21 +1323,21 @@ int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, u
 	if (err)
 		return err;
 	l = s->staging;
-	i = find_win(l, w);
+	i = find_placement(l, w);
 	if (i < 0)
 		return edit_end(s, implicit, -ENOENT);
-	v = &l->wins[i];
+	pl = &l->placements[i];
 	if (w->kind != GM_WINDOW_RAM || size == 0 || !gm_is_aligned(offset, GM_PAGE_SIZE) ||
 	    !gm_is_aligned(size, GM_PAGE_SIZE) || !prot_valid(prot))
 		return edit_end(s, implicit, -EINVAL);
-	if (!gm_range_contains(0, v->size, offset, size))
+	if (!gm_range_contains(0, pl->size, offset, size))
 		return edit_end(s, implicit, -ERANGE);
-	err = reprotect(v, offset, size, prot, &np, &n);
+	err = reprotect(pl, offset, size, prot, &np, &n);
 	if (err)
 		return edit_end(s, implicit, err);
-	free(v->parts);
-	v->parts = np;
-	v->nparts = n;
+	free(pl->parts);
+	pl->parts = np;
+	pl->nparts = n;
 	return edit_end(s, implicit, 0);
 }
 
@@ -1348,7 +1351,7 @@ static struct layout *current_layout(struct gm_space *s)
 
 struct gm_memory *gm_space_memory(struct gm_space *s)
 {
-	return current_layout(s)->mem;
+	return current_layout(s)->view;
 }
 
 int gm_space_memory_get(struct gm_space *s, struct gm_memory **out)
@@ -1357,7 +1360,7 @@ int gm_space_memory_get(struct gm_space *s, struct gm_memory **out)
 		return -EINVAL;
 	/* Under view_lock current cannot be replaced, so cannot be freed (invariant 5). */
 	pthread_mutex_lock(&s->view_lock);
-	*out = gm_memory_get(s->current->mem);
+	*out = gm_memory_get(s->current->view);
 	pthread_mutex_unlock(&s->view_lock);
 	return 0;
 }
@@ -1483,14 +1486,14 @@ static int device_access(const struct gm_window *w, uint64_t wsize, uint64_t off
 	return 0;
 }
 
-/* Whether bytes [@off, @off + @len) of RAM/ROM window @v allow the access. */
-static int memory_check(const struct win *v, uint64_t off, uint64_t len, bool write)
+/* Whether bytes [@off, @off + @len) of RAM/ROM placement @pl allow the access. */
+static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, bool write)
 {
 	unsigned need = write ? GM_PROT_WRITE : GM_PROT_READ;
 	size_t i;
 
-	for (i = 0; i < v->nparts; i++) {
-		const struct part *p = &v->parts[i];
+	for (i = 0; i < pl->nparts; i++) {
+		const struct part *p = &pl->parts[i];
 
 		if (p->offset + p->size <= off || p->offset >= off + len)
 			continue;
@@ -1502,27 +1505,27 @@ static int memory_check(const struct win *v, uint64_t off, uint64_t len, bool wr
 
 /*
  * Check (@doit false) or do (@doit true) the part of an access that falls in
- * window @v: @n bytes at window offset @off, at @buf. Inside a read section
+ * placement @pl: @n bytes at window offset @off, at @buf. Inside a read section
  * on layout @l.
  */
-static int dispatch_chunk(const struct layout *l, const struct win *v, uint64_t off,
+static int dispatch_chunk(const struct layout *l, const struct placement *pl, uint64_t off,
 			  unsigned char *buf, uint64_t n, bool write, bool doit)
 {
-	const struct gm_window *w = v->w;
+	const struct gm_window *w = pl->w;
 
 	switch (w->kind) {
 	case GM_WINDOW_MMIO:
-		return doit ? device_access(w, v->size, off, buf, n, write)
-			    : device_check(w, v->size, off, n, write);
+		return doit ? device_access(w, pl->size, off, buf, n, write)
+			    : device_check(w, pl->size, off, n, write);
 	case GM_WINDOW_RAM:
 	case GM_WINDOW_ROM:
 		if (!doit)
-			return memory_check(v, off, n, write);
+			return memory_check(pl, off, n, write);
 		/* Writes go through the view so dirty pages are marked. Reads copy
 		 * straight from the window: checked above, and the window's bytes lie
 		 * in its mapping (invariant 3), which the view holds. */
 		if (write)
-			return gm_write(l->mem, v->gpa + off, buf, (size_t)n);
+			return gm_write(l->view, pl->gpa + off, buf, (size_t)n);
 		memcpy(buf,
 		       (const unsigned char *)gm_mapping_host(w->mapping) + w->offset + (size_t)off,
 		       (size_t)n);
@@ -1542,15 +1545,15 @@ static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned 
 	gm_gpa_t last = gpa + (len - 1);
 
 	while (true) {
-		const struct win *v = &l->wins[i];
-		gm_gpa_t chunk_last = v->gpa + (v->size - 1);
+		const struct placement *pl = &l->placements[i];
+		gm_gpa_t chunk_last = pl->gpa + (pl->size - 1);
 		uint64_t n;
 		int err;
 
 		if (chunk_last > last)
 			chunk_last = last;
 		n = chunk_last - gpa + 1;
-		err = dispatch_chunk(l, v, gpa - v->gpa, buf, n, write, doit);
+		err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, n, write, doit);
 		if (err)
 			return err;
 		if (chunk_last == last)
@@ -1559,7 +1562,7 @@ static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned 
 		gpa = chunk_last + 1;
 		/* The next byte must be the first of the next window (invariant 1). */
 		i++;
-		if ((size_t)i >= l->nwins || l->wins[i].gpa != gpa)
+		if ((size_t)i >= l->nplacements || l->placements[i].gpa != gpa)
 			return -EFAULT;
 	}
 }
@@ -1567,7 +1570,7 @@ static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned 
 static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t len, bool write)
 {
 	const struct layout *l;
-	const struct win *v;
+	const struct placement *pl;
 	gm_gpa_t last;
 	long i;
 	int err;
@@ -1580,15 +1583,15 @@ static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t
 		return -EFAULT;
 	gm_rcu_read_lock();
 	l = current_layout(s);
-	i = win_at(l, gpa);
-	v = i < 0 ? NULL : &l->wins[i];
-	if (!v) {
+	i = placement_at(l, gpa);
+	pl = i < 0 ? NULL : &l->placements[i];
+	if (!pl) {
 		err = -EFAULT;
-	} else if (last - v->gpa <= v->size - 1) {
+	} else if (last - pl->gpa <= pl->size - 1) {
 		/* The common case: one window, one lookup. */
-		err = dispatch_chunk(l, v, gpa - v->gpa, buf, len, write, false);
+		err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, len, write, false);
 		if (!err)
-			err = dispatch_chunk(l, v, gpa - v->gpa, buf, len, write, true);
+			err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, len, write, true);
 	} else {
 		err = dispatch_walk(l, i, gpa, buf, len, write, false);
 		if (!err)
@@ -1688,19 +1691,19 @@ int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener *l)
 
 /* ---- inspection ------------------------------------------------------ */
 
-static void fill_info(const struct win *v, struct gm_window_info *out)
+static void fill_info(const struct placement *pl, struct gm_window_info *out)
 {
-	const struct gm_window *w = v->w;
+	const struct gm_window *w = pl->w;
 
 	*out = (struct gm_window_info){
-	    .window = v->w,
+	    .window = pl->w,
 	    .kind = w->kind,
-	    .gpa = v->gpa,
-	    .size = v->size,
-	    .max_size = w->kind == GM_WINDOW_RAM ? w->capacity : v->size,
-	    .prot = v->parts[0].prot,
-	    .flags = region_flags(w->kind, v->parts[0].prot),
-	    .nparts = v->nparts,
+	    .gpa = pl->gpa,
+	    .size = pl->size,
+	    .max_size = w->kind == GM_WINDOW_RAM ? w->capacity : pl->size,
+	    .prot = pl->parts[0].prot,
+	    .flags = region_flags(w->kind, pl->parts[0].prot),
+	    .nparts = pl->nparts,
 	    .dirty = w->dirty,
 	    .name = w->name,
 	};
@@ -1724,9 +1727,9 @@ int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max,
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
 	l = s->current;
-	for (i = 0; i < l->nwins && i < max; i++)
-		fill_info(&l->wins[i], &out[i]);
-	*n = l->nwins;
+	for (i = 0; i < l->nplacements && i < max; i++)
+		fill_info(&l->placements[i], &out[i]);
+	*n = l->nplacements;
 	pthread_mutex_unlock(&s->view_lock);
 	return *n > max ? -ENOBUFS : 0;
 }
@@ -1738,9 +1741,9 @@ int gm_space_window_info(struct gm_space *s, struct gm_window *w, struct gm_wind
 	if (!s || !w || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
-	i = find_win(s->current, w);
+	i = find_placement(s->current, w);
 	if (i >= 0)
-		fill_info(&s->current->wins[i], out);
+		fill_info(&s->current->placements[i], out);
 	pthread_mutex_unlock(&s->view_lock);
 	return i >= 0 ? 0 : -ENOENT;
 }
@@ -1752,9 +1755,9 @@ int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out)
 	if (!s || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
-	i = win_at(s->current, gpa);
+	i = placement_at(s->current, gpa);
 	if (i >= 0)
-		fill_info(&s->current->wins[i], out);
+		fill_info(&s->current->placements[i], out);
 	pthread_mutex_unlock(&s->view_lock);
 	return i >= 0 ? 0 : -EFAULT;
 }
@@ -1779,9 +1782,9 @@ static void dirty_enable_layout(const struct layout *l, bool enabled)
 {
 	size_t i;
 
-	for (i = 0; l && i < l->nwins; i++)
-		if (l->wins[i].w->dirty)
-			gm_dirty_set_enabled(l->wins[i].w->dirty, enabled);
+	for (i = 0; l && i < l->nplacements; i++)
+		if (l->placements[i].w->dirty)
+			gm_dirty_set_enabled(l->placements[i].w->dirty, enabled);
 }
 
 int gm_space_dirty_enable(struct gm_space *s, bool enabled)
@@ -1879,11 +1882,11 @@ static void dump_layout(const struct layout *l, struct sink *k)
 
 	emit(k, "%-9s %-18s %-18s %-10s %-4s %-8s %s\n", "KIND", "FIRST", "LAST", "SIZE", "PROT",
 	     "BACKING", "NAME");
-	for (i = 0; i < l->nwins; i++) {
-		const struct win *v = &l->wins[i];
+	for (i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
 
-		for (j = 0; j < v->nparts; j++) {
-			const struct part *p = &v->parts[j];
+		for (j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
 			char size[32], prot[4];
 
 			format_size(p->size, size, sizeof(size));
@@ -1893,9 +1896,9 @@ static void dump_layout(const struct layout *l, struct sink *k)
 			prot[3] = '\0';
 			/* No trailing blanks when there is no name. */
 			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s\n",
-			     kind_name(v->w->kind), v->gpa + p->offset,
-			     v->gpa + p->offset + (p->size - 1), size, prot, v->w->name[0] ? 9 : 0,
-			     backing_name(v->w), v->w->name);
+			     kind_name(pl->w->kind), pl->gpa + p->offset,
+			     pl->gpa + p->offset + (p->size - 1), size, prot,
+			     pl->w->name[0] ? 9 : 0, backing_name(pl->w), pl->w->name);
 		}
 	}
 }
@@ -1936,37 +1939,37 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 {
 	size_t i, j, k = 0;
 
-	for (i = 0; i < l->nwins; i++) {
-		const struct win *v = &l->wins[i];
-		const struct gm_window *w = v->w;
+	for (i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
+		const struct gm_window *w = pl->w;
 		uint64_t at = 0;
 
 		/* 1 */
-		if (i && l->wins[i - 1].gpa + (l->wins[i - 1].size - 1) >= v->gpa)
+		if (i && l->placements[i - 1].gpa + (l->placements[i - 1].size - 1) >= pl->gpa)
 			return false;
-		if (is_pio(s) && (has_memory(w->kind) || v->gpa + (v->size - 1) >= GM_PIO_LIMIT))
+		if (is_pio(s) && (has_memory(w->kind) || pl->gpa + (pl->size - 1) >= GM_PIO_LIMIT))
 			return false;
 		/* 2 */
-		if (v->nparts == 0 || (w->kind != GM_WINDOW_RAM && v->nparts != 1))
+		if (pl->nparts == 0 || (w->kind != GM_WINDOW_RAM && pl->nparts != 1))
 			return false;
-		for (j = 0; j < v->nparts; j++) {
-			const struct part *p = &v->parts[j];
+		for (j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
 
 			if (p->offset != at || p->size == 0 || !prot_valid(p->prot))
 				return false;
 			if (w->kind != GM_WINDOW_RAM && p->prot != kind_prot(w->kind))
 				return false;
 			if (w->kind == GM_WINDOW_RAM &&
-			    ((j && v->parts[j - 1].prot == p->prot) ||
+			    ((j && pl->parts[j - 1].prot == p->prot) ||
 			     !gm_is_aligned(p->offset | p->size, GM_PAGE_SIZE)))
 				return false;
 			at += p->size;
 		}
-		if (at != v->size)
+		if (at != pl->size)
 			return false;
 		/* 3 */
 		if (has_memory(w->kind)) {
-			if (!w->mapping || v->size > w->capacity ||
+			if (!w->mapping || pl->size > w->capacity ||
 			    w->offset > gm_mapping_size(w->mapping) ||
 			    w->capacity > gm_mapping_size(w->mapping) - w->offset)
 				return false;
@@ -1981,8 +1984,8 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 			return false;
 		/* 4 */
 		if (published && has_memory(w->kind)) {
-			for (j = 0; j < v->nparts; j++) {
-				const struct part *p = &v->parts[j];
+			for (j = 0; j < pl->nparts; j++) {
+				const struct part *p = &pl->parts[j];
 				const struct gm_space_region *r;
 
 				if (p->prot == GM_PROT_NONE)
@@ -1990,7 +1993,7 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 				if (k >= l->nregions)
 					return false;
 				r = &l->regions[k++];
-				if (r->window != w || r->gpa != v->gpa + p->offset ||
+				if (r->window != w || r->gpa != pl->gpa + p->offset ||
 				    r->size != p->size || r->prot != p->prot || r->id == 0 ||
 				    r->id >= s->next_id)
 					return false;
@@ -1999,7 +2002,7 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 	}
 	if (!published)
 		return true;
-	if (k != l->nregions || !l->mem || gm_memory_region_count(l->mem) != l->nregions)
+	if (k != l->nregions || !l->view || gm_memory_region_count(l->view) != l->nregions)
 		return false;
 	for (i = 0; i < l->nregions; i++)
 		for (j = i + 1; j < l->nregions; j++)
