@@ -1,166 +1,16 @@
 /*
- * space.c - the guest's address space as the VMM edits it.
- *
- * A space is a sequence of immutable layouts. A layout is the sorted array
- * of placements (struct placement: where a window is, how big, and the
- * protection runs of RAM) plus what is derived from it: the view regions
- * with their ids and slots, and the gm_memory view built from them. Editing never
- * touches a published layout: gm_space_begin() clones the current one into
- * space->staging, edits change the clone, gm_space_commit() derives its
- * regions and view, asks the listeners, and publishes it as
- * space->current with a release store that RCU readers pair with. The old
- * layout goes on space->retired and is freed after a grace period.
- *
- * struct gm_window is the handle: what never changes about a window (its
- * kind, backing mapping, dirty bitmap, device). Every layout that contains
- * a window holds one reference on it, so a window lives until the last
- * layout showing it is freed: after the grace period for a published
- * layout, at once for a staged one that was never published.
- *
- * Invariants (gm__space_invariants_ok() checks them; code cites them):
- *  1. The windows of a layout are sorted by gpa and pairwise disjoint; in
- *     a port-I/O space every window lies below GM_PIO_LIMIT and is MMIO or
- *     reserved.
- *  2. The parts of a window tile [0, size) in order. A RAM window's
- *     adjacent parts have different protections (maximal runs), every part
- *     starts and ends on a page boundary, and every prot is an allowed one
- *     (prot_valid()). A ROM, MMIO or reserved window has exactly one part
- *     (prot R|X, R|W and NONE).
- *  3. A RAM or ROM window has a mapping, window->offset + capacity lies
- *     inside it, and size <= capacity; a RAM window's dirty bitmap covers
- *     capacity. MMIO and reserved windows have neither.
- *  4. A published layout's regions are exactly its RAM/ROM parts with a
- *     prot other than NONE, in gpa order, with distinct ids (all below
- *     space->next_id) and distinct slots; its view was built from exactly
- *     those regions.
- *  5. space->current is never NULL while the space lives. It changes only
- *     with space->lock and space->view_lock both held, and a layout that
- *     stops being current is freed only after a grace period that began
- *     after it stopped being current (reclaim()).
- *  6. A window's refs is the number of layouts (current, staging, retired)
- *     that contain it. Window and layout reference counts change only under
- *     space->lock.
- *  7. space->owner is non-zero exactly while a thread has a transaction
- *     open, and that thread holds space->lock; staging is non-NULL exactly
- *     then. Only the owner writes owner, so a thread comparing it with its
- *     own token needs no lock.
- *
- * Transaction state (per space, under space->lock):
- *
- *   idle --gm_space_begin()--> open --edit fails--> doomed
- *   open --gm_space_commit()--> (listeners prepare --veto--> discard) --> publish --> idle
- *   doomed --gm_space_commit()/gm_space_abort()--> discard --> idle
- *   open --gm_space_abort()--> discard --> idle
- *
- * An edit with no transaction open runs begin, the edit, commit.
+ * space.c - the parts of the space layer not yet moved into src/space/
+ * (space-internal.h lists the files and the invariants).
  */
-#include <guestmem/space.h>
+#include "space/space-internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-#include "space-internal.h"
-
-/* One run of a window with one guest protection: bytes [offset, offset + size). */
-struct part {
-	uint64_t offset;
-	uint64_t size;
-	unsigned prot;
-};
-
-struct gm_window {
-	enum gm_window_kind kind;
-	unsigned long refs;	    /* invariant 6 */
-	struct gm_mapping *mapping; /* RAM/ROM */
-	size_t offset;		    /* of the window's first byte in mapping */
-	uint64_t capacity;	    /* RAM: max_size; others: 0 (unused) */
-	struct gm_dirty *dirty;	    /* RAM */
-	struct gm_device_ops ops;   /* MMIO; ops.name points at name */
-	void *opaque;
-	char *name;	    /* never NULL */
-	bool release_armed; /* call ops.release when freed (the add succeeded) */
-};
-
-/* A window's place and protection in one layout. */
-struct placement {
-	struct gm_window *w;
-	gm_gpa_t gpa;
-	uint64_t size;
-	struct part *parts;
-	size_t nparts;
-};
-
-struct layout {
-	struct placement *placements; /* sorted by gpa (invariant 1) */
-	size_t nplacements;
-	struct gm_space_region *regions; /* published layouts only (invariant 4) */
-	size_t nregions;
-	struct gm_memory *view; /* the immutable gm_memory; published layouts only */
-	struct layout *next_retired;
-};
-
-struct gm_space_listener {
-	struct gm_space_listener_ops ops;
-	void *opaque;
-	struct gm_space_listener *next;
-};
-
-/*
- * Lock order: lock, then view_lock. The RCU read side takes neither.
- */
-struct gm_space {
-	unsigned flags;
-	pthread_mutex_t lock;	   /* editing; held for a whole transaction */
-	pthread_mutex_t view_lock; /* swapping / referencing current */
-	struct layout *current;	   /* RCU-published; invariant 5 */
-	uint64_t generation;	   /* atomic: published views */
-	bool dirty_enabled;	   /* atomic */
-
-	/* Under lock. */
-	struct layout *staging;
-	struct layout *retired; /* replaced layouts waiting for a grace period */
-	uintptr_t owner;	/* token of the thread with the open transaction (invariant 7) */
-	unsigned depth;		/* nesting of begin in the owner */
-	int doom;		/* first error of the open transaction, or 0 */
-	bool changed;		/* the staging differs from current */
-	bool in_callback;	/* a listener callback is running */
-	struct gm_window *implicit_add; /* added by an implicit transaction being committed */
-	uint64_t next_id;		/* next region id */
-	struct gm_space_listener *listeners;
-};
-
-/* Each thread's token: the address of a thread-local byte is unique per thread. */
-static _Thread_local char thread_token;
-
-static uintptr_t my_token(void)
-{
-	return (uintptr_t)&thread_token;
-}
-
-static bool owned_by_me(const struct gm_space *s)
-{
-	/* Only this thread stores its token (invariant 7): relaxed is enough. */
-	return __atomic_load_n(&s->owner, __ATOMIC_RELAXED) == my_token();
-}
-
-static bool is_pio(const struct gm_space *s)
-{
-	return (s->flags & GM_SPACE_PIO) != 0;
-}
-
-/* ---- windows and layouts --------------------------------------------- */
-
-static bool prot_valid(unsigned prot)
-{
-	return prot == GM_PROT_NONE || prot == GM_PROT_READ ||
-	       prot == (GM_PROT_READ | GM_PROT_WRITE) || prot == (GM_PROT_READ | GM_PROT_EXEC) ||
-	       prot == GM_PROT_ALL;
-}
 
 static unsigned kind_prot(enum gm_window_kind kind)
 {
@@ -176,27 +26,7 @@ static unsigned kind_prot(enum gm_window_kind kind)
 	}
 }
 
-static unsigned region_flags(enum gm_window_kind kind, unsigned prot)
-{
-	unsigned flags = 0;
-
-	if (kind == GM_WINDOW_ROM)
-		return GM_REGION_ROM | GM_REGION_READONLY;
-	if (kind != GM_WINDOW_RAM)
-		return 0;
-	if (!(prot & GM_PROT_WRITE))
-		flags |= GM_REGION_READONLY;
-	if (!(prot & GM_PROT_EXEC))
-		flags |= GM_REGION_NOEXEC;
-	return flags;
-}
-
-static bool has_memory(enum gm_window_kind kind)
-{
-	return kind == GM_WINDOW_RAM || kind == GM_WINDOW_ROM;
-}
-
-static struct gm_window *window_alloc(enum gm_window_kind kind, const char *name)
+struct gm_window *gm__window_alloc(enum gm_window_kind kind, const char *name)
 {
 	struct gm_window *w = calloc(1, sizeof(*w));
 
@@ -213,7 +43,7 @@ static struct gm_window *window_alloc(enum gm_window_kind kind, const char *name
 }
 
 /* Free @w and what it owns; the device is told only if the add succeeded. */
-static void window_destroy(struct gm_window *w)
+void gm__window_destroy(struct gm_window *w)
 {
 	if (w->release_armed && w->ops.release)
 		w->ops.release(w->opaque);
@@ -224,13 +54,13 @@ static void window_destroy(struct gm_window *w)
 }
 
 /* Called with space->lock held (invariant 6). */
-static void window_put(struct gm_window *w)
+void gm__window_put(struct gm_window *w)
 {
 	if (--w->refs == 0)
-		window_destroy(w);
+		gm__window_destroy(w);
 }
 
-static void placement_free_parts(struct placement *pl)
+void gm__placement_free_parts(struct placement *pl)
 {
 	free(pl->parts);
 	pl->parts = NULL;
@@ -238,15 +68,15 @@ static void placement_free_parts(struct placement *pl)
 }
 
 /* Called with space->lock held. NULL is ignored. */
-static void layout_free(struct layout *l)
+void gm__layout_free(struct layout *l)
 {
 	size_t i;
 
 	if (!l)
 		return;
 	for (i = 0; i < l->nplacements; i++) {
-		window_put(l->placements[i].w);
-		placement_free_parts(&l->placements[i]);
+		gm__window_put(l->placements[i].w);
+		gm__placement_free_parts(&l->placements[i]);
 	}
 	free(l->placements);
 	free(l->regions);
@@ -255,7 +85,7 @@ static void layout_free(struct layout *l)
 }
 
 /* A deep copy of @src's windows (not its regions or view). Called with space->lock held. */
-static int layout_clone(const struct layout *src, struct layout **out)
+int gm__layout_clone(const struct layout *src, struct layout **out)
 {
 	struct layout *l = calloc(1, sizeof(*l));
 	size_t i;
@@ -283,44 +113,11 @@ static int layout_clone(const struct layout *src, struct layout **out)
 
 err_unwind:
 	l->placements[i].parts = NULL;
-	layout_free(l);
+	gm__layout_free(l);
 	return -ENOMEM;
 err_free:
 	free(l);
 	return -ENOMEM;
-}
-
-/* Index of @w in @l, or -1. Compares pointers only: @w may be stale. */
-static long find_placement(const struct layout *l, const struct gm_window *w)
-{
-	size_t i;
-
-	for (i = 0; i < l->nplacements; i++)
-		if (l->placements[i].w == w)
-			return (long)i;
-	return -1;
-}
-
-/* Index of the window holding @gpa in @l, or -1 (binary search, invariant 1). */
-static long placement_at(const struct layout *l, gm_gpa_t gpa)
-{
-	size_t lo = 0, hi = l->nplacements;
-
-	/* Find the last window whose gpa <= @gpa. */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (l->placements[mid].gpa <= gpa)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return -1;
-	lo--;
-	if (gpa - l->placements[lo].gpa > l->placements[lo].size - 1)
-		return -1;
-	return (long)lo;
 }
 
 /*
@@ -328,8 +125,8 @@ static long placement_at(const struct layout *l, gm_gpa_t gpa)
  * @s and overlaps no window of @l other than the one at index @skip (-1:
  * none). Returns 0, -EINVAL, -EOVERFLOW, -ERANGE or -EEXIST.
  */
-static int check_place(const struct gm_space *s, const struct layout *l, enum gm_window_kind kind,
-		       gm_gpa_t gpa, uint64_t size, long skip)
+int gm__layout_check_place(const struct gm_space *s, const struct layout *l,
+			   enum gm_window_kind kind, gm_gpa_t gpa, uint64_t size, long skip)
 {
 	gm_gpa_t last;
 	size_t i;
@@ -353,7 +150,7 @@ static int check_place(const struct gm_space *s, const struct layout *l, enum gm
 }
 
 /* Insert window @w at [@gpa, @gpa + @size) into the staging layout; @w gets its reference. */
-static int staging_insert(struct layout *l, struct gm_window *w, gm_gpa_t gpa, uint64_t size)
+int gm__layout_insert(struct layout *l, struct gm_window *w, gm_gpa_t gpa, uint64_t size)
 {
 	struct placement *placements;
 	struct part *part;
@@ -381,7 +178,7 @@ static int staging_insert(struct layout *l, struct gm_window *w, gm_gpa_t gpa, u
 }
 
 /* Keep l->placements sorted after placements[i].gpa changed (invariant 1). */
-static void staging_resort(struct layout *l, size_t i)
+void gm__layout_resort(struct layout *l, size_t i)
 {
 	struct placement pl = l->placements[i];
 
@@ -396,12 +193,108 @@ static void staging_resort(struct layout *l, size_t i)
 	l->placements[i] = pl;
 }
 
-/* ---- transactions ---------------------------------------------------- */
+/* ---- invariants ---- */
+
+static bool layout_ok(const struct gm_space *s, const struct layout *l, bool published)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
+		const struct gm_window *w = pl->w;
+		uint64_t at = 0;
+
+		/* 1 */
+		if (i && l->placements[i - 1].gpa + (l->placements[i - 1].size - 1) >= pl->gpa)
+			return false;
+		if (is_pio(s) && (has_memory(w->kind) || pl->gpa + (pl->size - 1) >= GM_PIO_LIMIT))
+			return false;
+		/* 2 */
+		if (pl->nparts == 0 || (w->kind != GM_WINDOW_RAM && pl->nparts != 1))
+			return false;
+		for (j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
+
+			if (p->offset != at || p->size == 0 || !prot_valid(p->prot))
+				return false;
+			if (w->kind != GM_WINDOW_RAM && p->prot != kind_prot(w->kind))
+				return false;
+			if (w->kind == GM_WINDOW_RAM &&
+			    ((j && pl->parts[j - 1].prot == p->prot) ||
+			     !gm_is_aligned(p->offset | p->size, GM_PAGE_SIZE)))
+				return false;
+			at += p->size;
+		}
+		if (at != pl->size)
+			return false;
+		/* 3 */
+		if (has_memory(w->kind)) {
+			if (!w->mapping || pl->size > w->capacity ||
+			    w->offset > gm_mapping_size(w->mapping) ||
+			    w->capacity > gm_mapping_size(w->mapping) - w->offset)
+				return false;
+			if (w->kind == GM_WINDOW_RAM &&
+			    (!w->dirty || gm_dirty_npages(w->dirty) < w->capacity / GM_PAGE_SIZE))
+				return false;
+		} else if (w->mapping || w->dirty) {
+			return false;
+		}
+		/* 6: each layout holds one reference. */
+		if (w->refs == 0)
+			return false;
+		/* 4 */
+		if (published && has_memory(w->kind)) {
+			for (j = 0; j < pl->nparts; j++) {
+				const struct part *p = &pl->parts[j];
+				const struct gm_space_region *r;
+
+				if (p->prot == GM_PROT_NONE)
+					continue;
+				if (k >= l->nregions)
+					return false;
+				r = &l->regions[k++];
+				if (r->window != w || r->gpa != pl->gpa + p->offset ||
+				    r->size != p->size || r->prot != p->prot || r->id == 0 ||
+				    r->id >= s->next_id)
+					return false;
+			}
+		}
+	}
+	if (!published)
+		return true;
+	if (k != l->nregions || !l->view || gm_memory_region_count(l->view) != l->nregions)
+		return false;
+	for (i = 0; i < l->nregions; i++)
+		for (j = i + 1; j < l->nregions; j++)
+			if (l->regions[i].id == l->regions[j].id ||
+			    l->regions[i].slot == l->regions[j].slot)
+				return false;
+	return true;
+}
+
+bool gm__space_invariants_ok(struct gm_space *s)
+{
+	bool mine = owned_by_me(s), ok;
+
+	if (!mine)
+		pthread_mutex_lock(&s->lock);
+	/* 5, 7 */
+	ok = s->current != NULL && (s->staging != NULL) == mine;
+	ok = ok && layout_ok(s, s->current, true);
+	if (ok && s->staging)
+		ok = layout_ok(s, s->staging, false);
+	if (!mine)
+		pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+/* The address of this byte is the calling thread's token (invariant 7). */
+_Thread_local char gm__space_thread_token;
 
 /* Open a transaction; called with space->lock held and none open. */
 static int txn_open(struct gm_space *s)
 {
-	int err = layout_clone(s->current, &s->staging);
+	int err = gm__layout_clone(s->current, &s->staging);
 
 	if (err)
 		return err;
@@ -414,9 +307,9 @@ static int txn_open(struct gm_space *s)
 }
 
 /* Close the transaction and release space->lock. */
-static void txn_close(struct gm_space *s)
+void gm__space_txn_close(struct gm_space *s)
 {
-	layout_free(s->staging);
+	gm__layout_free(s->staging);
 	s->staging = NULL;
 	s->depth = 0;
 	s->doom = 0;
@@ -426,32 +319,11 @@ static void txn_close(struct gm_space *s)
 }
 
 /*
- * Free the retired layouts after a grace period. Called with space->lock
- * held, outside any read section of this thread (invariant 5).
- */
-static void reclaim(struct gm_space *s)
-{
-	struct layout *l = s->retired;
-
-	if (!l)
-		return;
-	s->retired = NULL;
-	gm_rcu_synchronize();
-	while (l) {
-		struct layout *next = l->next_retired;
-
-		layout_free(l);
-		l = next;
-	}
-}
-
-static int commit_locked(struct gm_space *s);
-
-/*
  * Start an edit: join the calling thread's open transaction, or open an
- * implicit one. *@implicit tells edit_end() which. On error nothing is held.
+ * implicit one. *@implicit tells gm__space_edit_end() which. On error
+ * nothing is held.
  */
-static int edit_begin(struct gm_space *s, bool *implicit)
+int gm__space_edit_begin(struct gm_space *s, bool *implicit)
 {
 	int err;
 
@@ -478,7 +350,7 @@ static int edit_begin(struct gm_space *s, bool *implicit)
  * transaction, and discards an implicit one; a success of an implicit
  * edit is committed. Returns the edit's result or the commit's.
  */
-static int edit_end(struct gm_space *s, bool implicit, int err)
+int gm__space_edit_end(struct gm_space *s, bool implicit, int err)
 {
 	if (!err)
 		s->changed = true;
@@ -488,10 +360,10 @@ static int edit_end(struct gm_space *s, bool implicit, int err)
 		return err;
 	}
 	if (err) {
-		txn_close(s);
+		gm__space_txn_close(s);
 		return err;
 	}
-	return commit_locked(s);
+	return gm__space_commit_locked(s);
 }
 
 int gm_space_begin(struct gm_space *s)
@@ -525,7 +397,7 @@ int gm_space_abort(struct gm_space *s)
 			s->doom = -ECANCELED;
 		return 0;
 	}
-	txn_close(s);
+	gm__space_txn_close(s);
 	return 0;
 }
 
@@ -539,7 +411,7 @@ int gm_space_commit(struct gm_space *s)
 		s->depth--;
 		return s->doom;
 	}
-	return commit_locked(s);
+	return gm__space_commit_locked(s);
 }
 
 int gm_space_synchronize(struct gm_space *s)
@@ -555,13 +427,11 @@ int gm_space_synchronize(struct gm_space *s)
 		return -EDEADLK;
 	if (!mine)
 		pthread_mutex_lock(&s->lock);
-	reclaim(s);
+	gm__space_reclaim(s);
 	if (!mine)
 		pthread_mutex_unlock(&s->lock);
 	return 0;
 }
-
-/* ---- commit: regions, ids, listeners, publication --------------------- */
 
 /* The regions of staging layout @l, ids and slots not yet assigned (invariant 4). */
 static int derive_regions(const struct layout *l, struct gm_space_region **out, size_t *n)
@@ -772,6 +642,26 @@ static void listeners_commit(struct gm_space *s, const struct gm_space_change *c
 }
 
 /*
+ * Free the retired layouts after a grace period. Called with space->lock
+ * held, outside any read section of this thread (invariant 5).
+ */
+void gm__space_reclaim(struct gm_space *s)
+{
+	struct layout *l = s->retired;
+
+	if (!l)
+		return;
+	s->retired = NULL;
+	gm_rcu_synchronize();
+	while (l) {
+		struct layout *next = l->next_retired;
+
+		gm__layout_free(l);
+		l = next;
+	}
+}
+
+/*
  * Replace space->current by @l (invariant 5). The release store orders the
  * layout's and the view's initialization before the pointer; it pairs with
  * the acquire load in current_layout().
@@ -790,7 +680,7 @@ static void publish(struct gm_space *s, struct layout *l)
 }
 
 /* Commit the outermost transaction; called by its owner with space->lock held. Closes it. */
-static int commit_locked(struct gm_space *s)
+int gm__space_commit_locked(struct gm_space *s)
 {
 	struct layout *l = s->staging;
 	struct gm_space_change *ch = NULL;
@@ -823,18 +713,16 @@ static int commit_locked(struct gm_space *s)
 	/* A device callback that edits the space commits inside its read
 	 * section: waiting for a grace period there would wait for itself. */
 	if (!gm_rcu_read_ongoing())
-		reclaim(s);
+		gm__space_reclaim(s);
 out:
 	/* An add whose own commit fails has failed: its device is not told. */
 	if (err && s->implicit_add)
 		s->implicit_add->release_armed = false;
 	s->implicit_add = NULL;
 	free(ch);
-	txn_close(s);
+	gm__space_txn_close(s);
 	return err;
 }
-
-/* ---- spaces ---------------------------------------------------------- */
 
 int gm_space_new(unsigned flags, struct gm_space **out)
 {
@@ -886,7 +774,7 @@ void gm_space_free(struct gm_space *s)
 	s->current->next_retired = s->retired;
 	s->retired = s->current;
 	s->current = NULL;
-	reclaim(s);
+	gm__space_reclaim(s);
 	pthread_mutex_unlock(&s->lock);
 	while ((l = s->listeners)) {
 		s->listeners = l->next;
@@ -907,7 +795,98 @@ uint64_t gm_space_generation(const struct gm_space *s)
 	return s ? __atomic_load_n(&s->generation, __ATOMIC_RELAXED) : 0;
 }
 
-/* ---- adding windows -------------------------------------------------- */
+struct gm_memory *gm_space_memory(struct gm_space *s)
+{
+	return current_layout(s)->view;
+}
+
+int gm_space_memory_get(struct gm_space *s, struct gm_memory **out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	/* Under view_lock current cannot be replaced, so cannot be freed (invariant 5). */
+	pthread_mutex_lock(&s->view_lock);
+	*out = gm_memory_get(s->current->view);
+	pthread_mutex_unlock(&s->view_lock);
+	return 0;
+}
+
+/* ---- listeners ---- */
+
+int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops, void *opaque,
+			  struct gm_space_listener **out)
+{
+	struct gm_space_listener *l, **tail;
+	struct gm_space_change *ch = NULL;
+	const struct layout *cur;
+	size_t i;
+	int err = 0;
+
+	if (!s || !ops)
+		return -EINVAL;
+	if (owned_by_me(s))
+		return -EDEADLK;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->ops = *ops;
+	l->opaque = opaque;
+	pthread_mutex_lock(&s->lock);
+	cur = s->current;
+	if (cur->nregions) {
+		ch = calloc(cur->nregions, sizeof(*ch));
+		if (!ch) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < cur->nregions; i++)
+			ch[i] = (struct gm_space_change){.kind = GM_CHANGE_ADD,
+							 .region = cur->regions[i]};
+		s->in_callback = true;
+		if (l->ops.prepare)
+			err = l->ops.prepare(opaque, s, ch, cur->nregions);
+		if (!err && l->ops.commit)
+			l->ops.commit(opaque, s, ch, cur->nregions);
+		s->in_callback = false;
+		if (err > 0)
+			err = -err;
+		if (err)
+			goto out;
+	}
+	for (tail = &s->listeners; *tail; tail = &(*tail)->next)
+		;
+	*tail = l;
+	if (out)
+		*out = l;
+	l = NULL;
+out:
+	pthread_mutex_unlock(&s->lock);
+	free(ch);
+	free(l);
+	return err;
+}
+
+int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener *l)
+{
+	struct gm_space_listener **p;
+	int err = -ENOENT;
+
+	if (!s || !l)
+		return -EINVAL;
+	if (owned_by_me(s))
+		return -EDEADLK;
+	pthread_mutex_lock(&s->lock);
+	for (p = &s->listeners; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			free(l);
+			err = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
 
 /*
  * Stage window @w (just built, no reference yet) at [@gpa, @gpa + @size).
@@ -920,27 +899,27 @@ static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uin
 	bool implicit;
 	int err;
 
-	err = edit_begin(s, &implicit);
+	err = gm__space_edit_begin(s, &implicit);
 	if (err) {
-		window_destroy(w);
+		gm__window_destroy(w);
 		return err;
 	}
 	if (is_pio(s) && has_memory(w->kind))
 		err = -EOPNOTSUPP;
 	else
-		err = check_place(s, s->staging, w->kind, gpa, size, -1);
+		err = gm__layout_check_place(s, s->staging, w->kind, gpa, size, -1);
 	if (!err)
-		err = staging_insert(s->staging, w, gpa, size);
+		err = gm__layout_insert(s->staging, w, gpa, size);
 	if (err) {
-		window_destroy(w);
-		return edit_end(s, implicit, err);
+		gm__window_destroy(w);
+		return gm__space_edit_end(s, implicit, err);
 	}
 	/* From here on the device is told when the window goes, unless the
-	 * add's own implicit commit fails (commit_locked() disarms it then). */
+	 * add's own implicit commit fails (gm__space_commit_locked() disarms it then). */
 	w->release_armed = true;
 	if (implicit)
 		s->implicit_add = w;
-	err = edit_end(s, implicit, 0);
+	err = gm__space_edit_end(s, implicit, 0);
 	if (!err)
 		*out = w;
 	return err;
@@ -951,7 +930,7 @@ static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uin
  * memory for its window) still dooms the calling thread's open one, as
  * every failing edit does (space.h, "Editing"). Returns @err.
  */
-static int fail_early(struct gm_space *s, int err)
+int gm__space_fail_early(struct gm_space *s, int err)
 {
 	if (s && owned_by_me(s) && !s->in_callback && !s->doom)
 		s->doom = err;
@@ -1001,7 +980,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return fail_early(s, err);
+		return gm__space_fail_early(s, err);
 	if (max_size == 0)
 		max_size = size;
 	err = check_mem_args(s, gpa, size);
@@ -1012,21 +991,21 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 		err = gm_u64_to_size(max_size, &len);
 	if (err)
 		goto err_early;
-	w = window_alloc(GM_WINDOW_RAM, "");
+	w = gm__window_alloc(GM_WINDOW_RAM, "");
 	if (!w)
-		return fail_early(s, -ENOMEM);
+		return gm__space_fail_early(s, -ENOMEM);
 	w->capacity = max_size;
 	err = gm_mapping_new_anon(len, map_flags, &w->mapping);
 	if (!err)
 		err = new_dirty(s, max_size, &w->dirty);
 	if (err) {
-		window_destroy(w);
+		gm__window_destroy(w);
 		goto err_early;
 	}
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	return fail_early(s, err);
+	return gm__space_fail_early(s, err);
 }
 
 /* The shared part of adding a window of a caller's mapping. */
@@ -1040,7 +1019,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return fail_early(s, err);
+		return gm__space_fail_early(s, err);
 	err = check_mem_args(s, gpa, size);
 	if (!err && (!mapping || !gm_is_aligned(offset, GM_PAGE_SIZE)))
 		err = -EINVAL;
@@ -1053,9 +1032,9 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	}
 	if (err)
 		goto err_early;
-	w = window_alloc(kind, "");
+	w = gm__window_alloc(kind, "");
 	if (!w)
-		return fail_early(s, -ENOMEM);
+		return gm__space_fail_early(s, -ENOMEM);
 	w->mapping = gm_mapping_get(mapping);
 	w->offset = offset;
 	/* Whole pages only: the window grows by pages. */
@@ -1063,7 +1042,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	if (kind == GM_WINDOW_RAM) {
 		err = new_dirty(s, w->capacity, &w->dirty);
 		if (err) {
-			window_destroy(w);
+			gm__window_destroy(w);
 			goto err_early;
 		}
 	} else {
@@ -1072,7 +1051,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	return fail_early(s, err);
+	return gm__space_fail_early(s, err);
 }
 
 int gm_space_add_ram_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
@@ -1096,7 +1075,7 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return fail_early(s, err);
+		return gm__space_fail_early(s, err);
 	err = check_mem_args(s, gpa, size);
 	if (!err && (len > size || (!data && len)))
 		err = -EINVAL;
@@ -1105,14 +1084,14 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 	if (!err)
 		err = gm_mapping_new_anon(msize, 0, &m);
 	if (err)
-		return fail_early(s, err);
+		return gm__space_fail_early(s, err);
 	if (len)
 		memcpy(gm_mapping_host(m), data, len);
 	err = gm_mapping_protect(m, 0, msize, PROT_READ);
 	if (!err)
 		err = add_mapping_window(s, GM_WINDOW_ROM, gpa, size, m, 0, out);
 	else
-		fail_early(s, err);
+		gm__space_fail_early(s, err);
 	gm_mapping_put(m); /* the window holds its own reference */
 	return err;
 }
@@ -1125,13 +1104,13 @@ int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return fail_early(s, err);
+		return gm__space_fail_early(s, err);
 	if (!ops || (!ops->read && !ops->write) || ops->sizes == 0 ||
 	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS))
-		return fail_early(s, -EINVAL);
-	w = window_alloc(GM_WINDOW_MMIO, ops->name);
+		return gm__space_fail_early(s, -EINVAL);
+	w = gm__window_alloc(GM_WINDOW_MMIO, ops->name);
 	if (!w)
-		return fail_early(s, -ENOMEM);
+		return gm__space_fail_early(s, -ENOMEM);
 	w->ops = *ops;
 	w->ops.name = w->name;
 	w->opaque = opaque;
@@ -1146,14 +1125,14 @@ int gm_space_add_reserved(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return fail_early(s, err);
-	w = window_alloc(GM_WINDOW_RESERVED, name);
+		return gm__space_fail_early(s, err);
+	w = gm__window_alloc(GM_WINDOW_RESERVED, name);
 	if (!w)
-		return fail_early(s, -ENOMEM);
+		return gm__space_fail_early(s, -ENOMEM);
 	return add_window(s, w, gpa, size, out);
 }
 
-/* ---- editing windows ------------------------------------------------- */
+/* ---- editing windows ---- */
 
 int gm_space_remove(struct gm_space *s, struct gm_window *w)
 {
@@ -1163,21 +1142,21 @@ int gm_space_remove(struct gm_space *s, struct gm_window *w)
 	int err;
 
 	if (!s || !w)
-		return fail_early(s, -EINVAL);
-	err = edit_begin(s, &implicit);
+		return gm__space_fail_early(s, -EINVAL);
+	err = gm__space_edit_begin(s, &implicit);
 	if (err)
 		return err;
 	l = s->staging;
 	i = find_placement(l, w);
 	if (i < 0)
-		return edit_end(s, implicit, -ENOENT);
-	placement_free_parts(&l->placements[i]);
+		return gm__space_edit_end(s, implicit, -ENOENT);
+	gm__placement_free_parts(&l->placements[i]);
 	memmove(&l->placements[i], &l->placements[i + 1],
 		(l->nplacements - (size_t)i - 1) * sizeof(*l->placements));
 	l->nplacements--;
 	/* Freed now only if no published layout shows it (invariant 6). */
-	window_put(w);
-	return edit_end(s, implicit, 0);
+	gm__window_put(w);
+	return gm__space_edit_end(s, implicit, 0);
 }
 
 int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
@@ -1188,26 +1167,26 @@ int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
 	int err;
 
 	if (!s || !w)
-		return fail_early(s, -EINVAL);
-	err = edit_begin(s, &implicit);
+		return gm__space_fail_early(s, -EINVAL);
+	err = gm__space_edit_begin(s, &implicit);
 	if (err)
 		return err;
 	l = s->staging;
 	i = find_placement(l, w);
 	if (i < 0)
-		return edit_end(s, implicit, -ENOENT);
+		return gm__space_edit_end(s, implicit, -ENOENT);
 	if (l->placements[i].gpa == new_gpa)
 		goto no_change;
-	err = check_place(s, l, w->kind, new_gpa, l->placements[i].size, i);
+	err = gm__layout_check_place(s, l, w->kind, new_gpa, l->placements[i].size, i);
 	if (err)
-		return edit_end(s, implicit, err);
+		return gm__space_edit_end(s, implicit, err);
 	l->placements[i].gpa = new_gpa;
-	staging_resort(l, (size_t)i);
-	return edit_end(s, implicit, 0);
+	gm__layout_resort(l, (size_t)i);
+	return gm__space_edit_end(s, implicit, 0);
 
 no_change:
 	if (implicit)
-		txn_close(s);
+		gm__space_txn_close(s);
 	return 0;
 }
 
@@ -1221,43 +1200,43 @@ int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 	int err;
 
 	if (!s || !w)
-		return fail_early(s, -EINVAL);
-	err = edit_begin(s, &implicit);
+		return gm__space_fail_early(s, -EINVAL);
+	err = gm__space_edit_begin(s, &implicit);
 	if (err)
 		return err;
 	l = s->staging;
 	i = find_placement(l, w);
 	if (i < 0)
-		return edit_end(s, implicit, -ENOENT);
+		return gm__space_edit_end(s, implicit, -ENOENT);
 	pl = &l->placements[i];
 	if (w->kind != GM_WINDOW_RAM || new_size < pl->size ||
 	    !gm_is_aligned(new_size, GM_PAGE_SIZE))
-		return edit_end(s, implicit, -EINVAL);
+		return gm__space_edit_end(s, implicit, -EINVAL);
 	if (new_size == pl->size)
 		goto no_change;
 	if (new_size > w->capacity)
-		return edit_end(s, implicit, -ENOSPC);
-	err = check_place(s, l, w->kind, pl->gpa, new_size, i);
+		return gm__space_edit_end(s, implicit, -ENOSPC);
+	err = gm__layout_check_place(s, l, w->kind, pl->gpa, new_size, i);
 	if (err)
-		return edit_end(s, implicit, err);
+		return gm__space_edit_end(s, implicit, err);
 	/* The new part is GM_PROT_ALL: extend the last run or add one (invariant 2). */
 	if (pl->parts[pl->nparts - 1].prot == GM_PROT_ALL) {
 		pl->parts[pl->nparts - 1].size += new_size - pl->size;
 	} else {
 		parts = realloc(pl->parts, (pl->nparts + 1) * sizeof(*parts));
 		if (!parts)
-			return edit_end(s, implicit, -ENOMEM);
+			return gm__space_edit_end(s, implicit, -ENOMEM);
 		pl->parts = parts;
 		parts[pl->nparts] = (struct part){
 		    .offset = pl->size, .size = new_size - pl->size, .prot = GM_PROT_ALL};
 		pl->nparts++;
 	}
 	pl->size = new_size;
-	return edit_end(s, implicit, 0);
+	return gm__space_edit_end(s, implicit, 0);
 
 no_change:
 	if (implicit)
-		txn_close(s);
+		gm__space_txn_close(s);
 	return 0;
 }
 
@@ -1318,54 +1297,28 @@ int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, u
 	int err;
 
 	if (!s || !w)
-		return fail_early(s, -EINVAL);
-	err = edit_begin(s, &implicit);
+		return gm__space_fail_early(s, -EINVAL);
+	err = gm__space_edit_begin(s, &implicit);
 	if (err)
 		return err;
 	l = s->staging;
 	i = find_placement(l, w);
 	if (i < 0)
-		return edit_end(s, implicit, -ENOENT);
+		return gm__space_edit_end(s, implicit, -ENOENT);
 	pl = &l->placements[i];
 	if (w->kind != GM_WINDOW_RAM || size == 0 || !gm_is_aligned(offset, GM_PAGE_SIZE) ||
 	    !gm_is_aligned(size, GM_PAGE_SIZE) || !prot_valid(prot))
-		return edit_end(s, implicit, -EINVAL);
+		return gm__space_edit_end(s, implicit, -EINVAL);
 	if (!gm_range_contains(0, pl->size, offset, size))
-		return edit_end(s, implicit, -ERANGE);
+		return gm__space_edit_end(s, implicit, -ERANGE);
 	err = reprotect(pl, offset, size, prot, &np, &n);
 	if (err)
-		return edit_end(s, implicit, err);
+		return gm__space_edit_end(s, implicit, err);
 	free(pl->parts);
 	pl->parts = np;
 	pl->nparts = n;
-	return edit_end(s, implicit, 0);
+	return gm__space_edit_end(s, implicit, 0);
 }
-
-/* ---- the current view ------------------------------------------------ */
-
-/* Pairs with the release store in publish(). Inside a read section. */
-static struct layout *current_layout(struct gm_space *s)
-{
-	return __atomic_load_n(&s->current, __ATOMIC_ACQUIRE);
-}
-
-struct gm_memory *gm_space_memory(struct gm_space *s)
-{
-	return current_layout(s)->view;
-}
-
-int gm_space_memory_get(struct gm_space *s, struct gm_memory **out)
-{
-	if (!s || !out)
-		return -EINVAL;
-	/* Under view_lock current cannot be replaced, so cannot be freed (invariant 5). */
-	pthread_mutex_lock(&s->view_lock);
-	*out = gm_memory_get(s->current->view);
-	pthread_mutex_unlock(&s->view_lock);
-	return 0;
-}
-
-/* ---- dispatch -------------------------------------------------------- */
 
 /*
  * Plan the next device access of an access at window offset @off with
@@ -1612,85 +1565,6 @@ int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len
 	return dispatch(s, gpa, (unsigned char *)(uintptr_t)buf, len, true);
 }
 
-/* ---- listeners ------------------------------------------------------- */
-
-int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops, void *opaque,
-			  struct gm_space_listener **out)
-{
-	struct gm_space_listener *l, **tail;
-	struct gm_space_change *ch = NULL;
-	const struct layout *cur;
-	size_t i;
-	int err = 0;
-
-	if (!s || !ops)
-		return -EINVAL;
-	if (owned_by_me(s))
-		return -EDEADLK;
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
-	l->ops = *ops;
-	l->opaque = opaque;
-	pthread_mutex_lock(&s->lock);
-	cur = s->current;
-	if (cur->nregions) {
-		ch = calloc(cur->nregions, sizeof(*ch));
-		if (!ch) {
-			err = -ENOMEM;
-			goto out;
-		}
-		for (i = 0; i < cur->nregions; i++)
-			ch[i] = (struct gm_space_change){.kind = GM_CHANGE_ADD,
-							 .region = cur->regions[i]};
-		s->in_callback = true;
-		if (l->ops.prepare)
-			err = l->ops.prepare(opaque, s, ch, cur->nregions);
-		if (!err && l->ops.commit)
-			l->ops.commit(opaque, s, ch, cur->nregions);
-		s->in_callback = false;
-		if (err > 0)
-			err = -err;
-		if (err)
-			goto out;
-	}
-	for (tail = &s->listeners; *tail; tail = &(*tail)->next)
-		;
-	*tail = l;
-	if (out)
-		*out = l;
-	l = NULL;
-out:
-	pthread_mutex_unlock(&s->lock);
-	free(ch);
-	free(l);
-	return err;
-}
-
-int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener *l)
-{
-	struct gm_space_listener **p;
-	int err = -ENOENT;
-
-	if (!s || !l)
-		return -EINVAL;
-	if (owned_by_me(s))
-		return -EDEADLK;
-	pthread_mutex_lock(&s->lock);
-	for (p = &s->listeners; *p; p = &(*p)->next) {
-		if (*p == l) {
-			*p = l->next;
-			free(l);
-			err = 0;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&s->lock);
-	return err;
-}
-
-/* ---- inspection ------------------------------------------------------ */
-
 static void fill_info(const struct placement *pl, struct gm_window_info *out)
 {
 	const struct gm_window *w = pl->w;
@@ -1809,7 +1683,7 @@ bool gm_space_dirty_enabled(const struct gm_space *s)
 	return s && __atomic_load_n(&s->dirty_enabled, __ATOMIC_RELAXED);
 }
 
-/* ---- dump ------------------------------------------------------------ */
+/* ---- dump ---- */
 
 /* Where dump output goes: a bounded buffer (snprintf rules) or a FILE. */
 struct sink {
@@ -1931,99 +1805,4 @@ int gm_space_dump_file(struct gm_space *s, FILE *f)
 	dump_layout(s->current, &k);
 	pthread_mutex_unlock(&s->view_lock);
 	return k.err;
-}
-
-/* ---- invariants ------------------------------------------------------ */
-
-static bool layout_ok(const struct gm_space *s, const struct layout *l, bool published)
-{
-	size_t i, j, k = 0;
-
-	for (i = 0; i < l->nplacements; i++) {
-		const struct placement *pl = &l->placements[i];
-		const struct gm_window *w = pl->w;
-		uint64_t at = 0;
-
-		/* 1 */
-		if (i && l->placements[i - 1].gpa + (l->placements[i - 1].size - 1) >= pl->gpa)
-			return false;
-		if (is_pio(s) && (has_memory(w->kind) || pl->gpa + (pl->size - 1) >= GM_PIO_LIMIT))
-			return false;
-		/* 2 */
-		if (pl->nparts == 0 || (w->kind != GM_WINDOW_RAM && pl->nparts != 1))
-			return false;
-		for (j = 0; j < pl->nparts; j++) {
-			const struct part *p = &pl->parts[j];
-
-			if (p->offset != at || p->size == 0 || !prot_valid(p->prot))
-				return false;
-			if (w->kind != GM_WINDOW_RAM && p->prot != kind_prot(w->kind))
-				return false;
-			if (w->kind == GM_WINDOW_RAM &&
-			    ((j && pl->parts[j - 1].prot == p->prot) ||
-			     !gm_is_aligned(p->offset | p->size, GM_PAGE_SIZE)))
-				return false;
-			at += p->size;
-		}
-		if (at != pl->size)
-			return false;
-		/* 3 */
-		if (has_memory(w->kind)) {
-			if (!w->mapping || pl->size > w->capacity ||
-			    w->offset > gm_mapping_size(w->mapping) ||
-			    w->capacity > gm_mapping_size(w->mapping) - w->offset)
-				return false;
-			if (w->kind == GM_WINDOW_RAM &&
-			    (!w->dirty || gm_dirty_npages(w->dirty) < w->capacity / GM_PAGE_SIZE))
-				return false;
-		} else if (w->mapping || w->dirty) {
-			return false;
-		}
-		/* 6: each layout holds one reference. */
-		if (w->refs == 0)
-			return false;
-		/* 4 */
-		if (published && has_memory(w->kind)) {
-			for (j = 0; j < pl->nparts; j++) {
-				const struct part *p = &pl->parts[j];
-				const struct gm_space_region *r;
-
-				if (p->prot == GM_PROT_NONE)
-					continue;
-				if (k >= l->nregions)
-					return false;
-				r = &l->regions[k++];
-				if (r->window != w || r->gpa != pl->gpa + p->offset ||
-				    r->size != p->size || r->prot != p->prot || r->id == 0 ||
-				    r->id >= s->next_id)
-					return false;
-			}
-		}
-	}
-	if (!published)
-		return true;
-	if (k != l->nregions || !l->view || gm_memory_region_count(l->view) != l->nregions)
-		return false;
-	for (i = 0; i < l->nregions; i++)
-		for (j = i + 1; j < l->nregions; j++)
-			if (l->regions[i].id == l->regions[j].id ||
-			    l->regions[i].slot == l->regions[j].slot)
-				return false;
-	return true;
-}
-
-bool gm__space_invariants_ok(struct gm_space *s)
-{
-	bool mine = owned_by_me(s), ok;
-
-	if (!mine)
-		pthread_mutex_lock(&s->lock);
-	/* 5, 7 */
-	ok = s->current != NULL && (s->staging != NULL) == mine;
-	ok = ok && layout_ok(s, s->current, true);
-	if (ok && s->staging)
-		ok = layout_ok(s, s->staging, false);
-	if (!mine)
-		pthread_mutex_unlock(&s->lock);
-	return ok;
 }

@@ -24,7 +24,7 @@
 
 #include <guestmem/space.h>
 
-#include "space-internal.h"
+#include "space/space-internal.h"
 
 #define KiB  ((uint64_t)1 << 10)
 #define MiB  ((uint64_t)1 << 20)
