@@ -1,8 +1,10 @@
 /*
- * space.c - the parts of the space layer not yet moved into src/space/
- * (space-internal.h lists the files and the invariants).
+ * inspect.c - looking at a space: its windows and view regions
+ * (gm_space_windows(), _window_info(), _find(), _regions()), switching
+ * dirty tracking of its RAM windows on and off, and the text dump. All of
+ * it reads the current layout under space->view_lock.
  */
-#include "space/space-internal.h"
+#include "space-internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
