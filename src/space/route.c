@@ -151,8 +151,8 @@ static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, 
  * placement @pl: @n bytes at window offset @off, at @buf. Inside a read section
  * on layout @l.
  */
-static int dispatch_chunk(const struct layout *l, const struct placement *pl, uint64_t off,
-			  unsigned char *buf, uint64_t n, bool write, bool doit)
+static int route_chunk(const struct layout *l, const struct placement *pl, uint64_t off,
+		       unsigned char *buf, uint64_t n, bool write, bool doit)
 {
 	const struct gm_window *w = pl->w;
 
@@ -182,8 +182,8 @@ static int dispatch_chunk(const struct layout *l, const struct placement *pl, ui
  * Walk [@gpa, @gpa + @len) window by window through layout @l, starting in
  * window @i: check only (@doit false) or move the bytes (@doit true).
  */
-static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned char *buf,
-			 size_t len, bool write, bool doit)
+static int route_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned char *buf, size_t len,
+		      bool write, bool doit)
 {
 	gm_gpa_t last = gpa + (len - 1);
 
@@ -196,7 +196,7 @@ static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned 
 		if (chunk_last > last)
 			chunk_last = last;
 		n = chunk_last - gpa + 1;
-		err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, n, write, doit);
+		err = route_chunk(l, pl, gpa - pl->gpa, buf, n, write, doit);
 		if (err)
 			return err;
 		if (chunk_last == last)
@@ -210,7 +210,9 @@ static int dispatch_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned 
 	}
 }
 
-static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t len, bool write)
+/* gm_space_read() (@write false) and gm_space_write(): space.h states the contract. */
+static int route_access(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t len,
+			bool write)
 {
 	const struct layout *l;
 	const struct placement *pl;
@@ -232,13 +234,13 @@ static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t
 		err = -EFAULT;
 	} else if (last - pl->gpa <= pl->size - 1) {
 		/* The common case: one window, one lookup. */
-		err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, len, write, false);
+		err = route_chunk(l, pl, gpa - pl->gpa, buf, len, write, false);
 		if (!err)
-			err = dispatch_chunk(l, pl, gpa - pl->gpa, buf, len, write, true);
+			err = route_chunk(l, pl, gpa - pl->gpa, buf, len, write, true);
 	} else {
-		err = dispatch_walk(l, i, gpa, buf, len, write, false);
+		err = route_walk(l, i, gpa, buf, len, write, false);
 		if (!err)
-			err = dispatch_walk(l, i, gpa, buf, len, write, true);
+			err = route_walk(l, i, gpa, buf, len, write, true);
 	}
 	gm_rcu_read_unlock();
 	return err;
@@ -246,11 +248,11 @@ static int dispatch(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, size_t
 
 int gm_space_read(struct gm_space *s, gm_gpa_t gpa, void *buf, size_t len)
 {
-	return dispatch(s, gpa, buf, len, false);
+	return route_access(s, gpa, buf, len, false);
 }
 
 int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len)
 {
 	/* The walk only reads @buf when @write is true. */
-	return dispatch(s, gpa, (unsigned char *)(uintptr_t)buf, len, true);
+	return route_access(s, gpa, (unsigned char *)(uintptr_t)buf, len, true);
 }
