@@ -12,6 +12,90 @@
 #include <sys/mman.h>
 
 /*
+ * An edit in progress: the transaction it runs in (the calling thread's, or
+ * its own implicit one) and, for an edit of an existing window, where that
+ * window is in the staging layout.
+ */
+struct edit {
+	struct gm_space *s;
+	struct layout *l;     /* s->staging */
+	bool implicit;	      /* the edit is its own transaction */
+	struct placement *pl; /* edit_window(): the window's placement in l */
+	size_t i;	      /* edit_window(): its index */
+};
+
+/*
+ * An edit that fails before it joins the transaction (a bad argument, no
+ * memory for its window) still dooms the calling thread's open one, as
+ * every failing edit does (space.h, "Editing"). Returns @err.
+ */
+static int fail_early(struct gm_space *s, int err)
+{
+	if (s && owned_by_me(s) && !s->in_callback && !s->doom)
+		s->doom = err;
+	return err;
+}
+
+/* Start an edit of @s (txn.c). On error nothing is held. */
+static int edit_open(struct gm_space *s, struct edit *e)
+{
+	int err = gm__space_edit_begin(s, &e->implicit);
+
+	if (err)
+		return err;
+	e->s = s;
+	e->l = s->staging;
+	e->pl = NULL;
+	e->i = 0;
+	return 0;
+}
+
+/*
+ * End edit @e with result @err: 0 means the staging layout changed. A
+ * failure dooms an explicit transaction or discards the implicit one; a
+ * success of an implicit edit commits it. Returns the edit's result or the
+ * commit's.
+ */
+static int edit_done(struct edit *e, int err)
+{
+	return gm__space_edit_end(e->s, e->implicit, err);
+}
+
+/* End edit @e that changed nothing: an implicit transaction closes, nothing is published. */
+static int edit_unchanged(struct edit *e)
+{
+	if (e->implicit)
+		gm__space_txn_close(e->s);
+	return 0;
+}
+
+/*
+ * The prologue of every edit of an existing window (remove, move, resize,
+ * protect): check @s and @w, start the edit, and find @w's placement in the
+ * staging layout. Returns 0 with the edit open (end it with edit_done() or
+ * edit_unchanged()), or an error with nothing held: -EINVAL if @s or @w is
+ * NULL, -ENOENT if @w is not in the space (both doom the calling thread's
+ * open transaction), or what gm__space_edit_begin() returned.
+ */
+static int edit_window(struct gm_space *s, struct gm_window *w, struct edit *e)
+{
+	long i;
+	int err;
+
+	if (!s || !w)
+		return fail_early(s, -EINVAL);
+	err = edit_open(s, e);
+	if (err)
+		return err;
+	i = find_placement(e->l, w);
+	if (i < 0)
+		return edit_done(e, -ENOENT);
+	e->i = (size_t)i;
+	e->pl = &e->l->placements[i];
+	return 0;
+}
+
+/*
  * Stage window @w (just built, no reference yet) at [@gpa, @gpa + @size).
  * On success *@out = @w and the device will be told when @w is freed; on
  * failure @w is destroyed without telling it.
@@ -19,10 +103,10 @@
 static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uint64_t size,
 		      struct gm_window **out)
 {
-	bool implicit;
+	struct edit e;
 	int err;
 
-	err = gm__space_edit_begin(s, &implicit);
+	err = edit_open(s, &e);
 	if (err) {
 		gm__window_destroy(w);
 		return err;
@@ -30,42 +114,45 @@ static int add_window(struct gm_space *s, struct gm_window *w, gm_gpa_t gpa, uin
 	if (is_pio(s) && has_memory(w->kind))
 		err = -EOPNOTSUPP;
 	else
-		err = gm__layout_check_place(s, s->staging, w->kind, gpa, size, -1);
+		err = gm__layout_check_place(s, e.l, w->kind, gpa, size, -1);
 	if (!err)
-		err = gm__layout_insert(s->staging, w, gpa, size);
+		err = gm__layout_insert(e.l, w, gpa, size);
 	if (err) {
 		gm__window_destroy(w);
-		return gm__space_edit_end(s, implicit, err);
+		return edit_done(&e, err);
 	}
-	/* From here on the device is told when the window goes, unless the
-	 * add's own implicit commit fails (gm__space_commit_locked() disarms it then). */
+	/* From here on the device is told when the window goes, unless the add's
+	 * own implicit commit fails (gm__space_commit_locked() disarms it then). */
 	w->release_armed = true;
-	if (implicit)
+	if (e.implicit)
 		s->implicit_add = w;
-	err = gm__space_edit_end(s, implicit, 0);
+	err = edit_done(&e, 0);
 	if (!err)
 		*out = w;
 	return err;
 }
 
 /*
- * An edit that fails before it joins the transaction (a bad argument, no
- * memory for its window) still dooms the calling thread's open one, as
- * every failing edit does (space.h, "Editing"). Returns @err.
+ * Check the arguments every add shares. A failure dooms the calling
+ * thread's open transaction (fail_early()). Returns 0 or -EINVAL.
  */
-int gm__space_fail_early(struct gm_space *s, int err)
-{
-	if (s && owned_by_me(s) && !s->in_callback && !s->doom)
-		s->doom = err;
-	return err;
-}
-
-/* Check the arguments every add shares. */
-static int check_add_args(const struct gm_space *s, uint64_t size, struct gm_window **out)
+static int check_add_args(struct gm_space *s, uint64_t size, struct gm_window **out)
 {
 	if (!s || !out || size == 0)
-		return -EINVAL;
+		return fail_early(s, -EINVAL);
 	return 0;
+}
+
+/*
+ * A new window of @kind named @name in *@w, no reference yet: add_window()
+ * stages or destroys it. Out of memory dooms the calling thread's open
+ * transaction (fail_early()). Returns 0 or -ENOMEM.
+ */
+static int new_window(struct gm_space *s, enum gm_window_kind kind, const char *name,
+		      struct gm_window **w)
+{
+	*w = gm__window_alloc(kind, name);
+	return *w ? 0 : fail_early(s, -ENOMEM);
 }
 
 /* A RAM window's dirty bitmap, enabled as the space says. */
@@ -103,7 +190,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return gm__space_fail_early(s, err);
+		return err;
 	if (max_size == 0)
 		max_size = size;
 	err = check_mem_args(s, gpa, size);
@@ -114,9 +201,9 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 		err = gm_u64_to_size(max_size, &len);
 	if (err)
 		goto err_early;
-	w = gm__window_alloc(GM_WINDOW_RAM, "");
-	if (!w)
-		return gm__space_fail_early(s, -ENOMEM);
+	err = new_window(s, GM_WINDOW_RAM, "", &w);
+	if (err)
+		return err;
 	w->capacity = max_size;
 	err = gm_mapping_new_anon(len, map_flags, &w->mapping);
 	if (!err)
@@ -128,7 +215,7 @@ int gm_space_add_ram(struct gm_space *s, gm_gpa_t gpa, uint64_t size, uint64_t m
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	return gm__space_fail_early(s, err);
+	return fail_early(s, err);
 }
 
 /* The shared part of adding a window of a caller's mapping. */
@@ -142,7 +229,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return gm__space_fail_early(s, err);
+		return err;
 	err = check_mem_args(s, gpa, size);
 	if (!err && (!mapping || !gm_is_aligned(offset, GM_PAGE_SIZE)))
 		err = -EINVAL;
@@ -155,9 +242,9 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	}
 	if (err)
 		goto err_early;
-	w = gm__window_alloc(kind, "");
-	if (!w)
-		return gm__space_fail_early(s, -ENOMEM);
+	err = new_window(s, kind, "", &w);
+	if (err)
+		return err;
 	w->mapping = gm_mapping_get(mapping);
 	w->offset = offset;
 	/* Whole pages only: the window grows by pages. */
@@ -174,7 +261,7 @@ static int add_mapping_window(struct gm_space *s, enum gm_window_kind kind, gm_g
 	return add_window(s, w, gpa, size, out);
 
 err_early:
-	return gm__space_fail_early(s, err);
+	return fail_early(s, err);
 }
 
 int gm_space_add_ram_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
@@ -198,7 +285,7 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return gm__space_fail_early(s, err);
+		return err;
 	err = check_mem_args(s, gpa, size);
 	if (!err && (len > size || (!data && len)))
 		err = -EINVAL;
@@ -207,14 +294,14 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 	if (!err)
 		err = gm_mapping_new_anon(msize, 0, &m);
 	if (err)
-		return gm__space_fail_early(s, err);
+		return fail_early(s, err);
 	if (len)
 		memcpy(gm_mapping_host(m), data, len);
 	err = gm_mapping_protect(m, 0, msize, PROT_READ);
 	if (!err)
 		err = add_mapping_window(s, GM_WINDOW_ROM, gpa, size, m, 0, out);
 	else
-		gm__space_fail_early(s, err);
+		fail_early(s, err);
 	gm_mapping_put(m); /* the window holds its own reference */
 	return err;
 }
@@ -227,13 +314,13 @@ int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return gm__space_fail_early(s, err);
+		return err;
 	if (!ops || (!ops->read && !ops->write) || ops->sizes == 0 ||
 	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS))
-		return gm__space_fail_early(s, -EINVAL);
-	w = gm__window_alloc(GM_WINDOW_MMIO, ops->name);
-	if (!w)
-		return gm__space_fail_early(s, -ENOMEM);
+		return fail_early(s, -EINVAL);
+	err = new_window(s, GM_WINDOW_MMIO, ops->name, &w);
+	if (err)
+		return err;
 	w->ops = *ops;
 	w->ops.name = w->name;
 	w->opaque = opaque;
@@ -248,10 +335,10 @@ int gm_space_add_reserved(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const
 
 	err = check_add_args(s, size, out);
 	if (err)
-		return gm__space_fail_early(s, err);
-	w = gm__window_alloc(GM_WINDOW_RESERVED, name);
-	if (!w)
-		return gm__space_fail_early(s, -ENOMEM);
+		return err;
+	err = new_window(s, GM_WINDOW_RESERVED, name, &w);
+	if (err)
+		return err;
 	return add_window(s, w, gpa, size, out);
 }
 
@@ -259,108 +346,73 @@ int gm_space_add_reserved(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const
 
 int gm_space_remove(struct gm_space *s, struct gm_window *w)
 {
-	struct layout *l;
-	bool implicit;
-	long i;
+	struct edit e;
 	int err;
 
-	if (!s || !w)
-		return gm__space_fail_early(s, -EINVAL);
-	err = gm__space_edit_begin(s, &implicit);
+	err = edit_window(s, w, &e);
 	if (err)
 		return err;
-	l = s->staging;
-	i = find_placement(l, w);
-	if (i < 0)
-		return gm__space_edit_end(s, implicit, -ENOENT);
-	gm__placement_free_parts(&l->placements[i]);
-	memmove(&l->placements[i], &l->placements[i + 1],
-		(l->nplacements - (size_t)i - 1) * sizeof(*l->placements));
-	l->nplacements--;
+	gm__placement_free_parts(e.pl);
+	memmove(e.pl, e.pl + 1, (e.l->nplacements - e.i - 1) * sizeof(*e.pl));
+	e.l->nplacements--;
 	/* Freed now only if no published layout shows it (invariant 6). */
 	gm__window_put(w);
-	return gm__space_edit_end(s, implicit, 0);
+	return edit_done(&e, 0);
 }
 
 int gm_space_move(struct gm_space *s, struct gm_window *w, gm_gpa_t new_gpa)
 {
-	struct layout *l;
-	bool implicit;
-	long i;
+	struct edit e;
 	int err;
 
-	if (!s || !w)
-		return gm__space_fail_early(s, -EINVAL);
-	err = gm__space_edit_begin(s, &implicit);
+	err = edit_window(s, w, &e);
 	if (err)
 		return err;
-	l = s->staging;
-	i = find_placement(l, w);
-	if (i < 0)
-		return gm__space_edit_end(s, implicit, -ENOENT);
-	if (l->placements[i].gpa == new_gpa)
-		goto no_change;
-	err = gm__layout_check_place(s, l, w->kind, new_gpa, l->placements[i].size, i);
+	if (e.pl->gpa == new_gpa)
+		return edit_unchanged(&e);
+	err = gm__layout_check_place(s, e.l, w->kind, new_gpa, e.pl->size, (long)e.i);
 	if (err)
-		return gm__space_edit_end(s, implicit, err);
-	l->placements[i].gpa = new_gpa;
-	gm__layout_resort(l, (size_t)i);
-	return gm__space_edit_end(s, implicit, 0);
-
-no_change:
-	if (implicit)
-		gm__space_txn_close(s);
-	return 0;
+		return edit_done(&e, err);
+	e.pl->gpa = new_gpa;
+	gm__layout_resort(e.l, e.i);
+	return edit_done(&e, 0);
 }
 
 int gm_space_resize(struct gm_space *s, struct gm_window *w, uint64_t new_size)
 {
-	struct layout *l;
 	struct placement *pl;
 	struct part *parts;
-	bool implicit;
-	long i;
+	struct edit e;
 	int err;
 
-	if (!s || !w)
-		return gm__space_fail_early(s, -EINVAL);
-	err = gm__space_edit_begin(s, &implicit);
+	err = edit_window(s, w, &e);
 	if (err)
 		return err;
-	l = s->staging;
-	i = find_placement(l, w);
-	if (i < 0)
-		return gm__space_edit_end(s, implicit, -ENOENT);
-	pl = &l->placements[i];
+	pl = e.pl;
 	if (w->kind != GM_WINDOW_RAM || new_size < pl->size ||
 	    !gm_is_aligned(new_size, GM_PAGE_SIZE))
-		return gm__space_edit_end(s, implicit, -EINVAL);
+		return edit_done(&e, -EINVAL);
 	if (new_size == pl->size)
-		goto no_change;
+		return edit_unchanged(&e);
 	if (new_size > w->capacity)
-		return gm__space_edit_end(s, implicit, -ENOSPC);
-	err = gm__layout_check_place(s, l, w->kind, pl->gpa, new_size, i);
+		return edit_done(&e, -ENOSPC);
+	err = gm__layout_check_place(s, e.l, w->kind, pl->gpa, new_size, (long)e.i);
 	if (err)
-		return gm__space_edit_end(s, implicit, err);
+		return edit_done(&e, err);
 	/* The new part is GM_PROT_ALL: extend the last run or add one (invariant 2). */
 	if (pl->parts[pl->nparts - 1].prot == GM_PROT_ALL) {
 		pl->parts[pl->nparts - 1].size += new_size - pl->size;
 	} else {
 		parts = realloc(pl->parts, (pl->nparts + 1) * sizeof(*parts));
 		if (!parts)
-			return gm__space_edit_end(s, implicit, -ENOMEM);
+			return edit_done(&e, -ENOMEM);
 		pl->parts = parts;
 		parts[pl->nparts] = (struct part){
 		    .offset = pl->size, .size = new_size - pl->size, .prot = GM_PROT_ALL};
 		pl->nparts++;
 	}
 	pl->size = new_size;
-	return gm__space_edit_end(s, implicit, 0);
-
-no_change:
-	if (implicit)
-		gm__space_txn_close(s);
-	return 0;
+	return edit_done(&e, 0);
 }
 
 /*
@@ -411,34 +463,24 @@ static int reprotect(const struct placement *pl, uint64_t offset, uint64_t size,
 int gm_space_protect(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size,
 		     unsigned prot)
 {
-	struct layout *l;
-	struct placement *pl;
 	struct part *np;
+	struct edit e;
 	size_t n;
-	bool implicit;
-	long i;
 	int err;
 
-	if (!s || !w)
-		return gm__space_fail_early(s, -EINVAL);
-	err = gm__space_edit_begin(s, &implicit);
+	err = edit_window(s, w, &e);
 	if (err)
 		return err;
-	l = s->staging;
-	i = find_placement(l, w);
-	if (i < 0)
-		return gm__space_edit_end(s, implicit, -ENOENT);
-	pl = &l->placements[i];
 	if (w->kind != GM_WINDOW_RAM || size == 0 || !gm_is_aligned(offset, GM_PAGE_SIZE) ||
 	    !gm_is_aligned(size, GM_PAGE_SIZE) || !prot_valid(prot))
-		return gm__space_edit_end(s, implicit, -EINVAL);
-	if (!gm_range_contains(0, pl->size, offset, size))
-		return gm__space_edit_end(s, implicit, -ERANGE);
-	err = reprotect(pl, offset, size, prot, &np, &n);
+		return edit_done(&e, -EINVAL);
+	if (!gm_range_contains(0, e.pl->size, offset, size))
+		return edit_done(&e, -ERANGE);
+	err = reprotect(e.pl, offset, size, prot, &np, &n);
 	if (err)
-		return gm__space_edit_end(s, implicit, err);
-	free(pl->parts);
-	pl->parts = np;
-	pl->nparts = n;
-	return gm__space_edit_end(s, implicit, 0);
+		return edit_done(&e, err);
+	free(e.pl->parts);
+	e.pl->parts = np;
+	e.pl->nparts = n;
+	return edit_done(&e, 0);
 }

@@ -285,12 +285,6 @@ int gm__space_edit_begin(struct gm_space *s, bool *implicit);
  * edit is committed. Returns the edit's result or the commit's.
  */
 int gm__space_edit_end(struct gm_space *s, bool implicit, int err);
-/*
- * An edit that fails before it joins the transaction (a bad argument, no
- * memory for its window) still dooms the calling thread's open one, as
- * every failing edit does (space.h, "Editing"). Returns @err.
- */
-int gm__space_fail_early(struct gm_space *s, int err);
 
 /* ---- commit.c: commit and reclaim ---- */
 
