@@ -429,9 +429,9 @@ GM_API int gm_space_memory_get(struct gm_space *s, struct gm_memory **out);
 /* ---------------------------------------------------------------------- */
 
 /*
- * Read (write) @len bytes at @gpa of the space: RAM and ROM by copy through
- * the current view, device windows by calling the device (split as struct
- * gm_device_ops says). The range may cross windows. The whole range is
+ * Read (write) @len bytes at @gpa of the space: RAM and ROM by copy (the
+ * bytes the current view maps), device windows by calling the device (split
+ * as struct gm_device_ops says). The range may cross windows. The whole range is
  * checked first, against one view, before any byte moves or any callback
  * runs: the first failing byte, in address order, decides the error:
  *   -EFAULT   a hole, a reserved window, beyond a port-I/O space's limit,

@@ -7,6 +7,8 @@
  */
 #include "space-internal.h"
 
+#include "../dirty-internal.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -147,12 +149,37 @@ static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, 
 }
 
 /*
- * Check (@doit false) or do (@doit true) the part of an access that falls in
- * placement @pl: @n bytes at window offset @off, at @buf. Inside a read section
- * on layout @l.
+ * Move @len bytes at window offset @off of RAM/ROM window @w, which
+ * memory_check() approved, to (@write) or from @buf. Both directions copy
+ * through the window's mapping, where its bytes lie (invariant 3). A write
+ * marks its pages in the window's dirty bitmap while tracking is on, with
+ * the same dirty-layer call gm_write() makes through the view: a view
+ * region's dirty_offset is its part's window offset (derive_regions(),
+ * commit.c), so the pages are the same.
  */
-static int route_chunk(const struct layout *l, const struct placement *pl, uint64_t off,
-		       unsigned char *buf, uint64_t n, bool write, bool doit)
+static void memory_access(const struct gm_window *w, uint64_t off, unsigned char *buf, size_t len,
+			  bool write)
+{
+	/* Fits size_t: @off lies inside the window, inside its mapping. */
+	unsigned char *host =
+	    (unsigned char *)gm_mapping_host(w->mapping) + w->offset + (size_t)off;
+
+	if (!write) {
+		memcpy(buf, host, len);
+		return;
+	}
+	memcpy(host, buf, len);
+	if (w->dirty)
+		gm__dirty_mark_tracked(w->dirty, off, len);
+}
+
+/*
+ * Check (@doit false) or do (@doit true) the part of an access that falls in
+ * placement @pl: @n bytes at window offset @off, at @buf. Inside a read
+ * section on the layout holding @pl.
+ */
+static int route_chunk(const struct placement *pl, uint64_t off, unsigned char *buf, uint64_t n,
+		       bool write, bool doit)
 {
 	const struct gm_window *w = pl->w;
 
@@ -164,14 +191,8 @@ static int route_chunk(const struct layout *l, const struct placement *pl, uint6
 	case GM_WINDOW_ROM:
 		if (!doit)
 			return memory_check(pl, off, n, write);
-		/* Writes go through the view so dirty pages are marked. Reads copy
-		 * straight from the window: checked above, and the window's bytes lie
-		 * in its mapping (invariant 3), which the view holds. */
-		if (write)
-			return gm_write(l->view, pl->gpa + off, buf, (size_t)n);
-		memcpy(buf,
-		       (const unsigned char *)gm_mapping_host(w->mapping) + w->offset + (size_t)off,
-		       (size_t)n);
+		/* @n <= the access's len, a size_t. */
+		memory_access(w, off, buf, (size_t)n, write);
 		return 0;
 	default:
 		return -EFAULT;
@@ -196,7 +217,7 @@ static int route_walk(const struct layout *l, long i, gm_gpa_t gpa, unsigned cha
 		if (chunk_last > last)
 			chunk_last = last;
 		n = chunk_last - gpa + 1;
-		err = route_chunk(l, pl, gpa - pl->gpa, buf, n, write, doit);
+		err = route_chunk(pl, gpa - pl->gpa, buf, n, write, doit);
 		if (err)
 			return err;
 		if (chunk_last == last)
@@ -234,9 +255,9 @@ static int route_access(struct gm_space *s, gm_gpa_t gpa, unsigned char *buf, si
 		err = -EFAULT;
 	} else if (last - pl->gpa <= pl->size - 1) {
 		/* The common case: one window, one lookup. */
-		err = route_chunk(l, pl, gpa - pl->gpa, buf, len, write, false);
+		err = route_chunk(pl, gpa - pl->gpa, buf, len, write, false);
 		if (!err)
-			err = route_chunk(l, pl, gpa - pl->gpa, buf, len, write, true);
+			err = route_chunk(pl, gpa - pl->gpa, buf, len, write, true);
 	} else {
 		err = route_walk(l, i, gpa, buf, len, write, false);
 		if (!err)
