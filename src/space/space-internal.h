@@ -85,6 +85,7 @@ struct part {
 	unsigned prot;
 };
 
+/* The handle: what never changes about a window (see above). */
 struct gm_window {
 	enum gm_window_kind kind;
 	unsigned long refs;	    /* invariant 6 */
@@ -107,6 +108,7 @@ struct placement {
 	size_t nparts;
 };
 
+/* One arrangement of the space; immutable once published (see above). */
 struct layout {
 	struct placement *placements; /* sorted by gpa (invariant 1) */
 	size_t nplacements;
@@ -116,6 +118,7 @@ struct layout {
 	struct layout *next_retired;
 };
 
+/* A registered listener, in registration order (the order callbacks run in). */
 struct gm_space_listener {
 	struct gm_space_listener_ops ops;
 	void *opaque;
