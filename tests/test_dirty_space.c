@@ -7,6 +7,7 @@
 #include <guestmem/guestmem.h>
 #include <guestmem/space.h>
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -168,12 +169,105 @@ static void bits_survive_hot_plug_growth_move_and_protection(void **state)
 	gm_space_free(s);
 }
 
+/*
+ * gm_space_write() moves RAM bytes and marks pages the way gm_write() does
+ * through the view: every page it touches, across the runs of a window
+ * split by protection, in the window's one bitmap.
+ */
+static void space_write_across_runs_marks_every_page_it_touches(void **state)
+{
+	static unsigned char buf[2 * GM_PAGE_SIZE + 16], back[sizeof(buf)];
+	struct gm_space *s;
+	struct gm_window *a;
+	struct gm_dirty *d;
+	struct gm_memory *m;
+
+	(void)state;
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &s), 0);
+	assert_int_equal(gm_space_add_ram(s, 0, 4 * GM_PAGE_SIZE, 0, 0, &a), 0);
+	/* Runs: page 0 RWX, pages 1-2 RW, page 3 RWX. */
+	assert_int_equal(
+	    gm_space_protect(s, a, GM_PAGE_SIZE, 2 * GM_PAGE_SIZE, GM_PROT_READ | GM_PROT_WRITE),
+	    0);
+	assert_int_equal(gm_space_dirty_enable(s, true), 0);
+	d = bitmap_of(s, a);
+	assert_int_equal(gm_space_write(s, GM_PAGE_SIZE - 8, buf, sizeof(buf)), 0);
+	assert_int_equal(gm_dirty_count(d), 4);
+	assert_true(gm_dirty_test(d, 0));
+	assert_true(gm_dirty_test(d, 1));
+	assert_true(gm_dirty_test(d, 2));
+	assert_true(gm_dirty_test(d, 3));
+	/* The bytes are where the view reads them. */
+	assert_int_equal(gm_space_memory_get(s, &m), 0);
+	assert_int_equal(gm_read(m, GM_PAGE_SIZE - 8, back, sizeof(back)), 0);
+	assert_memory_equal(back, buf, sizeof(buf));
+	gm_memory_put(m);
+	gm_space_free(s);
+}
+
+/* A window of a caller's mapping at an offset: bits count from the window's first page. */
+static void space_write_to_a_mapping_window_marks_the_window_page(void **state)
+{
+	struct gm_space *s;
+	struct gm_mapping *map;
+	struct gm_window *a;
+	struct gm_dirty *d;
+	unsigned char *host;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_anon(4 * GM_PAGE_SIZE, 0, &map), 0);
+	host = gm_mapping_host(map);
+	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &s), 0);
+	assert_int_equal(
+	    gm_space_add_ram_mapping(s, 0x100000, 2 * GM_PAGE_SIZE, map, GM_PAGE_SIZE, &a), 0);
+	assert_int_equal(gm_space_dirty_enable(s, true), 0);
+	d = bitmap_of(s, a);
+	assert_int_equal(gm_space_write(s, 0x100000 + GM_PAGE_SIZE + 3, "m", 1), 0);
+	assert_int_equal(host[2 * GM_PAGE_SIZE + 3], 'm');
+	assert_int_equal(gm_dirty_count(d), 1);
+	assert_true(gm_dirty_test(d, 1));
+	gm_space_free(s);
+	gm_mapping_put(map);
+}
+
+/* A refused write moves no byte and marks no page: not of RAM, not of ROM. */
+static void refused_space_write_marks_nothing(void **state)
+{
+	static const unsigned char zero[8];
+	struct gm_space *s;
+	struct gm_window *a, *rom;
+	struct gm_dirty *d;
+	unsigned char back[8];
+
+	(void)state;
+	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &s), 0);
+	assert_int_equal(gm_space_add_ram(s, 0, 2 * GM_PAGE_SIZE, 0, 0, &a), 0);
+	assert_int_equal(gm_space_add_rom(s, 2 * GM_PAGE_SIZE, GM_PAGE_SIZE, NULL, 0, &rom), 0);
+	assert_int_equal(gm_space_protect(s, a, GM_PAGE_SIZE, GM_PAGE_SIZE, GM_PROT_READ), 0);
+	assert_int_equal(gm_space_dirty_enable(s, true), 0);
+	d = bitmap_of(s, a);
+	/* Page 0 is writable, page 1 is not: all or nothing. */
+	assert_int_equal(gm_space_write(s, GM_PAGE_SIZE - 4, "abcdefgh", 8), -EACCES);
+	assert_int_equal(gm_space_read(s, GM_PAGE_SIZE - 4, back, 8), 0);
+	assert_memory_equal(back, zero, 8);
+	/* ROM refuses, and has no bitmap to mark. */
+	assert_int_equal(gm_space_write(s, 2 * GM_PAGE_SIZE, "x", 1), -EACCES);
+	assert_int_equal(gm_space_read(s, 2 * GM_PAGE_SIZE, back, 1), 0);
+	assert_int_equal(back[0], 0);
+	assert_int_equal(gm_dirty_count(d), 0);
+	gm_space_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(write_across_region_boundary_marks_a_page_of_each),
 	    cmocka_unit_test(write_across_split_of_one_bitmap_marks_both_pages),
 	    cmocka_unit_test(bits_survive_hot_plug_growth_move_and_protection),
+	    cmocka_unit_test(space_write_across_runs_marks_every_page_it_touches),
+	    cmocka_unit_test(space_write_to_a_mapping_window_marks_the_window_page),
+	    cmocka_unit_test(refused_space_write_marks_nothing),
 	};
 	int ret;
 

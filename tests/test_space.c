@@ -5,9 +5,10 @@
  * splits and merges, seen in the view, in the listeners' events and in the
  * dump; transactions that fail leaving the space byte-for-byte as before
  * (compared through the dump, the generation and the region ids);
- * listeners' exact event lists, veto and rollback; dispatch splitting
+ * listeners' exact event lists, veto and rollback; access splitting
  * against devices with different access sizes; holes; the port-I/O space.
- * After each step gm__space_invariants_ok() checks space.c's invariants.
+ * After each step gm__space_invariants_ok() checks the layer's numbered
+ * invariants (src/space/space-internal.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@
 
 #include <guestmem/space.h>
 
-#include "space-internal.h"
+#include "space/space-internal.h"
 
 #define KiB  ((uint64_t)1 << 10)
 #define MiB  ((uint64_t)1 << 20)

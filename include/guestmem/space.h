@@ -10,8 +10,8 @@
  * every commit that changes something. Readers in any thread use the
  * current view without taking a lock; listeners (the KVM binding) are told
  * at each commit which regions of the view were added, removed or changed
- * flags; gm_space_read()/gm_space_write() dispatch an access to RAM, ROM or
- * a device. The same object, created with GM_SPACE_PIO, is an x86 port-I/O
+ * flags; gm_space_read()/gm_space_write() route an access to RAM, ROM or a
+ * device. The same object, created with GM_SPACE_PIO, is an x86 port-I/O
  * space (16-bit addresses, device and reserved windows only).
  *
  * Editing
@@ -180,9 +180,10 @@ enum gm_window_kind {
  * byte @offset from the window's start. The value is in guest byte order,
  * little-endian: byte i of the access is bits 8i..8i+7 of @val (a read's
  * bits above 8 * @size are ignored). Return 0 or a negative errno, which
- * the dispatcher passes through. Either may be NULL: reads (or writes) of
- * the device then fail with -EACCES. The callbacks run inside an RCU read
- * section of the dispatching thread, possibly in several threads at once.
+ * gm_space_read()/gm_space_write() pass through. Either may be NULL: reads
+ * (or writes) of the device then fail with -EACCES. The callbacks run
+ * inside an RCU read section of the accessing thread, possibly in several
+ * threads at once.
  *
  * Splitting: gm_space_read()/gm_space_write() cut an access into device
  * accesses in ascending address order, each time taking the largest
@@ -195,7 +196,7 @@ enum gm_window_kind {
  * the whole access fails with -EOPNOTSUPP before any callback runs.
  *
  * release: if not NULL, called once when the window is gone and no
- * dispatch can be inside the device any more (after the commit that
+ * access can be inside the device any more (after the commit that
  * removed it and a grace period, or from gm_space_free()), from whichever
  * thread reclaims it. The device may free @opaque there. An add that
  * returns an error never calls it; an add that returned 0 inside a
@@ -424,13 +425,13 @@ GM_API struct gm_memory *gm_space_memory(struct gm_space *s);
 GM_API int gm_space_memory_get(struct gm_space *s, struct gm_memory **out);
 
 /* ---------------------------------------------------------------------- */
-/* Dispatch                                                               */
+/* Access routing                                                         */
 /* ---------------------------------------------------------------------- */
 
 /*
- * Read (write) @len bytes at @gpa of the space: RAM and ROM by copy through
- * the current view, device windows by calling the device (split as struct
- * gm_device_ops says). The range may cross windows. The whole range is
+ * Read (write) @len bytes at @gpa of the space: RAM and ROM by copy (the
+ * bytes the current view maps), device windows by calling the device (split
+ * as struct gm_device_ops says). The range may cross windows. The whole range is
  * checked first, against one view, before any byte moves or any callback
  * runs: the first failing byte, in address order, decides the error:
  *   -EFAULT   a hole, a reserved window, beyond a port-I/O space's limit,
@@ -444,7 +445,8 @@ GM_API int gm_space_memory_get(struct gm_space *s, struct gm_memory **out);
  * Also -EINVAL if @s is NULL, or @buf NULL with @len > 0. @len 0 is 0.
  * Writes to RAM mark dirty pages (when tracking is enabled).
  * Thread-safety: any registered RCU thread (rule 1), any number at once;
- * nests inside a caller's read section. The bench calls this "dispatch".
+ * nests inside a caller's read section. (bench/space.c reports this access
+ * routing under the label "dispatch".)
  */
 GM_API int gm_space_read(struct gm_space *s, gm_gpa_t gpa, void *buf, size_t len);
 GM_API int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len);
@@ -492,7 +494,7 @@ struct gm_space_change {
 /*
  * Listener callbacks; @changes is valid only during the call. They run with
  * space->lock held, in the committing thread: they must not edit the
- * space (-EDEADLK) but may read it (gm_space_memory_get(), dispatch).
+ * space (-EDEADLK) but may read it (gm_space_memory_get(), gm_space_read()).
  *
  * prepare: may refuse the commit by returning a negative errno. It may
  *   apply the changes already (KVM: set the memory slots) if it can undo

@@ -1,0 +1,254 @@
+/*
+ * inspect.c - looking at a space: its windows and view regions
+ * (gm_space_windows(), _window_info(), _find(), _regions()), switching
+ * dirty tracking of its RAM windows on and off, and the text dump. All of
+ * it reads the current layout under space->view_lock.
+ */
+#include "space-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+static void fill_info(const struct placement *pl, struct gm_window_info *out)
+{
+	const struct gm_window *w = pl->w;
+
+	*out = (struct gm_window_info){
+	    .window = pl->w,
+	    .kind = w->kind,
+	    .gpa = pl->gpa,
+	    .size = pl->size,
+	    .max_size = w->kind == GM_WINDOW_RAM ? w->capacity : pl->size,
+	    .prot = pl->parts[0].prot,
+	    .flags = region_flags(w->kind, pl->parts[0].prot),
+	    .nparts = pl->nparts,
+	    .dirty = w->dirty,
+	    .name = w->name,
+	};
+	if (has_memory(w->kind)) {
+		out->mapping = w->mapping;
+		out->offset = w->offset;
+		out->host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset;
+	}
+	if (w->kind == GM_WINDOW_MMIO) {
+		out->ops = &w->ops;
+		out->opaque = w->opaque;
+	}
+}
+
+int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max, size_t *n)
+{
+	const struct layout *l;
+	size_t i;
+
+	if (!s || !n || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	l = s->current;
+	for (i = 0; i < l->nplacements && i < max; i++)
+		fill_info(&l->placements[i], &out[i]);
+	*n = l->nplacements;
+	pthread_mutex_unlock(&s->view_lock);
+	return *n > max ? -ENOBUFS : 0;
+}
+
+int gm_space_window_info(struct gm_space *s, struct gm_window *w, struct gm_window_info *out)
+{
+	long i;
+
+	if (!s || !w || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	i = find_placement(s->current, w);
+	if (i >= 0)
+		fill_info(&s->current->placements[i], out);
+	pthread_mutex_unlock(&s->view_lock);
+	return i >= 0 ? 0 : -ENOENT;
+}
+
+int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out)
+{
+	long i;
+
+	if (!s || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	i = placement_at(s->current, gpa);
+	if (i >= 0)
+		fill_info(&s->current->placements[i], out);
+	pthread_mutex_unlock(&s->view_lock);
+	return i >= 0 ? 0 : -EFAULT;
+}
+
+int gm_space_regions(struct gm_space *s, struct gm_space_region *out, size_t max, size_t *n)
+{
+	const struct layout *l;
+	size_t i;
+
+	if (!s || !n || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	l = s->current;
+	for (i = 0; i < l->nregions && i < max; i++)
+		out[i] = l->regions[i];
+	*n = l->nregions;
+	pthread_mutex_unlock(&s->view_lock);
+	return *n > max ? -ENOBUFS : 0;
+}
+
+static void dirty_enable_layout(const struct layout *l, bool enabled)
+{
+	size_t i;
+
+	for (i = 0; l && i < l->nplacements; i++)
+		if (l->placements[i].w->dirty)
+			gm_dirty_set_enabled(l->placements[i].w->dirty, enabled);
+}
+
+int gm_space_dirty_enable(struct gm_space *s, bool enabled)
+{
+	bool mine;
+
+	if (!s)
+		return -EINVAL;
+	mine = owned_by_me(s);
+	if (!mine)
+		pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->dirty_enabled, enabled, __ATOMIC_RELAXED);
+	dirty_enable_layout(s->current, enabled);
+	dirty_enable_layout(s->staging, enabled);
+	if (!mine)
+		pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+bool gm_space_dirty_enabled(const struct gm_space *s)
+{
+	return s && __atomic_load_n(&s->dirty_enabled, __ATOMIC_RELAXED);
+}
+
+/* ---- dump ---- */
+
+/* Where dump output goes: a bounded buffer (snprintf rules) or a FILE. */
+struct sink {
+	char *buf;
+	size_t len;
+	size_t pos; /* bytes produced so far (may exceed len) */
+	FILE *f;
+	int err;
+};
+
+__attribute__((format(printf, 2, 3))) static void emit(struct sink *k, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	if (k->f) {
+		if (vfprintf(k->f, fmt, ap) < 0)
+			k->err = -EIO;
+	} else {
+		char *at = k->pos < k->len ? k->buf + k->pos : NULL;
+
+		n = vsnprintf(at, at ? k->len - k->pos : 0, fmt, ap);
+		if (n < 0)
+			k->err = -EIO;
+		else
+			k->pos += (size_t)n;
+	}
+	va_end(ap);
+}
+
+static void format_size(uint64_t size, char *out, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	unsigned u = 0;
+
+	while (u < 6 && size >= 1024 && size % 1024 == 0) {
+		size /= 1024;
+		u++;
+	}
+	snprintf(out, len, "%" PRIu64 " %s", size, units[u]);
+}
+
+static const char *kind_name(enum gm_window_kind kind)
+{
+	switch (kind) {
+	case GM_WINDOW_RAM:
+		return "ram";
+	case GM_WINDOW_ROM:
+		return "rom";
+	case GM_WINDOW_MMIO:
+		return "mmio";
+	default:
+		return "reserved";
+	}
+}
+
+static const char *backing_name(const struct gm_window *w)
+{
+	if (w->kind == GM_WINDOW_MMIO)
+		return "device";
+	if (!has_memory(w->kind))
+		return "none";
+	return gm_mapping_fd(w->mapping) >= 0 ? "fd" : "anon";
+}
+
+static void dump_layout(const struct layout *l, struct sink *k)
+{
+	size_t i, j;
+
+	emit(k, "%-9s %-18s %-18s %-10s %-4s %-8s %s\n", "KIND", "FIRST", "LAST", "SIZE", "PROT",
+	     "BACKING", "NAME");
+	for (i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
+
+		for (j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
+			char size[32], prot[4];
+
+			format_size(p->size, size, sizeof(size));
+			prot[0] = p->prot & GM_PROT_READ ? 'r' : '-';
+			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
+			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
+			prot[3] = '\0';
+			/* No trailing blanks when there is no name. */
+			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s\n",
+			     kind_name(pl->w->kind), pl->gpa + p->offset,
+			     pl->gpa + p->offset + (p->size - 1), size, prot,
+			     pl->w->name[0] ? 9 : 0, backing_name(pl->w), pl->w->name);
+		}
+	}
+}
+
+int gm_space_dump(struct gm_space *s, char *buf, size_t len, size_t *needed)
+{
+	struct sink k = {.buf = buf, .len = len};
+
+	if (!s || (!buf && len))
+		return -EINVAL;
+	if (len)
+		buf[0] = '\0';
+	pthread_mutex_lock(&s->view_lock);
+	dump_layout(s->current, &k);
+	pthread_mutex_unlock(&s->view_lock);
+	if (needed)
+		*needed = k.pos;
+	if (k.err)
+		return k.err;
+	return k.pos >= len ? -ENOBUFS : 0;
+}
+
+int gm_space_dump_file(struct gm_space *s, FILE *f)
+{
+	struct sink k = {.f = f};
+
+	if (!s || !f)
+		return -EINVAL;
+	pthread_mutex_lock(&s->view_lock);
+	dump_layout(s->current, &k);
+	pthread_mutex_unlock(&s->view_lock);
+	return k.err;
+}
