@@ -2,7 +2,7 @@
  * bench/gmvm_bench.c - what gmvm costs, beside what KVM alone costs.
  *
  *   exits   N port-I/O and N MMIO exits through gmvm's whole path (KVM
- *           exit -> gm_kvm_handle_exit() -> the space's dispatch -> a
+ *           exit -> gm_kvm_handle_exit() -> gm_space_read()/gm_space_write() -> a
  *           device that counts; `gmvm --bench-exits N`) beside a bare KVM
  *           loop in this program doing the same exits from the same kind
  *           of CPL-3 guest with no library (switch on the exit, count).

@@ -1,5 +1,5 @@
 /*
- * space.c - what the address-space layer costs a reader and a dispatcher.
+ * space.c - what the address-space layer costs a reader and an access routed to RAM or a device.
  *
  * 1. Lookup-and-read through the current view: per access, enter an RCU
  *    read section, take gm_space_memory(), gm_read_u64() at a random
@@ -133,7 +133,7 @@ static double raw_reads(unsigned char *const *hp)
 	return (now_ns() - t0) / (double)nops;
 }
 
-static double dispatch_reads(struct gm_space *s, const gm_gpa_t *gpa, bool device)
+static double routed_reads(struct gm_space *s, const gm_gpa_t *gpa, bool device)
 {
 	double t0 = now_ns();
 	uint64_t acc = 0, v = 0;
@@ -236,9 +236,9 @@ int main(int argc, char **argv)
 		__atomic_store_n(&w.active, 0, __ATOMIC_RELAXED);
 		batch[r] = view_reads_batched(w.s, gpa);
 		raw[r] = raw_reads(hp);
-		dev[r] = dispatch_reads(w.s, gpa, true);
+		dev[r] = routed_reads(w.s, gpa, true);
 		call[r] = direct_calls();
-		dram[r] = dispatch_reads(w.s, gpa, false);
+		dram[r] = routed_reads(w.s, gpa, false);
 		vram[r] = view_reads_plain(m, gpa);
 	}
 	__atomic_store_n(&w.stop, 1, __ATOMIC_RELAXED);
@@ -256,9 +256,9 @@ int main(int argc, char **argv)
 	report("view read, no writer", median(quiet, REPS), "raw pointer load", median(raw, REPS));
 	report("view read, 64 per read section", median(batch, REPS), "gm_read_u64 on the view",
 	       median(vram, REPS));
-	report("dispatch 8 B to no-op MMIO", median(dev, REPS), "direct callback call",
+	report("gm_space_read 8 B from no-op MMIO", median(dev, REPS), "direct callback call",
 	       median(call, REPS));
-	report("dispatch 8 B to RAM", median(dram, REPS), "gm_read_u64 on the view",
+	report("gm_space_read 8 B from RAM", median(dram, REPS), "gm_read_u64 on the view",
 	       median(vram, REPS));
 	printf("writer published %lu views (%llu in all)\n", w.commits,
 	       (unsigned long long)gm_space_generation(w.s));

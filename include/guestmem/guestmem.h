@@ -7,7 +7,7 @@
  *   rcu.h      the RCU read side and grace periods (liburcu behind it)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
- *   space.h    the editable address space: RAM/ROM/MMIO windows, RCU views, dispatch
+ *   space.h    the editable address space: RAM/ROM/MMIO windows, RCU views, access routing
  *   virtq.h    split virtqueues walked safely on a memory view
  *   vhost.h    vhost-user memory tables, replaced under RCU
  *   kvm.h      KVM memory slots, dirty log and exits following a gm_space

@@ -1,7 +1,7 @@
 /*
  * guestmem/kvm.h - the KVM binding: memory slots that follow a gm_space,
  * the KVM dirty log merged into guestmem's bitmaps, and MMIO / port-I/O
- * exits dispatched to the space's devices.
+ * exits routed to the space's devices.
  *
  * A struct gm_kvm ties one KVM VM file descriptor to one memory space (and
  * optionally a port-I/O space). It registers as a listener of the memory
@@ -13,7 +13,7 @@
  *   - a region the library treats as read-only (GM_REGION_READONLY: ROM,
  *     or RAM the VMM write-protected) becomes a KVM_MEM_READONLY slot, so
  *     guest writes there exit as MMIO writes, which gm_kvm_handle_exit()
- *     hands to the space's dispatch, which refuses them (-EACCES);
+ *     hands to gm_space_write(), which refuses them (-EACCES);
  *   - a region that moved, was resized or changed its read-only flag is
  *     deleted and re-created, as KVM requires; slot ids freed by a removal
  *     are reused (lowest free id first). The ids are the binding's own
@@ -60,7 +60,7 @@
  *
  * Exits. gm_kvm_handle_exit() (or the two functions behind it) takes the
  * struct kvm_run of a vCPU that returned from KVM_RUN with KVM_EXIT_MMIO or
- * KVM_EXIT_IO, performs the access through the space's dispatch (RAM, ROM
+ * KVM_EXIT_IO, performs the access through gm_space_read()/gm_space_write() (RAM, ROM
  * or device) and, for reads, stores the result where KVM expects it, so
  * the VMM just calls KVM_RUN again. Every number in the run structure is
  * treated as guest-controlled: sizes and counts are checked and the port
@@ -208,13 +208,13 @@ GM_API int gm_kvm_dirty_log_sync(struct gm_kvm *k);
 
 /*
  * Complete a KVM_EXIT_MMIO: a guest access of run->mmio.len bytes
- * (1..8) at run->mmio.phys_addr, done through the memory space's dispatch.
- * A read stores the bytes read in run->mmio.data. If dispatch fails, a
+ * (1..8) at run->mmio.phys_addr, done through gm_space_read()/gm_space_write() on the memory space.
+ * A read stores the bytes read in run->mmio.data. If the access fails, a
  * read returns all-ones bytes (what an x86 bus returns for an unclaimed
  * read) and a write is dropped, so the VMM may resume the vCPU either way;
  * the return value tells what happened.
  * Returns 0; -EINVAL for NULL pointers, an exit reason other than
- * KVM_EXIT_MMIO or a length of 0 or above 8; otherwise dispatch's error:
+ * KVM_EXIT_MMIO or a length of 0 or above 8; otherwise the access's error:
  * -EACCES (a write to ROM or read-only RAM, or an access the device has
  * no callback for), -EFAULT (no region or device there), -EOPNOTSUPP (the
  * device cannot take an access of that size there), or a device's own
@@ -225,7 +225,7 @@ GM_API int gm_kvm_handle_mmio(struct gm_kvm *k, struct kvm_run *run);
 
 /*
  * Complete a KVM_EXIT_IO: run->io.count accesses of run->io.size bytes
- * (1, 2 or 4) at port run->io.port, through the port-I/O space's dispatch,
+ * (1, 2 or 4) at port run->io.port, through gm_space_read()/gm_space_write() on the port-I/O space,
  * with the data at (char *)run + run->io.data_offset (string and rep I/O
  * give counts above 1: element i is at data_offset + i * size). @run_size
  * is the size of the run mapping (KVM_GET_VCPU_MMAP_SIZE); the data area
@@ -234,7 +234,7 @@ GM_API int gm_kvm_handle_mmio(struct gm_kvm *k, struct kvm_run *run);
  * Returns 0; -EINVAL for NULL pointers, another exit reason, a bad size,
  * count 0 or a direction other than in/out; -ERANGE if the data area
  * leaves the run mapping (or overflows); -ENODEV if @k has no port-I/O
- * space; otherwise the first dispatch error (-EFAULT: no device at the
+ * space; otherwise the first access error (-EFAULT: no device at the
  * port; -EACCES, -EOPNOTSUPP or the device's own, as gm_kvm_handle_mmio()).
  * Thread-safe.
  */

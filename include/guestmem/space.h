@@ -445,8 +445,8 @@ GM_API int gm_space_memory_get(struct gm_space *s, struct gm_memory **out);
  * Also -EINVAL if @s is NULL, or @buf NULL with @len > 0. @len 0 is 0.
  * Writes to RAM mark dirty pages (when tracking is enabled).
  * Thread-safety: any registered RCU thread (rule 1), any number at once;
- * nests inside a caller's read section. (bench/space.c reports this access
- * routing under the label "dispatch".)
+ * nests inside a caller's read section. (bench/space.c measures it as
+ * "gm_space_read 8 B".)
  */
 GM_API int gm_space_read(struct gm_space *s, gm_gpa_t gpa, void *buf, size_t len);
 GM_API int gm_space_write(struct gm_space *s, gm_gpa_t gpa, const void *buf, size_t len);

@@ -1,7 +1,7 @@
 /*
  * exits.c - MMIO and port-I/O exits completed through the spaces: the
- * access a vCPU exited for is performed by the memory or port space's
- * dispatch (a device, RAM or ROM) and its result written back into
+ * access a vCPU exited for is performed by gm_space_read()/gm_space_write()
+ * on the memory or port space (a device, RAM or ROM) and its result written back into
  * struct kvm_run for the next KVM_RUN.
  *
  * Stateless: reads only k->space and k->io, which never change after

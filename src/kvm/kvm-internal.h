@@ -6,7 +6,7 @@
  *
  * The binding keeps a VM's memory slots equal to a gm_space's view, merges
  * KVM's dirty log into the regions' bitmaps, and completes MMIO and
- * port-I/O exits through the space's dispatch (see kvm.h).
+ * port-I/O exits through gm_space_read()/gm_space_write() (see kvm.h).
  *
  *   slots.c      KVM's slot calls, the slot table, and the space listener
  *                that applies a commit's changes to KVM
@@ -24,7 +24,7 @@
  * references the deleted slots held. KVM cannot change several slots
  * atomically, so between prepare and the publication of the new view the
  * guest may already see the new layout: a vCPU touching a region being
- * removed then gets an MMIO exit, which dispatch answers from the old view
+ * removed then gets an MMIO exit, which gm_space_read()/gm_space_write() answer from the old view
  * (still current) or refuses.
  *
  * Invariants:

@@ -126,11 +126,12 @@ static int atomic_store(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, 
 
 enum rmw_op { RMW_ADD, RMW_OR };
 
-/* fetch_add / fetch_or on a 4- or 8-byte word; the previous value in *@old. */
+/* fetch_add / fetch_or on a 4- or 8-byte word; the previous value in *@old if not NULL. */
 static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, enum rmw_op op,
 		      uint64_t val, uint64_t *old, int mo)
 {
 	const struct gm_region_hot *r;
+	uint64_t prev;
 	void *p;
 	int err;
 
@@ -140,13 +141,27 @@ static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, en
 	if (err)
 		return err;
 	if (size == 4)
-		*old = op == RMW_ADD ? __atomic_fetch_add((uint32_t *)p, (uint32_t)val, mo)
+		prev = op == RMW_ADD ? __atomic_fetch_add((uint32_t *)p, (uint32_t)val, mo)
 				     : __atomic_fetch_or((uint32_t *)p, (uint32_t)val, mo);
 	else
-		*old = op == RMW_ADD ? __atomic_fetch_add((uint64_t *)p, val, mo)
+		prev = op == RMW_ADD ? __atomic_fetch_add((uint64_t *)p, val, mo)
 				     : __atomic_fetch_or((uint64_t *)p, val, mo);
 	gm__mark_word(r, gpa);
+	if (old)
+		*old = prev;
 	return 0;
+}
+
+/* atomic_rmw() on a 4-byte word, the previous value narrowed into *@old. */
+static int atomic_rmw_u32(const struct gm_memory *m, gm_gpa_t gpa, enum rmw_op op, uint32_t val,
+			  uint32_t *old, int mo)
+{
+	uint64_t prev;
+	int err = atomic_rmw(m, gpa, 4, op, val, &prev, mo);
+
+	if (!err && old)
+		*old = (uint32_t)prev;
+	return err;
 }
 
 /* Compare-and-swap; 0 if swapped, -EAGAIN with *@expected updated if not. */
@@ -212,45 +227,25 @@ int gm_atomic_store_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val, i
 int gm_atomic_fetch_add_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val, uint32_t *old,
 			    int memorder)
 {
-	uint64_t prev;
-	int err = atomic_rmw(m, gpa, 4, RMW_ADD, val, &prev, memorder);
-
-	if (!err && old)
-		*old = (uint32_t)prev;
-	return err;
+	return atomic_rmw_u32(m, gpa, RMW_ADD, val, old, memorder);
 }
 
 int gm_atomic_fetch_add_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val, uint64_t *old,
 			    int memorder)
 {
-	uint64_t prev;
-	int err = atomic_rmw(m, gpa, 8, RMW_ADD, val, &prev, memorder);
-
-	if (!err && old)
-		*old = prev;
-	return err;
+	return atomic_rmw(m, gpa, 8, RMW_ADD, val, old, memorder);
 }
 
 int gm_atomic_fetch_or_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val, uint32_t *old,
 			   int memorder)
 {
-	uint64_t prev;
-	int err = atomic_rmw(m, gpa, 4, RMW_OR, val, &prev, memorder);
-
-	if (!err && old)
-		*old = (uint32_t)prev;
-	return err;
+	return atomic_rmw_u32(m, gpa, RMW_OR, val, old, memorder);
 }
 
 int gm_atomic_fetch_or_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val, uint64_t *old,
 			   int memorder)
 {
-	uint64_t prev;
-	int err = atomic_rmw(m, gpa, 8, RMW_OR, val, &prev, memorder);
-
-	if (!err && old)
-		*old = prev;
-	return err;
+	return atomic_rmw(m, gpa, 8, RMW_OR, val, old, memorder);
 }
 
 int gm_atomic_cmpxchg_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *expected,

@@ -3,7 +3,7 @@
  *
  * Reader threads read and write guest memory through the current view
  * (inside RCU read sections, and through a reference from
- * gm_space_memory_get()) and through dispatch, while one writer thread
+ * gm_space_memory_get()) and through gm_space_read()/gm_space_write(), while one writer thread
  * hot-plugs, grows and unplugs a RAM window, moves a device between two
  * addresses and re-protects pages of a RAM window the readers use, alone
  * and in transactions. It runs for a bounded time (GM_STRESS_SECONDS,
@@ -108,12 +108,12 @@ static void reader_step(struct reader *r)
 		else if (rc != -EACCES)
 			note_failure(r, "view write", rc);
 		break;
-	case 1: /* write by dispatch */
+	case 1: /* write by gm_space_write() */
 		rc = gm_space_write(s, gpa, &v, 8);
 		if (rc == 0)
 			r->expected[word] = v;
 		else if (rc != -EACCES)
-			note_failure(r, "dispatch write", rc);
+			note_failure(r, "gm_space_write", rc);
 		break;
 	case 2: /* read through the view */
 		gm_rcu_read_lock();
@@ -123,10 +123,10 @@ static void reader_step(struct reader *r)
 			note_failure(r, "view read", rc);
 		r->checked++;
 		break;
-	case 3: /* read by dispatch */
+	case 3: /* read by gm_space_read() */
 		rc = gm_space_read(s, gpa, &got, 8);
 		if (rc != 0 || got != r->expected[word])
-			note_failure(r, "dispatch read", rc);
+			note_failure(r, "gm_space_read", rc);
 		r->checked++;
 		break;
 	case 4: /* read through a referenced view, after the writer may have moved on */
@@ -157,10 +157,10 @@ static void reader_step(struct reader *r)
 		}
 		gm_rcu_read_unlock();
 		break;
-	case 6: /* the hot-plugged window by dispatch (a grown part too) */
+	case 6: /* the hot-plugged window by gm_space_read() (a grown part too) */
 		rc = gm_space_read(s, PLUG_GPA + 8 * PAGE + word * 8, &got, 8);
 		if (rc != 0 && rc != -EFAULT)
-			note_failure(r, "plug dispatch read", rc);
+			note_failure(r, "plug gm_space_read", rc);
 		break;
 	default: /* the moving device */
 		rc = gm_space_read(s, (word & 1) ? DEV_GPA_A : DEV_GPA_B, &got, 8);
@@ -266,7 +266,7 @@ static void readers_see_only_valid_memory_while_the_layout_changes(void **state)
 		pthread_join(tids[i], NULL);
 	assert_int_equal(rc, 0);
 
-	/* Final check, by dispatch, of every word each reader owns. */
+	/* Final check, by gm_space_read(), of every word each reader owns. */
 	assert_int_equal(gm_space_protect(sh.s, sh.stable, 0, STABLE_SIZE, GM_PROT_ALL), 0);
 	for (i = 0; i < NREADERS; i++) {
 		unsigned w;
