@@ -10,35 +10,34 @@
 #include <unistd.h>
 
 /*
- * One read (into @rbuf) or write (from @wbuf) of at most @len bytes at
+ * One read into, or (@write) one write from, @buf of at most @len bytes at
  * @io's position, as struct snap_io describes. Returns what the call did.
  */
-static ssize_t io_once(struct snap_io *io, void *rbuf, const void *wbuf, size_t len)
+static ssize_t io_once(struct snap_io *io, bool write_, unsigned char *buf, size_t len)
 {
 	ssize_t n;
 
 	if (io->off != SNAP_STREAM)
-		return rbuf ? pread(io->fd, rbuf, len, (off_t)io->off)
-			    : pwrite(io->fd, wbuf, len, (off_t)io->off);
-	if (rbuf)
-		return read(io->fd, rbuf, len);
+		return write_ ? pwrite(io->fd, buf, len, (off_t)io->off)
+			      : pread(io->fd, buf, len, (off_t)io->off);
+	if (!write_)
+		return read(io->fd, buf, len);
 	if (!io->not_socket) {
-		n = send(io->fd, wbuf, len, MSG_NOSIGNAL);
+		n = send(io->fd, buf, len, MSG_NOSIGNAL);
 		if (n >= 0 || errno != ENOTSOCK)
 			return n;
 		io->not_socket = true;
 	}
-	return write(io->fd, wbuf, len);
+	return write(io->fd, buf, len);
 }
 
-/* The loop of gm__read_full() (@rbuf) and gm__write_full() (@wbuf). */
-static int io_full(struct snap_io *io, unsigned char *rbuf, const unsigned char *wbuf, size_t len)
+/* The loop of gm__read_full() and (@write) gm__write_full(). */
+static int io_full(struct snap_io *io, bool write_, unsigned char *buf, size_t len)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n =
-		    io_once(io, rbuf ? rbuf + done : NULL, wbuf ? wbuf + done : NULL, len - done);
+		ssize_t n = io_once(io, write_, buf + done, len - done);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -46,7 +45,7 @@ static int io_full(struct snap_io *io, unsigned char *rbuf, const unsigned char 
 			return -errno;
 		}
 		if (n == 0) /* a file that shrank, a stream that was cut, a write that stalled */
-			return wbuf ? -EIO : io->off == SNAP_STREAM ? -EPIPE : -EBADMSG;
+			return write_ ? -EIO : io->off == SNAP_STREAM ? -EPIPE : -EBADMSG;
 		done += (size_t)n;
 		io->bytes += (uint64_t)n;
 		if (io->off != SNAP_STREAM)
@@ -57,12 +56,13 @@ static int io_full(struct snap_io *io, unsigned char *rbuf, const unsigned char 
 
 int gm__read_full(struct snap_io *io, void *buf, size_t len)
 {
-	return io_full(io, buf, NULL, len);
+	return io_full(io, false, buf, len);
 }
 
 int gm__write_full(struct snap_io *io, const void *buf, size_t len)
 {
-	return io_full(io, NULL, buf, len);
+	/* Only read from: io_once() passes it to write calls alone. */
+	return io_full(io, true, (unsigned char *)(uintptr_t)buf, len);
 }
 
 void gm__copy_from_guest(void *dst, const void *src, size_t len)
