@@ -394,8 +394,12 @@ err:
 
 void blk_close(struct blk_dev *b)
 {
-	if (b->fd >= 0)
-		close(b->fd);
+	if (b->fd < 0)
+		return;
+	/* What the guest wrote without a flush reaches the disk before we go. */
+	if (!b->readonly && fsync(b->fd) < 0)
+		fprintf(stderr, "gm-vhost-blk: fsync of the image: %s\n", strerror(errno));
+	close(b->fd);
 	b->fd = -1;
 }
 

@@ -42,6 +42,7 @@ struct blk_dev {
  * for the user into @err.
  */
 int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size_t errlen);
+/* Close the image, syncing it first when it was open read-write. */
 void blk_close(struct blk_dev *b);
 
 /* A vu_device serving @b. */

@@ -18,11 +18,11 @@
 #include "vu-internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/epoll.h>
 
-typedef int (*vu_handler)(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+typedef int (*vu_handler)(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			  bool *replied);
 
 /* How many fds a request comes with. */
 enum fds_rule {
@@ -92,37 +92,42 @@ static void parse_region(const uint8_t *p, struct gm_vhost_region *r)
 
 /* ---- features, owner ---- */
 
-static int get_features(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int get_features(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			bool *replied)
 {
 	*replied = true;
-	return vu_reply_u64(sock, msg, offered_features(s));
+	return vu_reply_u64(c, msg, offered_features(s));
 }
 
-static int get_protocol_features(struct vu_server *s, int sock, struct msg *msg, bool *replied)
-{
-	(void)s;
-	*replied = true;
-	return vu_reply_u64(sock, msg, PROTOCOL_FEATURES);
-}
-
-static int get_queue_num(struct vu_server *s, int sock, struct msg *msg, bool *replied)
-{
-	*replied = true;
-	return vu_reply_u64(sock, msg, s->nqueues);
-}
-
-static int get_max_mem_slots(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int get_protocol_features(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+				 bool *replied)
 {
 	(void)s;
 	*replied = true;
-	return vu_reply_u64(sock, msg, MEM_SLOTS);
+	return vu_reply_u64(c, msg, PROTOCOL_FEATURES);
 }
 
-static int set_features(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int get_queue_num(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			 bool *replied)
+{
+	*replied = true;
+	return vu_reply_u64(c, msg, s->nqueues);
+}
+
+static int get_max_mem_slots(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			     bool *replied)
+{
+	(void)s;
+	*replied = true;
+	return vu_reply_u64(c, msg, MEM_SLOTS);
+}
+
+static int set_features(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			bool *replied)
 {
 	uint64_t v = get64(msg->p);
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	if (v & ~offered_features(s))
 		return -EINVAL;
@@ -132,11 +137,12 @@ static int set_features(struct vu_server *s, int sock, struct msg *msg, bool *re
 	return 0;
 }
 
-static int set_protocol_features(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_protocol_features(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+				 bool *replied)
 {
 	uint64_t v = get64(msg->p);
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	if (v & ~PROTOCOL_FEATURES)
 		return -EINVAL;
@@ -145,20 +151,20 @@ static int set_protocol_features(struct vu_server *s, int sock, struct msg *msg,
 	return 0;
 }
 
-static int set_owner(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_owner(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
-	(void)sock;
+	(void)c;
 	(void)msg;
 	(void)replied;
 	s->owner = true;
 	return 0;
 }
 
-static int reset_owner(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int reset_owner(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	unsigned i;
 
-	(void)sock;
+	(void)c;
 	(void)msg;
 	(void)replied;
 	for (i = 0; i < s->nqueues; i++) {
@@ -185,13 +191,14 @@ static bool mem_table_size_ok(const struct msg *msg)
 	return n <= TABLE_REGIONS && msg->size == 8 + REGION_SIZE * n;
 }
 
-static int set_mem_table(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_mem_table(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			 bool *replied)
 {
 	struct gm_vhost_region r[TABLE_REGIONS];
 	uint32_t n = get32(msg->p), i;
 	int ret;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	for (i = 0; i < n; i++) {
 		parse_region(msg->p + 8 + REGION_SIZE * i, &r[i]);
@@ -205,12 +212,12 @@ static int set_mem_table(struct vu_server *s, int sock, struct msg *msg, bool *r
 }
 
 /* ADD_MEM_REG / REM_MEM_REG: u64 padding, then one region. */
-static int add_mem_reg(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int add_mem_reg(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	struct gm_vhost_region r;
 	int ret;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	parse_region(msg->p + 8, &r);
 	r.fd = msg->fds[0];
@@ -220,12 +227,12 @@ static int add_mem_reg(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	return ret;
 }
 
-static int rem_mem_reg(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int rem_mem_reg(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	struct gm_vhost_region r;
 	int ret;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	parse_region(msg->p + 8, &r);
 	r.fd = -1;
@@ -248,13 +255,14 @@ static struct vu_queue *lock_vring(struct vu_server *s, const struct msg *msg, u
 	return q;
 }
 
-static int set_vring_num(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_vring_num(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			 bool *replied)
 {
 	struct vu_queue *q;
 	uint32_t num;
 	int ret = 0;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	q = lock_vring(s, msg, &num);
 	if (!q)
@@ -268,13 +276,14 @@ static int set_vring_num(struct vu_server *s, int sock, struct msg *msg, bool *r
 	return ret;
 }
 
-static int set_vring_base(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_vring_base(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			  bool *replied)
 {
 	struct vu_queue *q;
 	uint32_t num;
 	int ret = 0;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	q = lock_vring(s, msg, &num);
 	if (!q)
@@ -287,13 +296,14 @@ static int set_vring_base(struct vu_server *s, int sock, struct msg *msg, bool *
 	return ret;
 }
 
-static int set_vring_enable(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_vring_enable(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			    bool *replied)
 {
 	struct vu_queue *q;
 	uint32_t num;
 	int ret = 0;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	q = lock_vring(s, msg, &num);
 	if (!q)
@@ -303,12 +313,13 @@ static int set_vring_enable(struct vu_server *s, int sock, struct msg *msg, bool
 	else
 		q->enabled = num == 1;
 	if (q->enabled)
-		signal_fd(q->wake_fd);
+		wake_worker(q);
 	pthread_mutex_unlock(&q->lock);
 	return ret;
 }
 
-static int get_vring_base(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int get_vring_base(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			  bool *replied)
 {
 	struct vu_queue *q;
 	uint8_t out[8];
@@ -326,15 +337,16 @@ static int get_vring_base(struct vu_server *s, int sock, struct msg *msg, bool *
 	put32(out + 4, gm_virtq_base(q->vq));
 	pthread_mutex_unlock(&q->lock);
 	*replied = true;
-	return vu_send_reply(sock, msg, out, 8);
+	return vu_send_reply(c, msg, out, 8);
 }
 
 /* SET_VRING_ADDR: u32 index, u32 flags, u64 desc, used, avail, log. */
-static int set_vring_addr(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_vring_addr(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			  bool *replied)
 {
 	struct vu_queue *q = msg_queue(s, get32(msg->p));
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	if (!q)
 		return DISCONNECT;
@@ -351,13 +363,14 @@ static int set_vring_addr(struct vu_server *s, int sock, struct msg *msg, bool *
 }
 
 /* SET_VRING_KICK / CALL / ERR: u64 index | VRING_NOFD, and the fd unless NOFD. */
-static int set_vring_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_vring_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			bool *replied)
 {
 	uint64_t v = get64(msg->p);
 	struct vu_queue *q = msg_queue(s, (uint32_t)(v & VRING_IDX_MASK));
 	int fd = -1, *slot;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	if (!q || (v & ~(uint64_t)(VRING_IDX_MASK | VRING_NOFD)))
 		return DISCONNECT;
@@ -365,17 +378,6 @@ static int set_vring_fd(struct vu_server *s, int sock, struct msg *msg, bool *re
 		fd = msg->fds[0];
 		msg->fds[0] = -1; /* kept (invariant 3) */
 		msg->nfds = 0;
-	}
-	/* The worker drains the kick fd after epoll: it must never block there. */
-	if (fd >= 0 && msg->request == REQ_SET_VRING_KICK) {
-		int fl = fcntl(fd, F_GETFL);
-
-		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-			int ret = -errno;
-
-			close(fd);
-			return ret;
-		}
 	}
 	pthread_mutex_lock(&q->lock);
 	slot = msg->request == REQ_SET_VRING_KICK   ? &q->kick_fd
@@ -386,7 +388,12 @@ static int set_vring_fd(struct vu_server *s, int sock, struct msg *msg, bool *re
 	close_fd(slot);
 	*slot = fd;
 	if (msg->request == REQ_SET_VRING_KICK) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
+		/*
+		 * Edge-triggered, and the worker never reads it: every write
+		 * to an eventfd is a new edge, and a kick fd the peer made
+		 * blocking, drained or filled cannot stall the worker.
+		 */
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = 1};
 
 		if (fd >= 0 && epoll_ctl(q->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			pthread_mutex_unlock(&q->lock);
@@ -400,7 +407,7 @@ static int set_vring_fd(struct vu_server *s, int sock, struct msg *msg, bool *re
 		q->started = true;
 		if (!(s->features & (1ull << VU_F_PROTOCOL_FEATURES)))
 			q->enabled = true;
-		signal_fd(q->wake_fd); /* requests may already be waiting */
+		wake_worker(q); /* requests may already be waiting */
 	}
 	pthread_mutex_unlock(&q->lock);
 	return 0;
@@ -419,7 +426,7 @@ static bool config_size_ok(const struct msg *msg)
 	return size <= VU_CONFIG_MAX && off <= VU_CONFIG_MAX - size && msg->size == 12 + size;
 }
 
-static int get_config(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int get_config(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	uint32_t off = get32(msg->p), size = get32(msg->p + 4);
 	uint8_t out[HDR_SIZE + VU_CONFIG_MAX];
@@ -429,13 +436,13 @@ static int get_config(struct vu_server *s, int sock, struct msg *msg, bool *repl
 	memcpy(out, msg->p, 12);
 	memcpy(out + 12, cfg + off, size);
 	*replied = true;
-	return vu_send_reply(sock, msg, out, 12 + size);
+	return vu_send_reply(c, msg, out, 12 + size);
 }
 
-static int set_config(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+static int set_config(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	(void)s;
-	(void)sock;
+	(void)c;
 	(void)msg;
 	(void)replied;
 	return -EPERM; /* nothing in our config space is writable */
@@ -487,7 +494,7 @@ static bool fds_ok(const struct request_row *row, const struct msg *msg)
 	return false;
 }
 
-int vu_handle_message(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+int vu_handle_message(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	size_t i;
 
@@ -501,7 +508,7 @@ int vu_handle_message(struct vu_server *s, int sock, struct msg *msg, bool *repl
 			return DISCONNECT;
 		if (!fds_ok(row, msg))
 			return DISCONNECT;
-		return row->handle(s, sock, msg, replied);
+		return row->handle(s, c, msg, replied);
 	}
 	return -ENOSYS;
 }

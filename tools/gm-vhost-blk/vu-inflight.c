@@ -135,7 +135,7 @@ static int parse_inflight(const struct vu_server *s, const struct msg *msg, uint
 	return 0;
 }
 
-int vu_get_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+int vu_get_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	uint8_t out[24] = {0};
 	uint16_t nq, qsize;
@@ -156,12 +156,12 @@ int vu_get_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	put64(out, total);
 	memcpy(out + 16, msg->p + 16, 4);
 	*replied = true;
-	ret = vu_send_reply_fd(sock, msg, out, sizeof(out), fd);
+	ret = vu_send_reply_fd(c, msg, out, sizeof(out), fd);
 	close(fd); /* the front end keeps it and gives it back with SET_INFLIGHT_FD */
 	return ret;
 }
 
-int vu_set_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied)
+int vu_set_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
 {
 	uint64_t size = get64(msg->p), off = get64(msg->p + 8);
 	uint16_t nq, qsize;
@@ -171,7 +171,7 @@ int vu_set_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *rep
 	unsigned i;
 	int ret;
 
-	(void)sock;
+	(void)c;
 	(void)replied;
 	ret = parse_inflight(s, msg, &nq, &qsize, &per, &total);
 	if (ret)

@@ -38,6 +38,7 @@
 #include "vu.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
@@ -89,6 +90,23 @@ enum {
 
 /* Returned by a handler for a message that ends the connection. */
 #define DISCONNECT (-EPROTO)
+/* Returned by message I/O when the stop fd became readable mid-message. */
+#define STOPPED (-ECANCELED)
+/* Returned by message I/O when the front end stalled mid-message. */
+#define STALLED (-ETIMEDOUT)
+
+/*
+ * The connection the protocol thread serves: its socket, the fd that asks
+ * it to stop, and how long one message may take to arrive or leave once
+ * begun. Every wait on the socket watches @stop_fd and ends by the
+ * deadline, so neither a stalled front end nor a full socket buffer can
+ * hold the protocol thread (vu-msg.c).
+ */
+struct vu_conn {
+	int sock;
+	int stop_fd; /* -1: none */
+	int stall_ms;
+};
 
 struct vu_queue {
 	pthread_mutex_t lock; /* protects everything below (invariant 1) */
@@ -125,6 +143,7 @@ struct vu_server {
 	uint64_t features, protocol_features;
 	bool owner;
 	struct vu_conn_info *info;
+	int stall_ms;	    /* struct vu_conn's, for each connection */
 	void *inflight_map; /* SET_INFLIGHT_FD mapping, or NULL */
 	size_t inflight_len;
 };
@@ -163,12 +182,34 @@ static inline void put32(uint8_t *p, uint32_t v)
 	memcpy(p, &v, 4);
 }
 
-static inline void signal_fd(int fd)
+/* Wake queue @q's worker (its own non-blocking eventfd). */
+static inline void wake_worker(struct vu_queue *q)
 {
 	uint64_t one = 1;
 
-	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
-		/* EAGAIN: the counter is saturated, the peer will wake anyway. */
+	if (write(q->wake_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, the worker will wake anyway. */
+	}
+}
+
+/*
+ * Signal the front end's call or err fd @fd (-1: none). The fd is the
+ * peer's: it may be any kind of file, and the peer may have made it
+ * blocking (the open file, and so O_NONBLOCK, is shared). Write only when
+ * poll() says it takes a write now, so a saturated eventfd or a full pipe
+ * is skipped instead of blocking the worker under its queue lock. (A peer
+ * that fills the fd in the instant between the two calls can still make
+ * this one write wait; see the note in vu-queue.c.)
+ */
+static inline void signal_fd(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	uint64_t one = 1;
+
+	if (fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+		return;
+	if (write(fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: saturated; the peer has a wake-up pending anyway. */
 	}
 }
 
@@ -182,18 +223,26 @@ static inline void close_fd(int *fd)
 /* ---- vu-msg.c: message I/O ---- */
 
 /*
- * Read one message and the fds that came with its header. Returns 0,
- * -ECONNRESET on a clean EOF before a header, DISCONNECT if malformed.
- * On error no fd of the message stays open.
+ * Read one message and the fds that came with its header; the socket is
+ * readable. Returns 0, -ECONNRESET on a clean EOF before a header,
+ * DISCONNECT if malformed, STOPPED, STALLED (the rest of the message did
+ * not come within c->stall_ms), or another -errno. On error no fd of the
+ * message stays open.
  */
-int vu_read_msg(int sock, struct msg *msg);
+int vu_read_msg(const struct vu_conn *c, struct msg *msg);
 /* Close every fd of @msg a handler did not keep (invariant 3). */
 void vu_close_msg_fds(struct msg *msg);
-/* Reply to @msg with @size (<= HDR_SIZE + VU_CONFIG_MAX) payload bytes. */
-int vu_send_reply(int sock, const struct msg *msg, const void *payload, uint32_t size);
+/*
+ * Reply to @msg with @size (<= HDR_SIZE + VU_CONFIG_MAX) payload bytes.
+ * Returns 0, STOPPED, STALLED (the front end did not take the reply within
+ * c->stall_ms) or -errno.
+ */
+int vu_send_reply(const struct vu_conn *c, const struct msg *msg, const void *payload,
+		  uint32_t size);
 /* The same, passing fd @pass along (<= 32 payload bytes). */
-int vu_send_reply_fd(int sock, const struct msg *msg, const void *payload, uint32_t size, int pass);
-int vu_reply_u64(int sock, const struct msg *msg, uint64_t v);
+int vu_send_reply_fd(const struct vu_conn *c, const struct msg *msg, const void *payload,
+		     uint32_t size, int pass);
+int vu_reply_u64(const struct vu_conn *c, const struct msg *msg, uint64_t v);
 
 /* ---- vu-handlers.c ---- */
 
@@ -202,7 +251,7 @@ int vu_reply_u64(int sock, const struct msg *msg, uint64_t v);
  * handler. Returns 0, a -errno failure of the request (-ENOSYS: unknown),
  * or DISCONNECT. *@replied is set if the handler sent its own reply.
  */
-int vu_handle_message(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+int vu_handle_message(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied);
 
 /* ---- vu-queue.c: the queues and their workers ---- */
 
@@ -278,7 +327,9 @@ void vu_inflight_resume(struct vu_queue *q, const struct gm_memory *m);
 /* Forget the inflight buffer. Protocol thread. */
 void vu_drop_inflight(struct vu_server *s);
 /* GET_INFLIGHT_FD and SET_INFLIGHT_FD handlers (rows in vu-handlers.c). */
-int vu_get_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied);
-int vu_set_inflight_fd(struct vu_server *s, int sock, struct msg *msg, bool *replied);
+int vu_get_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		       bool *replied);
+int vu_set_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		       bool *replied);
 
 #endif

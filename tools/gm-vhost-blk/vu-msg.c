@@ -8,12 +8,21 @@
  * or all of them if the message is malformed; a handler that keeps an fd
  * takes it out of msg->fds; vu_close_msg_fds() closes the rest after the
  * handler ran. Stateless: nothing here outlives one message.
+ *
+ * Bounded waits (struct vu_conn): the socket is only ever read and written
+ * with MSG_DONTWAIT, and every wait for it is a poll() that also watches
+ * the stop fd and ends at the message's deadline (c->stall_ms after the
+ * message began). So a front end that stops mid-message, or never reads
+ * its replies, ends its connection (STALLED) instead of holding the
+ * server, and a stop request is seen at once (STOPPED).
  */
 #include "vu-internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 void vu_close_msg_fds(struct msg *msg)
@@ -25,27 +34,92 @@ void vu_close_msg_fds(struct msg *msg)
 	msg->nfds = 0;
 }
 
-/* Read exactly @len bytes. Returns 0, -ECONNRESET at EOF, -errno. */
-static int read_full(int fd, void *buf, size_t len)
+/* The monotonic time @ms from now, in ms. */
+static int64_t deadline_in(int ms)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + ms;
+}
+
+/*
+ * Wait until the socket has @events, the stop fd is readable, or
+ * @deadline passes. Returns 0 (try the socket again), STOPPED or STALLED.
+ */
+static int wait_sock(const struct vu_conn *c, short events, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd p[2] = {{.fd = c->sock, .events = events},
+				      {.fd = c->stop_fd, .events = POLLIN}};
+		int64_t left = deadline - deadline_in(0);
+		int n;
+
+		if (left <= 0)
+			return STALLED;
+		n = poll(p, c->stop_fd >= 0 ? 2 : 1, left > 1000 ? 1000 : (int)left);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0 && c->stop_fd >= 0 && p[1].revents)
+			return STOPPED;
+		if (n > 0 && p[0].revents)
+			return 0; /* ready, or hung up: the next call says which */
+	}
+}
+
+/* Receive exactly @len bytes by @deadline. Returns 0, -ECONNRESET at EOF, STOPPED, STALLED, -errno.
+ */
+static int recv_full(const struct vu_conn *c, void *buf, size_t len, int64_t deadline)
 {
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t r = read(fd, (char *)buf + got, len - got);
+		ssize_t r = recv(c->sock, (char *)buf + got, len - got, MSG_DONTWAIT);
+		int ret;
 
 		if (r == 0)
 			return -ECONNRESET;
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
 		}
-		got += (size_t)r;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		ret = wait_sock(c, POLLIN, deadline);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
 
-int vu_read_msg(int fd, struct msg *msg)
+/* Send exactly @len bytes by @deadline. Returns 0, STOPPED, STALLED, -errno. */
+static int send_full(const struct vu_conn *c, const void *buf, size_t len, int64_t deadline)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t w =
+		    send(c->sock, (const char *)buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		int ret;
+
+		if (w >= 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		ret = wait_sock(c, POLLOUT, deadline);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int vu_read_msg(const struct vu_conn *c, struct msg *msg)
 {
 	union {
 		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
@@ -57,28 +131,36 @@ int vu_read_msg(int fd, struct msg *msg)
 			    .msg_iovlen = 1,
 			    .msg_control = ctl.buf,
 			    .msg_controllen = sizeof(ctl.buf)};
-	struct cmsghdr *c;
+	int64_t deadline = deadline_in(c->stall_ms);
+	struct cmsghdr *cm;
 	ssize_t r;
 	int ret;
 
 	msg->nfds = 0;
-	do {
-		r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	} while (r < 0 && errno == EINTR);
+	for (;;) {
+		r = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (r >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		ret = wait_sock(c, POLLIN, deadline);
+		if (ret)
+			return ret;
+	}
 	if (r == 0)
 		return -ECONNRESET;
-	if (r < 0)
-		return -errno;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 		size_t n, i;
 
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (i = 0; i < n; i++) {
 			int f;
 
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
 			if (msg->nfds < MAX_FDS)
 				msg->fds[msg->nfds++] = f;
 			else
@@ -91,7 +173,7 @@ int vu_read_msg(int fd, struct msg *msg)
 		return DISCONNECT;
 	}
 	if ((size_t)r < sizeof(hdr)) {
-		ret = read_full(fd, hdr + r, sizeof(hdr) - (size_t)r);
+		ret = recv_full(c, hdr + r, sizeof(hdr) - (size_t)r, deadline);
 		if (ret)
 			goto err;
 	}
@@ -101,7 +183,7 @@ int vu_read_msg(int fd, struct msg *msg)
 	ret = DISCONNECT;
 	if ((msg->flags & FLAG_VERSION_MASK) != FLAG_VERSION || msg->size > MAX_PAYLOAD)
 		goto err;
-	ret = read_full(fd, msg->p, msg->size);
+	ret = recv_full(c, msg->p, msg->size, deadline);
 	if (ret)
 		goto err;
 	return 0;
@@ -110,30 +192,21 @@ err:
 	return ret == -ECONNRESET ? DISCONNECT : ret;
 }
 
-int vu_send_reply(int fd, const struct msg *msg, const void *payload, uint32_t size)
+int vu_send_reply(const struct vu_conn *c, const struct msg *msg, const void *payload,
+		  uint32_t size)
 {
 	uint8_t buf[HDR_SIZE + HDR_SIZE + VU_CONFIG_MAX];
-	size_t len = HDR_SIZE + size, off = 0;
 
 	put32(buf, msg->request);
 	put32(buf + 4, FLAG_VERSION | FLAG_REPLY);
 	put32(buf + 8, size);
 	memcpy(buf + HDR_SIZE, payload, size);
-	while (off < len) {
-		ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		off += (size_t)w;
-	}
-	return 0;
+	return send_full(c, buf, HDR_SIZE + size, deadline_in(c->stall_ms));
 }
 
 /* A reply carrying one file descriptor (GET_INFLIGHT_FD). */
-int vu_send_reply_fd(int fd, const struct msg *msg, const void *payload, uint32_t size, int pass)
+int vu_send_reply_fd(const struct vu_conn *c, const struct msg *msg, const void *payload,
+		     uint32_t size, int pass)
 {
 	uint8_t buf[HDR_SIZE + 32];
 	union {
@@ -145,31 +218,41 @@ int vu_send_reply_fd(int fd, const struct msg *msg, const void *payload, uint32_
 			    .msg_iovlen = 1,
 			    .msg_control = ctl.b,
 			    .msg_controllen = sizeof(ctl.b)};
-	struct cmsghdr *c;
+	int64_t deadline = deadline_in(c->stall_ms);
+	struct cmsghdr *cm;
 	ssize_t w;
+	int ret;
 
 	memset(&ctl, 0, sizeof(ctl));
 	put32(buf, msg->request);
 	put32(buf + 4, FLAG_VERSION | FLAG_REPLY);
 	put32(buf + 8, size);
 	memcpy(buf + HDR_SIZE, payload, size);
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &pass, sizeof(int));
-	do {
-		w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	} while (w < 0 && errno == EINTR);
-	if (w < 0)
-		return -errno;
-	return (size_t)w == HDR_SIZE + size ? 0 : -EIO;
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+	for (;;) {
+		w = sendmsg(c->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w >= 0)
+			break;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		ret = wait_sock(c, POLLOUT, deadline);
+		if (ret)
+			return ret;
+	}
+	/* The fd went with the first byte; the rest of a short send goes alone. */
+	return send_full(c, buf + w, HDR_SIZE + size - (size_t)w, deadline);
 }
 
-int vu_reply_u64(int fd, const struct msg *msg, uint64_t v)
+int vu_reply_u64(const struct vu_conn *c, const struct msg *msg, uint64_t v)
 {
 	uint8_t p[8];
 
 	put64(p, v);
-	return vu_send_reply(fd, msg, p, 8);
+	return vu_send_reply(c, msg, p, 8);
 }

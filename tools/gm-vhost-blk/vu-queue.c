@@ -11,6 +11,14 @@
  *     and a size, and was placed (place_ring()) in the table of this round.
  *  2. A broken ring or one that cannot be placed signals err_fd and stops
  *     (started = false) until the front end kicks it again.
+ *  3. A worker never reads a fd of the peer's (kicks are edge-triggered)
+ *     and writes one (call, err) only when poll() says the write will not
+ *     block. What remains is the instant between that poll() and the
+ *     write: a peer that made its call eventfd blocking and saturates it
+ *     exactly then can hold one write, and this queue's lock, until it
+ *     reads the counter. Closing that needs a write that cannot block
+ *     whatever the file's flags (a timer signal to the worker, or
+ *     io_uring); it is left for the fd-hardening work of issue 17.
  */
 #include "vu-internal.h"
 
@@ -123,19 +131,19 @@ void *vu_worker(void *arg)
 			pthread_mutex_unlock(&q->lock);
 			break;
 		}
-		if (n > 0 && ev.data.u32 == 1 && (ev.events & (EPOLLHUP | EPOLLERR)) &&
-		    q->kick_fd >= 0) {
+		if (n > 0 && ev.data.u32 == 1) {
 			/*
-			 * A kick fd that hung up (a pipe whose writer is gone)
-			 * would wake us forever, level-triggered: stop listening
-			 * to it until the front end sets a new one.
+			 * A kick. Its fd is the peer's and is never read (it is
+			 * edge-triggered, vu-handlers.c): nothing the peer does
+			 * to it can block this thread. One that hung up (a pipe
+			 * whose writer is gone) is dropped until the front end
+			 * sets a new one.
 			 */
-			epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
+			if ((ev.events & (EPOLLHUP | EPOLLERR)) && q->kick_fd >= 0)
+				epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
 		} else if (n > 0) {
-			/* Both fds are non-blocking: a stale event reads EAGAIN. */
+			/* Our own non-blocking eventfd: a stale event reads EAGAIN. */
 			if (read(q->wake_fd, &v, sizeof(v)) < 0) {
-			}
-			if (q->kick_fd >= 0 && read(q->kick_fd, &v, sizeof(v)) < 0) {
 			}
 		}
 		more = serve_round(q);

@@ -34,6 +34,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 		return -ENOMEM;
 	s->dev = *dev;
 	s->nqueues = nqueues;
+	s->stall_ms = VU_STALL_MS;
 	s->q = calloc(nqueues, sizeof(*s->q));
 	if (!s->q)
 		goto err;
@@ -99,7 +100,7 @@ static void stop_all(struct vu_server *s)
 
 		pthread_mutex_lock(&q->lock);
 		q->stop = true;
-		signal_fd(q->wake_fd);
+		wake_worker(q);
 		pthread_mutex_unlock(&q->lock);
 		if (q->thread_running)
 			pthread_join(q->thread, NULL);
@@ -116,8 +117,29 @@ static void stop_all(struct vu_server *s)
 	s->owner = false;
 }
 
+void vu_server_set_stall_timeout(struct vu_server *s, int ms)
+{
+	s->stall_ms = ms > 0 ? ms : VU_STALL_MS;
+}
+
+/*
+ * Why a connection ends when message I/O failed with @ret (not 0), and
+ * what vu_serve() returns for it (*@ret: a stop is a clean end).
+ */
+static const char *io_end(int *ret, const char *otherwise)
+{
+	if (*ret == STOPPED) {
+		*ret = 0;
+		return "stopped";
+	}
+	if (*ret == STALLED)
+		return "front end stalled mid-message";
+	return otherwise;
+}
+
 int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info)
 {
+	const struct vu_conn c = {.sock = fd, .stop_fd = stop_fd, .stall_ms = s->stall_ms};
 	struct msg *msg;
 	unsigned i;
 	int ret = 0;
@@ -154,20 +176,20 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 			ret = 0;
 			break;
 		}
-		ret = vu_read_msg(fd, msg);
+		ret = vu_read_msg(&c, msg);
 		if (ret == -ECONNRESET) {
 			ret = 0;
 			info->end_reason = "front end disconnected";
 			break;
 		}
 		if (ret) {
-			info->end_reason = "malformed message";
+			info->end_reason = io_end(&ret, "malformed message");
 			break;
 		}
 		info->messages++;
 		need_reply = (msg->flags & FLAG_NEED_REPLY) &&
 			     (s->protocol_features & (1ull << VU_PF_REPLY_ACK));
-		ret = vu_handle_message(s, fd, msg, &replied);
+		ret = vu_handle_message(s, &c, msg, &replied);
 		vu_close_msg_fds(msg); /* every fd the handler did not keep */
 		if (ret == DISCONNECT) {
 			info->end_reason = "malformed message";
@@ -175,16 +197,16 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		}
 		if (replied) {
 			if (ret < 0) {
-				info->end_reason = "cannot reply";
+				info->end_reason = io_end(&ret, "cannot reply");
 				break;
 			}
 			continue;
 		}
 		if (need_reply) {
 			/* REPLY_ACK: 0 success, non-zero failure; the connection goes on. */
-			ret = vu_reply_u64(fd, msg, ret ? 1 : 0);
+			ret = vu_reply_u64(&c, msg, ret ? 1 : 0);
 			if (ret < 0) {
-				info->end_reason = "cannot reply";
+				info->end_reason = io_end(&ret, "cannot reply");
 				break;
 			}
 			continue;

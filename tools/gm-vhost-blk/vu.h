@@ -66,13 +66,28 @@ struct vu_server;
 int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_server **out);
 void vu_server_free(struct vu_server *s);
 
+/* How long one message may take to arrive or leave once it began, by default. */
+#define VU_STALL_MS 5000
+
+/*
+ * Set how long (ms; <= 0: VU_STALL_MS) a message may take to arrive, or a
+ * reply to be taken, once it began; a front end slower than that has its
+ * connection ended. Between connections only.
+ */
+void vu_server_set_stall_timeout(struct vu_server *s, int ms);
+
 /*
  * Serve the front end on the connected socket @fd until it disconnects,
- * sends a malformed message, or @stop_fd (may be -1) becomes readable.
+ * sends a malformed message, stalls mid-message (or does not take a reply)
+ * for the stall timeout, or @stop_fd (may be -1) becomes readable: the
+ * stop is seen at once, also mid-message, since every wait on @fd watches
+ * @stop_fd too. @fd's own flags do not matter: it is only used with
+ * MSG_DONTWAIT.
  * Closes @fd. Stops every queue and drops the memory table before it
  * returns, so the server is ready for the next connection. Fills *@info.
  * Returns 0 on a clean end (disconnect or stop), -EPROTO on a protocol
- * error, another -errno on a system error.
+ * error, -ETIMEDOUT when the front end stalled, another -errno on a
+ * system error.
  */
 int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info);
 

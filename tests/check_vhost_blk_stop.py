@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""gm-vhost-blk, the program, against front ends that stall mid-message.
+
+  check_vhost_blk_stop.py GM_VHOST_BLK
+
+1. A front end sends half a message and stalls: the next front end waiting
+   to connect is still served, once the first one's stall timeout (5 s)
+   has passed.
+2. Another front end stalls mid-message and SIGTERM arrives: the program
+   exits within a second (three under user-mode emulation, which starts
+   slowly), with status 0, its socket file removed, and says it stopped.
+
+Runs the program through GM_EXE_WRAPPER (the cross build's emulator), if set.
+"""
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+WRAPPER = os.environ.get("GM_EXE_WRAPPER", "").split()
+STOP_LIMIT = 3.0 if WRAPPER else 1.0
+GET_FEATURES = 1
+VERSION = 1
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def header(request, size):
+    return struct.pack("=III", request, VERSION, size)
+
+
+def recv_exactly(s, n, timeout):
+    s.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = s.recv(n - len(buf))
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def main():
+    prog = sys.argv[1]
+    with tempfile.TemporaryDirectory() as d:
+        image = os.path.join(d, "disk.img")
+        sock = os.path.join(d, "vhost.sock")
+        with open(image, "wb") as f:
+            f.truncate(1 << 20)
+        p = subprocess.Popen(WRAPPER + [prog, "--socket", sock, "--image", image],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True)
+        try:
+            for _ in range(200):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.05)
+            else:
+                fail("gm-vhost-blk did not create its socket")
+
+            # 1. A stalled front end does not keep the next one waiting forever.
+            stalled = connect(sock)
+            stalled.sendall(header(GET_FEATURES, 0)[:6])
+            waiting = connect(sock)
+            waiting.sendall(header(GET_FEATURES, 0))
+            t0 = time.monotonic()
+            reply = recv_exactly(waiting, 12 + 8, 15)
+            if len(reply) != 20:
+                fail("the front end queued behind a stalled one got no reply")
+            print("next front end served after %.1f s (stall timeout 5 s)" % (time.monotonic() - t0))
+            stalled.close()
+            waiting.close()
+
+            # 2. SIGTERM while a front end is stalled mid-message.
+            stalled = connect(sock)
+            stalled.sendall(header(GET_FEATURES, 0)[:6])
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            try:
+                out, _ = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                fail("gm-vhost-blk did not exit within 10 s of SIGTERM")
+            took = time.monotonic() - t0
+            stalled.close()
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        print(out)
+        if took > STOP_LIMIT:
+            fail("SIGTERM took %.2f s to end gm-vhost-blk (limit %.0f s)" % (took, STOP_LIMIT))
+        if p.returncode != 0:
+            fail("exit status %d after SIGTERM" % p.returncode)
+        if os.path.exists(sock):
+            fail("the socket file is still there")
+        if "stopped" not in out:
+            fail("the stalled connection did not end as 'stopped'")
+        print("stopped %.2f s after SIGTERM, status 0, socket removed" % took)
+
+
+if __name__ == "__main__":
+    main()
