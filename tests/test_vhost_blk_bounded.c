@@ -164,7 +164,8 @@ static void send_msg(int sock, uint32_t request, const void *payload, uint32_t s
 	put32(buf, request);
 	put32(buf + 4, FLAG_VERSION);
 	put32(buf + 8, size);
-	memcpy(buf + HDR_SIZE, payload, size);
+	if (size)
+		memcpy(buf + HDR_SIZE, payload, size);
 	if (fd >= 0) {
 		struct cmsghdr *c;
 
