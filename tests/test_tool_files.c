@@ -71,8 +71,8 @@ static int run(const char *const *argv, char *err, size_t errlen)
 
 		dup2(null, STDOUT_FILENO);
 		dup2(pfd[1], STDERR_FILENO);
-		alarm(TIMEOUT); /* survives execv() */
-		execv(args[0], (char *const *)args);
+		alarm(TIMEOUT); /* survives exec */
+		execvp(args[0], (char *const *)args);
 		_exit(127);
 	}
 	close(pfd[1]);
