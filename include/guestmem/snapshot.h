@@ -89,7 +89,8 @@ struct gm_snapshot_opts {
  * @path, and the directory fsync()ed. On any error the temporary file is
  * removed and a file already at @path is left as it was.
  * Returns 0, or -EINVAL (@m or @path NULL, an unaligned region, an empty
- * view, a base whose file name is @path's), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's
+ * view, a base whose file name is @path's, a base that is not a regular
+ * file: see gm_snapshot_open()), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's
  * layout differs from @m's), -EOVERFLOW, -ENOMEM, -ECANCELED, -ENOSPC, -EFBIG, -EIO and other errno
  * from open/write/fsync/rename. Thread-safety: concurrent saves of views sharing dirty bitmaps
  * split the dirty pages between them; do not do that.
@@ -106,10 +107,15 @@ GM_API int gm_snapshot_save(const struct gm_memory *m, const char *path,
  * delta opens its base (by the file name it records, in the delta's
  * directory, recursively up to 64 files) and checks that each base is the
  * one the delta was made from, unless GM_SNAPSHOT_OPEN_NOBASE.
+ * Only regular files are opened: @path or a base that is a directory, a
+ * FIFO, a device or a socket (after symbolic links) is refused with
+ * -EINVAL, at once and without side effects (a FIFO with no writer is not
+ * waited on, a device is not acted on).
  * Returns 0 and *@out (free with gm_snapshot_close()), or -EINVAL (NULL
- * argument, unknown flag), -EBADMSG, -ENOTSUP, -ESTALE (a base is not the
- * file the delta was made from, or the chain is longer than 64), -ENOMEM,
- * errno from open/read (-ENOENT: @path or a base is missing).
+ * argument, unknown flag, not a regular file), -EBADMSG, -ENOTSUP, -ESTALE
+ * (a base is not the file the delta was made from, or the chain is longer
+ * than 64), -ENOMEM, errno from open/read (-ENOENT: @path or a base is
+ * missing).
  * The object is used by one thread at a time, except that lazily restored
  * memory may be touched from any thread.
  */

@@ -170,9 +170,12 @@ int gm__snap_file_open(const char *path, struct snap_file *f)
 	int ret;
 
 	memset(f, 0, sizeof(*f));
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0)
-		return -errno;
+	ret = gm__open_regular(path, O_RDONLY);
+	if (ret < 0) {
+		f->fd = -1;
+		return ret;
+	}
+	f->fd = ret;
 	if (fstat(f->fd, &st) < 0) {
 		ret = -errno;
 		goto err;

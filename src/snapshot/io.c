@@ -1,13 +1,48 @@
 /*
- * io.c - the byte-level helpers of the snapshot layer: reads and writes
- * that do not stop short (files and streams alike), copies of guest memory that other threads may
+ * io.c - the byte-level helpers of the snapshot layer: opening a file
+ * named by data without blocking, reads and writes that do not stop short
+ * (files and streams alike), copies of guest memory that other threads may
  * be writing, tests for zero pages, and progress reports.
  */
 #include "snapshot-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+int gm__open_regular(const char *path, int flags)
+{
+	struct stat st;
+	int fd, ret;
+
+	/*
+	 * O_NONBLOCK: a FIFO without a writer would block open() for reading,
+	 * and a device may block or act on an open; O_NOCTTY: a terminal
+	 * never becomes ours. Neither matters to a regular file.
+	 */
+	fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		goto err;
+	}
+	ret = -EINVAL;
+	if (!S_ISREG(st.st_mode))
+		goto err;
+	/* Blocking again, so reads of the file behave as everywhere else. */
+	ret = fcntl(fd, F_GETFL);
+	if (ret < 0 || fcntl(fd, F_SETFL, ret & ~O_NONBLOCK) < 0) {
+		ret = -errno;
+		goto err;
+	}
+	return fd;
+err:
+	close(fd);
+	return ret;
+}
 
 /*
  * One read into, or (@write) one write from, @buf of at most @len bytes at

@@ -13,7 +13,7 @@
  * checked per chunk of 512 pages (2 MiB): the unit of checksum, of reads
  * during restore, and of lazy fills.
  *
- *   io.c       full reads and writes, racy-safe guest copies, zero tests, progress
+ *   io.c       opening regular files, full reads and writes, racy-safe guest copies, zero tests, progress
  *   format.c   header and metadata: encoding, checksums, validation
  *   view.c     the RAM regions of a gm_memory and their dirty bitmaps
  *   open.c     opening a chain of files, describing it, closing it
@@ -127,6 +127,15 @@ static inline uint64_t chunk_pages(uint64_t npages, uint64_t c)
 }
 
 /* ---- io.c ---- */
+
+/*
+ * Open @path (open(2) @flags, e.g. O_RDONLY) if it is a regular file, and
+ * without blocking or side effects if it is not (a FIFO, a device, a
+ * directory, a socket): every path the layer opens comes from a caller or
+ * from a file's header. The fd is close-on-exec and blocking.
+ * Returns the fd, -EINVAL (not a regular file), or -errno of open/fstat/fcntl.
+ */
+int gm__open_regular(const char *path, int flags);
 
 /* A struct snap_io offset that says the fd is a stream (a socket, a pipe), not a file. */
 #define SNAP_STREAM UINT64_MAX

@@ -348,14 +348,30 @@ void blk_vu_device(struct blk_dev *b, struct vu_device *dev)
 	dev->opaque = b;
 }
 
+/* What a file of mode @mode is, for a message that refuses it. */
+static const char *file_kind(mode_t mode)
+{
+	return S_ISDIR(mode)	? "a directory"
+	       : S_ISFIFO(mode) ? "a FIFO"
+	       : S_ISCHR(mode)	? "a character device"
+	       : S_ISBLK(mode)	? "a block device"
+	       : S_ISSOCK(mode) ? "a socket"
+				: "a special file";
+}
+
 int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size_t errlen)
 {
 	struct stat st;
 	const char *base;
-	int ret;
+	int ret, fl;
 
 	memset(b, 0, sizeof(*b));
-	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/*
+	 * O_NONBLOCK: a FIFO without a writer would block open() for reading,
+	 * and a device may block or act on an open; O_NOCTTY: a terminal
+	 * never becomes ours. Only a regular file is served (below).
+	 */
+	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (b->fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot open image %s%s: %s", path,
@@ -369,7 +385,15 @@ int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size
 	}
 	if (!S_ISREG(st.st_mode)) {
 		ret = -EINVAL;
-		snprintf(err, errlen, "image %s is not a regular file", path);
+		snprintf(err, errlen, "image %s is %s, not a regular file", path,
+			 file_kind(st.st_mode));
+		goto err;
+	}
+	/* Blocking again: requests are served with plain pread/pwrite. */
+	fl = fcntl(b->fd, F_GETFL);
+	if (fl < 0 || fcntl(b->fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot set up image %s: %s", path, strerror(errno));
 		goto err;
 	}
 	if ((uint64_t)st.st_size < SECTOR) {

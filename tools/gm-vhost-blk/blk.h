@@ -39,7 +39,8 @@ struct blk_dev {
 
 /*
  * Open @path as the image. On failure returns -errno and writes a message
- * for the user into @err.
+ * for the user into @err: -EINVAL for a file that is not a regular file (a
+ * FIFO, a device, a directory), refused without blocking on it.
  */
 int blk_open(struct blk_dev *b, const char *path, bool readonly, char *err, size_t errlen);
 /* Close the image, syncing it first when it was open read-write. */

@@ -5,7 +5,8 @@
  *   gmsnap verify FILE           check every checksum of FILE and its bases
  *   gmsnap diff A B              which guest pages differ between two saved states
  *
- * Exit status: 0 fine / identical, 1 damaged / different, 2 usage or I/O error.
+ * Exit status: 0 fine / identical, 1 damaged / different, 2 usage or I/O
+ * error, or a FILE (or a base it names) that is not a regular file.
  * Everything goes through the public API of <guestmem/snapshot.h>.
  */
 #include <guestmem/guestmem.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void print_id(const uint8_t *id)
@@ -23,12 +25,81 @@ static void print_id(const uint8_t *id)
 		printf("%02x", id[i]);
 }
 
+/* What a file of mode @mode is, for a message that refuses it. */
+static const char *file_kind(mode_t mode)
+{
+	return S_ISDIR(mode)	? "a directory"
+	       : S_ISFIFO(mode) ? "a FIFO"
+	       : S_ISCHR(mode)	? "a character device"
+	       : S_ISBLK(mode)	? "a block device"
+	       : S_ISSOCK(mode) ? "a socket"
+				: "a special file";
+}
+
+/* @dir_of's directory joined with @name, in a new string (NULL: no memory). */
+static char *path_beside(const char *dir_of, const char *name)
+{
+	const char *slash = strrchr(dir_of, '/');
+	int dlen = slash ? (int)(slash - dir_of) + 1 : 0;
+	size_t len = (size_t)dlen + strlen(name) + 1;
+	char *p = malloc(len);
+
+	if (p != NULL)
+		snprintf(p, len, "%.*s%s", dlen, dir_of, name);
+	return p;
+}
+
+/*
+ * gm_snapshot_open(@path, @flags) said -EINVAL: @path or a base it names is
+ * not a regular file. Say which file and what it is, found with stat(),
+ * which neither opens nor blocks, and by opening each delta alone.
+ */
+static void complain_not_regular(const char *path, unsigned flags)
+{
+	char *cur = strdup(path);
+
+	for (unsigned depth = 0; cur != NULL && depth < 64; depth++) {
+		struct gm_snapshot_info info;
+		struct gm_snapshot *s;
+		struct stat st;
+		char *next;
+
+		if (stat(cur, &st) == 0 && !S_ISREG(st.st_mode)) {
+			if (depth == 0)
+				fprintf(stderr, "gmsnap: %s is %s, not a regular file\n", path,
+					file_kind(st.st_mode));
+			else
+				fprintf(stderr,
+					"gmsnap: %s: its base %s is %s, not a regular file\n", path,
+					cur, file_kind(st.st_mode));
+			free(cur);
+			return;
+		}
+		if ((depth == 0 && (flags & GM_SNAPSHOT_OPEN_NOBASE)) ||
+		    gm_snapshot_open(cur, GM_SNAPSHOT_OPEN_NOBASE, &s) != 0)
+			break;
+		gm_snapshot_describe(s, &info);
+		gm_snapshot_close(s);
+		if (!(info.flags & GM_SNAPSHOT_DELTA))
+			break;
+		next = path_beside(cur, info.base_name);
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	fprintf(stderr, "gmsnap: %s: it, or a base it names, is not a regular file\n", path);
+}
+
 static int open_or_complain(const char *path, unsigned flags, struct gm_snapshot **s)
 {
 	int ret = gm_snapshot_open(path, flags, s);
 
 	if (ret == 0)
 		return 0;
+	if (ret == -EINVAL) {
+		complain_not_regular(path, flags);
+		return 2;
+	}
 	fprintf(stderr, "gmsnap: %s: %s\n", path,
 		ret == -EBADMSG	  ? "not a guestmem snapshot, or damaged"
 		: ret == -ESTALE  ? "its base is not the file it was saved against"
