@@ -9,8 +9,9 @@
 #                   (DEMO_BACKEND=qsd: by qemu-storage-daemon instead)
 #   make check      the whole test suite: normal, ASan+UBSan, 32-bit x86,
 #                   32-bit ARM (armhf, under qemu-user), TSan (concurrency
-#                   tests), valgrind (unit tests) and the demo-linux run
-#                   (suite 'linux', once)
+#                   tests), valgrind (unit tests), every fuzz target for
+#                   FUZZ_CHECK_TIME seconds (30) from its seeds, and the
+#                   demo-linux run (suite 'linux', once)
 #   make bench      build with -O2 and run the benchmarks
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
@@ -21,7 +22,7 @@
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
 FORCE:
-.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-linux bench fuzz clean
+.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -86,6 +87,7 @@ check:
 	$(MAKE) --no-print-directory check-armhf || st=1; \
 	$(MAKE) --no-print-directory check-tsan || st=1; \
 	$(MAKE) --no-print-directory check-valgrind || st=1; \
+	$(MAKE) --no-print-directory check-fuzz || st=1; \
 	$(MAKE) --no-print-directory check-linux || st=1; \
 	echo; echo "== summary"; \
 	scripts/summary.py normal:build/meson-logs/testlog.json \
@@ -94,6 +96,7 @@ check:
 		armhf:build-armhf/meson-logs/testlog.json \
 		tsan:build-tsan/meson-logs/testlog.json \
 		valgrind:build/meson-logs/testlog-valgrind.json \
+		fuzz:build-fuzz/meson-logs/testlog.json \
 		linux:build/meson-logs/testlog-linux.json || st=1; \
 	exit $$st
 
@@ -125,6 +128,14 @@ check-tsan: build-tsan/build.ninja
 check-valgrind: build/build.ninja
 	@echo "== valgrind (unit tests)"
 	meson test -C build --setup valgrind --suite unit --no-suite slow --print-errorlogs
+
+# Each libFuzzer target (clang, ASan) for FUZZ_CHECK_TIME seconds from its
+# seed corpus (scripts/fuzz-run.sh): a crash, leak or timeout fails the
+# check and the input is kept in build-fuzz/. `make fuzz` fuzzes longer.
+FUZZ_CHECK_TIME ?= 30
+check-fuzz: build-fuzz/build.ninja
+	@echo "== fuzz targets, $(FUZZ_CHECK_TIME) s each"
+	GM_FUZZ_TIME=$(FUZZ_CHECK_TIME) meson test -C build-fuzz --suite fuzz --print-errorlogs
 
 # The demo-linux guest, once (QEMU under TCG here): skipped, with the
 # reason, when QEMU or the kernel cannot be installed.
