@@ -39,12 +39,13 @@ static enum fi_scope fi_who;
 static pthread_t fi_thread;
 static unsigned long fi_left; /* atomic: counted calls until the failure */
 static bool fi_fired;	      /* atomic */
-static const char *fi_name;   /* the call that failed, for messages */
+static const char *fi_name;   /* the call that failed; read after fi_fired */
 
 void fi_arm(unsigned calls, enum fi_scope scope, unsigned long nth)
 {
-	fi_who = scope;
-	fi_thread = pthread_self();
+	/* Atomic: a wrapper of an earlier arming may still be reading them. */
+	__atomic_store_n(&fi_who, scope, __ATOMIC_RELAXED);
+	__atomic_store_n(&fi_thread, pthread_self(), __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_left, nth, __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_fired, false, __ATOMIC_RELAXED);
 	/* Publishes the fields above to the wrappers' acquire load in fi_fail(). */
@@ -67,7 +68,8 @@ static bool fi_fail_call(unsigned call, int err, const char *name)
 {
 	if (!(__atomic_load_n(&fi_mask, __ATOMIC_ACQUIRE) & call))
 		return false;
-	if ((pthread_equal(pthread_self(), fi_thread) != 0) != (fi_who == FI_THIS_THREAD))
+	if ((pthread_equal(pthread_self(), __atomic_load_n(&fi_thread, __ATOMIC_RELAXED)) != 0) !=
+	    (__atomic_load_n(&fi_who, __ATOMIC_RELAXED) == FI_THIS_THREAD))
 		return false;
 	/* Only the count reaching 0 fails: later calls take it below 0 (wrapping). */
 	if (__atomic_sub_fetch(&fi_left, 1, __ATOMIC_ACQ_REL) != 0)
