@@ -43,6 +43,8 @@
 
 static char dir[64];
 
+int snapshot_fail_tests(void);
+
 /* ---- helpers ---- */
 
 static const struct gm_range layout[] = {
@@ -1584,6 +1586,9 @@ int main(void)
 	    cmocka_unit_test(space_migration_copies_everything_and_syncs_before_each_collect),
 	};
 
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+	failed = cmocka_run_group_tests(tests, setup_dir, remove_dir);
+	return failed + snapshot_fail_tests(); /* test_snapshot_fail.c */
 }

@@ -86,9 +86,18 @@ struct gm_snapshot_opts {
  * Progress counts guest bytes scanned.
  *
  * Written to a temporary file in @path's directory, fsync()ed, renamed to
- * @path, and the directory fsync()ed. On any error the temporary file is
- * removed and a file already at @path is left as it was.
- * Returns 0, or -EINVAL (@m or @path NULL, an unaligned region, an empty
+ * @path, and the directory fsync()ed; every step that can fail comes
+ * before the rename except that last fsync. What the caller can rely on:
+ *  - 0: @path is the new file, durably; the dirty bits read are consumed.
+ *  - -EINPROGRESS: only the directory's fsync() failed, after the rename:
+ *    @path is the new, complete file, but a crash may still bring back what
+ *    was there before. The dirty bits read are given back, as on any error,
+ *    so the next save (full, or incremental against @path) loses nothing.
+ *  - any other error: nothing changed: a file already at @path is left
+ *    byte for byte, no temporary file is left, and the dirty bits read are
+ *    given back (merged into the bitmaps), so a retry finds those pages
+ *    still dirty.
+ * Returns 0, -EINPROGRESS, or -EINVAL (@m or @path NULL, an unaligned region, an empty
  * view, a base whose file name is @path's, a base that is not a regular
  * file: see gm_snapshot_open()), -EBADMSG/-ENOTSUP (the base), -ESTALE (the base's
  * layout differs from @m's), -EOVERFLOW, -ENOMEM, -ECANCELED, -ENOSPC, -EFBIG, -EIO and other errno
@@ -222,6 +231,15 @@ enum gm_restore_mode {
  * chunks on first touch after checking their checksums; a damaged chunk
  * is filled with zeros and counted (gm_snapshot_lazy_errors()); @s must
  * outlive the mapping's use, or gm_snapshot_lazy_finish() be called.
+ * Everything the handler needs is allocated before this returns 0. Should
+ * lazy filling later fail past serving a fault (the handler cannot wait
+ * for faults, or the kernel refuses to place a page), it stops for all of
+ * @s, and no thread is left waiting: every lazily restored range of @s is
+ * unregistered from userfaultfd, which wakes the threads blocked on a
+ * fault there; from then on pages already filled keep their data and the
+ * others read as zero (plain anonymous memory), each such chunk counts in
+ * gm_snapshot_lazy_errors(), gm_snapshot_lazy_finish() returns the
+ * failure, and a new GM_RESTORE_LAZY from @s fails with it.
  * Returns 0 and *@out holding one reference, or -EINVAL (NULL, bad mode,
  * a delta opened alone), -ENOENT (@index), -EOVERFLOW (the region does not
  * fit this process), -ENOSYS/-EPERM (userfaultfd unavailable: see
@@ -252,7 +270,8 @@ GM_API int gm_snapshot_lazy_supported(void);
  * Fill, now, every page of lazily restored regions of @s that has not been
  * touched yet. Safe while other threads touch the memory. Progress counts
  * guest bytes filled. Returns 0, -ECANCELED, -EBADMSG (a damaged chunk was
- * found, filled with zeros), -EIO.
+ * found, filled with zeros), -EIO, -ENOMEM, or the error that stopped lazy
+ * filling (gm_snapshot_map_region(): the pages not filled read as zero).
  */
 GM_API int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts *opts);
 

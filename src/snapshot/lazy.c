@@ -7,9 +7,13 @@
  *
  * Lifecycle of lazy restore:
  *   gm_snapshot_map_region(LAZY) -> gm__lazy_register(): the first area
- *     opens the userfaultfd and starts the handler
+ *     opens the userfaultfd, allocates the handler's buffer and starts the
+ *     handler (everything that can fail, before the call returns 0)
  *   handler: fault event -> lazy_fill_chunk() -> UFFDIO_COPY/ZEROPAGE (wakes)
  *   gm_snapshot_lazy_finish(): lazy_fill_chunk() on every chunk still at 0
+ *   any failure no fault can be served past (the handler cannot wait for
+ *     events, a page cannot be placed) -> lazy_abandon(): unregister every
+ *     area (waking its waiters), chunks at 0 -> 2, counted (invariant 6)
  *   gm_snapshot_close() -> gm__lazy_stop(): lazy_finish, stop eventfd ->
  *     join handler -> unregister areas -> close uffd
  */
@@ -74,9 +78,10 @@ int gm_snapshot_lazy_supported(void)
  * Place @len bytes at @dst of a registered range: copies of @src, or the
  * shared zero page when @src is NULL (no memory used until written). A
  * partial result (-EAGAIN: the address space changed meanwhile) goes on
- * after what was placed; other errors (the range was unmapped) end it.
+ * after what was placed. Returns 0 or -errno of the ioctl (the range is
+ * no longer registered, or the kernel is out of memory).
  */
-static void uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64_t len)
+static int uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64_t len)
 {
 	while (len > 0) {
 		int64_t done;
@@ -85,29 +90,77 @@ static void uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64
 			struct uffdio_copy cp = {.dst = dst, .src = (uintptr_t)src, .len = len};
 
 			if (ioctl(uffd, UFFDIO_COPY, &cp) == 0)
-				return;
+				return 0;
 			done = cp.copy;
 		} else {
 			struct uffdio_zeropage zp = {.range = {.start = dst, .len = len}};
 
 			if (ioctl(uffd, UFFDIO_ZEROPAGE, &zp) == 0)
-				return;
+				return 0;
 			done = zp.zeropage;
 		}
 		if (errno != EAGAIN)
-			return;
+			return -errno;
 		if (done > 0) {
 			dst += (uintptr_t)done;
 			src = src ? src + done : NULL;
 			len -= (uint64_t)done;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Stop lazy filling after @err, a failure no fault can be served past
+ * (invariant 6); the first caller does it, later ones return. Every chunk
+ * nobody has taken is marked filled and counted as a lazy error (first:
+ * a woken thread may look at the count), then every area is unregistered,
+ * which wakes the threads blocked on a fault there (the kernel does so on
+ * UFFDIO_UNREGISTER). Their access then finds the area's own anonymous
+ * memory: filled chunks hold their data, the others read as zero, as a
+ * damaged chunk does. Should the unregister fail, every missing page is
+ * given the zero page instead (which wakes too).
+ */
+static void lazy_abandon(struct gm_snapshot *s, int err)
+{
+	int none = 0;
+
+	if (!__atomic_compare_exchange_n(&s->lazy_dead, &none, err, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return;
+	/* Under the lock: gm__lazy_register() adds no area once lazy_dead is set. */
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->nareas; i++) {
+		struct lazy_area *a = s->areas[i];
+		const struct snap_region *r = &s->files[0].regions[a->region];
+		struct uffdio_range range = {.start = (uintptr_t)a->host, .len = a->size};
+
+		for (uint64_t c = 0; c < r->nchunks; c++) {
+			unsigned char expect = 0;
+
+			/* A chunk at 1 is its filler's: its placing fails and counts. */
+			if (__atomic_compare_exchange_n(&a->state[c], &expect, 2, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+				__atomic_fetch_add(&s->lazy_errors, 1, __ATOMIC_RELAXED);
+		}
+		if (ioctl(s->uffd, UFFDIO_UNREGISTER, &range) == 0)
+			continue;
+		/* Page by page: a page already placed refuses (EEXIST), the others get zero. */
+		for (uint64_t off = 0; off < a->size; off += SNAP_PAGE)
+			uffd_place(s->uffd, (uintptr_t)a->host + (uintptr_t)off, NULL, SNAP_PAGE);
+		ioctl(s->uffd, UFFDIO_WAKE, &range);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 /*
  * Fill chunk @c of lazy area @a if nobody has (invariant 4). Called by the
  * handler thread and by lazy_finish; @cb is the caller's scratch. Zero runs
  * get the zero page, so a restored guest uses memory only for its data.
+ * A chunk that cannot be read is served zeros and counted; one whose pages
+ * cannot be placed is counted and ends lazy filling (lazy_abandon()), as
+ * its waiters could otherwise never be served. Returns 0 or the placing
+ * error.
  */
 static int lazy_fill_chunk(struct gm_snapshot *s, struct lazy_area *a, uint64_t c,
 			   struct chunk_buf *cb)
@@ -116,39 +169,52 @@ static int lazy_fill_chunk(struct gm_snapshot *s, struct lazy_area *a, uint64_t 
 	uintptr_t dst = (uintptr_t)(a->host + c * SNAP_CHUNK_BYTES);
 	unsigned char expect = 0;
 	uint64_t npages = chunk_pages(r->npages, c), len = npages * SNAP_PAGE;
+	bool damaged = false;
 	int ret = 0;
 
 	if (!__atomic_compare_exchange_n(&a->state[c], &expect, 1, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))
 		return 0;
 	if (gm__chunk_is_zero(s, a->region, c)) {
-		uffd_place(s->uffd, dst, NULL, len);
-	} else if ((ret = gm__resolve_chunk(s, a->region, c, cb->buf, cb->state)) == 0) {
-		for (uint64_t p = 0; p < npages;) {
+		ret = uffd_place(s->uffd, dst, NULL, len);
+	} else if (gm__resolve_chunk(s, a->region, c, cb->buf, cb->state) == 0) {
+		for (uint64_t p = 0; p < npages && ret == 0;) {
 			bool zero;
 			uint64_t q = gm__zero_run(cb->buf, p, npages, &zero);
 
-			uffd_place(s->uffd, dst + (uintptr_t)(p * SNAP_PAGE),
-				   zero ? NULL : cb->buf + p * SNAP_PAGE, (q - p) * SNAP_PAGE);
+			ret =
+			    uffd_place(s->uffd, dst + (uintptr_t)(p * SNAP_PAGE),
+				       zero ? NULL : cb->buf + p * SNAP_PAGE, (q - p) * SNAP_PAGE);
 			p = q;
 		}
 	} else {
-		/* Damaged or unreadable: the fault must still be served. */
+		/*
+		 * Damaged or unreadable: the fault must still be served. Counted
+		 * first: the zeros wake the faulting thread, which may look.
+		 */
+		damaged = true;
 		__atomic_fetch_add(&s->lazy_errors, 1, __ATOMIC_RELAXED);
-		uffd_place(s->uffd, dst, NULL, len);
+		ret = uffd_place(s->uffd, dst, NULL, len);
 	}
+	/* Not placed: the chunk reads as zero once abandoned, and counts once. */
+	if (ret && !damaged)
+		__atomic_fetch_add(&s->lazy_errors, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->state[c], 2, __ATOMIC_RELEASE);
+	if (ret)
+		lazy_abandon(s, ret);
 	return ret;
 }
 
+/*
+ * The fault handler. Its buffer is allocated before it starts; a failure
+ * it cannot go on after ends lazy filling (lazy_abandon()) and the thread,
+ * so that no faulting thread is left waiting for it.
+ */
 static void *lazy_handler(void *arg)
 {
 	struct gm_snapshot *s = arg;
-	struct chunk_buf cb;
 
-	if (gm__chunk_buf_init(&cb))
-		return NULL; /* faults then wait for gm_snapshot_close()'s fill */
-	for (;;) {
+	while (__atomic_load_n(&s->lazy_dead, __ATOMIC_ACQUIRE) == 0) {
 		struct pollfd p[2] = {{.fd = s->uffd, .events = POLLIN},
 				      {.fd = s->stopfd, .events = POLLIN}};
 		struct uffd_msg msg;
@@ -157,11 +223,16 @@ static void *lazy_handler(void *arg)
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
+			lazy_abandon(s, -errno);
 			break;
 		}
 		if (p[1].revents)
 			break;
 		n = read(s->uffd, &msg, sizeof(msg));
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			lazy_abandon(s, -errno);
+			break;
+		}
 		if (n != (ssize_t)sizeof(msg))
 			continue; /* EAGAIN: another reader or a spurious wake-up */
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
@@ -181,7 +252,8 @@ static void *lazy_handler(void *arg)
 			if (a == NULL)
 				continue;
 			/* Prefetch: the whole 2 MiB chunk around the touched page. */
-			lazy_fill_chunk(s, a, (addr - (uintptr_t)a->host) / SNAP_CHUNK_BYTES, &cb);
+			lazy_fill_chunk(s, a, (addr - (uintptr_t)a->host) / SNAP_CHUNK_BYTES,
+					&s->hbuf);
 			/*
 			 * If another thread (lazy_finish) holds the chunk, its copy wakes
 			 * the faulting thread; waking it again is harmless, and a thread
@@ -190,7 +262,6 @@ static void *lazy_handler(void *arg)
 			ioctl(s->uffd, UFFDIO_WAKE, &wr);
 		}
 	}
-	gm__chunk_buf_free(&cb);
 	return NULL;
 }
 
@@ -213,6 +284,9 @@ int gm__lazy_register(struct gm_snapshot *s, uint32_t ri, struct gm_mapping *map
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
+	ret = __atomic_load_n(&s->lazy_dead, __ATOMIC_ACQUIRE); /* invariant 6 */
+	if (ret)
+		goto out;
 	if (s->uffd < 0) {
 		s->uffd = uffd_open();
 		if (s->uffd < 0) {
@@ -223,8 +297,16 @@ int gm__lazy_register(struct gm_snapshot *s, uint32_t ri, struct gm_mapping *map
 		s->stopfd = eventfd(0, EFD_CLOEXEC);
 		if (s->stopfd < 0) {
 			ret = -errno;
+			close(s->uffd); /* the next call starts again */
+			s->uffd = -1;
 			goto out;
 		}
+	}
+	/* The handler's buffer: a handler that could not allocate would serve nobody. */
+	if (!s->thread_started && s->hbuf.buf == NULL) {
+		ret = gm__chunk_buf_init(&s->hbuf);
+		if (ret)
+			goto out;
 	}
 	areas = realloc(s->areas, (s->nareas + 1) * sizeof(*areas));
 	if (areas == NULL) {
@@ -307,6 +389,8 @@ int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts
 		}
 	}
 	gm__chunk_buf_free(&cb);
+	if (ret == 0)
+		ret = __atomic_load_n(&s->lazy_dead, __ATOMIC_ACQUIRE);
 	if (ret == 0 && gm_snapshot_lazy_errors(s) != errors_before)
 		ret = -EBADMSG;
 	return ret;
@@ -329,6 +413,7 @@ void gm__lazy_stop(struct gm_snapshot *s)
 		}
 		pthread_join(s->thread, NULL);
 	}
+	gm__chunk_buf_free(&s->hbuf);
 	for (size_t i = 0; i < s->nareas; i++)
 		lazy_area_drop(s, s->areas[i]);
 	free(s->areas);

@@ -8,7 +8,8 @@
  * (region table, metadata area, offsets and sizes), save_write() writes
  * it (extents, then the tables, checksums and header that describe them),
  * and save_commit() makes it the file at its path, or on failure removes
- * it and gives the collected dirty bits back.
+ * it and gives the collected dirty bits back. Nothing that can fail runs
+ * after the rename but the directory's fsync (see gm_snapshot_save()).
  */
 #include "snapshot-internal.h"
 
@@ -320,32 +321,33 @@ out:
 
 /* ---- commit ---- */
 
-static int fsync_dir_of(const char *path)
+/* Open @path's directory, for the fsync that makes a rename in it durable. */
+static int open_dir_of(const char *path, int *dirfd)
 {
 	char *dir = gm__path_beside(path, ".");
-	int fd, ret = 0;
 
 	if (dir == NULL)
 		return -ENOMEM;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	free(dir);
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0 && errno != EINVAL)
-		ret = -errno;
-	close(fd);
-	return ret;
+	return *dirfd < 0 ? -errno : 0;
 }
 
 /*
  * Finish @sf after the steps before returned @ret. On success make it the
- * file at @path, durably: fsync, close, rename, fsync of the directory.
- * On any failure, one of these included, close and remove it, and give
- * the dirty bits it collected back to @v: a failed save saved nothing.
+ * file at @path, durably: fsync, close, open the directory, rename, fsync
+ * of the directory. Every step that can fail comes before the rename but
+ * the last, so any failure but that one leaves @path as it was: close and
+ * remove the temporary file, and give the dirty bits it collected back to
+ * @v (a failed save saved nothing). A failing fsync of the directory,
+ * after the rename, is -EINPROGRESS: @path is the new file, but a crash may
+ * still undo the rename; the bits are given back too (gm_snapshot_save()).
  * Returns @ret or the first failure here.
  */
 static int save_commit(struct save_file *sf, const char *path, struct view_regions *v, int ret)
 {
+	int dirfd = -1;
+
 	if (sf->fd >= 0) {
 		if (ret == 0 && fsync(sf->fd) < 0)
 			ret = -errno;
@@ -353,13 +355,19 @@ static int save_commit(struct save_file *sf, const char *path, struct view_regio
 			ret = -errno;
 		sf->fd = -1;
 	}
+	if (ret == 0)
+		ret = open_dir_of(path, &dirfd);
 	if (ret == 0 && rename(sf->tmp, path) < 0)
 		ret = -errno;
 	if (ret == 0) {
+		/* From here on nothing may fail but the fsync, which says so. */
 		free(sf->tmp);
 		sf->tmp = NULL;
-		ret = fsync_dir_of(path);
+		if (fsync(dirfd) < 0 && errno != EINVAL)
+			ret = -EINPROGRESS;
 	}
+	if (dirfd >= 0)
+		close(dirfd);
 	if (sf->tmp) {
 		unlink(sf->tmp);
 		free(sf->tmp);

@@ -41,6 +41,10 @@
  *  5. Every lazy area holds a reference on its mapping, so the registered
  *     range stays mapped until gm_snapshot_close() has filled and
  *     unregistered it.
+ *  6. Once lazy_dead is set (lazy.c: lazy_abandon()), every lazy area is
+ *     unregistered, no chunk is in state 0, and no area is added: no
+ *     thread waits on a fault that nobody will serve. (Not checked by
+ *     gm__snapshot_invariants_ok(): the lazy failure tests check it.)
  */
 #ifndef GUESTMEM_SNAPSHOT_INTERNAL_H
 #define GUESTMEM_SNAPSHOT_INTERNAL_H
@@ -275,6 +279,12 @@ bool gm__view_page_dirty(const struct view_regions *v, size_t i, uint64_t page);
 
 /* ---- open.c: an open chain ---- */
 
+/* A chunk's bytes and a checksum state: the scratch of every chunk reader (read.c). */
+struct chunk_buf {
+	unsigned char *buf; /* SNAP_CHUNK_BYTES, page aligned */
+	XXH3_state_t *state;
+};
+
 struct lazy_area {
 	unsigned char *host;
 	uint32_t region;
@@ -294,7 +304,9 @@ struct gm_snapshot {
 	pthread_t thread;
 	struct lazy_area **areas; /* append-only; each area stays where it is */
 	size_t nareas;
-	uint64_t lazy_errors; /* atomic */
+	uint64_t lazy_errors;  /* atomic */
+	struct chunk_buf hbuf; /* the handler's, allocated before it starts */
+	int lazy_dead;	       /* atomic: 0, or the -errno that stopped lazy filling */
 };
 
 static inline const struct snap_file *top_file(const struct gm_snapshot *s)
@@ -312,12 +324,6 @@ uint64_t gm__snapshot_ram_size(const struct gm_snapshot *s);
 bool gm__snapshot_invariants_ok(struct gm_snapshot *s);
 
 /* ---- read.c: chunks of the chain ---- */
-
-/* A chunk's bytes and a checksum state: the scratch of every chunk reader. */
-struct chunk_buf {
-	unsigned char *buf; /* SNAP_CHUNK_BYTES, page aligned */
-	XXH3_state_t *state;
-};
 
 int gm__chunk_buf_init(struct chunk_buf *cb);
 void gm__chunk_buf_free(struct chunk_buf *cb);
