@@ -782,6 +782,90 @@ static void features_without_event_idx_and_indirect_still_work(void **state)
 	fe_fini(&f);
 }
 
+/* ---- tests: RESET_OWNER ---- */
+
+/*
+ * Give @f's rings their addresses, sizes and fds again on the open
+ * connection, as fe_start_with() does, but with neither SET_VRING_BASE
+ * (RESET_OWNER put every ring back at index 0) nor a memory table.
+ */
+static void place_rings_again(struct fe *f)
+{
+	unsigned i;
+
+	for (i = 0; i < f->nq; i++) {
+		struct fe_queue *q = &f->q[i];
+		uint32_t a[10] = {i, 0};
+		uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, 0};
+
+		memset(gm_host_ptr(f->m, q->desc, 0x3000), 0, 0x3000);
+		q->avail_idx = q->used_seen = 0;
+		vring_state(f, SET_VRING_NUM, i, QSIZE);
+		memcpy(a + 2, ua, sizeof(ua));
+		send_msg(f, SET_VRING_ADDR, V1, a, 40, NULL, 0);
+		close(q->call);
+		close(q->kick);
+		q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		q->kick = eventfd(0, EFD_CLOEXEC);
+		send_fd_msg(f, SET_VRING_CALL, i, q->call);
+		send_fd_msg(f, SET_VRING_KICK, i, q->kick);
+		vring_state(f, SET_VRING_ENABLE, i, 1);
+	}
+	sync_fe(f);
+}
+
+/*
+ * RESET_OWNER (QEMU's device reset without RESET_DEVICE) stops every
+ * ring, closes its fds, forgets the memory table and puts the rings back
+ * at index 0; the same connection can then set the device up again.
+ */
+static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **state)
+{
+	struct fe f;
+	struct region_msg r = {0, RAM_SIZE, UA, 0};
+	uint8_t p[512];
+	uint32_t id, len;
+	uint64_t one = 1;
+	uint8_t status;
+	int memfd, fds;
+	unsigned i;
+
+	(void)state;
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	memfd = gm_mapping_fd(f.map);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(run(&f, i, T_IN, 5, &(struct seg){DATA, 512, true}, 1).status, 0);
+	fds = count_fds();
+	assert_int_equal(acked(&f, RESET_OWNER, NULL, 0, NULL, 0), 0);
+	/* The back end closed its copy of each ring's kick and call fds. */
+	assert_true(count_fds() <= fds - 2 * 2);
+	/* A request offered now is not served: the ring is stopped. */
+	build(&f, &f.q[0], 0, T_IN, 6, &(struct seg){DATA, 512, true}, 1);
+	offer(&f, &f.q[0], 0);
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 100));
+	/* Set up again (features, owner, rings) but without a memory table. */
+	set_u64(&f, SET_FEATURES, get_u64(&f, GET_FEATURES));
+	send_msg(&f, SET_OWNER, V1, NULL, 0, NULL, 0);
+	place_rings_again(&f);
+	/* The old table is gone: a request waits for the next one. */
+	memset(gm_host_ptr(f.m, DATA, 512), 0, 512);
+	offer(&f, &f.q[1], build(&f, &f.q[1], 0, T_IN, 9, &(struct seg){DATA, 512, true}, 1));
+	assert_false(wait_used(&f, &f.q[1], &id, &len, 100));
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, &r, 1), &memfd, 1), 0);
+	assert_int_equal(write(f.q[1].kick, &one, 8), 8);
+	/* Served from index 0 of the ring (no SET_VRING_BASE was sent). */
+	assert_true(wait_used(&f, &f.q[1], &id, &len, 2000));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 513);
+	assert_int_equal(gm_read_u8(f.m, f.q[1].status, &status), 0);
+	assert_int_equal(status, 0);
+	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA, 1))[0], img_byte(9 * 512));
+	assert_int_equal(run(&f, 0, T_IN, 7, &(struct seg){DATA, 512, true}, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +885,7 @@ int main(void)
 	    cmocka_unit_test(garbage_inflight_buffer_is_survived),
 	    cmocka_unit_test(memory_table_replaced_mid_stream),
 	    cmocka_unit_test(several_queues_serve_in_parallel),
+	    cmocka_unit_test(reset_owner_stops_the_rings_and_forgets_the_memory_table),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
