@@ -782,6 +782,90 @@ static void features_without_event_idx_and_indirect_still_work(void **state)
 	fe_fini(&f);
 }
 
+/* ---- tests: the image ---- */
+
+static void blk_open_refuses_what_is_not_an_image_and_says_why(void **state)
+{
+	char path[] = "/tmp/gm-test-vhost-blk-small.XXXXXX", err[256];
+	struct blk_dev b;
+	int fd;
+
+	(void)state;
+	assert_int_equal(blk_open(&b, "/nonexistent/image", false, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot open image /nonexistent/image read-write"));
+	assert_int_equal(b.fd, -1);
+	assert_int_equal(blk_open(&b, "/tmp", true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is not a regular file"));
+	assert_int_equal(b.fd, -1);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	assert_int_equal(blk_open(&b, path, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "smaller than one 512-byte sector (10 bytes)"));
+	/* A partial last sector is not served: 1000 bytes are one sector. */
+	assert_int_equal(ftruncate(fd, 1000), 0);
+	assert_int_equal(blk_open(&b, path, true, err, sizeof(err)), 0);
+	assert_int_equal(b.size, 512);
+	assert_true(b.readonly);
+	blk_close(&b);
+	assert_int_equal(b.fd, -1);
+	close(fd);
+	unlink(path);
+}
+
+/*
+ * WRITE_ZEROES on an image in tmpfs, which has no FALLOC_FL_ZERO_RANGE:
+ * the device writes the zeros itself (64 KiB at a time), and with UNMAP
+ * punches a hole; either way the range reads zero and its neighbours keep
+ * their bytes.
+ */
+static void write_zeroes_on_tmpfs_writes_the_zeros_itself(void **state)
+{
+	char err[256], shm[] = "/dev/shm/gm-test-vhost-blk.XXXXXX";
+	uint8_t buf[150 * 1024];
+	struct fe f;
+	int from, to;
+	ssize_t n;
+	size_t i;
+
+	(void)state;
+	to = mkstemp(shm);
+	if (to < 0)
+		skip();
+	fe_init(&f, 1, false);
+	/* Serve a tmpfs copy of the image instead (the server holds &f.blk). */
+	from = open(f.img_path, O_RDONLY | O_CLOEXEC);
+	assert_true(from >= 0);
+	while ((n = read(from, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(to, buf, (size_t)n), n);
+	close(from);
+	close(to);
+	blk_close(&f.blk);
+	unlink(f.img_path);
+	snprintf(f.img_path, sizeof(f.img_path), "%s", shm);
+	assert_int_equal(blk_open(&f.blk, f.img_path, false, err, sizeof(err)), 0);
+	fe_start(&f, 0);
+	for (uint32_t unmap = 0; unmap < 2; unmap++) {
+		uint64_t sector = unmap ? 700 : 100;
+
+		assert_int_equal(gm_write_le64(f.m, DATA, sector), 0);
+		assert_int_equal(gm_write_le32(f.m, DATA + 8, 300), 0);
+		assert_int_equal(gm_write_le32(f.m, DATA + 12, unmap), 0);
+		assert_int_equal(run1(&f, T_WRITE_ZEROES, 0, DATA, 16, false).status, 0);
+		image_read(&f, sector * 512, buf, 300 * 512);
+		for (i = 0; i < 300 * 512; i++)
+			if (buf[i] != 0)
+				fail_msg("unmap %u: byte %zu of the range is %#x", unmap, i,
+					 buf[i]);
+		image_read(&f, sector * 512 - 1, buf, 1);
+		assert_int_equal(buf[0], img_byte(sector * 512 - 1));
+		image_read(&f, (sector + 300) * 512, buf, 1);
+		assert_int_equal(buf[0], img_byte((sector + 300) * 512));
+	}
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 /* ---- tests: RESET_OWNER ---- */
 
 /*
@@ -886,6 +970,8 @@ int main(void)
 	    cmocka_unit_test(memory_table_replaced_mid_stream),
 	    cmocka_unit_test(several_queues_serve_in_parallel),
 	    cmocka_unit_test(reset_owner_stops_the_rings_and_forgets_the_memory_table),
+	    cmocka_unit_test(blk_open_refuses_what_is_not_an_image_and_says_why),
+	    cmocka_unit_test(write_zeroes_on_tmpfs_writes_the_zeros_itself),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
