@@ -10,7 +10,7 @@ bench/ and fuzz/ are left out of the figures. Then the HOLES (15)
 functions with the most uncovered lines. The totals are printed beside
 the targets of issue 17; they are not enforced. The library's targets
 assume a working /dev/kvm: without it the KVM binding cannot run, and the
-table says so. Writes BUILDDIR/coverage/index.html (gcovr --html-details)
+table says so and adds the library's figures without src/kvm/. Writes BUILDDIR/coverage/index.html (gcovr --html-details)
 and the gcovr JSON it read. Exits 1 if gcovr fails.
 """
 import json
@@ -25,6 +25,7 @@ GROUPS = [
     ("gm-vhost-blk", ["tools/gm-vhost-blk/"], 90, None),
     ("gmsnap", ["tools/gmsnap/"], None, None),
 ]
+KVM_DIR = "src/kvm/"
 
 
 def pct(covered, total):
@@ -92,6 +93,13 @@ def print_table(name, files, tlines, tbranches):
     for n in notes:
         if n:
             print(n)
+    if name == "library" and not kvm_usable():
+        # What the tests can reach here: all but the KVM binding.
+        rest = [f for f in files if not f["filename"].startswith(KVM_DIR)]
+        lc, lt = sum(f["line_covered"] for f in rest), sum(f["line_total"] for f in rest)
+        bc, bt = sum(f["branch_covered"] for f in rest), sum(f["branch_total"] for f in rest)
+        print(f"library without {KVM_DIR} (no KVM here): lines {pct(lc, lt):.1f} %,"
+              f" branches {pct(bc, bt):.1f} %")
 
 
 def ranges(nums):
