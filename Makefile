@@ -12,6 +12,9 @@
 #                   tests), valgrind (unit tests), every fuzz target for
 #                   FUZZ_CHECK_TIME seconds (30) from its seeds, and the
 #                   demo-linux run (suite 'linux', once)
+#   make coverage   build with gcov (build-coverage/), run every suite and
+#                   print line and branch coverage per file (gcovr), with
+#                   an HTML report in build-coverage/coverage/
 #   make bench      build with -O2 and run the benchmarks
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
@@ -22,7 +25,7 @@
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
 FORCE:
-.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux bench fuzz clean
+.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux coverage bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -144,6 +147,24 @@ check-linux: build/build.ninja
 	@scripts/deps.sh demo-linux || echo "check-linux: demo-linux packages missing; the test will skip"
 	meson test -C build --suite linux --logbase testlog-linux --print-errorlogs
 
+build-coverage/build.ninja:
+	@scripts/deps.sh base coverage
+	meson setup build-coverage -Db_coverage=true
+
+# Every suite, the demo-linux run included (about 20 s here; skipped, with
+# the reason, when QEMU or the kernel cannot be installed), from zeroed
+# counters; the figures and the targets of issue 17 (printed, not enforced)
+# come from scripts/coverage.py. A failing test fails the target after the
+# tables are printed.
+coverage: build-coverage/build.ninja
+	@scripts/deps.sh base coverage
+	@scripts/deps.sh demo-linux || echo "coverage: demo-linux packages missing; the linux test will skip"
+	ninja -C build-coverage
+	find build-coverage -name "*.gcda" -delete
+	@st=0; meson test -C build-coverage --print-errorlogs || st=1; \
+	scripts/coverage.py build-coverage || st=1; \
+	exit $$st
+
 bench: build-release/build.ninja
 	ninja -C build-release
 	./build-release/bench/gm-bench-datapath
@@ -173,4 +194,4 @@ fuzz: build-fuzz/build.ninja
 	./build-fuzz/fuzz/fuzz_vhost_user -max_len=16384 -timeout=10 -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-vhost-user fuzz/corpus/vhost-user
 
 clean:
-	rm -rf build build-asan build-tsan build-i386 build-armhf build-release build-fuzz
+	rm -rf build build-asan build-tsan build-i386 build-armhf build-release build-fuzz build-coverage

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian packages a target needs, or say which are missing.
-#   scripts/deps.sh base|i386|armhf|demo-linux
+#   scripts/deps.sh base|i386|armhf|demo-linux|coverage
 # As root, missing packages are installed with apt-get; otherwise the one
 # apt-get line needed is printed and the script fails.
 set -eu
@@ -16,6 +16,8 @@ set_pkgs() {
 	# libraries to link and run against, and qemu-user to run the tests.
 	armhf) echo "clang binutils-arm-linux-gnueabihf libc6-dev-armhf-cross libgcc-12-dev-armhf-cross libstdc++-12-dev-armhf-cross qemu-user-static libc6:armhf libstdc++6:armhf libcmocka-dev:armhf liburcu-dev:armhf libxxhash-dev:armhf" ;;
 	demo-linux) echo "qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio kmod" ;;
+	# `make coverage`: gcovr reads the gcov data of the -Db_coverage build.
+	coverage) echo "gcovr" ;;
 	*) echo "deps.sh: unknown set $1" >&2; exit 2 ;;
 	esac
 }

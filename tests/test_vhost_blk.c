@@ -782,6 +782,174 @@ static void features_without_event_idx_and_indirect_still_work(void **state)
 	fe_fini(&f);
 }
 
+/* ---- tests: the image ---- */
+
+static void blk_open_refuses_what_is_not_an_image_and_says_why(void **state)
+{
+	char path[] = "/tmp/gm-test-vhost-blk-small.XXXXXX", err[256];
+	struct blk_dev b;
+	int fd;
+
+	(void)state;
+	assert_int_equal(blk_open(&b, "/nonexistent/image", false, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "cannot open image /nonexistent/image read-write"));
+	assert_int_equal(b.fd, -1);
+	assert_int_equal(blk_open(&b, "/tmp", true, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is not a regular file"));
+	assert_int_equal(b.fd, -1);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	assert_int_equal(blk_open(&b, path, false, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "smaller than one 512-byte sector (10 bytes)"));
+	/* A partial last sector is not served: 1000 bytes are one sector. */
+	assert_int_equal(ftruncate(fd, 1000), 0);
+	assert_int_equal(blk_open(&b, path, true, err, sizeof(err)), 0);
+	assert_int_equal(b.size, 512);
+	assert_true(b.readonly);
+	blk_close(&b);
+	assert_int_equal(b.fd, -1);
+	close(fd);
+	unlink(path);
+}
+
+/*
+ * WRITE_ZEROES on an image in tmpfs, which has no FALLOC_FL_ZERO_RANGE:
+ * the device writes the zeros itself (64 KiB at a time), and with UNMAP
+ * punches a hole; either way the range reads zero and its neighbours keep
+ * their bytes.
+ */
+static void write_zeroes_on_tmpfs_writes_the_zeros_itself(void **state)
+{
+	char err[256], shm[] = "/dev/shm/gm-test-vhost-blk.XXXXXX";
+	uint8_t buf[150 * 1024];
+	struct fe f;
+	int from, to;
+	ssize_t n;
+	size_t i;
+
+	(void)state;
+	to = mkstemp(shm);
+	if (to < 0)
+		skip();
+	fe_init(&f, 1, false);
+	/* Serve a tmpfs copy of the image instead (the server holds &f.blk). */
+	from = open(f.img_path, O_RDONLY | O_CLOEXEC);
+	assert_true(from >= 0);
+	while ((n = read(from, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(to, buf, (size_t)n), n);
+	close(from);
+	close(to);
+	blk_close(&f.blk);
+	unlink(f.img_path);
+	snprintf(f.img_path, sizeof(f.img_path), "%s", shm);
+	assert_int_equal(blk_open(&f.blk, f.img_path, false, err, sizeof(err)), 0);
+	fe_start(&f, 0);
+	for (uint32_t unmap = 0; unmap < 2; unmap++) {
+		uint64_t sector = unmap ? 700 : 100;
+
+		assert_int_equal(gm_write_le64(f.m, DATA, sector), 0);
+		assert_int_equal(gm_write_le32(f.m, DATA + 8, 300), 0);
+		assert_int_equal(gm_write_le32(f.m, DATA + 12, unmap), 0);
+		assert_int_equal(run1(&f, T_WRITE_ZEROES, 0, DATA, 16, false).status, 0);
+		image_read(&f, sector * 512, buf, 300 * 512);
+		for (i = 0; i < 300 * 512; i++)
+			if (buf[i] != 0)
+				fail_msg("unmap %u: byte %zu of the range is %#x", unmap, i,
+					 buf[i]);
+		image_read(&f, sector * 512 - 1, buf, 1);
+		assert_int_equal(buf[0], img_byte(sector * 512 - 1));
+		image_read(&f, (sector + 300) * 512, buf, 1);
+		assert_int_equal(buf[0], img_byte((sector + 300) * 512));
+	}
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* ---- tests: RESET_OWNER ---- */
+
+/*
+ * Give @f's rings their addresses, sizes and fds again on the open
+ * connection, as fe_start_with() does, but with neither SET_VRING_BASE
+ * (RESET_OWNER put every ring back at index 0) nor a memory table.
+ */
+static void place_rings_again(struct fe *f)
+{
+	unsigned i;
+
+	for (i = 0; i < f->nq; i++) {
+		struct fe_queue *q = &f->q[i];
+		uint32_t a[10] = {i, 0};
+		uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, 0};
+
+		memset(gm_host_ptr(f->m, q->desc, 0x3000), 0, 0x3000);
+		q->avail_idx = q->used_seen = 0;
+		vring_state(f, SET_VRING_NUM, i, QSIZE);
+		memcpy(a + 2, ua, sizeof(ua));
+		send_msg(f, SET_VRING_ADDR, V1, a, 40, NULL, 0);
+		close(q->call);
+		close(q->kick);
+		q->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		q->kick = eventfd(0, EFD_CLOEXEC);
+		send_fd_msg(f, SET_VRING_CALL, i, q->call);
+		send_fd_msg(f, SET_VRING_KICK, i, q->kick);
+		vring_state(f, SET_VRING_ENABLE, i, 1);
+	}
+	sync_fe(f);
+}
+
+/*
+ * RESET_OWNER (QEMU's device reset without RESET_DEVICE) stops every
+ * ring, closes its fds, forgets the memory table and puts the rings back
+ * at index 0; the same connection can then set the device up again.
+ */
+static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **state)
+{
+	struct fe f;
+	struct region_msg r = {0, RAM_SIZE, UA, 0};
+	uint8_t p[512];
+	uint32_t id, len;
+	uint64_t one = 1;
+	uint8_t status;
+	int memfd, fds;
+	unsigned i;
+
+	(void)state;
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	memfd = gm_mapping_fd(f.map);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(run(&f, i, T_IN, 5, &(struct seg){DATA, 512, true}, 1).status, 0);
+	fds = count_fds();
+	assert_int_equal(acked(&f, RESET_OWNER, NULL, 0, NULL, 0), 0);
+	/* The back end closed its copy of each ring's kick and call fds. */
+	assert_true(count_fds() <= fds - 2 * 2);
+	/* A request offered now is not served: the ring is stopped. */
+	build(&f, &f.q[0], 0, T_IN, 6, &(struct seg){DATA, 512, true}, 1);
+	offer(&f, &f.q[0], 0);
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 100));
+	/* Set up again (features, owner, rings) but without a memory table. */
+	set_u64(&f, SET_FEATURES, get_u64(&f, GET_FEATURES));
+	send_msg(&f, SET_OWNER, V1, NULL, 0, NULL, 0);
+	place_rings_again(&f);
+	/* The old table is gone: a request waits for the next one. */
+	memset(gm_host_ptr(f.m, DATA, 512), 0, 512);
+	offer(&f, &f.q[1], build(&f, &f.q[1], 0, T_IN, 9, &(struct seg){DATA, 512, true}, 1));
+	assert_false(wait_used(&f, &f.q[1], &id, &len, 100));
+	assert_int_equal(acked(&f, SET_MEM_TABLE, p, mem_table(p, &r, 1), &memfd, 1), 0);
+	assert_int_equal(write(f.q[1].kick, &one, 8), 8);
+	/* Served from index 0 of the ring (no SET_VRING_BASE was sent). */
+	assert_true(wait_used(&f, &f.q[1], &id, &len, 2000));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 513);
+	assert_int_equal(gm_read_u8(f.m, f.q[1].status, &status), 0);
+	assert_int_equal(status, 0);
+	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA, 1))[0], img_byte(9 * 512));
+	assert_int_equal(run(&f, 0, T_IN, 7, &(struct seg){DATA, 512, true}, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +969,9 @@ int main(void)
 	    cmocka_unit_test(garbage_inflight_buffer_is_survived),
 	    cmocka_unit_test(memory_table_replaced_mid_stream),
 	    cmocka_unit_test(several_queues_serve_in_parallel),
+	    cmocka_unit_test(reset_owner_stops_the_rings_and_forgets_the_memory_table),
+	    cmocka_unit_test(blk_open_refuses_what_is_not_an_image_and_says_why),
+	    cmocka_unit_test(write_zeroes_on_tmpfs_writes_the_zeros_itself),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
