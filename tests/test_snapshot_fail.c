@@ -218,9 +218,30 @@ static void sweep_save(struct fguest *g, const char *path, const struct gm_snaps
 		free(old);
 		assert_int_equal(gm_snapshot_save(g->m, path, opts), 0);
 	}
-	/* The sweep reached the end: every call failed once, the directory's fsync too. */
-	assert_true(seen_inprogress);
 	assert_true(n > 10);
+	/*
+	 * The directory's fsync, the second fsync of a save, on its own: the
+	 * sweep above meets it only when every save makes the same calls, and
+	 * a delta's writes depend on which pages were dirtied.
+	 */
+	if (!seen_inprogress) {
+		uint64_t dirty[FNR];
+		struct gm_snapshot *s;
+		int ret;
+
+		dirty_some(g->m, 3);
+		for (size_t i = 0; i < FNR; i++)
+			dirty[i] = gm_dirty_count(g->d[i]);
+		fi_arm(FI_FSYNC, FI_THIS_THREAD, 2);
+		ret = gm_snapshot_save(g->m, path, opts);
+		assert_true(fi_disarm());
+		assert_int_equal(ret, -EINPROGRESS);
+		assert_int_equal(stray_files(), 0);
+		assert_int_equal(gm_snapshot_open(path, GM_SNAPSHOT_OPEN_NOBASE, &s), 0);
+		gm_snapshot_close(s);
+		for (size_t i = 0; i < FNR; i++)
+			assert_int_equal(gm_dirty_count(g->d[i]), dirty[i]);
+	}
 }
 
 static void full_save_failing_at_any_call_changes_nothing(void **state)

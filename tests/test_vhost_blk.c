@@ -795,7 +795,7 @@ static void blk_open_refuses_what_is_not_an_image_and_says_why(void **state)
 	assert_non_null(strstr(err, "cannot open image /nonexistent/image read-write"));
 	assert_int_equal(b.fd, -1);
 	assert_int_equal(blk_open(&b, "/tmp", true, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "is not a regular file"));
+	assert_non_null(strstr(err, "image /tmp is a directory, not a regular file"));
 	assert_int_equal(b.fd, -1);
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
