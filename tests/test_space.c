@@ -1494,6 +1494,41 @@ static void small_access_to_a_wide_device_is_refused_or_rmw(void **state)
 	gm_space_free(s);
 }
 
+/*
+ * Read-modify-write has limits: a unit reaching past the window's end is
+ * -EOPNOTSUPP, and so is a partial write to a device with no read callback,
+ * even one starting on a unit boundary. The device sees no call.
+ */
+static void rmw_past_the_window_end_or_without_read_is_refused(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct dev d = {0}, e = {0};
+	struct gm_device_ops wo = dev_ops(GM_ACCESS_4, GM_DEVICE_RMW);
+	struct gm_window *w = NULL;
+	uint32_t v = 0x12345678;
+	uint8_t b = 0x5a;
+
+	(void)state;
+	/* Six bytes: the 4-byte unit at offset 4 would reach past the end. */
+	add_dev(s, 0x1000, 6, &d, GM_ACCESS_4, GM_DEVICE_RMW);
+	assert_int_equal(gm_space_write(s, 0x1005, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(gm_space_read(s, 0x1004, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(d.ncalls, 0);
+	assert_int_equal(gm_space_write(s, 0x1001, &b, 1), 0); /* the unit at 0 fits */
+	assert_int_equal(d.ncalls, 2);
+	assert_call(&d, 1, 'w', 0, 4, 0x5a00);
+
+	wo.read = NULL;
+	assert_int_equal(gm_space_add_mmio(s, 0x2000, 8, &wo, &e, &w), 0);
+	assert_int_equal(gm_space_write(s, 0x2000, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(gm_space_write(s, 0x2001, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(e.ncalls, 0);
+	assert_int_equal(gm_space_write(s, 0x2004, &v, 4), 0); /* a whole unit needs no read */
+	assert_int_equal(e.ncalls, 1);
+	assert_call(&e, 0, 'w', 4, 4, 0x12345678);
+	gm_space_free(s);
+}
+
 static void unaligned_access_splits_by_alignment_unless_allowed(void **state)
 {
 	struct gm_space *s = new_space(0);
@@ -1861,6 +1896,7 @@ int main(void)
 	    cmocka_unit_test(listener_add_and_remove_refuse_an_open_transaction),
 	    cmocka_unit_test(eight_bytes_to_a_four_byte_device_is_two_calls),
 	    cmocka_unit_test(small_access_to_a_wide_device_is_refused_or_rmw),
+	    cmocka_unit_test(rmw_past_the_window_end_or_without_read_is_refused),
 	    cmocka_unit_test(unaligned_access_splits_by_alignment_unless_allowed),
 	    cmocka_unit_test(device_errors_pass_through),
 	    cmocka_unit_test(dispatch_crosses_ram_into_a_device_and_refuses_holes),
