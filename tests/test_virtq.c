@@ -198,6 +198,22 @@ static void indirect_table_is_walked(void **state)
 	assert_true(f->bufs[2].writable);
 }
 
+/* An indirect table may have GM_VIRTQ_MAX_SIZE entries, not one more. */
+static void indirect_table_of_the_largest_size_is_accepted(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_INDIRECT), 0);
+	put_desc(f, IND, 0, 0x8000, 16, 0, 0);
+	put_desc(f, DESC, 0, IND, 16 * GM_VIRTQ_MAX_SIZE, F_INDIRECT, 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.nbufs, 1);
+	assert_int_equal(f->bufs[0].gpa, 0x8000);
+	put_desc(f, DESC, 1, IND, 16 * (GM_VIRTQ_MAX_SIZE + 1), F_INDIRECT, 0);
+	expect_bad_then_good(f, 1, -EINVAL);
+}
+
 static void bad_indirect_tables_fail_only_their_request(void **state)
 {
 	struct fx *f = *state;
@@ -297,6 +313,20 @@ static void full_ring_pops_every_entry_and_one_more_is_empty(void **state)
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
 	assert_int_equal(gm_virtq_base(f->q), 4);
 	assert_false(gm_virtq_broken(f->q));
+	/* Given back in reverse: used element k lands in slot (65532 + k) % size. */
+	for (unsigned k = 0; k < QSIZE; k++)
+		assert_int_equal(gm_virtq_push(f->q, f->m, (uint16_t)(QSIZE - 1 - k), k), 0);
+	assert_int_equal(used_idx(f), 4);
+	for (unsigned k = 0; k < QSIZE; k++) {
+		uint32_t id, len;
+
+		assert_int_equal(gm_read_le32(f->m, USED + 4 + 8ull * ((65532 + k) % QSIZE), &id),
+				 0);
+		assert_int_equal(gm_read_le32(f->m, USED + 8 + 8ull * ((65532 + k) % QSIZE), &len),
+				 0);
+		assert_int_equal(id, QSIZE - 1 - k);
+		assert_int_equal(len, k);
+	}
 
 	/* One more than the size ahead, across the wrap: broken, nothing consumed. */
 	gm_virtq_set_base(f->q, 65532);
@@ -357,6 +387,23 @@ static void layout_is_checked(void **state)
 	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, UINT64_MAX - 15, AVAIL, USED),
 			 -EOVERFLOW);
 	assert_int_equal(gm_virtq_set_features(f->q, 1u << 5), -EINVAL);
+}
+
+/* The limits themselves: the largest size is accepted, each ring's wrap is refused. */
+static void layout_limits_are_exact(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_layout(f->q, GM_VIRTQ_MAX_SIZE, DESC, AVAIL, USED), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, 2 * GM_VIRTQ_MAX_SIZE, DESC, AVAIL, USED),
+			 -EINVAL);
+	/* The available ring (6 + 2 * size bytes) and the used ring (6 + 8 * size) may end at
+	 * the last byte, not wrap. */
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, UINT64_MAX - 21, USED), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, UINT64_MAX - 19, USED), -EOVERFLOW);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, UINT64_MAX - 71), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, UINT64_MAX - 67),
+			 -EOVERFLOW);
 }
 
 static void no_interrupt_flag_suppresses_notification(void **state)
@@ -485,6 +532,21 @@ static void event_idx_used_event_already_passed_does_not_notify(void **state)
 	}
 }
 
+/* Without EVENT_IDX there is no avail_event field: enable_notify writes nothing there. */
+static void enable_notify_without_event_idx_writes_no_avail_event(void **state)
+{
+	struct fx *f = *state;
+	uint16_t ev;
+	bool empty;
+
+	assert_int_equal(gm_write_le16(f->m, USED + 4 + 8 * QSIZE, 0xbeef), 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &empty), 0);
+	assert_false(empty);
+	assert_int_equal(gm_read_le16(f->m, USED + 4 + 8 * QSIZE, &ev), 0);
+	assert_int_equal(ev, 0xbeef);
+}
+
 static void pop_head_walks_a_chain_without_consuming(void **state)
 {
 	struct fx *f = *state;
@@ -606,6 +668,7 @@ int main(void)
 	    T(readable_after_writable_fails_only_its_request),
 	    T(chain_longer_than_caller_array_is_enobufs),
 	    T(indirect_table_is_walked),
+	    T(indirect_table_of_the_largest_size_is_accepted),
 	    T(bad_indirect_tables_fail_only_their_request),
 	    T(avail_index_running_ahead_breaks_the_ring),
 	    T(full_ring_pops_every_entry_and_one_more_is_empty),
@@ -613,9 +676,11 @@ int main(void)
 	    T(rings_outside_ram_break_the_queue),
 	    T(descriptor_table_outside_ram_breaks_without_consuming),
 	    T(layout_is_checked),
+	    T(layout_limits_are_exact),
 	    T(no_interrupt_flag_suppresses_notification),
 	    T(event_idx_notifies_when_used_event_is_crossed),
 	    T(event_idx_used_event_already_passed_does_not_notify),
+	    T(enable_notify_without_event_idx_writes_no_avail_event),
 	    T(random_rings_give_only_documented_answers),
 	    T(pop_head_walks_a_chain_without_consuming),
 	    cmocka_unit_test(unset_queue_refuses_everything),
