@@ -258,8 +258,14 @@ static void avail_index_running_ahead_breaks_the_ring(void **state)
 	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, 0), 0);
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
 	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), -EIO);
+	/* Nothing else walks a broken ring either, nor tells about it. */
+	put_desc(f, DESC, 0, 0x8000, 16, 0, 0);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 0, &f->req, f->bufs, 16), -EIO);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &(bool){false}), -EIO);
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &(bool){false}), -EIO);
 	gm_virtq_set_base(f->q, 0);
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 0, &f->req, f->bufs, 16), 0);
 }
 
 /* Offer @n requests, head i using descriptor i (one buffer at 0x8000 + 0x100 * i). */
@@ -648,6 +654,7 @@ static void unset_queue_refuses_everything(void **state)
 	assert_int_equal(gm_virtq_new(&q), 0);
 	assert_true(gm_virtq_broken(q));
 	assert_int_equal(gm_virtq_pop(q, NULL, &req, &b, 1), -EIO);
+	assert_int_equal(gm_virtq_pop_head(q, NULL, 0, &req, &b, 1), -EIO);
 	assert_int_equal(gm_virtq_push(q, NULL, 0, 0), -EIO);
 	assert_int_equal(gm_virtq_need_notify(q, NULL, &x), -EIO);
 	assert_int_equal(gm_virtq_enable_notify(q, NULL, &x), -EIO);
