@@ -685,6 +685,22 @@ static void copy_overlapping_backward_within_region(void **state)
 	world_free(&w);
 }
 
+/*
+ * Backwards across page-sized regions, src and dst one byte past a region
+ * start: the last piece is exactly what is left, not one byte more (the
+ * byte before dst is not the destination's).
+ */
+static void copy_backward_from_region_starts_stays_in_the_destination(void **state)
+{
+	static const struct gm_range r[3] = {{0x10000, PAGE}, {0x11000, PAGE}, {0x12000, PAGE}};
+	struct world w;
+
+	(void)state;
+	world_build(&w, r, 3);
+	copy_like_memmove(&w, 0x10000, 3 * PAGE, 0x11001, 0x10001, PAGE + PAGE / 2);
+	world_free(&w);
+}
+
 static void copy_overlapping_across_regions_both_directions(void **state)
 {
 	static const struct gm_range r[4] = {
@@ -751,6 +767,7 @@ int memory_datapath_tests(void)
 	    cmocka_unit_test(fill_touching_hole_faults_and_changes_nothing),
 	    cmocka_unit_test(copy_overlapping_forward_within_region),
 	    cmocka_unit_test(copy_overlapping_backward_within_region),
+	    cmocka_unit_test(copy_backward_from_region_starts_stays_in_the_destination),
 	    cmocka_unit_test(copy_overlapping_across_regions_both_directions),
 	    cmocka_unit_test(copy_touching_hole_faults_and_changes_nothing),
 	};
