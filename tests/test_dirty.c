@@ -24,6 +24,8 @@
 
 #include "dirty-internal.h"
 
+#include "threads.h"
+
 #define PAGE   ((uint64_t)4096)
 #define BIT(n) ((uint64_t)1 << (n))
 
@@ -571,10 +573,9 @@ static void concurrent_marking_loses_no_bit(void **state)
 		assert_int_equal(pthread_barrier_init(&go, NULL, NTHREADS), 0);
 		for (i = 0; i < NTHREADS; i++) {
 			mk[i] = (struct marker){d, i, &go};
-			assert_int_equal(pthread_create(&t[i], NULL, mark_interleaved, &mk[i]), 0);
+			start_thread(&t[i], mark_interleaved, &mk[i]);
 		}
-		for (i = 0; i < NTHREADS; i++)
-			assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(join_threads(t, NTHREADS), 0);
 		expect_ok(d);
 		pthread_barrier_destroy(&go);
 		assert_int_equal(gm_dirty_count(d), NPAGES);
@@ -631,7 +632,7 @@ static void collect_during_marking_sees_each_page_once(void **state)
 	struct collector c;
 	pthread_t t[NTHREADS], ct;
 	pthread_barrier_t go;
-	int stop = 0;
+	int stop = 0, join_err;
 	unsigned i;
 
 	(void)state;
@@ -641,16 +642,16 @@ static void collect_during_marking_sees_each_page_once(void **state)
 	c.failed = 0;
 	assert_non_null(c.seen);
 	assert_int_equal(pthread_barrier_init(&go, NULL, NTHREADS), 0);
-	assert_int_equal(pthread_create(&ct, NULL, collect_loop, &c), 0);
+	start_thread(&ct, collect_loop, &c);
 	for (i = 0; i < NTHREADS; i++) {
 		mk[i] = (struct marker){d, i, &go};
-		assert_int_equal(pthread_create(&t[i], NULL, mark_interleaved, &mk[i]), 0);
+		start_thread(&t[i], mark_interleaved, &mk[i]);
 	}
-	for (i = 0; i < NTHREADS; i++)
-		assert_int_equal(pthread_join(t[i], NULL), 0);
+	join_err = join_threads(t, NTHREADS);
 	/* the collector does one more full pass after it sees stop */
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	assert_int_equal(pthread_join(ct, NULL), 0);
+	assert_int_equal(join_err, 0);
 	expect_ok(d);
 	pthread_barrier_destroy(&go);
 	assert_int_equal(c.failed, 0);

@@ -31,6 +31,8 @@
 
 #include <guestmem/mapping.h>
 
+#include "threads.h"
+
 #define MiB ((size_t)1 << 20)
 
 static size_t page;
@@ -949,9 +951,8 @@ static void references_from_many_threads_balance(void **state)
 	assert_int_equal(gm_mapping_new_anon(page, 0, &m), 0);
 	p = gm_mapping_host(m);
 	for (int i = 0; i < REF_THREADS; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, get_put_loop, gm_mapping_get(m)), 0);
-	for (int i = 0; i < REF_THREADS; i++)
-		assert_int_equal(pthread_join(t[i], NULL), 0);
+		start_thread(&t[i], get_put_loop, gm_mapping_get(m));
+	assert_int_equal(join_threads(t, REF_THREADS), 0);
 	/* Exactly the constructor's reference is left. */
 	assert_true(mapped_at(p));
 	gm_mapping_put(m);

@@ -15,6 +15,8 @@
 
 #include <guestmem/rcu.h>
 
+#include "threads.h"
+
 static void read_ongoing_follows_nested_sections(void **state)
 {
 	(void)state;
@@ -86,7 +88,7 @@ static void synchronize_waits_for_an_earlier_reader(void **state)
 	struct reader r = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	struct timespec pause = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
 	pthread_t reader, updater;
-	int synced_early;
+	int synced_early, join_err[2];
 
 	(void)state;
 	assert_int_equal(pthread_create(&reader, NULL, reader_main, &r), 0);
@@ -95,7 +97,8 @@ static void synchronize_waits_for_an_earlier_reader(void **state)
 		pthread_cond_wait(&r.cond, &r.lock);
 	pthread_mutex_unlock(&r.lock);
 
-	assert_int_equal(pthread_create(&updater, NULL, updater_main, &r), 0);
+	/* The reader waits on @r for us: nothing may leave the test until it is joined. */
+	start_thread(&updater, updater_main, &r);
 	nanosleep(&pause, NULL); /* give a broken grace period time to end early */
 	pthread_mutex_lock(&r.lock);
 	synced_early = r.synced;
@@ -103,8 +106,10 @@ static void synchronize_waits_for_an_earlier_reader(void **state)
 	pthread_cond_broadcast(&r.cond);
 	pthread_mutex_unlock(&r.lock);
 
-	assert_int_equal(pthread_join(updater, NULL), 0);
-	assert_int_equal(pthread_join(reader, NULL), 0);
+	join_err[0] = pthread_join(updater, NULL);
+	join_err[1] = pthread_join(reader, NULL);
+	assert_int_equal(join_err[0], 0);
+	assert_int_equal(join_err[1], 0);
 	assert_int_equal(synced_early, 0);
 	assert_int_equal(r.left, 1);
 	assert_int_equal(r.synced, 1);

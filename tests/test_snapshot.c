@@ -36,6 +36,7 @@
 #include <guestmem/space.h>
 
 #include "snapshot/snapshot-internal.h"
+#include "threads.h"
 
 #define KiB  ((uint64_t)1 << 10)
 #define MiB  ((uint64_t)1 << 20)
@@ -956,12 +957,11 @@ static void lazy_restore_serves_concurrent_first_touches(void **state)
 	assert_int_equal(gm_snapshot_restore_new(s, GM_RESTORE_LAZY, NULL, &m), 0);
 	for (unsigned i = 0; i < 4; i++) {
 		t[i] = (struct toucher){.m = m, .want = g.m, .id = i, .nthreads = 4};
-		assert_int_equal(pthread_create(&th[i], NULL, touch_pages, &t[i]), 0);
+		start_thread(&th[i], touch_pages, &t[i]);
 	}
-	for (unsigned i = 0; i < 4; i++) {
-		assert_int_equal(pthread_join(th[i], NULL), 0);
+	assert_int_equal(join_threads(th, 4), 0);
+	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(t[i].failures, 0);
-	}
 	assert_int_equal(gm_snapshot_lazy_errors(s), 0);
 	assert_int_equal(gm_snapshot_lazy_finish(s, NULL), 0);
 	assert_true(gm__snapshot_invariants_ok(s));
@@ -1092,9 +1092,12 @@ static void migration_of_idle_guest_copies_everything(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	r = (struct recv_arg){.m = dst, .fd = sv[1]};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
-	assert_int_equal(gm_migrate_send(g.m, sv[0], NULL, &st), 0);
+	/* The receiver runs on this frame: join it before asserting. */
+	int sent = gm_migrate_send(g.m, sv[0], NULL, &st);
+
 	close(sv[0]);
-	pthread_join(th, NULL);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sent, 0);
 	assert_int_equal(r.ret, 0);
 	assert_int_equal(st.rounds, 2); /* the full one and an empty final one */
 	assert_int_equal(st.pages, (6 * MiB + 12 * KiB) / PAGE);
@@ -1126,9 +1129,11 @@ static void migration_over_a_pipe_succeeds_on_both_sides(void **state)
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	r = (struct recv_arg){.m = dst, .fd = p[0]};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
-	assert_int_equal(gm_migrate_send(g.m, p[1], NULL, &st), 0);
+	int sent = gm_migrate_send(g.m, p[1], NULL, &st);
+
 	close(p[1]);
-	pthread_join(th, NULL);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sent, 0);
 	assert_int_equal(r.ret, 0);
 	assert_int_equal(st.rounds, 2);
 	assert_int_equal(r.st.rounds, 2);
@@ -1212,9 +1217,11 @@ static void migration_without_round_limit_iterates_until_converged(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	r = (struct recv_arg){.m = dst, .fd = sv[1]};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
-	assert_int_equal(gm_migrate_send(g.m, sv[0], &o, &st), 0);
+	int sent = gm_migrate_send(g.m, sv[0], &o, &st);
+
 	close(sv[0]);
-	pthread_join(th, NULL);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sent, 0);
 	assert_int_equal(r.ret, 0);
 	/* Syncs 2 to 4 dirty 100 pages each (rounds 2 to 4); sync 5 finds none; final round. */
 	assert_int_equal(st.rounds, 5);
@@ -1268,21 +1275,22 @@ static void relayed_migration(struct guest *g, struct gm_memory *dst, uint64_t l
 	struct relay fwd, back;
 	struct recv_arg r;
 	pthread_t th_r, th_f, th_b;
-	int a[2], b[2];
+	int a[2], b[2], join_err;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
 	fwd = (struct relay){.in = a[1], .out = b[0], .limit = limit, .flip_at = flip_at};
 	back = (struct relay){.in = b[0], .out = a[1], .limit = UINT64_MAX};
 	r = (struct recv_arg){.m = dst, .fd = b[1]};
-	assert_int_equal(pthread_create(&th_f, NULL, relay_thread, &fwd), 0);
-	assert_int_equal(pthread_create(&th_b, NULL, relay_thread, &back), 0);
-	assert_int_equal(pthread_create(&th_r, NULL, recv_thread, &r), 0);
+	start_thread(&th_f, relay_thread, &fwd);
+	start_thread(&th_b, relay_thread, &back);
+	start_thread(&th_r, recv_thread, &r);
 	*send_ret = gm_migrate_send(g->m, a[0], NULL, NULL);
 	shutdown(a[0], SHUT_RDWR);
-	pthread_join(th_r, NULL);
-	pthread_join(th_f, NULL);
-	pthread_join(th_b, NULL);
+	join_err = pthread_join(th_r, NULL);
+	join_err |= pthread_join(th_f, NULL);
+	join_err |= pthread_join(th_b, NULL);
+	assert_int_equal(join_err, 0);
 	close(a[0]);
 	close(a[1]);
 	close(b[0]);
@@ -1517,9 +1525,11 @@ static void space_migration_copies_everything_and_syncs_before_each_collect(void
 	r = (struct recv_arg){.m = b, .fd = sv[1]};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
 	struct gm_migrate_opts o = {.sync_dirty = count_syncs, .opaque = &syncs};
-	assert_int_equal(gm_migrate_send_space(src, sv[0], &o, &st), 0);
+	int sent = gm_migrate_send_space(src, sv[0], &o, &st);
+
 	close(sv[0]);
-	pthread_join(th, NULL);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(sent, 0);
 	assert_int_equal(r.ret, 0);
 	/* Before round 1, before the convergence check, before the final round. */
 	assert_int_equal(syncs, 3);

@@ -637,6 +637,67 @@ static void move_keeps_contents_dirty_and_device(void **state)
 	gm_space_free(s);
 }
 
+/*
+ * Moving a window below another: the layout rule is only "no overlap with
+ * another window" (its own old place does not count), so ending exactly
+ * where the other begins is accepted and one byte more is -EEXIST; the
+ * windows stay sorted (the move walks down past each one it passes).
+ */
+static void move_below_another_window_follows_the_layout_rules(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_window *a = add_ram(s, 4 * MiB, 2 * PAGE);
+	struct gm_window *b = add_ram(s, 8 * MiB, PAGE);
+	struct dev d = {.mem = {0x5a}};
+	struct gm_window *dw = add_dev(s, 16 * MiB, 0x100, &d, GM_ACCESS_1, 0);
+	struct gm_window_info info;
+	uint64_t gen;
+	uint8_t x = 0;
+
+	(void)state;
+	assert_int_equal(gm_space_write(s, 4 * MiB, "a", 1), 0);
+	assert_int_equal(gm_space_write(s, 8 * MiB, "b", 1), 0);
+	gen = gm_space_generation(s);
+	/* The device one byte into a: refused, nothing changes. */
+	assert_int_equal(gm_space_move(s, dw, 4 * MiB - 0xff), -EEXIST);
+	assert_int_equal(gm_space_generation(s), gen);
+	assert_int_equal(gm_space_window_info(s, dw, &info), 0);
+	assert_int_equal(info.gpa, 16 * MiB);
+	/* Ending exactly where a begins: accepted, and now below a. */
+	assert_int_equal(gm_space_move(s, dw, 4 * MiB - 0x100), 0);
+	check(s);
+	assert_int_equal(gm_space_read(s, 4 * MiB - 0x100, &x, 1), 0);
+	assert_int_equal(x, 0x5a);
+	assert_int_equal(gm_space_read(s, 16 * MiB, &x, 1), -EFAULT);
+	/* b down past both a and the device, ending one page below the device. */
+	assert_int_equal(gm_space_move(s, b, 4 * MiB - 2 * PAGE), 0);
+	check(s);
+	assert_int_equal(gm_space_read(s, 4 * MiB - 2 * PAGE, &x, 1), 0);
+	assert_int_equal(x, 'b');
+	assert_int_equal(gm_space_read(s, 8 * MiB, &x, 1), -EFAULT);
+	assert_int_equal(region_count(s), 2);
+	assert_int_equal(region_at(s, 0).gpa, 4 * MiB - 2 * PAGE);
+	assert_int_equal(region_at(s, 1).gpa, 4 * MiB);
+	/* a (two pages) over b's page: refused; ending where b begins: accepted. */
+	gen = gm_space_generation(s);
+	assert_int_equal(gm_space_move(s, a, 4 * MiB - 3 * PAGE), -EEXIST);
+	assert_int_equal(gm_space_generation(s), gen);
+	assert_int_equal(gm_space_move(s, a, 4 * MiB - 4 * PAGE), 0);
+	check(s);
+	assert_int_equal(region_at(s, 0).gpa, 4 * MiB - 4 * PAGE);
+	assert_int_equal(region_at(s, 1).gpa, 4 * MiB - 2 * PAGE);
+	/* Below its own old place, overlapping it: only other windows count. */
+	assert_int_equal(gm_space_move(s, a, 4 * MiB - 5 * PAGE), 0);
+	check(s);
+	assert_int_equal(gm_space_read(s, 4 * MiB - 5 * PAGE, &x, 1), 0);
+	assert_int_equal(x, 'a');
+	assert_int_equal(gm_space_read(s, 4 * MiB - 2 * PAGE, &x, 1), 0);
+	assert_int_equal(x, 'b');
+	assert_int_equal(gm_space_read(s, 4 * MiB - 0x100, &x, 1), 0);
+	assert_int_equal(x, 0x5a);
+	gm_space_free(s);
+}
+
 static void resize_grows_ram_in_place(void **state)
 {
 	struct gm_space *s = new_space(0);
@@ -812,6 +873,41 @@ static void protect_none_takes_pages_out_of_the_view(void **state)
 	gm_rcu_read_unlock();
 	assert_int_equal(gm_space_read(s, PAGE, &x, 1), -EACCES);
 	assert_int_equal(gm_space_read(s, 0, &x, 1), 0);
+	check(s);
+	gm_space_free(s);
+}
+
+/*
+ * A write that ends exactly where a read-only page begins is allowed; one
+ * byte more is -EACCES and writes nothing, not even the writable part.
+ */
+static void write_up_to_a_read_only_page_and_not_one_byte_more(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct gm_window *a = add_ram(s, 0, 3 * PAGE);
+	uint8_t buf[8], got[9];
+
+	(void)state;
+	memset(buf, 0x11, sizeof(buf));
+	assert_int_equal(gm_space_write(s, PAGE - 8, buf, 8), 0);
+	assert_int_equal(gm_space_protect(s, a, PAGE, PAGE, GM_PROT_READ), 0);
+	memset(buf, 0x22, sizeof(buf));
+	assert_int_equal(gm_space_write(s, PAGE - 8, buf, 8), 0);
+	assert_int_equal(gm_space_read(s, PAGE - 8, got, 9), 0);
+	assert_memory_equal(got, buf, 8);
+	assert_int_equal(got[8], 0);
+	memset(buf, 0x33, sizeof(buf));
+	assert_int_equal(gm_space_write(s, PAGE - 7, buf, 8), -EACCES);
+	assert_int_equal(gm_space_read(s, PAGE - 8, got, 9), 0);
+	assert_int_equal(got[1], 0x22); /* nothing of the writable part either */
+	assert_int_equal(got[7], 0x22);
+	assert_int_equal(got[8], 0);
+	/* The same from above: starting exactly where the read-only page ends. */
+	assert_int_equal(gm_space_write(s, 2 * PAGE, buf, 8), 0);
+	assert_int_equal(gm_space_write(s, 2 * PAGE - 1, buf, 8), -EACCES);
+	assert_int_equal(gm_space_read(s, 2 * PAGE - 1, got, 9), 0);
+	assert_int_equal(got[0], 0);
+	assert_int_equal(got[1], 0x33);
 	check(s);
 	gm_space_free(s);
 }
@@ -1398,6 +1494,41 @@ static void small_access_to_a_wide_device_is_refused_or_rmw(void **state)
 	gm_space_free(s);
 }
 
+/*
+ * Read-modify-write has limits: a unit reaching past the window's end is
+ * -EOPNOTSUPP, and so is a partial write to a device with no read callback,
+ * even one starting on a unit boundary. The device sees no call.
+ */
+static void rmw_past_the_window_end_or_without_read_is_refused(void **state)
+{
+	struct gm_space *s = new_space(0);
+	struct dev d = {0}, e = {0};
+	struct gm_device_ops wo = dev_ops(GM_ACCESS_4, GM_DEVICE_RMW);
+	struct gm_window *w = NULL;
+	uint32_t v = 0x12345678;
+	uint8_t b = 0x5a;
+
+	(void)state;
+	/* Six bytes: the 4-byte unit at offset 4 would reach past the end. */
+	add_dev(s, 0x1000, 6, &d, GM_ACCESS_4, GM_DEVICE_RMW);
+	assert_int_equal(gm_space_write(s, 0x1005, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(gm_space_read(s, 0x1004, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(d.ncalls, 0);
+	assert_int_equal(gm_space_write(s, 0x1001, &b, 1), 0); /* the unit at 0 fits */
+	assert_int_equal(d.ncalls, 2);
+	assert_call(&d, 1, 'w', 0, 4, 0x5a00);
+
+	wo.read = NULL;
+	assert_int_equal(gm_space_add_mmio(s, 0x2000, 8, &wo, &e, &w), 0);
+	assert_int_equal(gm_space_write(s, 0x2000, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(gm_space_write(s, 0x2001, &b, 1), -EOPNOTSUPP);
+	assert_int_equal(e.ncalls, 0);
+	assert_int_equal(gm_space_write(s, 0x2004, &v, 4), 0); /* a whole unit needs no read */
+	assert_int_equal(e.ncalls, 1);
+	assert_call(&e, 0, 'w', 4, 4, 0x12345678);
+	gm_space_free(s);
+}
+
 static void unaligned_access_splits_by_alignment_unless_allowed(void **state)
 {
 	struct gm_space *s = new_space(0);
@@ -1742,6 +1873,7 @@ int main(void)
 	    cmocka_unit_test(remove_drops_the_window_once),
 	    cmocka_unit_test(an_old_view_stays_readable_after_remove),
 	    cmocka_unit_test(move_keeps_contents_dirty_and_device),
+	    cmocka_unit_test(move_below_another_window_follows_the_layout_rules),
 	    cmocka_unit_test(resize_grows_ram_in_place),
 	    cmocka_unit_test(resize_of_a_mapping_window_stops_at_its_end),
 	    cmocka_unit_test(resize_that_wraps_past_2_64_is_eoverflow),
@@ -1749,6 +1881,7 @@ int main(void)
 	    cmocka_unit_test(protect_splits_and_merges_regions),
 	    cmocka_unit_test(protect_none_takes_pages_out_of_the_view),
 	    cmocka_unit_test(protect_rejections),
+	    cmocka_unit_test(write_up_to_a_read_only_page_and_not_one_byte_more),
 	    cmocka_unit_test(dirty_bitmap_is_marked_through_dispatch_and_survives_edits),
 	    cmocka_unit_test(transaction_publishes_one_view),
 	    cmocka_unit_test(failing_edit_in_a_transaction_leaves_the_space_as_before),
@@ -1763,6 +1896,7 @@ int main(void)
 	    cmocka_unit_test(listener_add_and_remove_refuse_an_open_transaction),
 	    cmocka_unit_test(eight_bytes_to_a_four_byte_device_is_two_calls),
 	    cmocka_unit_test(small_access_to_a_wide_device_is_refused_or_rmw),
+	    cmocka_unit_test(rmw_past_the_window_end_or_without_read_is_refused),
 	    cmocka_unit_test(unaligned_access_splits_by_alignment_unless_allowed),
 	    cmocka_unit_test(device_errors_pass_through),
 	    cmocka_unit_test(dispatch_crosses_ram_into_a_device_and_refuses_holes),

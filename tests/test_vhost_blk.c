@@ -38,7 +38,7 @@
 
 static void read_write_flush_get_id_discard_write_zeroes(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct seg two[2] = {{DATA, 2048, true}, {DATA + 8192, 2048, true}};
 	uint8_t *g, buf[8192];
 	struct res r;
@@ -109,7 +109,7 @@ static void read_write_flush_get_id_discard_write_zeroes(void **state)
 
 static void config_space_describes_the_disk(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint8_t p[12 + 60] = {0}, out[12 + 60];
 	uint32_t size = 60, v32;
 	uint64_t cap;
@@ -137,7 +137,7 @@ static void config_space_describes_the_disk(void **state)
 
 static void get_vring_base_stops_the_ring(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint32_t p[2] = {0, 0}, id, len;
 	struct fe_queue *q = &f.q[0];
 
@@ -162,7 +162,7 @@ static void get_vring_base_stops_the_ring(void **state)
 
 static void bad_requests_fail_with_ioerr_and_touch_nothing(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct seg rd = {DATA, 512, false}, hole = {RAM_SIZE - 512, 1024, true};
 	uint8_t *g, buf[512];
 	struct res r;
@@ -218,7 +218,7 @@ static void bad_requests_fail_with_ioerr_and_touch_nothing(void **state)
 
 static void malformed_chains_are_returned_and_the_next_is_served(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct fe_queue *q = &f.q[0];
 	uint32_t id, len;
 	uint8_t s;
@@ -257,7 +257,7 @@ static void malformed_chains_are_returned_and_the_next_is_served(void **state)
 
 static void readonly_device_refuses_writes(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint8_t buf[512];
 
 	(void)state;
@@ -328,7 +328,7 @@ static bool recvmsg_reports_ctrunc(void)
 
 static void malformed_messages_end_the_connection_and_close_fds(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint8_t p[512] = {0};
 	struct region_msg r[9];
 	int memfd, efd, fds[9], before, i, c;
@@ -422,7 +422,7 @@ static void malformed_messages_end_the_connection_and_close_fds(void **state)
 
 static void refused_requests_get_a_failed_ack_and_the_connection_goes_on(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint8_t p[512] = {0};
 	struct region_msg r[2] = {{0, 8192, UA, 0}, {4096, 8192, UA + MiB, 0}};
 	int memfd, fds[2];
@@ -533,7 +533,7 @@ static void set_inflight(struct fe *f, int fd, uint64_t size)
 
 static void inflight_buffer_is_created_and_kept_in_step(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	uint64_t size, counter;
 	uint8_t *r;
 	uint16_t v;
@@ -574,7 +574,7 @@ static void inflight_buffer_is_created_and_kept_in_step(void **state)
 static void inflight_fd_shorter_than_the_buffer_is_refused(void **state)
 {
 	uint64_t p[3] = {1ull << 20, 0, 1 | (uint64_t)QSIZE << 16};
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	int fd, before;
 
 	(void)state;
@@ -638,7 +638,7 @@ static void left_in_flight(struct fe *f, void *arg)
  */
 static void requests_left_in_flight_are_served_again_in_order(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct left_setup ls;
 	struct fe_queue *q = &f.q[0];
 	uint32_t id, len;
@@ -706,7 +706,7 @@ static void garbage_in_flight(struct fe *f, void *arg)
 
 static void garbage_inflight_buffer_is_survived(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct seg rd = {DATA, 512, true};
 	uint32_t id, len;
 	int fd;
@@ -741,7 +741,7 @@ static double cpu_ms(void)
 
 static void hung_up_kick_fd_does_not_spin_the_worker(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct fe_queue *q = &f.q[0];
 	int pfd[2];
 	double before;
@@ -771,7 +771,7 @@ static void hung_up_kick_fd_does_not_spin_the_worker(void **state)
 
 static void features_without_event_idx_and_indirect_still_work(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 
 	(void)state;
 	fe_init(&f, 1, false);
@@ -823,7 +823,7 @@ static void write_zeroes_on_tmpfs_writes_the_zeros_itself(void **state)
 {
 	char err[256], shm[] = "/dev/shm/gm-test-vhost-blk.XXXXXX";
 	uint8_t buf[150 * 1024];
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	int from, to;
 	ssize_t n;
 	size_t i;
@@ -905,7 +905,7 @@ static void place_rings_again(struct fe *f)
  */
 static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **state)
 {
-	struct fe f;
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
 	struct region_msg r = {0, RAM_SIZE, UA, 0};
 	uint8_t p[512];
 	uint32_t id, len;
@@ -953,25 +953,31 @@ static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **stat
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(read_write_flush_get_id_discard_write_zeroes),
-	    cmocka_unit_test(config_space_describes_the_disk),
-	    cmocka_unit_test(get_vring_base_stops_the_ring),
-	    cmocka_unit_test(bad_requests_fail_with_ioerr_and_touch_nothing),
-	    cmocka_unit_test(malformed_chains_are_returned_and_the_next_is_served),
-	    cmocka_unit_test(readonly_device_refuses_writes),
-	    cmocka_unit_test(malformed_messages_end_the_connection_and_close_fds),
-	    cmocka_unit_test(refused_requests_get_a_failed_ack_and_the_connection_goes_on),
-	    cmocka_unit_test(features_without_event_idx_and_indirect_still_work),
-	    cmocka_unit_test(hung_up_kick_fd_does_not_spin_the_worker),
-	    cmocka_unit_test(inflight_buffer_is_created_and_kept_in_step),
-	    cmocka_unit_test(inflight_fd_shorter_than_the_buffer_is_refused),
-	    cmocka_unit_test(requests_left_in_flight_are_served_again_in_order),
-	    cmocka_unit_test(garbage_inflight_buffer_is_survived),
-	    cmocka_unit_test(memory_table_replaced_mid_stream),
-	    cmocka_unit_test(several_queues_serve_in_parallel),
-	    cmocka_unit_test(reset_owner_stops_the_rings_and_forgets_the_memory_table),
+	    cmocka_unit_test_teardown(read_write_flush_get_id_discard_write_zeroes, fe_teardown),
+	    cmocka_unit_test_teardown(config_space_describes_the_disk, fe_teardown),
+	    cmocka_unit_test_teardown(get_vring_base_stops_the_ring, fe_teardown),
+	    cmocka_unit_test_teardown(bad_requests_fail_with_ioerr_and_touch_nothing, fe_teardown),
+	    cmocka_unit_test_teardown(malformed_chains_are_returned_and_the_next_is_served,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(readonly_device_refuses_writes, fe_teardown),
+	    cmocka_unit_test_teardown(malformed_messages_end_the_connection_and_close_fds,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(refused_requests_get_a_failed_ack_and_the_connection_goes_on,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(features_without_event_idx_and_indirect_still_work,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(hung_up_kick_fd_does_not_spin_the_worker, fe_teardown),
+	    cmocka_unit_test_teardown(inflight_buffer_is_created_and_kept_in_step, fe_teardown),
+	    cmocka_unit_test_teardown(inflight_fd_shorter_than_the_buffer_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(requests_left_in_flight_are_served_again_in_order,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(garbage_inflight_buffer_is_survived, fe_teardown),
+	    cmocka_unit_test_teardown(memory_table_replaced_mid_stream, fe_teardown),
+	    cmocka_unit_test_teardown(several_queues_serve_in_parallel, fe_teardown),
+	    cmocka_unit_test_teardown(reset_owner_stops_the_rings_and_forgets_the_memory_table,
+				      fe_teardown),
 	    cmocka_unit_test(blk_open_refuses_what_is_not_an_image_and_says_why),
-	    cmocka_unit_test(write_zeroes_on_tmpfs_writes_the_zeros_itself),
+	    cmocka_unit_test_teardown(write_zeroes_on_tmpfs_writes_the_zeros_itself, fe_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

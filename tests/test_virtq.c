@@ -198,6 +198,22 @@ static void indirect_table_is_walked(void **state)
 	assert_true(f->bufs[2].writable);
 }
 
+/* An indirect table may have GM_VIRTQ_MAX_SIZE entries, not one more. */
+static void indirect_table_of_the_largest_size_is_accepted(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_INDIRECT), 0);
+	put_desc(f, IND, 0, 0x8000, 16, 0, 0);
+	put_desc(f, DESC, 0, IND, 16 * GM_VIRTQ_MAX_SIZE, F_INDIRECT, 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(f->req.nbufs, 1);
+	assert_int_equal(f->bufs[0].gpa, 0x8000);
+	put_desc(f, DESC, 1, IND, 16 * (GM_VIRTQ_MAX_SIZE + 1), F_INDIRECT, 0);
+	expect_bad_then_good(f, 1, -EINVAL);
+}
+
 static void bad_indirect_tables_fail_only_their_request(void **state)
 {
 	struct fx *f = *state;
@@ -242,8 +258,88 @@ static void avail_index_running_ahead_breaks_the_ring(void **state)
 	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, 0), 0);
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
 	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), -EIO);
+	/* Nothing else walks a broken ring either, nor tells about it. */
+	put_desc(f, DESC, 0, 0x8000, 16, 0, 0);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 0, &f->req, f->bufs, 16), -EIO);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &(bool){false}), -EIO);
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &(bool){false}), -EIO);
 	gm_virtq_set_base(f->q, 0);
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+	assert_int_equal(gm_virtq_pop_head(f->q, f->m, 0, &f->req, f->bufs, 16), 0);
+}
+
+/* Offer @n requests, head i using descriptor i (one buffer at 0x8000 + 0x100 * i). */
+static void offer_each_descriptor(struct fx *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		put_desc(f, DESC, i, 0x8000 + 0x100ull * i, 16, 0, 0);
+		offer(f, (uint16_t)i);
+	}
+}
+
+/* Pop @n requests, expecting heads 0 .. @n - 1 in order. */
+static void pop_each_descriptor(struct fx *f, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+		assert_int_equal(f->req.head, i);
+		assert_int_equal(f->req.nbufs, 1);
+		assert_int_equal(f->bufs[0].gpa, 0x8000 + 0x100ull * i);
+	}
+}
+
+/*
+ * A completely full ring (avail idx - last_avail == queue size) is not
+ * running ahead: every entry pops, then the ring is empty. One more than
+ * the size ahead breaks it (the header), also across the index wrap.
+ */
+static void full_ring_pops_every_entry_and_one_more_is_empty(void **state)
+{
+	struct fx *f = *state;
+
+	offer_each_descriptor(f, QSIZE);
+	pop_each_descriptor(f, QSIZE);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+	assert_false(gm_virtq_broken(f->q));
+	assert_int_equal(gm_virtq_base(f->q), QSIZE);
+	for (unsigned i = 0; i < QSIZE; i++)
+		assert_int_equal(gm_virtq_push(f->q, f->m, (uint16_t)i, 0), 0);
+	assert_int_equal(used_idx(f), QSIZE);
+	/* Full again, from a non-zero last_avail. */
+	offer_each_descriptor(f, QSIZE);
+	pop_each_descriptor(f, QSIZE);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+
+	/* Full across the 16-bit wrap: last_avail 65532, avail idx 4. */
+	gm_virtq_set_base(f->q, 65532);
+	f->avail_idx = 65532;
+	offer_each_descriptor(f, QSIZE);
+	assert_int_equal(f->avail_idx, 4);
+	pop_each_descriptor(f, QSIZE);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EAGAIN);
+	assert_int_equal(gm_virtq_base(f->q), 4);
+	assert_false(gm_virtq_broken(f->q));
+	/* Given back in reverse: used element k lands in slot (65532 + k) % size. */
+	for (unsigned k = 0; k < QSIZE; k++)
+		assert_int_equal(gm_virtq_push(f->q, f->m, (uint16_t)(QSIZE - 1 - k), k), 0);
+	assert_int_equal(used_idx(f), 4);
+	for (unsigned k = 0; k < QSIZE; k++) {
+		uint32_t id, len;
+
+		assert_int_equal(gm_read_le32(f->m, USED + 4 + 8ull * ((65532 + k) % QSIZE), &id),
+				 0);
+		assert_int_equal(gm_read_le32(f->m, USED + 8 + 8ull * ((65532 + k) % QSIZE), &len),
+				 0);
+		assert_int_equal(id, QSIZE - 1 - k);
+		assert_int_equal(len, k);
+	}
+
+	/* One more than the size ahead, across the wrap: broken, nothing consumed. */
+	gm_virtq_set_base(f->q, 65532);
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 2, 5), 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), -EIO);
+	assert_true(gm_virtq_broken(f->q));
+	assert_int_equal(gm_virtq_base(f->q), 65532);
 }
 
 static void head_out_of_range_breaks_the_ring(void **state)
@@ -299,6 +395,23 @@ static void layout_is_checked(void **state)
 	assert_int_equal(gm_virtq_set_features(f->q, 1u << 5), -EINVAL);
 }
 
+/* The limits themselves: the largest size is accepted, each ring's wrap is refused. */
+static void layout_limits_are_exact(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_layout(f->q, GM_VIRTQ_MAX_SIZE, DESC, AVAIL, USED), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, 2 * GM_VIRTQ_MAX_SIZE, DESC, AVAIL, USED),
+			 -EINVAL);
+	/* The available ring (6 + 2 * size bytes) and the used ring (6 + 8 * size) may end at
+	 * the last byte, not wrap. */
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, UINT64_MAX - 21, USED), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, UINT64_MAX - 19, USED), -EOVERFLOW);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, UINT64_MAX - 71), 0);
+	assert_int_equal(gm_virtq_set_layout(f->q, QSIZE, DESC, AVAIL, UINT64_MAX - 67),
+			 -EOVERFLOW);
+}
+
 static void no_interrupt_flag_suppresses_notification(void **state)
 {
 	struct fx *f = *state;
@@ -352,6 +465,92 @@ static void event_idx_notifies_when_used_event_is_crossed(void **state)
 	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
 	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &empty), 0);
 	assert_true(empty);
+}
+
+/* One request popped and pushed; then the notification decision. */
+static bool push_one_and_decide(struct fx *f)
+{
+	bool notify = false;
+
+	offer(f, 0);
+	assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+	assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0);
+	assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+	return notify;
+}
+
+static void set_used_event(struct fx *f, uint16_t ev)
+{
+	assert_int_equal(gm_write_le16(f->m, AVAIL + 4 + 2 * QSIZE, ev), 0);
+}
+
+/*
+ * vring_need_event(used_event, new, old): notify only if the used index
+ * stepped over used_event since the last decision. A used_event the index
+ * had already passed at the last decision asks for nothing more; all of
+ * it modulo 2^16, across the wrap.
+ */
+static void event_idx_used_event_already_passed_does_not_notify(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(gm_virtq_set_features(f->q, GM_VIRTQ_F_EVENT_IDX), 0);
+	put_desc(f, DESC, 0, 0x8000, 16, 0, 0);
+	gm_virtq_set_base(f->q, 65533);
+	f->avail_idx = 65533;
+	set_used_event(f, 0);
+	assert_true(push_one_and_decide(f)); /* the first decision; used 65534 */
+	/* used_event 65534: crossed when used goes 65534 -> 65535. */
+	set_used_event(f, 65534);
+	assert_true(push_one_and_decide(f)); /* used 65535 */
+	/* Already passed at the last decision: no interrupt, however far we go. */
+	assert_false(push_one_and_decide(f)); /* used 0, across the wrap */
+	assert_false(push_one_and_decide(f)); /* used 1 */
+	/* used_event 0, one behind the index of the last decision (1): passed too. */
+	set_used_event(f, 0);
+	assert_false(push_one_and_decide(f)); /* used 2 */
+	/* used_event 2 = the index now: crossed by the next push (2 -> 3). */
+	set_used_event(f, 2);
+	assert_true(push_one_and_decide(f)); /* used 3 */
+	/* Ahead of the index: not yet. */
+	set_used_event(f, 5);
+	assert_false(push_one_and_decide(f)); /* used 4 */
+	/* Crossed in the middle of a batch of pushes (4 -> 7 steps over 5). */
+	offer(f, 0);
+	offer(f, 0);
+	offer(f, 0);
+	for (int i = 0; i < 3; i++) {
+		bool notify;
+
+		assert_int_equal(gm_virtq_pop(f->q, f->m, &f->req, f->bufs, 16), 0);
+		assert_int_equal(gm_virtq_push(f->q, f->m, 0, 0), 0);
+		if (i == 2) {
+			assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+			assert_true(notify);
+		}
+	}
+	/* With no push since the last decision, nothing to tell. */
+	{
+		bool notify = true;
+
+		assert_int_equal(gm_virtq_need_notify(f->q, f->m, &notify), 0);
+		assert_false(notify);
+	}
+}
+
+/* Without EVENT_IDX there is no avail_event field: enable_notify writes nothing there. */
+static void enable_notify_without_event_idx_writes_no_avail_event(void **state)
+{
+	struct fx *f = *state;
+	uint16_t ev;
+	bool empty;
+
+	assert_int_equal(gm_write_le16(f->m, USED + 4 + 8 * QSIZE, 0xbeef), 0);
+	offer(f, 0);
+	assert_int_equal(gm_virtq_enable_notify(f->q, f->m, &empty), 0);
+	assert_false(empty);
+	assert_int_equal(gm_read_le16(f->m, USED + 4 + 8 * QSIZE, &ev), 0);
+	assert_int_equal(ev, 0xbeef);
 }
 
 static void pop_head_walks_a_chain_without_consuming(void **state)
@@ -455,6 +654,7 @@ static void unset_queue_refuses_everything(void **state)
 	assert_int_equal(gm_virtq_new(&q), 0);
 	assert_true(gm_virtq_broken(q));
 	assert_int_equal(gm_virtq_pop(q, NULL, &req, &b, 1), -EIO);
+	assert_int_equal(gm_virtq_pop_head(q, NULL, 0, &req, &b, 1), -EIO);
 	assert_int_equal(gm_virtq_push(q, NULL, 0, 0), -EIO);
 	assert_int_equal(gm_virtq_need_notify(q, NULL, &x), -EIO);
 	assert_int_equal(gm_virtq_enable_notify(q, NULL, &x), -EIO);
@@ -475,14 +675,19 @@ int main(void)
 	    T(readable_after_writable_fails_only_its_request),
 	    T(chain_longer_than_caller_array_is_enobufs),
 	    T(indirect_table_is_walked),
+	    T(indirect_table_of_the_largest_size_is_accepted),
 	    T(bad_indirect_tables_fail_only_their_request),
 	    T(avail_index_running_ahead_breaks_the_ring),
+	    T(full_ring_pops_every_entry_and_one_more_is_empty),
 	    T(head_out_of_range_breaks_the_ring),
 	    T(rings_outside_ram_break_the_queue),
 	    T(descriptor_table_outside_ram_breaks_without_consuming),
 	    T(layout_is_checked),
+	    T(layout_limits_are_exact),
 	    T(no_interrupt_flag_suppresses_notification),
 	    T(event_idx_notifies_when_used_event_is_crossed),
+	    T(event_idx_used_event_already_passed_does_not_notify),
+	    T(enable_notify_without_event_idx_writes_no_avail_event),
 	    T(random_rings_give_only_documented_answers),
 	    T(pop_head_walks_a_chain_without_consuming),
 	    cmocka_unit_test(unset_queue_refuses_everything),

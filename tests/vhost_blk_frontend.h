@@ -9,7 +9,13 @@
  * guest memory, kicks, and waits for the call eventfd. The back end is the
  * real server (tools/gm-vhost-blk/vu*.c + blk.c) running vu_serve() in a
  * thread, on a raw image in a temporary file. Every helper fails the
- * current cmocka test on a step that does not go as planned.
+ * current cmocka test on a step that does not go as planned, except the
+ * multi-queue workload's, which run on threads of their own and report.
+ *
+ * A test that connects keeps its struct fe in static storage and runs with
+ * fe_teardown() as its cmocka teardown: a failed assertion leaves the test
+ * function while the back end's threads still use the struct fe, and the
+ * teardown ends the connection and joins them.
  */
 #ifndef GM_TESTS_VHOST_BLK_FRONTEND_H
 #define GM_TESTS_VHOST_BLK_FRONTEND_H
@@ -94,14 +100,23 @@ struct res {
 };
 #define SLOT_DESCS 8u
 
+/*
+ * One queue's traffic, run by traffic_thread(): it never asserts (a cmocka
+ * assertion may not fire on another thread) but counts failed rounds and
+ * keeps the first one's text, for traffic_assert_ok() once it is joined.
+ */
 struct traffic {
 	struct fe *f;
 	unsigned qi;
 	unsigned rounds;
 	unsigned failures;
+	char first[192];
 };
 
 /* ---- connection ---- */
+
+/* A cmocka teardown: disconnect and free the front end a failed test left. */
+int fe_teardown(void **state);
 
 void connect_fe(struct fe *f);
 
@@ -185,7 +200,14 @@ void fe_stop(struct fe *f);
 /* Per round: write a pattern to this queue's sectors, read it back, compare. */
 void *traffic_thread(void *arg);
 
-void replace_tables(struct fe *f, unsigned n);
+/* Assert (on the test's thread, after the join) that @t's traffic all went well. */
+void traffic_assert_ok(const struct traffic *t);
+
+/*
+ * Replace the memory table @n times; returns the first failure's text
+ * (NULL: none). It does not assert: traffic threads may be running.
+ */
+const char *replace_tables(struct fe *f, unsigned n);
 
 /*
  * The multi-queue scenarios: the unit test runs them small, the stress

@@ -528,6 +528,45 @@ static void readonly_refuses_read_from_fd(void **state)
 	world_free(&w);
 }
 
+/* The little-endian value of the @n guest bytes at @gpa, from pat(). */
+static uint64_t pat_le(gm_gpa_t gpa, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)pat(gpa + i) << (8 * i);
+	return v;
+}
+
+/*
+ * The out-of-line typed reads (the inline ones fall back to them) return
+ * the value, aligned or not: (gm_read_le32) names the function, not the
+ * macro.
+ */
+static void out_of_line_le_reads_return_the_value(void **state)
+{
+	static const gm_gpa_t at[] = {0x11000, 0x11008, 0x11001, 0x11003, 0x11ffd};
+	uint64_t v64;
+	uint32_t v32;
+	uint16_t v16;
+	struct world w;
+
+	(void)state;
+	build_ro(&w);
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		v16 = 0;
+		v32 = 0;
+		v64 = 0;
+		assert_int_equal((gm_read_le16)(w.m, at[i], &v16), 0);
+		assert_int_equal(v16, pat_le(at[i], 2));
+		assert_int_equal((gm_read_le32)(w.m, at[i], &v32), 0);
+		assert_int_equal(v32, pat_le(at[i], 4));
+		assert_int_equal((gm_read_le64)(w.m, at[i], &v64), 0);
+		assert_int_equal(v64, pat_le(at[i], 8));
+	}
+	world_free(&w);
+}
+
 static void readonly_allows_every_read(void **state)
 {
 	unsigned char buf[3 * PAGE], back[16];
@@ -646,6 +685,22 @@ static void copy_overlapping_backward_within_region(void **state)
 	world_free(&w);
 }
 
+/*
+ * Backwards across page-sized regions, src and dst one byte past a region
+ * start: the last piece is exactly what is left, not one byte more (the
+ * byte before dst is not the destination's).
+ */
+static void copy_backward_from_region_starts_stays_in_the_destination(void **state)
+{
+	static const struct gm_range r[3] = {{0x10000, PAGE}, {0x11000, PAGE}, {0x12000, PAGE}};
+	struct world w;
+
+	(void)state;
+	world_build(&w, r, 3);
+	copy_like_memmove(&w, 0x10000, 3 * PAGE, 0x11001, 0x10001, PAGE + PAGE / 2);
+	world_free(&w);
+}
+
 static void copy_overlapping_across_regions_both_directions(void **state)
 {
 	static const struct gm_range r[4] = {
@@ -707,10 +762,12 @@ int memory_datapath_tests(void)
 	    cmocka_unit_test(readonly_refuses_write_translation),
 	    cmocka_unit_test(readonly_refuses_read_from_fd),
 	    cmocka_unit_test(readonly_allows_every_read),
+	    cmocka_unit_test(out_of_line_le_reads_return_the_value),
 	    cmocka_unit_test(fill_sets_bytes_across_regions),
 	    cmocka_unit_test(fill_touching_hole_faults_and_changes_nothing),
 	    cmocka_unit_test(copy_overlapping_forward_within_region),
 	    cmocka_unit_test(copy_overlapping_backward_within_region),
+	    cmocka_unit_test(copy_backward_from_region_starts_stays_in_the_destination),
 	    cmocka_unit_test(copy_overlapping_across_regions_both_directions),
 	    cmocka_unit_test(copy_touching_hole_faults_and_changes_nothing),
 	};

@@ -32,6 +32,8 @@
 
 #include "dirty-internal.h"
 
+#include "../threads.h"
+
 #define NPAGES	     256u /* small: writers and the collector fight over few words */
 #define NWORDS	     (NPAGES / 64u)
 #define NWRITERS     3
@@ -121,26 +123,29 @@ static void run_round(struct gm_dirty *d, struct writer *writers, long long dead
 	uint64_t written[NWORDS] = {0}, seen[NWORDS] = {0};
 	uint32_t ncollects, j;
 	size_t i, k;
-	int t;
+	void *ret[NWRITERS];
+	int t, collect_err = 0, join_err[NWRITERS];
 
 	__atomic_store_n(&gen, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
 	for (t = 0; t < NWRITERS; t++) {
 		writers[t].n = 0;
-		assert_int_equal(pthread_create(&writers[t].thread, NULL, writer_main, &writers[t]),
-				 0);
+		start_thread(&writers[t].thread, writer_main, &writers[t]);
 	}
 	/* Collect while the writers run; keep the last two collects for after they stop. */
-	for (j = 1; j <= MAX_COLLECTS - 2 && now_ns() < deadline; j++) {
+	for (j = 1; j <= MAX_COLLECTS - 2 && now_ns() < deadline && !collect_err; j++) {
 		__atomic_store_n(&gen, j, __ATOMIC_SEQ_CST);
-		assert_int_equal(gm_dirty_collect(d, 0, sets[j], NWORDS), 0);
+		collect_err = gm_dirty_collect(d, 0, sets[j], NWORDS);
 	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (t = 0; t < NWRITERS; t++) {
-		void *ret;
-
-		assert_int_equal(pthread_join(writers[t].thread, &ret), 0);
-		assert_null(ret);
+		join_err[t] = pthread_join(writers[t].thread, &ret[t]);
+	}
+	/* The writers are joined: now an assertion may leave the test. */
+	assert_int_equal(collect_err, 0);
+	for (t = 0; t < NWRITERS; t++) {
+		assert_int_equal(join_err[t], 0);
+		assert_null(ret[t]);
 	}
 	for (k = 0; k < 2; k++, j++) {
 		__atomic_store_n(&gen, j, __ATOMIC_SEQ_CST);

@@ -22,6 +22,8 @@
 
 #include <guestmem/guestmem.h>
 
+#include "../threads.h"
+
 #define NTHREADS 4
 #define OPS	 100000 /* per thread and word: about a second under TSan */
 
@@ -105,10 +107,9 @@ static void fetch_add_from_many_threads_counts_exactly(void **state)
 	assert_int_equal(pthread_barrier_init(&go, NULL, NTHREADS), 0);
 	for (i = 0; i < NTHREADS; i++) {
 		c[i] = (struct ctx){m, &go, olds + (size_t)i * OPS, 0};
-		assert_int_equal(pthread_create(&t[i], NULL, hammer, &c[i]), 0);
+		start_thread(&t[i], hammer, &c[i]);
 	}
-	for (i = 0; i < NTHREADS; i++)
-		assert_int_equal(pthread_join(t[i], NULL), 0);
+	assert_int_equal(join_threads(t, NTHREADS), 0);
 	pthread_barrier_destroy(&go);
 	for (i = 0; i < NTHREADS; i++)
 		assert_int_equal(c[i].failed, 0);

@@ -29,6 +29,8 @@
 
 #include <guestmem/snapshot.h>
 
+#include "../threads.h"
+
 #define MiB  ((uint64_t)1 << 20)
 #define PAGE 4096u
 
@@ -113,10 +115,15 @@ static void *recv_thread(void *arg)
 }
 
 static struct writer writers[2];
+static bool writers_joined;
 
+/* The final round's hook, and the test's own in case the send failed before it. */
 static int stop_writers(void *opaque)
 {
 	(void)opaque;
+	if (writers_joined)
+		return 0;
+	writers_joined = true;
 	for (int i = 0; i < 2; i++)
 		__atomic_store_n(&writers[i].stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 2; i++)
@@ -133,7 +140,7 @@ static void migration_under_writers_converges_and_receiver_equals_sender(void **
 	struct gm_migrate_stats st;
 	struct recv_arg r;
 	pthread_t th;
-	int sv[2];
+	int sv[2], sp_err, sent = 0, join_err = 0;
 
 	(void)state;
 	memset(specs, 0, sizeof(specs));
@@ -148,21 +155,31 @@ static void migration_under_writers_converges_and_receiver_equals_sender(void **
 	assert_int_equal(gm_memory_new(specs, NREGIONS, &src), 0);
 	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	writers_joined = false;
 	for (int i = 0; i < 2; i++) {
 		writers[i] = (struct writer){.m = src, .seed = 0x1234567 + (uint64_t)i * 77};
-		assert_int_equal(pthread_create(&writers[i].th, NULL, write_loop, &writers[i]), 0);
+		start_thread(&writers[i].th, write_loop, &writers[i]);
 	}
 	/* On a loaded machine the writers may start late: migrate while they run. */
 	for (int i = 0; i < 2; i++)
 		while (__atomic_load_n(&writers[i].writes, __ATOMIC_RELAXED) < 256)
 			sched_yield();
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	r = (struct recv_arg){.m = dst, .fd = sv[1]};
-	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
 	struct gm_migrate_opts o = {
 	    .max_rounds = 30, .stop_pages = 64, .before_final = stop_writers};
-	assert_int_equal(gm_migrate_send(src, sv[0], &o, &st), 0);
-	pthread_join(th, NULL);
+	/* Writers and receiver run on this frame: no assertion until all are joined. */
+	sp_err = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	if (!sp_err) {
+		r = (struct recv_arg){.m = dst, .fd = sv[1]};
+		start_thread(&th, recv_thread, &r);
+		sent = gm_migrate_send(src, sv[0], &o, &st);
+		if (sent)
+			shutdown(sv[0], SHUT_RDWR); /* a receiver waiting for more gives up */
+		join_err = pthread_join(th, NULL);
+	}
+	stop_writers(NULL);
+	assert_int_equal(sp_err, 0);
+	assert_int_equal(join_err, 0);
+	assert_int_equal(sent, 0);
 	assert_int_equal(r.ret, 0);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(writers[i].failures, 0);

@@ -28,6 +28,8 @@
 
 #include <guestmem/guestmem.h>
 
+#include "../threads.h"
+
 #define PAGE	 GM_PAGE_SIZE
 #define NREADERS 3
 #define SLICE	 (4 * PAGE) /* each reader's part of the stable window */
@@ -258,12 +260,11 @@ static void readers_see_only_valid_memory_while_the_layout_changes(void **state)
 		readers[i].sh = &sh;
 		readers[i].id = i;
 		readers[i].seed = 1000 + i;
-		assert_int_equal(pthread_create(&tids[i], NULL, reader_main, &readers[i]), 0);
+		start_thread(&tids[i], reader_main, &readers[i]);
 	}
 	rc = writer_loop(&sh, &rounds);
 	__atomic_store_n(&sh.stop, 1, __ATOMIC_RELAXED);
-	for (i = 0; i < NREADERS; i++)
-		pthread_join(tids[i], NULL);
+	assert_int_equal(join_threads(tids, NREADERS), 0);
 	assert_int_equal(rc, 0);
 
 	/* Final check, by gm_space_read(), of every word each reader owns. */

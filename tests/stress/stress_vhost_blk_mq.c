@@ -35,8 +35,8 @@ static void several_queues_serve_in_parallel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(memory_table_replaced_mid_stream),
-	    cmocka_unit_test(several_queues_serve_in_parallel),
+	    cmocka_unit_test_teardown(memory_table_replaced_mid_stream, fe_teardown),
+	    cmocka_unit_test_teardown(several_queues_serve_in_parallel, fe_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
