@@ -67,6 +67,20 @@ static int wait_sock(const struct vu_conn *c, short events, int64_t deadline)
 	}
 }
 
+/*
+ * After a socket call on c->sock returned -1: 0 to make the call again
+ * (interrupted, or the socket became ready for @events), else the error,
+ * STOPPED or STALLED.
+ */
+static int again_or_fail(const struct vu_conn *c, short events, int64_t deadline)
+{
+	if (errno == EINTR)
+		return 0;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		return -errno;
+	return wait_sock(c, events, deadline);
+}
+
 /* Receive exactly @len bytes by @deadline. Returns 0, -ECONNRESET at EOF, STOPPED, STALLED, -errno.
  */
 static int recv_full(const struct vu_conn *c, void *buf, size_t len, int64_t deadline)
@@ -83,11 +97,7 @@ static int recv_full(const struct vu_conn *c, void *buf, size_t len, int64_t dea
 			got += (size_t)r;
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		ret = wait_sock(c, POLLIN, deadline);
+		ret = again_or_fail(c, POLLIN, deadline);
 		if (ret)
 			return ret;
 	}
@@ -108,11 +118,7 @@ static int send_full(const struct vu_conn *c, const void *buf, size_t len, int64
 			off += (size_t)w;
 			continue;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		ret = wait_sock(c, POLLOUT, deadline);
+		ret = again_or_fail(c, POLLOUT, deadline);
 		if (ret)
 			return ret;
 	}
@@ -137,15 +143,8 @@ int vu_read_msg(const struct vu_conn *c, struct msg *msg)
 	int ret;
 
 	msg->nfds = 0;
-	for (;;) {
-		r = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-		if (r >= 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		ret = wait_sock(c, POLLIN, deadline);
+	while ((r = recvmsg(c->sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0) {
+		ret = again_or_fail(c, POLLIN, deadline);
 		if (ret)
 			return ret;
 	}
@@ -233,15 +232,8 @@ int vu_send_reply_fd(const struct vu_conn *c, const struct msg *msg, const void 
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &pass, sizeof(int));
-	for (;;) {
-		w = sendmsg(c->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (w >= 0)
-			break;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		ret = wait_sock(c, POLLOUT, deadline);
+	while ((w = sendmsg(c->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0) {
+		ret = again_or_fail(c, POLLOUT, deadline);
 		if (ret)
 			return ret;
 	}
