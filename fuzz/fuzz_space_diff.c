@@ -305,28 +305,51 @@ static void check_layout(void)
 
 /* ---- decoding ---- */
 
-/* A window address: a page of the 1 MiB range. */
+/*
+ * A window address: a page of the 1 MiB range, or (bytes 0xe0..0xff, once
+ * windows exist) the page where an existing window starts or the first page
+ * after it ends, so that adjacency and collisions are common.
+ */
 static gm_gpa_t get_page_gpa(struct in *in)
 {
-	return get(in, 1) * PAGE;
+	unsigned p = (unsigned)get(in, 1);
+	const struct mwin *w;
+
+	if (p < 0xe0 || nwin == 0)
+		return p * PAGE;
+	w = &win[(p & 15) % nwin];
+	if (p & 0x10)
+		return (w->gpa + w->size + PAGE - 1) / PAGE * PAGE; /* small: no overflow */
+	return gm_align_down(w->gpa, PAGE);
 }
 
-/* An access address: any byte, biased towards page edges (window edges, protection runs). */
+/*
+ * An access address: any byte, biased towards page edges. With a first
+ * byte 0xc0..0xff (once windows exist) the page edge is one of a window's:
+ * its start, a page inside it (where protection runs meet) or its end.
+ */
 static gm_gpa_t get_gpa(struct in *in)
 {
-	gm_gpa_t page = get_page_gpa(in);
-	unsigned b = (unsigned)get(in, 1);
+	unsigned p = (unsigned)get(in, 1);
+	gm_gpa_t edge = p * PAGE;
+	unsigned b;
 
+	if (p >= 0xc0 && nwin) {
+		const struct mwin *w = &win[p % nwin];
+
+		edge = w->gpa + (get(in, 1) % (w->size / PAGE + 1)) * PAGE;
+	}
+	b = (unsigned)get(in, 1);
 	switch (b >> 6) {
 	case 0:
-		return page + (b & 63);
+		return edge + (b & 63);
 	case 1:
-		return page + PAGE - 1 - (b & 63);
+		return edge >= 64 ? edge - 1 - (b & 63) : edge;
 	case 2:
-		return page + get(in, 2) % PAGE;
+		return edge + get(in, 2) % PAGE;
 	default:
 		/* Rarely, the top of the 64-bit space: a wrapping range. */
-		return (b & 32) ? UINT64_MAX - (b & 31) : page + PAGE / 2;
+		return (b & 32) ? UINT64_MAX - (b & 31) : edge + PAGE / 2;
 	}
 }
 
