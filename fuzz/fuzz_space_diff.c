@@ -755,6 +755,12 @@ static void op_view(struct in *in)
 		check_read(gpa, buf, len);
 }
 
+/* The operations an input byte selects; view accesses get two bytes in eleven. */
+static void (*const ops[])(struct in *) = {
+    op_add_ram, op_add_rom,	op_add_reserved, op_remove, op_move, op_resize,
+    op_protect, op_space_write, op_space_read,	 op_view,   op_view,
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -769,40 +775,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (gm_space_new(GM_SPACE_MEMORY, &space) != 0)
 		abort();
 	nwin = 0;
-	for (op_no = 0; op_no < MAXOPS && in.n > 0; op_no++) {
-		switch (get(&in, 1) % 11) {
-		case 0:
-			op_add_ram(&in);
-			break;
-		case 1:
-			op_add_rom(&in);
-			break;
-		case 2:
-			op_add_reserved(&in);
-			break;
-		case 3:
-			op_remove(&in);
-			break;
-		case 4:
-			op_move(&in);
-			break;
-		case 5:
-			op_resize(&in);
-			break;
-		case 6:
-			op_protect(&in);
-			break;
-		case 7:
-			op_space_write(&in);
-			break;
-		case 8:
-			op_space_read(&in);
-			break;
-		default:
-			op_view(&in);
-			break;
-		}
-	}
+	for (op_no = 0; op_no < MAXOPS && in.n > 0; op_no++)
+		ops[get(&in, 1) % (sizeof(ops) / sizeof(ops[0]))](&in);
 	op_name = "end";
 	check_bytes(0, UINT64_MAX, true);
 	gm_space_free(space);
