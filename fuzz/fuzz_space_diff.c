@@ -2,42 +2,31 @@
  * fuzz/fuzz_space_diff.c - differential libFuzzer target for the space
  * layer: access routing (gm_space_read()/gm_space_write()) and the data
  * path of its views (gm_read(), gm_write(), the fixed-width accessors)
- * against a tiny reference model kept by this file.
+ * against a tiny reference model (space_diff_model.c).
  *
  * The model is a list of windows: kind, guest address, size, capacity
  * (a RAM window's max_size), the guest protection of each RAM page and the
  * window's own bytes. The input is a sequence of operations on a 1 MiB
  * guest range in 4 KiB pages, windows of 1..16 pages, so that collisions
  * and adjacency are common: add RAM, ROM and reserved windows; remove,
- * move, resize (RAM) and protect (RAM page ranges) them; read and write
- * 1..64 bytes through the space or through the current view, at any
- * address. After each operation the library must agree with the model, as
- * space.h and memory.h state the contract: the same success or errno (where
- * a header names no order between two applicable errors, either one), the
- * same bytes read, no byte changed by a failing write, the same window list
- * and region count, and gm__space_invariants_ok() after every edit. A
- * disagreement aborts with a message naming the operation, the address and
- * what was expected and got. MMIO windows are left out (device splitting
+ * move, resize (RAM) and protect (RAM page ranges) them, alone or in
+ * (nested) transactions that commit or abort; read and write 1..64 bytes
+ * through the space or through the current view, at any address. After each operation the library
+ * must agree with the model, as space.h and memory.h state the contract: the same success or errno
+ * (where a header names no order between two applicable errors, either one), the same bytes read,
+ * no byte changed by a failing write, the same window list and region count, and
+ * gm__space_invariants_ok() after every edit. A disagreement aborts with a message naming the
+ * operation, the address and what was expected and got. MMIO windows are left out (device splitting
  * has its own unit tests). Built only with clang (meson -Dfuzz=enabled).
  */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <guestmem/guestmem.h>
+#include "space_diff_model.h"
 
-#include "space/space-internal.h" /* gm__space_invariants_ok() */
-
-#define PAGE	 ((uint64_t)GM_PAGE_SIZE)
-#define NPAGES	 256u /* the guest range the input places windows in: 1 MiB */
-#define MAXWIN	 16u
-#define MAXPAGES 24u /* largest RAM capacity, in pages */
-#define MAXOPS	 64u
-#define MAXLEN	 64u /* longest access */
+#define MAXOPS 64u
 
 struct in {
 	const uint8_t *p;
@@ -55,254 +44,6 @@ static uint64_t get(struct in *in, unsigned bytes)
 	return v;
 }
 
-/* One window of the model. */
-struct mwin {
-	struct gm_window *h;
-	enum gm_window_kind kind;
-	gm_gpa_t gpa;
-	uint64_t size;
-	uint64_t cap;		      /* RAM: max_size; others: size */
-	unsigned char prot[MAXPAGES]; /* RAM: guest protection of each page */
-	bool written[MAXPAGES];	      /* the model wrote the page (the final check) */
-	unsigned char bytes[MAXPAGES * GM_PAGE_SIZE]; /* RAM/ROM: the contents */
-};
-
-static struct mwin win[MAXWIN];
-static size_t nwin;
-static struct gm_space *space;
-static unsigned op_no; /* the operation being checked, for messages */
-static const char *op_name;
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "fuzz_space_diff: op %u (%s): ", op_no, op_name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	abort();
-}
-
-/* ---- the model ---- */
-
-static struct mwin *model_find(gm_gpa_t gpa)
-{
-	size_t i;
-
-	for (i = 0; i < nwin; i++)
-		if (gpa >= win[i].gpa && gpa - win[i].gpa < win[i].size)
-			return &win[i];
-	return NULL;
-}
-
-/* Whether [@gpa, @gpa + @size) overlaps a model window other than @skip. */
-static bool model_overlaps(gm_gpa_t gpa, uint64_t size, const struct mwin *skip)
-{
-	size_t i;
-
-	for (i = 0; i < nwin; i++)
-		if (&win[i] != skip && gpa < win[i].gpa + win[i].size && win[i].gpa < gpa + size)
-			return true;
-	return false;
-}
-
-/*
- * What an access to the byte at @gpa gives: 0, -EFAULT or -EACCES.
- * @view: through a view (memory.h: a page without access is not in the
- * view, -EFAULT), else through the space (space.h: RAM without the right
- * is -EACCES).
- */
-static int model_byte(gm_gpa_t gpa, bool write, bool view)
-{
-	const struct mwin *w = model_find(gpa);
-	unsigned prot;
-
-	if (!w || w->kind == GM_WINDOW_RESERVED)
-		return -EFAULT;
-	if (w->kind == GM_WINDOW_ROM)
-		return write ? -EACCES : 0;
-	prot = w->prot[(gpa - w->gpa) / PAGE];
-	if (view && prot == GM_PROT_NONE)
-		return -EFAULT;
-	if (!(prot & (write ? GM_PROT_WRITE : GM_PROT_READ)))
-		return -EACCES;
-	return 0;
-}
-
-/* The first failing byte of [@gpa, @gpa + @len) decides (both headers). */
-static int model_access(gm_gpa_t gpa, size_t len, bool write, bool view)
-{
-	size_t i;
-
-	if (len && gpa + (len - 1) < gpa)
-		return -EFAULT;
-	for (i = 0; i < len; i++) {
-		int err = model_byte(gpa + i, write, view);
-
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-static unsigned char *model_bytep(gm_gpa_t gpa)
-{
-	struct mwin *w = model_find(gpa);
-
-	w->written[(gpa - w->gpa) / PAGE] = true;
-	return &w->bytes[gpa - w->gpa];
-}
-
-static void model_read(gm_gpa_t gpa, unsigned char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		const struct mwin *w = model_find(gpa + i);
-
-		buf[i] = w->bytes[gpa + i - w->gpa];
-	}
-}
-
-static void model_write(gm_gpa_t gpa, const unsigned char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		*model_bytep(gpa + i) = buf[i];
-}
-
-/* ---- comparing the library with the model ---- */
-
-/* The bit of result @err (0 or a negative errno) in an expected-result mask. */
-static uint64_t bit(int err)
-{
-	return (uint64_t)1 << -err;
-}
-
-static void expect(uint64_t mask, int got, gm_gpa_t gpa)
-{
-	if (!(mask & bit(got)))
-		fail("gpa 0x%llx: expected result mask 0x%llx, got %d", (unsigned long long)gpa,
-		     (unsigned long long)mask, got);
-}
-
-/*
- * Compare the host bytes of every RAM/ROM window overlapping [@lo, @hi)
- * with the model; with @written, only the pages the model wrote (reading
- * every untouched page would fault each one in, for nothing).
- */
-static void check_bytes(gm_gpa_t lo, gm_gpa_t hi, bool written)
-{
-	size_t i;
-
-	for (i = 0; i < nwin; i++) {
-		const struct mwin *w = &win[i];
-		struct gm_window_info info;
-		gm_gpa_t a = lo > w->gpa ? lo : w->gpa;
-		gm_gpa_t b = hi < w->gpa + w->size ? hi : w->gpa + w->size;
-		const unsigned char *host;
-		uint64_t k;
-
-		if (w->kind == GM_WINDOW_RESERVED || a >= b)
-			continue;
-		if (gm_space_window_info(space, w->h, &info) != 0)
-			fail("window at 0x%llx: no info", (unsigned long long)w->gpa);
-		host = info.host;
-		/* Page by page (memcmp), then byte by byte to report a mismatch. */
-		for (k = a - w->gpa; k < b - w->gpa; k = (k / PAGE + 1) * PAGE) {
-			uint64_t end = (k / PAGE + 1) * PAGE;
-
-			if (end > b - w->gpa)
-				end = b - w->gpa;
-			if ((written && !w->written[k / PAGE]) ||
-			    memcmp(host + k, w->bytes + k, (size_t)(end - k)) == 0)
-				continue;
-			for (; host[k] == w->bytes[k]; k++)
-				;
-			fail("byte at 0x%llx: expected 0x%02x, got 0x%02x",
-			     (unsigned long long)(w->gpa + k), w->bytes[k], host[k]);
-		}
-	}
-}
-
-static int cmp_win(const void *a, const void *b)
-{
-	const struct mwin *x = *(const struct mwin *const *)a, *y = *(const struct mwin *const *)b;
-
-	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
-}
-
-/* Runs of one protection in RAM window @w (space.h: view regions split and merge). */
-static size_t model_parts(const struct mwin *w, bool skip_none)
-{
-	size_t runs = 0;
-	uint64_t p;
-
-	if (w->kind != GM_WINDOW_RAM)
-		return 1;
-	for (p = 0; p < w->size / PAGE; p++)
-		if ((p == 0 || w->prot[p] != w->prot[p - 1]) &&
-		    !(skip_none && w->prot[p] == GM_PROT_NONE))
-			runs++;
-	return runs;
-}
-
-static unsigned model_prot0(const struct mwin *w)
-{
-	switch (w->kind) {
-	case GM_WINDOW_RAM:
-		return w->prot[0];
-	case GM_WINDOW_ROM:
-		return GM_PROT_READ | GM_PROT_EXEC;
-	default:
-		return GM_PROT_NONE;
-	}
-}
-
-/* After every edit: invariants, the window list and the view's region count. */
-static void check_layout(void)
-{
-	struct gm_window_info info[MAXWIN + 1];
-	const struct mwin *sorted[MAXWIN];
-	struct gm_memory *m;
-	size_t n, i, regions = 0;
-	int err;
-
-	if (!gm__space_invariants_ok(space))
-		fail("gm__space_invariants_ok() is false");
-	for (i = 0; i < nwin; i++)
-		sorted[i] = &win[i];
-	qsort(sorted, nwin, sizeof(sorted[0]), cmp_win);
-	err = gm_space_windows(space, info, MAXWIN + 1, &n);
-	if (err || n != nwin)
-		fail("gm_space_windows: expected %zu windows, got %zu (%d)", nwin, n, err);
-	for (i = 0; i < n; i++) {
-		const struct mwin *w = sorted[i];
-
-		if (info[i].window != w->h || info[i].kind != w->kind || info[i].gpa != w->gpa ||
-		    info[i].size != w->size || info[i].max_size != w->cap ||
-		    info[i].prot != model_prot0(w) || info[i].nparts != model_parts(w, false))
-			fail(
-			    "window %zu: expected kind %d [0x%llx +0x%llx] max 0x%llx prot %u "
-			    "nparts %zu, got kind %d [0x%llx +0x%llx] max 0x%llx prot %u nparts %zu",
-			    i, w->kind, (unsigned long long)w->gpa, (unsigned long long)w->size,
-			    (unsigned long long)w->cap, model_prot0(w), model_parts(w, false),
-			    info[i].kind, (unsigned long long)info[i].gpa,
-			    (unsigned long long)info[i].size, (unsigned long long)info[i].max_size,
-			    info[i].prot, info[i].nparts);
-		if (w->kind != GM_WINDOW_RESERVED)
-			regions += model_parts(w, true);
-	}
-	if (gm_space_memory_get(space, &m) != 0)
-		fail("gm_space_memory_get failed");
-	if (gm_memory_region_count(m) != regions)
-		fail("view: expected %zu regions, got %zu", regions, gm_memory_region_count(m));
-	gm_memory_put(m);
-}
-
 /* ---- decoding ---- */
 
 /*
@@ -313,11 +54,12 @@ static void check_layout(void)
 static gm_gpa_t get_page_gpa(struct in *in)
 {
 	unsigned p = (unsigned)get(in, 1);
+	const struct mlayout *l = edited();
 	const struct mwin *w;
 
-	if (p < 0xe0 || nwin == 0)
+	if (p < 0xe0 || l->n == 0)
 		return p * PAGE;
-	w = &win[(p & 15) % nwin];
+	w = &l->w[(p & 15) % l->n];
 	if (p & 0x10)
 		return (w->gpa + w->size + PAGE - 1) / PAGE * PAGE; /* small: no overflow */
 	return gm_align_down(w->gpa, PAGE);
@@ -334,8 +76,8 @@ static gm_gpa_t get_gpa(struct in *in)
 	gm_gpa_t edge = p * PAGE;
 	unsigned b;
 
-	if (p >= 0xc0 && nwin) {
-		const struct mwin *w = &win[p % nwin];
+	if (p >= 0xc0 && cur.n) {
+		const struct mwin *w = &cur.w[p % cur.n];
 
 		edge = w->gpa + (get(in, 1) % (w->size / PAGE + 1)) * PAGE;
 	}
@@ -353,29 +95,24 @@ static gm_gpa_t get_gpa(struct in *in)
 	}
 }
 
-static struct mwin *get_win(struct in *in)
+/*
+ * The window an edit names: one of the layout being edited, or (in a
+ * transaction, high bit set) a committed one, which the staging may have
+ * removed. Sets *@h to its handle (NULL: no window at all) and returns the
+ * window in the edited layout, NULL if it is not there (-ENOENT).
+ */
+static struct mwin *get_win(struct in *in, struct gm_window **h)
 {
 	unsigned k = (unsigned)get(in, 1);
+	struct mlayout *l = depth && (k & 0x80) ? &cur : edited();
+	size_t i;
 
-	return nwin ? &win[k % nwin] : NULL;
-}
-
-/* A model window just added with handle @h. */
-static struct mwin *model_add(struct gm_window *h, enum gm_window_kind kind, gm_gpa_t gpa,
-			      uint64_t size, uint64_t cap)
-{
-	struct mwin *w = &win[nwin++];
-
-	w->h = h;
-	w->kind = kind;
-	w->gpa = gpa;
-	w->size = size;
-	w->cap = cap;
-	memset(w->prot, GM_PROT_ALL, sizeof(w->prot));
-	memset(w->written, 0, sizeof(w->written));
-	if (kind != GM_WINDOW_RESERVED)
-		memset(w->bytes, 0, (size_t)cap);
-	return w;
+	*h = l->n ? l->w[k % l->n].h : NULL;
+	l = edited();
+	for (i = 0; *h && i < l->n; i++)
+		if (l->w[i].h == *h)
+			return &l->w[i];
+	return NULL;
 }
 
 /* ---- edits ---- */
@@ -386,9 +123,8 @@ static void op_add_ram(struct in *in)
 	unsigned b = (unsigned)get(in, 1);
 	uint64_t size = (b & 15) * PAGE + PAGE;
 	uint64_t max = size + ((b >> 4) & 7) * PAGE;
-	uint64_t mask = 0;
+	unsigned mask = 0;
 	struct gm_window *h = NULL;
-	int err;
 
 	op_name = "add ram";
 	if (b & 0x80)
@@ -397,26 +133,15 @@ static void op_add_ram(struct in *in)
 		size = 0; /* -EINVAL */
 	else if ((b & 0xf0) == 0xe0)
 		max = PAGE * ((b & 15) ? (b & 15) : 1) - PAGE; /* below @size: -EINVAL */
-	if (nwin == MAXWIN)
+	if (edited()->n == MAXWIN)
 		return;
 	if (size == 0 || (max && max < size))
 		mask |= bit(-EINVAL);
 	if (size && model_overlaps(gpa, size, NULL))
 		mask |= bit(-EEXIST);
-	err = gm_space_add_ram(space, gpa, size, max, GM_MAP_NORESERVE, &h);
-	expect(mask ? mask : bit(0), err, gpa);
-	if (!err)
+	if (edit_result(mask, gm_space_add_ram(space, gpa, size, max, GM_MAP_NORESERVE, &h), gpa))
 		model_add(h, GM_WINDOW_RAM, gpa, size, max ? max : size);
 	check_layout();
-}
-
-static void model_write_rom(struct mwin *w, const unsigned char *data, size_t len)
-{
-	size_t p;
-
-	memcpy(w->bytes, data, len);
-	for (p = 0; p < (len + PAGE - 1) / PAGE; p++)
-		w->written[p] = true;
 }
 
 static void op_add_rom(struct in *in)
@@ -424,22 +149,26 @@ static void op_add_rom(struct in *in)
 	gm_gpa_t gpa = get_page_gpa(in);
 	unsigned b = (unsigned)get(in, 1);
 	uint64_t size = (b & 15) * PAGE + PAGE;
-	size_t len = (size_t)(get(in, 2) % (size + 1));
+	/* "@len bytes followed by zeros": a short @len is as good as a long one. */
+	size_t len = (size_t)(get(in, 2) % (size < 2 * PAGE ? size + 1 : 2 * PAGE + 1));
 	unsigned char seed = (unsigned char)(b | 1);
 	struct gm_window *h = NULL;
-	unsigned char data[16 * GM_PAGE_SIZE];
+	unsigned char data[2 * GM_PAGE_SIZE];
+	struct mwin *w;
 	size_t i;
-	int err;
 
 	op_name = "add rom";
-	if (nwin == MAXWIN)
+	if (edited()->n == MAXWIN)
 		return;
 	for (i = 0; i < len; i++)
 		data[i] = (unsigned char)(seed * (i + 1) + (i >> 8));
-	err = gm_space_add_rom(space, gpa, size, data, len, &h);
-	expect(model_overlaps(gpa, size, NULL) ? bit(-EEXIST) : bit(0), err, gpa);
-	if (!err)
-		model_write_rom(model_add(h, GM_WINDOW_ROM, gpa, size, size), data, len);
+	if (edit_result(model_overlaps(gpa, size, NULL) ? bit(-EEXIST) : 0,
+			gm_space_add_rom(space, gpa, size, data, len, &h), gpa)) {
+		w = model_add(h, GM_WINDOW_ROM, gpa, size, size);
+		memcpy(mem[w->slot], data, len);
+		for (i = 0; i < (len + PAGE - 1) / PAGE; i++)
+			written[w->slot][i] = true;
+	}
 	check_layout();
 }
 
@@ -450,81 +179,77 @@ static void op_add_reserved(struct in *in)
 	gm_gpa_t gpa = get_page_gpa(in) + ((b & 0x80) ? get(in, 2) % PAGE : 0);
 	uint64_t size = (b & 15) * PAGE + ((b & 0x40) ? get(in, 2) % PAGE : PAGE);
 	struct gm_window *h = NULL;
-	uint64_t mask = 0;
-	int err;
+	unsigned mask = 0;
 
 	op_name = "add reserved";
-	if (nwin == MAXWIN)
+	if (edited()->n == MAXWIN)
 		return;
 	if (size == 0)
 		mask |= bit(-EINVAL);
 	else if (model_overlaps(gpa, size, NULL))
 		mask |= bit(-EEXIST);
-	err = gm_space_add_reserved(space, gpa, size, "hole", &h);
-	expect(mask ? mask : bit(0), err, gpa);
-	if (!err)
+	if (edit_result(mask, gm_space_add_reserved(space, gpa, size, "hole", &h), gpa))
 		model_add(h, GM_WINDOW_RESERVED, gpa, size, size);
 	check_layout();
 }
 
 static void op_remove(struct in *in)
 {
-	struct mwin *w = get_win(in);
-	int err;
+	struct gm_window *h;
+	struct mwin *w = get_win(in, &h);
 
 	op_name = "remove";
-	if (!w)
+	if (!h)
 		return;
-	err = gm_space_remove(space, w->h);
-	expect(bit(0), err, w->gpa);
-	*w = win[--nwin];
+	if (edit_result(w ? 0 : bit(-ENOENT), gm_space_remove(space, h), w ? w->gpa : 0))
+		*w = edited()->w[--edited()->n];
 	check_layout();
 }
 
 static void op_move(struct in *in)
 {
-	struct mwin *w = get_win(in);
+	struct gm_window *h;
+	struct mwin *w = get_win(in, &h);
 	gm_gpa_t gpa = get_page_gpa(in);
 	unsigned b = (unsigned)get(in, 1);
-	uint64_t mask = 0;
-	int err;
+	unsigned mask = 0;
 
 	op_name = "move";
-	if (!w)
+	if (!h)
 		return;
 	if (b & 1)
 		gpa += b >> 1; /* not page aligned: -EINVAL for RAM/ROM, fine for reserved */
-	if (w->kind != GM_WINDOW_RESERVED && gpa % PAGE)
+	if (!w)
+		mask = bit(-ENOENT);
+	else if (w->kind != GM_WINDOW_RESERVED && gpa % PAGE)
 		mask |= bit(-EINVAL);
-	if (model_overlaps(gpa, w->size, w))
+	if (w && model_overlaps(gpa, w->size, w))
 		mask |= bit(-EEXIST);
-	err = gm_space_move(space, w->h, gpa);
-	expect(mask ? mask : bit(0), err, gpa);
-	if (!err)
+	if (edit_result(mask, gm_space_move(space, h, gpa), gpa))
 		w->gpa = gpa;
 	check_layout();
 }
 
 static void op_resize(struct in *in)
 {
-	struct mwin *w = get_win(in);
+	struct gm_window *h;
+	struct mwin *w = get_win(in, &h);
 	uint64_t size = (get(in, 1) % (MAXPAGES + 2)) * PAGE;
-	uint64_t mask = 0;
+	unsigned mask = 0;
 	uint64_t p;
-	int err;
 
 	op_name = "resize";
-	if (!w)
+	if (!h)
 		return;
-	if (w->kind != GM_WINDOW_RAM || size < w->size)
+	if (!w)
+		mask = bit(-ENOENT);
+	else if (w->kind != GM_WINDOW_RAM || size < w->size)
 		mask |= bit(-EINVAL);
-	if (size > w->cap)
+	if (w && size > w->cap)
 		mask |= bit(-ENOSPC);
-	if (size > w->size && model_overlaps(w->gpa + w->size, size - w->size, w))
+	if (w && size > w->size && model_overlaps(w->gpa + w->size, size - w->size, w))
 		mask |= bit(-EEXIST);
-	err = gm_space_resize(space, w->h, size);
-	expect(mask ? mask : bit(0), err, w->gpa);
-	if (!err) {
+	if (edit_result(mask, gm_space_resize(space, h, size), w ? w->gpa : 0)) {
 		/* The new part is zeroed, GM_PROT_ALL (space.h). */
 		for (p = w->size / PAGE; p < size / PAGE; p++)
 			w->prot[p] = GM_PROT_ALL;
@@ -545,27 +270,73 @@ static void op_protect(struct in *in)
 	    GM_PROT_WRITE | GM_PROT_EXEC, /* refused */
 	    8u,				  /* unknown bit: refused */
 	};
-	struct mwin *w = get_win(in);
+	struct gm_window *h;
+	struct mwin *w = get_win(in, &h);
 	unsigned b = (unsigned)get(in, 1);
 	uint64_t off = (get(in, 1) % 20) * PAGE;
 	uint64_t size = ((b >> 3) % 20) * PAGE;
 	unsigned prot = prots[b & 7];
-	uint64_t mask = 0;
+	unsigned mask = 0;
 	uint64_t p;
-	int err;
 
 	op_name = "protect";
-	if (!w)
+	if (!h)
 		return;
-	if (w->kind != GM_WINDOW_RAM || size == 0 || (b & 7) >= 5)
+	if (!w)
+		mask = bit(-ENOENT);
+	else if (w->kind != GM_WINDOW_RAM || size == 0 || (b & 7) >= 5)
 		mask |= bit(-EINVAL);
-	if (off + size > w->size)
+	if (w && off + size > w->size)
 		mask |= bit(-ERANGE);
-	err = gm_space_protect(space, w->h, off, size, prot);
-	expect(mask ? mask : bit(0), err, w->gpa + off);
-	if (!err)
+	if (edit_result(mask, gm_space_protect(space, h, off, size, prot), w ? w->gpa + off : 0))
 		for (p = off / PAGE; p < (off + size) / PAGE; p++)
 			w->prot[p] = (unsigned char)prot;
+	check_layout();
+}
+
+/* ---- transactions (space.h "Editing"; nested up to 3 deep) ---- */
+
+static void op_begin(struct in *in)
+{
+	(void)in;
+	op_name = "begin";
+	if (depth == 3)
+		return;
+	expect(bit(0), gm_space_begin(space), 0);
+	if (depth++ == 0) {
+		stg = cur;
+		doom = 0;
+	}
+}
+
+/* An inner commit returns the doom error and changes nothing; the outermost publishes or discards.
+ */
+static void op_commit(struct in *in)
+{
+	int got = gm_space_commit(space);
+
+	(void)in;
+	op_name = "commit";
+	if (depth == 0) {
+		expect(bit(-EPERM), got, 0);
+		return;
+	}
+	expect(bit(doom), got, 0);
+	if (--depth == 0 && !doom)
+		cur = stg;
+	check_layout();
+}
+
+/* An inner abort dooms the transaction with -ECANCELED; the outermost discards it. */
+static void op_abort(struct in *in)
+{
+	int got = gm_space_abort(space);
+
+	(void)in;
+	op_name = "abort";
+	expect(depth ? bit(0) : bit(-EPERM), got, 0);
+	if (depth && --depth && !doom)
+		doom = -ECANCELED;
 	check_layout();
 }
 
@@ -583,30 +354,6 @@ static void fill_data(struct in *in, unsigned char *buf, size_t len)
 
 	for (i = 0; i < len; i++)
 		buf[i] = (unsigned char)(seed + 13 * i);
-}
-
-static void check_read(gm_gpa_t gpa, const unsigned char *got, size_t len)
-{
-	unsigned char want[MAXLEN];
-	size_t i;
-
-	model_read(gpa, want, len);
-	for (i = 0; i < len; i++)
-		if (got[i] != want[i])
-			fail("read 0x%llx+%zu: byte %zu expected 0x%02x, got 0x%02x",
-			     (unsigned long long)gpa, len, i, want[i], got[i]);
-}
-
-/* Writes: same result, the model follows a success, and no byte elsewhere changed. */
-static void after_write(gm_gpa_t gpa, const unsigned char *data, size_t len, int want, int got)
-{
-	if (got != want)
-		fail("write 0x%llx+%zu: expected %d, got %d", (unsigned long long)gpa, len, want,
-		     got);
-	if (!got)
-		model_write(gpa, data, len);
-	if (gpa + len >= gpa)
-		check_bytes(gpa >= MAXLEN ? gpa - MAXLEN : 0, gpa + len + MAXLEN, false);
 }
 
 static void op_space_write(struct in *in)
@@ -755,10 +502,10 @@ static void op_view(struct in *in)
 		check_read(gpa, buf, len);
 }
 
-/* The operations an input byte selects; view accesses get two bytes in eleven. */
+/* The operations an input byte selects; view accesses get two bytes in fourteen. */
 static void (*const ops[])(struct in *) = {
-    op_add_ram, op_add_rom,	op_add_reserved, op_remove, op_move, op_resize,
-    op_protect, op_space_write, op_space_read,	 op_view,   op_view,
+    op_add_ram,	    op_add_rom,	   op_add_reserved, op_remove, op_move,	 op_resize, op_protect,
+    op_space_write, op_space_read, op_view,	    op_view,   op_begin, op_commit, op_abort,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -774,10 +521,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (gm_space_new(GM_SPACE_MEMORY, &space) != 0)
 		abort();
-	nwin = 0;
+	cur.n = 0;
+	depth = 0;
 	for (op_no = 0; op_no < MAXOPS && in.n > 0; op_no++)
 		ops[get(&in, 1) % (sizeof(ops) / sizeof(ops[0]))](&in);
 	op_name = "end";
+	while (depth)
+		op_abort(&in);
 	check_bytes(0, UINT64_MAX, true);
 	gm_space_free(space);
 	space = NULL;
