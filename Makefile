@@ -19,8 +19,8 @@
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
 #   make fuzz       build the libFuzzer targets with clang and fuzz each
-#                   (memory data path, snapshots, virtqueues, gm-vhost-blk's
-#                   vhost-user server) for FUZZ_TIME seconds (60)
+#                   (memory data path, space vs a model, snapshots, virtqueues,
+#                   gm-vhost-blk's vhost-user server) for FUZZ_TIME seconds (60)
 
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
@@ -183,6 +183,9 @@ fuzz: build-fuzz/build.ninja
 	ninja -C build-fuzz fuzz/fuzz_memory
 	mkdir -p build-fuzz/corpus-memory
 	./build-fuzz/fuzz/fuzz_memory -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-memory fuzz/corpus/memory
+	ninja -C build-fuzz fuzz/fuzz_space_diff
+	mkdir -p build-fuzz/corpus-space-diff
+	./build-fuzz/fuzz/fuzz_space_diff -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-space-diff fuzz/corpus/space-diff
 	ninja -C build-fuzz fuzz/fuzz_snapshot
 	mkdir -p build-fuzz/corpus-snapshot
 	./build-fuzz/fuzz/fuzz_snapshot -max_total_time=$(FUZZ_TIME) build-fuzz/corpus-snapshot fuzz/corpus/snapshot
