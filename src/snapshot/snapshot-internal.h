@@ -13,7 +13,7 @@
  * checked per chunk of 512 pages (2 MiB): the unit of checksum, of reads
  * during restore, and of lazy fills.
  *
- *   io.c       opening regular files, full reads and writes, racy-safe guest copies, zero tests, progress
+ *   io.c       opening regular files, full reads and writes, guest copies, zero tests, progress
  *   format.c   header and metadata: encoding, checksums, validation
  *   view.c     the RAM regions of a gm_memory and their dirty bitmaps
  *   open.c     opening a chain of files, describing it, closing it
