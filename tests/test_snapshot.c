@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1544,19 +1546,13 @@ static void space_migration_copies_everything_and_syncs_before_each_collect(void
 static int setup_dir(void **state)
 {
 	(void)state;
-	/* tmpfs when there is one: fsync() is free there and the files are small. */
-	snprintf(dir, sizeof(dir), "%s/gm-test-snapshot-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	return mkdtemp(dir) ? 0 : -1;
+	return scratch_dir_make(dir, sizeof(dir), "snapshot");
 }
 
 static int remove_dir(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return scratch_dir_remove(dir);
 }
 
 int main(void)

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -484,18 +486,13 @@ static void lazy_handler_that_cannot_place_a_page_leaves_nobody_waiting(void **s
 static int fsetup(void **state)
 {
 	(void)state;
-	snprintf(fdir, sizeof(fdir), "%s/gm-test-snapfail-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	return mkdtemp(fdir) ? 0 : -1;
+	return scratch_dir_make(fdir, sizeof(fdir), "snapfail");
 }
 
 static int fteardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return scratch_dir_remove(fdir);
 }
 
 int snapshot_fail_tests(void)

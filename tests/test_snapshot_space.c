@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -355,19 +357,13 @@ static void cancelled_add_to_space_adds_no_window(void **state)
 static int setup_dir(void **state)
 {
 	(void)state;
-	/* tmpfs when there is one: fsync() is free there and the files are small. */
-	snprintf(dir, sizeof(dir), "%s/gm-test-snapshot-space-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	return mkdtemp(dir) ? 0 : -1;
+	return scratch_dir_make(dir, sizeof(dir), "snapshot-space");
 }
 
 static int remove_dir(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return scratch_dir_remove(dir);
 }
 
 int main(void)
