@@ -184,7 +184,13 @@ int vu_set_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg 
 	 */
 	if (fstat(msg->fds[0], &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < off + total)
+	if (!S_ISREG(st.st_mode)) {
+		/* A memfd is a regular file; a pipe, socket or device cannot be the buffer. */
+		s->info->fds_refused++;
+		s->info->fd_refusal = "inflight fd is not a regular file or memfd";
+		return -EBADF;
+	}
+	if ((uint64_t)st.st_size < off + total)
 		return -EINVAL;
 	map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, msg->fds[0], (off_t)off);
 	if (map == MAP_FAILED)
