@@ -216,6 +216,10 @@ int main(int argc, char **argv)
 		       info.queues_started == 1 ? "" : "s", info.messages, info.tables,
 		       info.tables == 1 ? "" : "s", info.max_regions_seen, info.resubmitted,
 		       info.resubmitted == 1 ? "" : "s");
+		if (info.fds_refused)
+			printf("%s: connection %u: refused %u fd%s of the wrong kind (last: %s)\n",
+			       prog, conns, info.fds_refused, info.fds_refused == 1 ? "" : "s",
+			       info.fd_refusal);
 		char what[64];
 		snprintf(what, sizeof(what), "connection %u stats", conns);
 		print_stats(what, &st, info.regions);
