@@ -932,8 +932,8 @@ int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout)
  * Queue 0's call fd is a blocking eventfd at its highest count, and the
  * worker is told it is writable: its write would block for good. It is cut
  * short, so the worker goes on serving, the protocol thread gets the
- * queue's lock (GET_VRING_BASE), queue 1 is served, and the connection
- * ends at once.
+ * queue's lock (GET_VRING_BASE), queue 1 is served, the connection ends at
+ * once, and the next one is served.
  */
 static void saturated_blocking_call_eventfd_does_not_hold_the_worker(void **state)
 {
@@ -979,6 +979,10 @@ static void saturated_blocking_call_eventfd_does_not_hold_the_worker(void **stat
 	assert_int_equal(read(call, &v, 8), 8);
 	assert_int_equal(v, full);
 	close(call);
+	/* The next connection is served as usual. */
+	fe_start(&f, 0);
+	assert_int_equal(run1(&f, T_IN, 4, DATA, 512, true).status, 0);
+	fe_stop(&f);
 	fe_fini(&f);
 }
 

@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* glibc names the Linux field of SIGEV_THREAD_ID only from 2.41 on. */
+/* Older glibc headers do not name the Linux field SIGEV_THREAD_ID uses. */
 #ifndef sigev_notify_thread_id
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
