@@ -58,7 +58,7 @@ struct vu_conn_info {
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
 	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
-	unsigned fds_refused;	/* kick/call/err fds that were not eventfds */
+	unsigned fds_refused;	/* kick/call/err fds not eventfds, inflight fds not files */
 	const char *fd_refusal; /* static string: why the last one was refused */
 	const char *end_reason; /* static string */
 };
