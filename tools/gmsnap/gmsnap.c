@@ -199,13 +199,16 @@ static int cmd_diff(const char *pa, const char *pb)
 	bool in_run = false;
 	int ret;
 
-	if (xa == NULL || xb == NULL)
-		return 2;
+	if (xa == NULL || xb == NULL) {
+		fprintf(stderr, "gmsnap: %s\n", strerror(ENOMEM));
+		ret = 2;
+		goto out_buffers;
+	}
 	if ((ret = open_or_complain(pa, 0, &a)) != 0)
-		return ret;
+		goto out_buffers;
 	if ((ret = open_or_complain(pb, 0, &b)) != 0) {
 		gm_snapshot_close(a);
-		return ret;
+		goto out_buffers;
 	}
 	gm_snapshot_describe(a, &ia);
 	gm_snapshot_describe(b, &ib);
@@ -259,6 +262,7 @@ static int cmd_diff(const char *pa, const char *pb)
 out:
 	gm_snapshot_close(a);
 	gm_snapshot_close(b);
+out_buffers:
 	free(xa);
 	free(xb);
 	return ret;
