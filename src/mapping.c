@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -470,4 +471,129 @@ GM_API int gm_mapping_protect(struct gm_mapping *m, size_t offset, size_t len, i
 	if (mprotect((char *)m->host + offset, len, prot) < 0)
 		return -errno;
 	return 0;
+}
+
+GM_API size_t gm_mapping_page_size(const struct gm_mapping *m)
+{
+	return m->page;
+}
+
+/*
+ * Bytes of [@addr, @addr + @len) that hold memory of their own now: pages
+ * present in /proc/self/pagemap that this process maps exclusively (bit
+ * 56), which leaves out the shared zero page that reads of discarded
+ * private memory map, and mincore() residency where the page is shared
+ * (shared anonymous memory has no zero page: every present page is its
+ * own). Read a chunk at a time so a large range costs little memory.
+ * Returns 0 and *@bytes, or -ENOMEM / -errno of open()/pread()/mincore().
+ */
+static int resident_bytes(char *addr, size_t len, bool shared, uint64_t *bytes)
+{
+	const size_t host_page = host_page_size();
+	const size_t chunk = 4096; /* pages per call: 16 MiB of 4 KiB pages */
+	uint64_t *entries = malloc(chunk * sizeof(*entries));
+	unsigned char *vec = (unsigned char *)entries;
+	uint64_t pages = 0;
+	int fd = -1, err = 0;
+
+	if (!entries)
+		return -ENOMEM;
+	if (!shared && (fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (size_t done = 0; done < len;) {
+		size_t n = (len - done) / host_page < chunk ? (len - done) / host_page : chunk;
+		uint64_t first = ((uintptr_t)addr + done) / host_page;
+
+		if (shared) {
+			if (mincore(addr + done, n * host_page, vec) < 0) {
+				err = -errno;
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++)
+				pages += vec[i] & 1;
+		} else {
+			ssize_t got = pread(fd, entries, n * sizeof(*entries),
+					    (off_t)(first * sizeof(*entries)));
+
+			if (got != (ssize_t)(n * sizeof(*entries))) {
+				err = got < 0 ? -errno : -EIO;
+				goto out;
+			}
+			for (size_t i = 0; i < n; i++)
+				pages += (entries[i] >> 63) & (entries[i] >> 56) & 1;
+		}
+		done += n * host_page;
+	}
+	*bytes = pages * host_page;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(entries);
+	return err;
+}
+
+/* The bytes of @fd's file allocated on disk or in memory (st_blocks). */
+static int allocated_bytes(int fd, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*bytes = (uint64_t)st.st_blocks * 512u;
+	return 0;
+}
+
+/* Punch [@offset, @offset + @len) of @m out of its fd; *@freed: the blocks it released. */
+static int discard_fd(struct gm_mapping *m, size_t offset, size_t len, uint64_t *freed)
+{
+	uint64_t before, after;
+	int err = allocated_bytes(m->fd, &before);
+
+	if (err)
+		return err;
+	/* m->fd_offset + offset + len fits off_t: the constructor checked the window. */
+	if (fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(m->fd_offset + offset), (off_t)len) < 0)
+		return errno == ENOTSUP ? -EOPNOTSUPP : -errno;
+	err = allocated_bytes(m->fd, &after);
+	if (err)
+		return err;
+	*freed = before > after ? before - after : 0;
+	return 0;
+}
+
+GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
+			      uint64_t *freed)
+{
+	char *addr;
+	uint64_t bytes = 0;
+	int advice, err;
+
+	if (!m || len == 0 || (flags & ~GM_DISCARD_LAZY))
+		return -EINVAL;
+	if (!gm_is_aligned(offset, m->page) || !gm_is_aligned(len, m->page) || offset > m->len ||
+	    len > m->len - offset)
+		return -EINVAL;
+	if ((flags & GM_DISCARD_LAZY) && (m->fd >= 0 || (m->flags & GM_MAP_SHARED)))
+		return -EINVAL;
+	if (m->flags & GM_MAP_READONLY)
+		return -EACCES;
+	addr = (char *)m->host + offset;
+	if (m->fd >= 0) {
+		if (!(m->flags & GM_MAP_SHARED))
+			return -EOPNOTSUPP;
+		err = discard_fd(m, offset, len, &bytes);
+	} else {
+		advice = (m->flags & GM_MAP_SHARED)  ? MADV_REMOVE
+			 : (flags & GM_DISCARD_LAZY) ? MADV_FREE
+						     : MADV_DONTNEED;
+		err = resident_bytes(addr, len, (m->flags & GM_MAP_SHARED) != 0, &bytes);
+		if (!err && madvise(addr, len, advice) < 0)
+			err = -errno;
+	}
+	if (!err && freed)
+		*freed = bytes;
+	return err;
 }

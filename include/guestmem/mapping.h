@@ -135,6 +135,58 @@ GM_API unsigned gm_mapping_flags(const struct gm_mapping *m);
  */
 GM_API int gm_mapping_protect(struct gm_mapping *m, size_t offset, size_t len, int prot);
 
+/*
+ * The page size of the memory behind @m: the huge page size for hugetlb
+ * memory (anonymous or hugetlbfs/MFD_HUGETLB fd), else the host page size.
+ * Offsets and lengths given to gm_mapping_protect() and
+ * gm_mapping_discard() are multiples of it.
+ */
+GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
+
+/* Flags of gm_mapping_discard(). */
+#define GM_DISCARD_LAZY (1u << 0) /* private anonymous memory only: MADV_FREE */
+
+/*
+ * Give the host memory behind bytes [@offset, @offset + @len) of @m back to
+ * the host, as a balloon or a memory unplug needs, and report in *@freed
+ * (may be NULL) how many bytes of host memory that released.
+ *
+ * How, by backing (what frees memory differs: MADV_DONTNEED frees nothing
+ * of a shared memfd):
+ *  - private anonymous: madvise(MADV_DONTNEED); the range reads as zeros.
+ *    With GM_DISCARD_LAZY, madvise(MADV_FREE): the kernel takes the pages
+ *    only when it needs memory, and until a page is written again it may
+ *    read as zeros or as what it held;
+ *  - shared anonymous: madvise(MADV_REMOVE); reads as zeros;
+ *  - a shared fd (memfd, file, hugetlbfs): fallocate(FALLOC_FL_PUNCH_HOLE
+ *    | FALLOC_FL_KEEP_SIZE) on the fd; every process mapping the fd then
+ *    reads zeros there (a vhost-user back end too).
+ * *@freed counts, for anonymous memory, the bytes of the range that held
+ * pages of their own before (present and not the shared zero page:
+ * /proc/self/pagemap, mincore() for shared memory), and for an fd the drop
+ * of its allocated blocks (st_blocks), so a range that was a hole already
+ * frees 0. Reading a discarded range of shared memory (a memfd, shared
+ * anonymous memory) allocates zeroed pages again; reading private
+ * anonymous memory does not.
+ *
+ * Returns 0, or:
+ * -EINVAL   @m NULL, @len 0, @offset or @len not a multiple of
+ *           gm_mapping_page_size() (a whole huge page for hugetlb memory),
+ *           the range leaves the mapping (its size rounded up to the page
+ *           size), an unknown flag, or GM_DISCARD_LAZY on memory that is not
+ *           private anonymous;
+ * -EACCES   a GM_MAP_READONLY mapping;
+ * -EOPNOTSUPP a private (copy-on-write) mapping of an fd: its pages would
+ *           read back as the file's contents, not zeros; or a file system
+ *           that cannot punch holes;
+ * -ENOMEM   no memory to count what is resident;
+ * another negative errno from madvise()/fallocate()/fstat().
+ * Nothing is discarded on an argument error. The caller makes sure nobody
+ * still needs the data (guest memory given back by the guest).
+ */
+GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
+			      uint64_t *freed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -606,6 +606,36 @@ GM_API int gm_space_dirty_enable(struct gm_space *s, bool enabled);
 GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
 
 /*
+ * Give the host memory behind guest RAM [@gpa, @gpa + @len) back to the
+ * host (a balloon inflating, memory the guest unplugged): each RAM
+ * window's part of the range goes through gm_mapping_discard() with
+ * @flags (GM_DISCARD_LAZY: private anonymous RAM only), so it frees what
+ * really backs it and then reads as zeros, for the guest, the data path
+ * and any other process mapping the same memfd. Where the window's dirty
+ * tracking is on, the discarded pages are marked dirty (their contents
+ * changed to zeros), so an incremental save or a migration carries that.
+ * The committed layout is what counts; KVM slots and views stay as they
+ * are (they map the same, now empty, memory).
+ * *@freed (may be NULL): the bytes of host memory released, summed over
+ * the windows (see gm_mapping_discard()).
+ * Returns 0, or:
+ * -EINVAL   @s NULL, @len 0, the range wraps, a byte of it is not RAM (a
+ *           hole, ROM, MMIO, reserved), a window's part of it is not
+ *           aligned to that window's backing page size (the huge page
+ *           size for hugetlb memory), or an unknown flag;
+ * those of gm_mapping_discard() (-EOPNOTSUPP for RAM backed by a private
+ * mapping of a file, -EACCES, -ENOMEM, errno of madvise()/fallocate()).
+ * The range is checked whole before anything is discarded; a backing that
+ * refuses, or a system call that fails, stops the walk with the windows
+ * before it already discarded.
+ * Thread-safety: any thread; takes space->lock (or runs inside the calling
+ * thread's open transaction, on the committed layout). Accesses to the
+ * range while it is discarded read old data or zeros.
+ */
+GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsigned flags,
+			    uint64_t *freed);
+
+/*
  * Write a human-readable table of the committed layout: a header line, then
  * one line per window, or per protection run of a RAM window, in ascending
  * address order:
