@@ -101,6 +101,7 @@ struct kvm_run; /* <linux/kvm.h> */
 
 /* One KVM memory slot as the binding set it (gm_kvm_slot(), gm_kvm_slot_find()). */
 struct gm_kvm_slot {
+	size_t sz;	/* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	uint32_t slot;	/* KVM slot id */
 	uint32_t flags; /* KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES as given to KVM */
 	gm_gpa_t gpa;	/* guest_phys_addr */

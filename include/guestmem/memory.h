@@ -37,6 +37,7 @@
 #ifndef GUESTMEM_MEMORY_H
 #define GUESTMEM_MEMORY_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 #include <guestmem/dirty.h>
 #include <guestmem/mapping.h>
@@ -73,6 +74,7 @@ struct gm_region_spec {
 
 /* What gm_memory_region() and gm_memory_find() report. */
 struct gm_region_info {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	gm_gpa_t gpa;
 	uint64_t size;
 	void *host;		    /* host address of @gpa */

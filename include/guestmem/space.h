@@ -204,6 +204,7 @@ enum gm_window_kind {
  * is discarded.
  */
 struct gm_device_ops {
+	size_t sz;	  /* sizeof(struct gm_device_ops): GM_OPTS(), abi.h */
 	const char *name; /* shown by the dump; copied (NULL: "") */
 	int (*read)(void *opaque, uint64_t offset, unsigned size, uint64_t *val);
 	int (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t val);
@@ -507,6 +508,7 @@ struct gm_space_change {
  *   same array as prepare saw. Cannot fail. May be NULL.
  */
 struct gm_space_listener_ops {
+	size_t sz; /* sizeof(struct gm_space_listener_ops): GM_OPTS(), abi.h */
 	int (*prepare)(void *opaque, struct gm_space *s, const struct gm_space_change *changes,
 		       size_t n);
 	void (*rollback)(void *opaque, struct gm_space *s, const struct gm_space_change *changes,
@@ -544,6 +546,7 @@ GM_API int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener
 
 /* What gm_space_windows() and gm_space_window_info() report. */
 struct gm_window_info {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	struct gm_window *window;
 	enum gm_window_kind kind;
 	gm_gpa_t gpa;
