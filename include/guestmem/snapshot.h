@@ -30,6 +30,14 @@
  * size or layout check failed), -ENOTSUP (a valid file of a version or page
  * size this library does not read), -ECANCELED (the progress callback asked
  * to stop), and errno values from the system calls named.
+ *
+ * Options, infos and statistics are sized structs (abi.h): make them with
+ * GM_OPTS(). Every function that takes one returns -EINVAL for an sz below
+ * sizeof(size_t) and, for options, -E2BIG for an sz larger than this
+ * library's struct with a non-zero byte past it, before doing anything
+ * else; options past the caller's sz take their defaults, and an info or
+ * statistics struct gets at most sz bytes, sz then set to the number
+ * written.
  */
 #ifndef GUESTMEM_SNAPSHOT_H
 #define GUESTMEM_SNAPSHOT_H
@@ -51,7 +59,7 @@ struct gm_snapshot;
  */
 typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
-/* Options of gm_snapshot_save() and the restore functions. NULL = all defaults. */
+/* Options of gm_snapshot_save() and the restore functions. NULL = all defaults (abi.h). */
 struct gm_snapshot_opts {
 	size_t sz;		 /* sizeof(struct gm_snapshot_opts): GM_OPTS(), abi.h */
 	gm_progress_fn progress; /* may be NULL */
@@ -281,7 +289,7 @@ GM_API int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapsh
 /* Chunks of lazily restored memory found damaged and filled with zeros. */
 GM_API uint64_t gm_snapshot_lazy_errors(const struct gm_snapshot *s);
 
-/* Options of the migration stream. NULL = all defaults. */
+/* Options of the migration stream. NULL = all defaults (abi.h). */
 struct gm_migrate_opts {
 	size_t sz;		 /* sizeof(struct gm_migrate_opts): GM_OPTS(), abi.h */
 	gm_progress_fn progress; /* send: payload bytes of the current round; may be NULL */
