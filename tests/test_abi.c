@@ -233,6 +233,8 @@ static void windows_array_uses_the_caller_s_element_size(void **state)
 	}
 	assert_int_equal(old[2][0], POISE);
 
+	one.sz = sizeof(one) + 1; /* no array has this stride */
+	assert_int_equal(gm_space_windows(s, &one, 1, &n), -EINVAL);
 	one.sz = 3;
 	assert_int_equal(gm_space_windows(s, &one, 1, &n), -EINVAL);
 	assert_int_equal(gm_space_find(s, 0, &one), -EINVAL);

@@ -36,8 +36,9 @@
  *   struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = prev);
  *   gm_snapshot_save(m, path, &GM_OPTS(gm_snapshot_opts, .progress = fn));
  *   struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
- * A struct filled by hand must be memset() to zero first and then have
- * sz set to sizeof the struct.
+ * A struct filled by hand (and in C++, which has no compound literals)
+ * must be memset() to zero first and then have sz set to sizeof the
+ * struct.
  * (GM_OPTS(type, ...): the type is the first argument; the extra empty
  * argument lets GM_OPTS(type) alone be ISO C11, which wants at least one
  * argument for a macro's "...".)

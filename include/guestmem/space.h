@@ -582,7 +582,8 @@ struct gm_window_info {
  * many bytes and its sz set to the number written.
  * Returns 0; -ENOBUFS if there are more than @max windows (*@n is set,
  * @out holds the first @max); -EINVAL @s or @n NULL, @out NULL with
- * @max > 0, or out[0].sz below sizeof(size_t) with @max > 0.
+ * @max > 0, or out[0].sz below sizeof(size_t) or not a multiple of the
+ * struct's alignment with @max > 0.
  * Thread-safety: any thread (takes space->view_lock).
  */
 GM_API int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max, size_t *n);

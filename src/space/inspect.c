@@ -64,6 +64,9 @@ int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max,
 		return -EINVAL;
 	if (max)
 		stride = gm__abi_user_sz(out);
+	/* Any real array's stride is; most garbage (a forgotten sz) is not. */
+	if (stride % _Alignof(struct gm_window_info) != 0)
+		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
 	l = s->current;
 	for (i = 0; i < l->nplacements && i < max; i++)
