@@ -537,7 +537,7 @@ static bool entry_ok(const struct vhost_entry *e)
 
 bool gm__vhost_invariants_ok(const struct gm_vhost_table *t)
 {
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	size_t i, j, seen;
 
 	if (!t || __atomic_load_n(&t->refs, __ATOMIC_RELAXED) == 0 || !t->mem ||

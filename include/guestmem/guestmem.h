@@ -2,6 +2,7 @@
  * guestmem/guestmem.h - the whole public API of libguestmem.
  *
  * Layers, lowest first (each uses only those before it):
+ *   abi.h      sized structs that can grow (GM_OPTS), beside addr.h
  *   addr.h     guest addresses, checked arithmetic
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
  *   rcu.h      the RCU read side and grace periods (liburcu behind it)
@@ -16,6 +17,7 @@
 #ifndef GUESTMEM_GUESTMEM_H
 #define GUESTMEM_GUESTMEM_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 #include <guestmem/mapping.h>
 #include <guestmem/rcu.h>

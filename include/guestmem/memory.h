@@ -37,6 +37,7 @@
 #ifndef GUESTMEM_MEMORY_H
 #define GUESTMEM_MEMORY_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 #include <guestmem/dirty.h>
 #include <guestmem/mapping.h>
@@ -73,6 +74,7 @@ struct gm_region_spec {
 
 /* What gm_memory_region() and gm_memory_find() report. */
 struct gm_region_info {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	gm_gpa_t gpa;
 	uint64_t size;
 	void *host;		    /* host address of @gpa */
@@ -116,12 +118,18 @@ GM_API void gm_memory_put(struct gm_memory *m);
 GM_API size_t gm_memory_region_count(const struct gm_memory *m);
 
 /*
- * Describe region @index (regions are sorted by address).
- * Returns 0, -EINVAL if @out is NULL, -ENOENT if @index >= the count.
+ * Describe region @index (regions are sorted by address). @out is a sized
+ * struct (abi.h): set out->sz (GM_OPTS); at most that many bytes are
+ * written, and out->sz is set to the number written.
+ * Returns 0, -EINVAL if @out is NULL or out->sz is below sizeof(size_t),
+ * -ENOENT if @index >= the count.
  */
 GM_API int gm_memory_region(const struct gm_memory *m, size_t index, struct gm_region_info *out);
 
-/* Describe the region holding @gpa. Returns 0, -EINVAL (@out NULL), or -EFAULT (no region). */
+/*
+ * Describe the region holding @gpa, as gm_memory_region().
+ * Returns 0, -EINVAL (as gm_memory_region()), or -EFAULT (no region).
+ */
 GM_API int gm_memory_find(const struct gm_memory *m, gm_gpa_t gpa, struct gm_region_info *out);
 
 /* Sum of all region sizes. */

@@ -59,7 +59,7 @@ static void complain_not_regular(const char *path, unsigned flags)
 	char *cur = strdup(path);
 
 	for (unsigned depth = 0; cur != NULL && depth < 64; depth++) {
-		struct gm_snapshot_info info;
+		struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 		struct gm_snapshot *s;
 		struct stat st;
 		char *next;
@@ -110,7 +110,7 @@ static int open_or_complain(const char *path, unsigned flags, struct gm_snapshot
 
 static int cmd_info(const char *path, unsigned flags)
 {
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *s;
 	time_t secs;
 	int ret = open_or_complain(path, flags, &s);
@@ -138,7 +138,7 @@ static int cmd_info(const char *path, unsigned flags)
 	       info.defined_pages, info.data_pages,
 	       info.flags & GM_SNAPSHOT_DELTA ? " or from the base" : "");
 	for (uint32_t i = 0; i < info.nregions; i++) {
-		struct gm_snapshot_region r;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 
 		gm_snapshot_region(s, i, &r);
 		printf("  region %-3" PRIu32 " gpa 0x%016" PRIx64 " size 0x%" PRIx64
@@ -158,7 +158,7 @@ static int show_progress(void *opaque, uint64_t done, uint64_t total)
 
 static int cmd_verify(const char *path)
 {
-	struct gm_snapshot_opts opts = {.progress = show_progress};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts, .progress = show_progress);
 	struct gm_snapshot *s;
 	gm_gpa_t bad = 0;
 	int ret = open_or_complain(path, 0, &s);
@@ -191,7 +191,7 @@ static void print_run(gm_gpa_t first, gm_gpa_t end)
 static int cmd_diff(const char *pa, const char *pb)
 {
 	const size_t chunk = (size_t)2 << 20;
-	struct gm_snapshot_info ia, ib;
+	struct gm_snapshot_info ia = GM_OPTS(gm_snapshot_info), ib = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *a, *b;
 	unsigned char *xa = malloc(chunk), *xb = malloc(chunk);
 	uint64_t differ = 0;
@@ -214,7 +214,8 @@ static int cmd_diff(const char *pa, const char *pb)
 	gm_snapshot_describe(b, &ib);
 	ret = 0;
 	for (uint32_t i = 0; i < ia.nregions || i < ib.nregions; i++) {
-		struct gm_snapshot_region ra, rb;
+		struct gm_snapshot_region ra = GM_OPTS(gm_snapshot_region),
+					  rb = GM_OPTS(gm_snapshot_region);
 
 		if (gm_snapshot_region(a, i, &ra) || gm_snapshot_region(b, i, &rb) ||
 		    ra.gpa != rb.gpa || ra.size != rb.size) {
@@ -224,7 +225,7 @@ static int cmd_diff(const char *pa, const char *pb)
 		}
 	}
 	for (uint32_t i = 0; i < ia.nregions; i++) {
-		struct gm_snapshot_region r;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 
 		gm_snapshot_region(a, i, &r);
 		for (uint64_t off = 0; off < r.size; off += chunk) {
