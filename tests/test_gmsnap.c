@@ -171,7 +171,7 @@ static void info_describes_a_full_and_a_delta_save(void **state)
 	put_pages(&g, 0, 3, 0x11);
 	assert_int_equal(gm_snapshot_save(g.m, in_dir("info-full"), NULL), 0);
 	put_pages(&g, 16 * MiB + 5 * PAGE, 2, 0x22);
-	struct gm_snapshot_opts opts = {.base = in_dir("info-full")};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts, .base = in_dir("info-full"));
 	assert_int_equal(gm_snapshot_save(g.m, in_dir("info-delta"), &opts), 0);
 
 	assert_int_equal(gmsnap((const char *[]){"info", in_dir("info-full"), NULL}), 0);
@@ -216,7 +216,7 @@ static void info_refuses_what_is_not_a_snapshot(void **state)
 
 static void verify_passes_a_good_file_and_names_a_damaged_chunk(void **state)
 {
-	struct gm_snapshot_region r;
+	struct gm_snapshot_region r = {.sz = sizeof(r)};
 	struct gm_snapshot *s;
 	struct guest g;
 	unsigned char byte;
@@ -268,7 +268,7 @@ static void diff_of_identical_states_is_zero(void **state)
 
 static void diff_lists_each_run_of_differing_pages(void **state)
 {
-	struct gm_snapshot_opts opts = {0};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts);
 	struct guest g;
 
 	(void)state;

@@ -123,7 +123,7 @@ static void discard_across_two_windows_frees_both_backings(void **state)
 	struct guest g;
 	uint64_t before, freed = 0;
 	unsigned char *anon_host;
-	struct gm_window_info info;
+	struct gm_window_info info = {.sz = sizeof(info)};
 
 	(void)state;
 	require_kernel();
@@ -150,7 +150,7 @@ static void discard_across_two_windows_frees_both_backings(void **state)
 
 static void discarded_pages_are_dirty_only_where_tracking_is_on(void **state)
 {
-	struct gm_window_info info;
+	struct gm_window_info info = {.sz = sizeof(info)};
 	struct guest g;
 
 	(void)state;
