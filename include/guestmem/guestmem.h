@@ -4,6 +4,7 @@
  * Layers, lowest first (each uses only those before it):
  *   addr.h     guest addresses, checked arithmetic
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
+ *   version.h  the version compiled against and the one running (generated)
  *   rcu.h      the RCU read side and grace periods (liburcu behind it)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
@@ -18,6 +19,7 @@
 
 #include <guestmem/addr.h>
 #include <guestmem/mapping.h>
+#include <guestmem/version.h>
 #include <guestmem/rcu.h>
 #include <guestmem/dirty.h>
 #include <guestmem/memory.h>
