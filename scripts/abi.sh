@@ -3,9 +3,10 @@
 #   abi.sh check  LIB BASELINE HEADER_DIR...   meson test 'abi' (make check)
 #   abi.sh update LIB BASELINE HEADER_DIR...   make abi-update
 # The baseline is abidw's description of the shared library of the normal
-# x86-64 build (debug info needed), with only the types of the public
+# x86-64 build (debug info needed). Only the types declared in the public
 # headers in HEADER_DIRs (include/guestmem and the build tree's, for the
-# generated version.h): a private struct may change freely.
+# generated version.h) are compared, whether an exported function reaches
+# them or only inline code does: a private struct may change freely.
 #
 # check fails on an incompatible change (a removed function, a changed
 # signature or public struct: anything abidiff reports but an addition)
@@ -20,11 +21,12 @@
 set -eu
 mode=$1 lib=$2 baseline=$3
 shift 3
-hd1="" hd2=""
+hd="" public=""
 for d in "$@"; do
-	hd1="$hd1 --hd $d"
-	hd2="$hd2 --hd2 $d"
+	hd="$hd --hd $d"
+	public="$public|(^|/)$(basename "$d")/"
 done
+public=${public#|}
 
 skip() {
 	echo "skipped: $*"
@@ -48,22 +50,34 @@ soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 old_soname=""
 [ -f "$baseline" ] && old_soname=$(sed -n "1s/.* soname='\([^']*\)'.*/\1/p" "$baseline")
 
+# The library's ABI as abixml: every type of its debug info, reachable
+# from an exported function or not (the heads of static/memory-inline.h
+# are reached only by inline code). Private types are in it too; compare()
+# leaves them out.
+dump() {
+	# shellcheck disable=SC2086 # hd is a list of options
+	abidw --no-corpus-path --no-comp-dir-path --drop-private-types --load-all-types \
+		--type-id-style hash $hd "$lib" >"$1"
+}
+
 # abidiff's exit status is a bit set: 1 error, 2 usage, 4 ABI change,
 # 8 incompatible ABI change. But bit 8 means a removed function or
 # variable only: a public struct that grew, or a changed return type, is
-# bit 4 alone. So compare() sets breaks=1 when abidiff counts any function
-# or variable (or bare symbol) as removed or changed; only additions are
-# compatible.
+# bit 4 alone. So compare() sets breaks=1 when abidiff counts any function,
+# variable or type as removed or changed; only additions are compatible.
+# Types declared outside the public headers (the library's own, liburcu's,
+# the kernel's) are not compared: the suppression drops them.
 compare() {
 	rc=0
-	out=$(mktemp)
-	# shellcheck disable=SC2086 # hd2 is a list of options
-	abidiff --drop-private-types $hd2 "$baseline" "$lib" >"$out" 2>&1 || rc=$?
+	cur=$(mktemp) out=$(mktemp) suppr=$(mktemp)
+	dump "$cur"
+	printf '[suppress_type]\n  source_location_not_regexp = %s\n' "$public" >"$suppr"
+	abidiff --non-reachable-types --suppressions "$suppr" "$baseline" "$cur" >"$out" 2>&1 || rc=$?
 	cat "$out"
 	breaks=0
 	[ $((rc & 8)) -eq 0 ] || breaks=1
-	grep -Eq 'summary: .*[1-9][0-9]* (Removed|Changed)' "$out" && breaks=1
-	rm -f "$out"
+	grep -Eq 'summary: .*[1-9][0-9]* ([Rr]emoved|[Cc]hanged)' "$out" && breaks=1
+	rm -f "$cur" "$out" "$suppr"
 }
 
 case "$mode" in
@@ -96,11 +110,8 @@ update)
 			echo "abi: warning: incompatible change under $soname, allowed because no release is tagged yet${released:+ (overridden: $released)}"
 		fi
 	fi
-	tmp="$baseline.tmp"
-	# shellcheck disable=SC2086 # hd1 is a list of options
-	abidw --no-corpus-path --no-comp-dir-path --short-locs --drop-private-types \
-		--type-id-style hash $hd1 "$lib" >"$tmp"
-	mv "$tmp" "$baseline"
+	dump "$baseline.tmp"
+	mv "$baseline.tmp" "$baseline"
 	echo "abi: $baseline is now the ABI of $soname ($(grep -c '<elf-symbol ' "$baseline") symbols)"
 	;;
 *)

@@ -1,9 +1,11 @@
 #!/bin/sh
-# scripts/abi.sh on a two-function library built here in five versions:
-# the same one and one with a function added pass; one whose public struct
-# grew, one whose function returns another type, one that lost a function
-# and one with another soname fail. (abidiff alone flags only the lost
-# function as incompatible; the others must fail too.)
+# scripts/abi.sh on a two-function library built here in eight versions.
+# Pass: the same one, one with a function added, one whose private struct
+# grew. Fail: one whose public struct grew, one whose public struct that
+# only inline code in the header reaches grew (the case of
+# static/memory-inline.h), one whose function returns another type, one
+# that lost a function and one with another soname. (abidiff's own
+# "incompatible" verdict covers only the lost function.)
 #   check-abi-script.sh ABI_SH
 set -eu
 abi_sh=$1
@@ -14,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/pub"
 
-# build NAME SONAME [-DGROWN] [-DADDED] [-DLONG] [-DREMOVED]
+# build NAME SONAME [-DGROWN] [-DHOT_GROWN] [-DPRIV_GROWN] [-DADDED] [-DLONG] [-DREMOVED]
 build() {
 	name=$1 soname=$2
 	shift 2
@@ -41,6 +43,15 @@ API int second(void);
 #ifdef ADDED
 API int third(void);
 #endif
+/* Reached by inline code only, never by an exported function. */
+struct hot {
+	int a;
+#ifdef HOT_GROWN
+	int inserted;
+#endif
+	int b;
+};
+static inline int hot_b(const struct hot *h) { return h->b; }
 H
 cat >"$tmp/lib.c" <<'C'
 #include "pub/lib.h"
@@ -55,6 +66,14 @@ int second(void) { return 2; }
 #ifdef ADDED
 int third(void) { return 3; }
 #endif
+struct priv {
+	int x;
+#ifdef PRIV_GROWN
+	int inserted;
+#endif
+};
+__attribute__((visibility("hidden"))) int internal(struct hot *h, struct priv *p);
+int internal(struct hot *h, struct priv *p) { return hot_b(h) + p->x; }
 C
 
 fails=0 runs=0
@@ -76,13 +95,17 @@ build base libt.so.1
 "$abi_sh" update "$tmp/base.so" "$tmp/base.abi" "$tmp/pub" >/dev/null
 build added libt.so.1 -DADDED
 build grown libt.so.1 -DGROWN
+build hot libt.so.1 -DHOT_GROWN
+build private libt.so.1 -DPRIV_GROWN
 build long libt.so.1 -DLONG
 build removed libt.so.1 -DREMOVED
 build resonamed libt.so.2
 
 expect 0 base
 expect 0 added
+expect 0 private
 expect 1 grown
+expect 1 hot
 expect 1 long
 expect 1 removed
 expect 1 resonamed
