@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian packages a target needs, or say which are missing.
-#   scripts/deps.sh base|i386|armhf|demo-linux|coverage
+#   scripts/deps.sh base|i386|armhf|demo-linux|coverage|package
 # As root, missing packages are installed with apt-get; otherwise the one
 # apt-get line needed is printed and the script fails.
 set -eu
@@ -18,6 +18,9 @@ set_pkgs() {
 	demo-linux) echo "qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio kmod" ;;
 	# `make coverage`: gcovr reads the gcov data of the -Db_coverage build.
 	coverage) echo "gcovr" ;;
+	# The ABI check against abi/libguestmem.abi (abidw, abidiff) and
+	# `make deb`: building the Debian packages and linting them.
+	package) echo "abigail-tools dpkg-dev debhelper lintian" ;;
 	*) echo "deps.sh: unknown set $1" >&2; exit 2 ;;
 	esac
 }

@@ -5,6 +5,7 @@
  *   abi.h      sized structs that can grow (GM_OPTS), beside addr.h
  *   addr.h     guest addresses, checked arithmetic
  *   mapping.h  host memory mappings (anonymous, memfd, fd)
+ *   version.h  the version compiled against and the one running (generated)
  *   rcu.h      the RCU read side and grace periods (liburcu behind it)
  *   dirty.h    page-granular dirty bitmaps
  *   memory.h   immutable guest memory views and the data path
@@ -20,6 +21,7 @@
 #include <guestmem/abi.h>
 #include <guestmem/addr.h>
 #include <guestmem/mapping.h>
+#include <guestmem/version.h>
 #include <guestmem/rcu.h>
 #include <guestmem/dirty.h>
 #include <guestmem/memory.h>
