@@ -151,6 +151,7 @@ def render(lines, headings=False):
     i, n = 0, len(lines)
     state = 'start'  # 'text', 'list'
     base = 0  # the indentation of plain text: 0, or that of a heading's body
+    table_col = -1  # the indentation of the errno table being rendered
     while i < n:
         line = lines[i]
         if not line.strip():
@@ -159,6 +160,10 @@ def render(lines, headings=False):
             continue
         ind = indent_of(line)
         m = ITEM.match(line)
+        if not m and state == 'list' and ind == table_col:
+            # An errno too long for the table's column, followed by one space.
+            m = re.match(r'^(\s*)()()()(-E[A-Z0-9]+) (\S.*)$', line)
+            m = ITEM.match(line.replace(m.group(5) + ' ', m.group(5) + '  ', 1)) if m else None
         nxt = lines[i + 1] if i + 1 < n else ''
         if (headings and ind == 0 and not m and nxt.strip() and indent_of(nxt) > 0 and
                 not re.search(r'[.,;:]$', line) and len(line) < 72):
@@ -171,11 +176,13 @@ def render(lines, headings=False):
             base = ind  # the heading's body ended
         if m:
             col = ind
+            table_col = -1
             if m.group(2):
                 tag = '\\(bu' if m.group(2) == '-' else m.group(2)
                 out.append('.IP %s 4' % tag)
                 out.append(inline(m.group(3)))
             else:
+                table_col = col
                 out.append('.TP 10')
                 out.append('.B %s' % inline(m.group(4)))
                 out.append(inline(m.group(5)))
@@ -269,18 +276,19 @@ def fallback_return(g):
     ret = g.protos[0][1]
     names = ', '.join('\\fB%s\\fP()' % p[0] for p in g.protos)
     text = first_sentence(g.comment)
+    verb = 'returns' if len(g.protos) == 1 else 'return'
     if all(p[1] == 'void' for p in g.protos):
         return 'None.' if len(g.protos) == 1 else 'These functions return no value.'
     if re.search(r'\band return (it|\w+)$', text):
-        return '%s returns the object passed in, which now holds the new reference.' % names
+        return '%s %s the object passed in, which now holds the new reference.' % (names, verb)
     if text.startswith(NOUN_START):
         if text.startswith('As '):
             text = 'the same as ' + text[3:]
-        return '%s returns %s.' % (names, inline(text[0].lower() + text[1:]))
+        return '%s %s %s.' % (names, verb, inline(text[0].lower() + text[1:]))
     if ret == 'int':
-        return ('%s returns 0 on success, or a negative errno value: the errors are listed '
-                'under DESCRIPTION.' % names)
-    return '%s returns %s.' % (names, inline(text))
+        return ('%s %s 0 on success, or a negative errno value: the errors are listed '
+                'under DESCRIPTION.' % (names, verb))
+    return '%s %s %s.' % (names, verb, inline(text))
 
 
 def synopsis(proto):
@@ -353,11 +361,10 @@ def function_page(g, pages_of, version):
     out += ['.fi', '.PP', 'Link with', '.IR \\-lguestmem .', '.SH DESCRIPTION']
     out += render(desc)
     if g.common:
-        out += ['.SS "%s"' % g.common[0].rstrip('.:'), ]
-        body = g.common[1:]
-        first = g.common[0]
-        if ':' in first and not first.rstrip().endswith(':'):
+        first, body = g.common[0], g.common[1:]
+        if ':' in first.rstrip(':'):
             body = [first.split(':', 1)[1].strip()] + body
+        out.append('.SS "%s"' % first.split(':', 1)[0].rstrip('.'))
         out += render(body)
     out.append('.SH RETURN VALUE')
     out += render(ret) if ret else [fallback_return(g)]
