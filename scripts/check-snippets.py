@@ -21,7 +21,7 @@ not see:
                                  headers listed in PRELUDE below.
   <!-- snippet: fragment PARAMS -->
                                  statements: they become the body of
-                                 `static int fragment(PARAMS)`, after the
+                                 `int fragment(PARAMS)`, after the
                                  same includes, followed by `return 0;`, so
                                  a fragment may `return err;` and use the
                                  names PARAMS declares, e.g.
@@ -75,8 +75,9 @@ def fences(path):
     return out
 
 
-def source_of(kind, arg, code, where):
-    line = '#line 1 "%s"\n' % where
+def source_of(kind, arg, code, doc, first_line):
+    """The C file for a fence; #line makes the compiler name the Markdown file's lines."""
+    line = '#line %d "%s"\n' % (first_line, doc)
     if kind in ('program', 'compile'):
         return line + code
     if kind == 'toplevel':
@@ -84,7 +85,7 @@ def source_of(kind, arg, code, where):
     if kind == 'fragment':
         params = arg or 'void'
         return (PRELUDE + 'int fragment(%s);\nint fragment(%s)\n{\n' % (params, params) + line +
-                code + '\treturn 0;\n}\n')
+                code + 'return 0;\n}\n')
     return None
 
 
@@ -111,7 +112,7 @@ def main():
             for line, kind, arg, code in fences(doc):
                 n += 1
                 where = '%s:%d' % (rel, line)
-                src = source_of(kind, arg, code, where)
+                src = source_of(kind, arg, code, rel, line + 1)
                 if src is None:
                     print('FAIL %s: unknown snippet marker "%s"' % (where, kind))
                     failures += 1
