@@ -263,7 +263,12 @@ def first_sentence(lines, stop_at_colon=False):
 def name_line(lines):
     """The NAME section's description: the first sentence up to a colon, in lower case."""
     text = first_sentence(lines, stop_at_colon=True)
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
+    if len(text) > 80:
+        # whatis(1) shows this line: leave out a parenthesis or a second clause.
+        cut = re.search(r' \(|; |, e\.g\.', text[20:])
+        if cut:
+            text = text[:20 + cut.start()]
+    if len(text) > 1 and text[0].isupper() and (text[1].islower() or text[1] == ' '):
         text = text[0].lower() + text[1:]
     return re.sub(r'\\f[BIP]', '', inline(text))
 
@@ -282,8 +287,10 @@ def fallback_return(g):
     if re.search(r'\band return (it|\w+)$', text):
         return '%s %s the object passed in, which now holds the new reference.' % (names, verb)
     if text.startswith(NOUN_START):
-        if text.startswith('As '):
-            text = 'the same as ' + text[3:]
+        for start, say in (('As ', 'the same as '), ('Number ', 'the number '),
+                           ('Sum ', 'the sum '), ('Chunks ', 'the number of chunks ')):
+            if text.startswith(start):
+                text = say + text[len(start):]
         return '%s %s %s.' % (names, verb, inline(text[0].lower() + text[1:]))
     if ret == 'int':
         return ('%s %s 0 on success, or a negative errno value: the errors are listed '
