@@ -85,6 +85,9 @@ def main():
         rendered += 1
     for e in errors:
         print('FAIL ' + e)
+    if any('has no manual page' in e for e in errors):
+        print('(a function with no page: does its prototype have a comment above it? '
+              'In a new header, configure again: meson setup --reconfigure BUILDDIR)')
     print('%d functions, %d section-3 pages, %d rendered by groff without warnings: %s' %
           (len(functions), len(pages), rendered - len([e for e in errors if 'groff' in e]),
            'ok' if not errors else '%d problem(s)' % len(errors)))

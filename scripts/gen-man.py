@@ -22,11 +22,13 @@ functions), and is shown in each of their pages.
     gen-man.py --list HEADER...                 print the page file names
     gen-man.py --outdir DIR --version V HEADER...   write the pages
     gen-man.py --functions HEADER...            print the GM_API function names
+    gen-man.py --find-headers DIR               print DIR/*.h (the build's header list)
 
 A GM_API prototype with no comment above it is an error: every public
 function has a contract.
 """
 import argparse
+import glob
 import os
 import re
 import sys
@@ -445,8 +447,13 @@ def main():
     ap.add_argument('--functions', action='store_true', help='print the GM_API functions')
     ap.add_argument('--outdir', help='write the pages here')
     ap.add_argument('--version', default='0')
+    ap.add_argument('--find-headers', action='store_true', help='list the headers of a folder')
     ap.add_argument('headers', nargs='+')
     args = ap.parse_args()
+    if args.find_headers:
+        for d in args.headers:
+            print('\n'.join(sorted(glob.glob(os.path.join(d, '*.h')))))
+        return
 
     parsed = []
     for h in sorted(args.headers, key=os.path.basename):
