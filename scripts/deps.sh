@@ -6,7 +6,8 @@
 set -eu
 set_pkgs() {
 	case "$1" in
-	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev" ;;
+	# groff-base: test 'man' renders every manual page (groff -man -ww).
+	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev groff-base" ;;
 	# qemu-user-static runs the 32-bit programs where the kernel cannot
 	# (scripts/i386-mode.sh).
 	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386 qemu-user-static" ;;

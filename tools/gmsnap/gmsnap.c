@@ -1,17 +1,20 @@
 /*
  * gmsnap - look at guestmem snapshot files (docs/snapshot-format.md).
  *
- *   gmsnap info FILE [--alone]   header, chain and regions (--alone: a delta without its base)
- *   gmsnap verify FILE           check every checksum of FILE and its bases
- *   gmsnap diff A B              which guest pages differ between two saved states
+ *   gmsnap info [-a] FILE   header, chain and regions (-a, --alone: a delta without its base)
+ *   gmsnap verify FILE      check every checksum of FILE and its bases
+ *   gmsnap diff A B         which guest pages differ between two saved states
+ *   gmsnap --help | --version
  *
- * Exit status: 0 fine / identical, 1 damaged / different, 2 usage or I/O
- * error, or a FILE (or a base it names) that is not a regular file.
+ * Exit status, as cmp(1)'s: 0 fine / identical, 1 damaged / different, 2
+ * trouble: a usage or I/O error, or a FILE (or a base it names) that is not
+ * a regular file (docs/man/gmsnap.1).
  * Everything goes through the public API of <guestmem/snapshot.h>.
  */
 #include <guestmem/guestmem.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,23 +272,105 @@ out_buffers:
 	return ret;
 }
 
-static int usage(void)
+#ifndef GM_TOOLS_VERSION
+#define GM_TOOLS_VERSION "unknown"
+#endif
+
+static void usage(FILE *f)
 {
-	fprintf(stderr, "usage: gmsnap info FILE [--alone]\n"
-			"       gmsnap verify FILE\n"
-			"       gmsnap diff A B\n");
+	fprintf(f, "Usage: gmsnap info [-a] FILE\n"
+		   "       gmsnap verify FILE\n"
+		   "       gmsnap diff A B\n"
+		   "Look at guestmem snapshot files.\n"
+		   "\n"
+		   "  info      the header, the chain of bases and the regions of FILE\n"
+		   "  verify    check every checksum of FILE and of its bases\n"
+		   "  diff      list the guest pages that differ between A and B\n"
+		   "\n"
+		   "  -a, --alone    info: read a delta without its base\n"
+		   "  -h, --help     print this help and exit\n"
+		   "  -V, --version  print the version and exit\n"
+		   "\n"
+		   "Exit status: 0 fine or identical, 1 damaged or different, 2 trouble\n"
+		   "(a usage or I/O error).\n");
+}
+
+/* A usage error: the message, a hint, exit status 2. */
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "gmsnap: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'gmsnap --help' for more information.\n");
 	return 2;
+}
+
+static int print_and_exit(void (*print)(FILE *))
+{
+	print(stdout);
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 2;
+}
+
+static void version(FILE *f)
+{
+	fprintf(f, "gmsnap (guestmem) %s\n", GM_TOOLS_VERSION);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && !strcmp(argv[1], "info"))
-		return cmd_info(argv[2], 0);
-	if (argc == 4 && !strcmp(argv[1], "info") && !strcmp(argv[3], "--alone"))
-		return cmd_info(argv[2], GM_SNAPSHOT_OPEN_NOBASE);
-	if (argc == 3 && !strcmp(argv[1], "verify"))
-		return cmd_verify(argv[2]);
-	if (argc == 4 && !strcmp(argv[1], "diff"))
-		return cmd_diff(argv[2], argv[3]);
-	return usage();
+	static const struct option opts[] = {
+	    {"alone", no_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const struct {
+		const char *name;
+		int nfiles;
+	} cmds[] = {{"info", 1}, {"verify", 1}, {"diff", 2}};
+	unsigned flags = 0;
+	const char *cmd = NULL;
+	int c, want = 0;
+
+	/*
+	 * Options may come before or after the command and its files (GNU
+	 * getopt permutes); "--" ends them. The first operand is the command.
+	 */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":ahV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			flags |= GM_SNAPSHOT_OPEN_NOBASE;
+			break;
+		case 'h':
+			return print_and_exit(usage);
+		case 'V':
+			return print_and_exit(version);
+		default: {
+			char opt[3] = {'-', (char)optopt, 0};
+
+			return usage_error("unknown option '%s'", optopt ? opt : argv[optind - 1]);
+		}
+		}
+	}
+	if (optind == argc)
+		return usage_error("%s", "a command is required: info, verify or diff");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!strcmp(argv[optind], cmds[i].name)) {
+			cmd = cmds[i].name;
+			want = cmds[i].nfiles;
+		}
+	}
+	if (cmd == NULL)
+		return usage_error("unknown command '%s'", argv[optind]);
+	optind++;
+	if (argc - optind != want)
+		return usage_error(want == 1 ? "%s wants one FILE" : "%s wants two files, A and B",
+				   cmd);
+	if (flags && strcmp(cmd, "info"))
+		return usage_error("--alone is an option of info, not of %s", cmd);
+	if (!strcmp(cmd, "info"))
+		return cmd_info(argv[optind], flags);
+	if (!strcmp(cmd, "verify"))
+		return cmd_verify(argv[optind]);
+	return cmd_diff(argv[optind], argv[optind + 1]);
 }
