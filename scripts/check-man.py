@@ -42,12 +42,15 @@ def main():
         return 77
     errors = []
     functions, headers = {}, set()
-    for h in sorted(glob.glob(os.path.join(root, 'include/guestmem/*.h'))):
+    inc = os.path.join(root, 'include/guestmem')
+    for h in sorted(glob.glob(os.path.join(inc, '*.h')) + glob.glob(os.path.join(inc, '*.h.in'))):
+        name = os.path.basename(h)
+        name = name[:-3] if name.endswith('.h.in') else name  # version.h.in installs as version.h
         names = PROTO.findall(open(h, encoding='utf-8').read())
         if names:
-            headers.add(os.path.splitext(os.path.basename(h))[0])
+            headers.add(os.path.splitext(name)[0])
         for n in names:
-            functions[n] = os.path.basename(h)
+            functions[n] = name
     pages = {os.path.basename(p)[:-2]: p for p in glob.glob(os.path.join(man3, '*.3'))}
     for fn in sorted(functions):
         if fn not in pages:
