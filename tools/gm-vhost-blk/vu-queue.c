@@ -10,7 +10,12 @@
  *  1. The ring is walked only when it is started, enabled, has addresses
  *     and a size, and was placed (place_ring()) in the table of this round.
  *  2. A broken ring or one that cannot be placed signals err_fd and stops
- *     (started = false) until the front end kicks it again.
+ *     (started = false) until the front end kicks it again. So does a
+ *     ring whose memory the front end truncated (the table's or the
+ *     inflight buffer's, checked before and after each round): accesses
+ *     there completed on private zeros and failed (GM_MAP_PEER,
+ *     guestmem/mapping.h), and the ring stays broken until the front end
+ *     sends memory that is whole again.
  *  3. A worker never reads a fd of the peer's (kicks are edge-triggered)
  *     and writes one (call, err) only when poll() says the write will not
  *     block. What remains is the instant between that poll() and the
@@ -47,6 +52,16 @@ static int place_ring(struct vu_queue *q, const struct gm_vhost_table *t)
 }
 
 /*
+ * Whether the front end truncated memory this queue uses: the table's or
+ * the inflight buffer's. Called with q->lock held.
+ */
+static bool peer_truncated(const struct vu_queue *q, const struct gm_vhost_table *t)
+{
+	return gm_vhost_table_truncated(t) ||
+	       (q->inflight_map && gm_mapping_truncated(q->inflight_map));
+}
+
+/*
  * Serve up to ROUND_BUDGET requests. Returns true if requests may remain.
  * Called with q->lock held.
  */
@@ -66,7 +81,7 @@ static bool serve_round(struct vu_queue *q)
 	if (!t)
 		return false;
 	m = gm_vhost_table_memory(t);
-	if (place_ring(q, t)) {
+	if (peer_truncated(q, t) || place_ring(q, t)) {
 		signal_fd(q->err_fd);
 		q->started = false;
 		goto out;
@@ -102,7 +117,7 @@ static bool serve_round(struct vu_queue *q)
 	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		signal_fd(q->call_fd);
-	if (gm_virtq_broken(q->vq)) {
+	if (gm_virtq_broken(q->vq) || peer_truncated(q, t)) {
 		/* The ring itself is corrupt: the device needs a reset (vring err). */
 		signal_fd(q->err_fd);
 		q->started = false;
