@@ -185,13 +185,13 @@ static bool absorb_in(struct peer_slot *s, uintptr_t a)
 /* Absorb a fault at @a if a live peer mapping holds it (R2, R3). */
 static bool absorb(uintptr_t a)
 {
-	const struct peer_chunk *c;
+	struct peer_chunk *c;
 	unsigned i;
 
 	/* Acquire: pairs with the release that linked the chunk (R3). */
 	for (c = &peer_first; c; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE)) {
 		for (i = 0; i < PEER_CHUNK; i++) {
-			struct peer_slot *s = (struct peer_slot *)&c->slot[i];
+			struct peer_slot *s = &c->slot[i];
 			bool done = false;
 
 			if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != SLOT_LIVE ||

@@ -50,8 +50,10 @@
  * Rules that follow: a replaced page stays replaced (a second access to it
  * reads zeros without a fault), so once gm_mapping_truncated() says true
  * the mapping's contents are no longer the peer's: stop using it. A
- * program that installs its own SIGBUS handler after the first peer
- * mapping replaces ours, and a truncation is then its to handle.
+ * program that installs its own SIGBUS handler replaces ours until the
+ * next peer mapping is made (which installs ours again, chaining to it).
+ * A thread that touches peer memory must not block SIGBUS: the kernel
+ * kills the process on a blocked synchronous SIGBUS, whatever the handler.
  * Cost: nothing on the inline path; one thread-local load before and one
  * after each non-inline access (no fence instruction, no system call); a
  * fault costs a signal and one mmap() (microseconds), once per page.
