@@ -152,6 +152,31 @@ static void chained_plain_child(void)
 	(void)stray[0];
 }
 
+/*
+ * A program installs its own handler after the first peer mapping: the
+ * next peer mapping puts ours back in front and chains to it.
+ */
+static void replaced_child(void)
+{
+	struct sigaction sa = {0};
+	struct gm_mapping *m;
+	int fd = memfd_create("test-peer", MFD_CLOEXEC);
+
+	make_peer_mapping();
+	sa.sa_sigaction = exit_42_on_stray_fault;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	stray = stray_page();
+	if (fd < 0 || ftruncate(fd, (off_t)page) ||
+	    gm_mapping_new_fd(fd, 0, page, GM_MAP_SHARED | GM_MAP_PEER, &m) || ftruncate(fd, 0))
+		_exit(3);
+	((volatile unsigned char *)gm_mapping_host(m))[0] = 1; /* absorbed */
+	if (!gm_mapping_truncated(m))
+		_exit(4);
+	(void)stray[0]; /* chained: exits 42 */
+}
+
 static void sigbus_outside_peer_mappings_reaches_the_previous_handler(void **state)
 {
 	int status;
@@ -163,6 +188,9 @@ static void sigbus_outside_peer_mappings_reaches_the_previous_handler(void **sta
 	status = in_child(chained_plain_child);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 44);
+	status = in_child(replaced_child);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 42);
 }
 
 static void default_child(void)
