@@ -513,7 +513,7 @@ static void memfd_rejects_bad_arguments(void **state)
 	assert_int_equal(gm_mapping_new_memfd(NULL, page, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", 0, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", page, 0, NULL), -EINVAL);
-	assert_int_equal(gm_mapping_new_memfd("x", page, 1u << 9, &m), -EINVAL);
+	assert_int_equal(gm_mapping_new_memfd("x", page, GM_MAP_ALL_FLAGS + 1, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", page, GM_MAP_HUGETLB | GM_MAP_THP, &m), -EINVAL);
 	assert_ptr_equal(m, (struct gm_mapping *)&m);
 }
@@ -649,7 +649,7 @@ static void fd_rejects_bad_arguments(void **state)
 	assert_int_equal(gm_mapping_new_fd(fd, 0, 0, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 1, page, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, page - 1, page, 0, &m), -EINVAL);
-	assert_int_equal(gm_mapping_new_fd(fd, 0, page, 1u << 9, &m), -EINVAL);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_ALL_FLAGS + 1, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, 0x80000000u, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_HUGETLB, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_THP, &m), -EINVAL);
@@ -1141,7 +1141,7 @@ static void put_null_is_ignored(void **state)
 static void every_flag_at_once_works(void **state)
 {
 	struct gm_mapping *m;
-	unsigned flags = GM_MAP_ALL_FLAGS & ~(GM_MAP_HUGETLB | GM_MAP_READONLY);
+	unsigned flags = GM_MAP_ALL_FLAGS & ~(GM_MAP_HUGETLB | GM_MAP_READONLY | GM_MAP_PEER);
 	char *p;
 
 	(void)state;

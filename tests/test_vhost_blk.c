@@ -1167,6 +1167,99 @@ static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **stat
 	fe_fini(&f);
 }
 
+/* ---- tests: memory the front end truncates (issue 17) ---- */
+
+#define SET_VRING_ERR 14
+
+/* Make @head available without a kick: the worker does not look until the next one. */
+static void publish_quietly(struct fe *f, struct fe_queue *q, uint16_t head)
+{
+	assert_int_equal(gm_write_le16(f->m, q->avail + 4 + 2ull * (q->avail_idx % QSIZE), head),
+			 0);
+	q->avail_idx++;
+	assert_int_equal(
+	    gm_atomic_store_u32(f->m, q->avail, (uint32_t)q->avail_idx << 16, __ATOMIC_RELEASE), 0);
+}
+
+static bool signalled(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/*
+ * The front end shrinks the guest's memfd to nothing after SET_MEM_TABLE
+ * and kicks: the worker's first ring access faults. The ring breaks (err
+ * fd), the back end answers the next message, and a new device is served.
+ */
+static void guest_memory_truncated_by_the_front_end_breaks_the_ring_not_the_backend(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), memfd;
+	uint64_t one = 1;
+
+	(void)state;
+	assert_true(err >= 0);
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	send_fd_msg(&f, SET_VRING_ERR, 0, err);
+	sync_fe(&f);
+	publish_quietly(&f, &f.q[0],
+			build(&f, &f.q[0], 0, T_IN, 3, &(struct seg){DATA, 512, true}, 1));
+	/* From here the test touches none of the guest's memory: it is gone. */
+	memfd = gm_mapping_fd(f.map);
+	assert_int_equal(ftruncate(memfd, 0), 0);
+	assert_int_equal(write(f.q[0].kick, &one, 8), 8);
+	assert_true(signalled(err, 5000));
+	assert_int_equal(get_u64(&f, GET_QUEUE_NUM), 2); /* the back end still answers */
+	/* Zeros again for the front end's own mapping, then hang up. */
+	assert_int_equal(ftruncate(memfd, RAM_SIZE), 0);
+	fe_stop(&f);
+	fe_fini(&f);
+	close(err);
+
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/*
+ * The same with the inflight buffer: the next request's bookkeeping
+ * stores past the end of the shrunk file. That request completes (its
+ * ring and data are whole), then the ring breaks and serves nothing more.
+ */
+static void inflight_buffer_truncated_by_the_front_end_breaks_the_ring_not_the_backend(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	int err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), fd;
+	uint32_t id, len;
+	uint64_t size;
+
+	(void)state;
+	assert_true(err >= 0);
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	fd = get_inflight(&f, &size);
+	set_inflight(&f, fd, size);
+	send_fd_msg(&f, SET_VRING_ERR, 0, err);
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	assert_false(signalled(err, 0));
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(run1(&f, T_IN, 1, DATA, 512, true).status, 0);
+	assert_true(signalled(err, 5000));
+	offer(&f, &f.q[0], build(&f, &f.q[0], 0, T_IN, 2, &(struct seg){DATA, 512, true}, 1));
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 200));
+	assert_int_equal(get_u64(&f, GET_QUEUE_NUM), 1);
+	fe_stop(&f);
+	fe_fini(&f);
+	close(fd);
+	close(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1202,6 +1295,12 @@ int main(void)
 				      fe_teardown),
 	    cmocka_unit_test(blk_open_refuses_what_is_not_an_image_and_says_why),
 	    cmocka_unit_test_teardown(write_zeroes_on_tmpfs_writes_the_zeros_itself, fe_teardown),
+	    cmocka_unit_test_teardown(
+		guest_memory_truncated_by_the_front_end_breaks_the_ring_not_the_backend,
+		fe_teardown),
+	    cmocka_unit_test_teardown(
+		inflight_buffer_truncated_by_the_front_end_breaks_the_ring_not_the_backend,
+		fe_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -16,6 +16,14 @@
  * region flagged GM_REGION_READONLY is -EACCES. All-or-nothing functions
  * check the whole range first, so a failing write changes no guest byte.
  *
+ * Memory a peer truncated (regions of GM_MAP_PEER mappings, mapping.h):
+ * every function below that copies, fills or accesses guest bytes out of
+ * line returns -EFAULT when one of its accesses faulted past the end of
+ * the peer's file (the access itself completed on zero memory, so a write
+ * may have moved some bytes; a partial form then reports *@done = 0). The
+ * inline fast path and host pointers are not checked (mapping.h says how
+ * to notice).
+ *
  * Lifetime: refcounted (gm_memory_get/gm_memory_put). A view holds a
  * reference on every mapping and dirty bitmap its regions use; host
  * pointers obtained from a view stay valid while a reference to it is held
@@ -165,7 +173,8 @@ GM_API int gm_write(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, si
  * accessed and set *@done to the bytes copied (always set, also on error).
  * Returns 0 if all @len bytes moved, else -EFAULT (hole or end of RAM) or
  * -EACCES (read-only region, writes only) for the byte at @gpa + *@done;
- * -EINVAL if @done is NULL or @buf is NULL with @len > 0.
+ * -EINVAL if @done is NULL or @buf is NULL with @len > 0; -EFAULT with
+ * *@done = 0 if some byte lay in memory a peer truncated (see the top).
  */
 GM_API int gm_read_partial(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t len,
 			   size_t *done);

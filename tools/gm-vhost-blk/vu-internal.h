@@ -139,6 +139,7 @@ struct vu_queue {
 	bool thread_running;
 	struct gm_virtq_buf *bufs;
 	/* Inflight tracking (INFLIGHT_SHMFD): this queue's part of the shared buffer. */
+	struct gm_mapping *inflight_map; /* the buffer's mapping (borrowed from s) or NULL */
 	uint8_t *inflight;
 	uint16_t inflight_qsize;
 	uint64_t inflight_counter;
@@ -154,9 +155,8 @@ struct vu_server {
 	uint64_t features, protocol_features;
 	bool owner;
 	struct vu_conn_info *info;
-	int stall_ms;	    /* struct vu_conn's, for each connection */
-	void *inflight_map; /* SET_INFLIGHT_FD mapping, or NULL */
-	size_t inflight_len;
+	int stall_ms;			 /* struct vu_conn's, for each connection */
+	struct gm_mapping *inflight_map; /* SET_INFLIGHT_FD mapping (GM_MAP_PEER), or NULL */
 };
 
 /* One message as read: header fields, payload, and the fds that came with it. */

@@ -10,7 +10,12 @@
  *  1. The ring is walked only when it is started, enabled, has addresses
  *     and a size, and was placed (place_ring()) in the table of this round.
  *  2. A broken ring or one that cannot be placed signals err_fd and stops
- *     (started = false) until the front end kicks it again.
+ *     (started = false) until the front end kicks it again. So does a
+ *     ring whose memory the front end truncated (the table's or the
+ *     inflight buffer's, checked before and after each round): accesses
+ *     there completed on private zeros and failed (GM_MAP_PEER,
+ *     guestmem/mapping.h), and the ring stays broken until the front end
+ *     sends memory that is whole again.
  *  3. A worker never reads a fd of the peer's (kicks are edge-triggered)
  *     and writes one (call, err) only after its round, outside the queue's
  *     lock, when poll() said the write will not block. The peer can still
@@ -126,6 +131,16 @@ static int place_ring(struct vu_queue *q, const struct gm_vhost_table *t)
 }
 
 /*
+ * Whether the front end truncated memory this queue uses: the table's or
+ * the inflight buffer's. Called with q->lock held.
+ */
+static bool peer_truncated(const struct vu_queue *q, const struct gm_vhost_table *t)
+{
+	return gm_vhost_table_truncated(t) ||
+	       (q->inflight_map && gm_mapping_truncated(q->inflight_map));
+}
+
+/*
  * Serve up to ROUND_BUDGET requests. Returns true if requests may remain;
  * sets RAISE_* in *@raise for the fds the worker signals after the round.
  * Called with q->lock held.
@@ -146,7 +161,7 @@ static bool serve_round(struct vu_queue *q, unsigned *raise)
 	if (!t)
 		return false;
 	m = gm_vhost_table_memory(t);
-	if (place_ring(q, t)) {
+	if (peer_truncated(q, t) || place_ring(q, t)) {
 		*raise |= RAISE_ERR;
 		q->started = false;
 		goto out;
@@ -182,7 +197,7 @@ static bool serve_round(struct vu_queue *q, unsigned *raise)
 	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		*raise |= RAISE_CALL;
-	if (gm_virtq_broken(q->vq)) {
+	if (gm_virtq_broken(q->vq) || peer_truncated(q, t)) {
 		/* The ring itself is corrupt: the device needs a reset (vring err). */
 		*raise |= RAISE_ERR;
 		q->started = false;
