@@ -144,6 +144,38 @@ int gm_mark_dirty(const struct gm_memory *m, gm_gpa_t gpa, size_t len)
 
 /* ---- fd I/O ---------------------------------------------------------- */
 
+/*
+ * One system call for a batch of one iovec: read()/pread() and
+ * write()/pwrite(), which move exactly what readv() of the same iovec
+ * would. They are not always as fast: /dev/zero's read() clears the
+ * buffer directly while its readv() goes through the iov_iter path, 8-10%
+ * slower for 1 MiB reads into guest memory (perf: read_iter_zero and
+ * iov_iter_zero in place of read_zero). @done is the offset into the
+ * transfer, for a positioned call (@offset >= 0).
+ */
+static ssize_t fd_io_one(int fd, const struct iovec *iov, int64_t offset, size_t done,
+			 bool to_guest)
+{
+	if (to_guest)
+		return offset >= 0
+			   ? pread(fd, iov->iov_base, iov->iov_len, (off_t)(offset + (int64_t)done))
+			   : read(fd, iov->iov_base, iov->iov_len);
+	return offset >= 0
+		   ? pwrite(fd, iov->iov_base, iov->iov_len, (off_t)(offset + (int64_t)done))
+		   : write(fd, iov->iov_base, iov->iov_len);
+}
+
+/* The same for a batch of @n iovecs: one readv() (or its kin) for all. */
+static ssize_t fd_io_vec(int fd, const struct iovec *iov, size_t n, int64_t offset, size_t done,
+			 bool to_guest)
+{
+	if (to_guest)
+		return offset >= 0 ? preadv(fd, iov, (int)n, (off_t)(offset + (int64_t)done))
+				   : readv(fd, iov, (int)n);
+	return offset >= 0 ? pwritev(fd, iov, (int)n, (off_t)(offset + (int64_t)done))
+			   : writev(fd, iov, (int)n);
+}
+
 static int fd_io(const struct gm_memory *m, gm_gpa_t gpa, int fd, int64_t offset, size_t len,
 		 size_t *done, bool to_guest)
 {
@@ -169,14 +201,8 @@ static int fd_io(const struct gm_memory *m, gm_gpa_t gpa, int fd, int64_t offset
 		if (chunk > (size_t)SSIZE_MAX)
 			chunk = (size_t)SSIZE_MAX;
 		chunk = fill_iov(m, gpa + *done, chunk, iov, FD_IOV_BATCH, &used, NULL);
-		if (to_guest)
-			r = offset >= 0
-				? preadv(fd, iov, (int)used, (off_t)(offset + (int64_t)*done))
-				: readv(fd, iov, (int)used);
-		else
-			r = offset >= 0
-				? pwritev(fd, iov, (int)used, (off_t)(offset + (int64_t)*done))
-				: writev(fd, iov, (int)used);
+		r = used == 1 ? fd_io_one(fd, iov, offset, *done, to_guest)
+			      : fd_io_vec(fd, iov, used, offset, *done, to_guest);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;

@@ -5,6 +5,8 @@
  */
 #include "memory-test.h"
 
+#include "../fail_inject.h"
+
 /* ------------------------------------------------------------------------ */
 /* Translation: host pointers and iovecs                                    */
 
@@ -424,6 +426,52 @@ static void fd_io_faults_before_moving_any_byte(void **state)
 	world_free(&w);
 }
 
+/*
+ * A transfer whose batch is one iovec is one read()/pread()/write()/
+ * pwrite() (what /dev/zero serves fastest), several are one readv() and
+ * kin: the injected failure of the plain call reaches exactly the
+ * one-piece transfers, as their errno with nothing moved.
+ */
+static void fd_io_one_piece_is_a_plain_call(void **state)
+{
+	unsigned char data[PAGE];
+	size_t done = 1;
+	struct world w;
+	int p[2], fd;
+
+	(void)state;
+	world_build(&w, fd_layout, 3);
+	make_pipe(p, 0);
+	fd = tmp_file(2 * PAGE, 5);
+	fill_buf(data, sizeof(data), 7);
+	assert_int_equal(write(p[1], data, sizeof(data)), (ssize_t)sizeof(data));
+
+	fi_arm(FI_READ, FI_THIS_THREAD, 1);
+	assert_int_equal(gm_read_from_fd(w.m, 0x10000, p[0], -1, 64, &done), -EIO);
+	assert_true(fi_disarm());
+	assert_string_equal(fi_failed_call(), "read");
+	assert_int_equal(done, 0);
+	fi_arm(FI_READ, FI_THIS_THREAD, 1);
+	assert_int_equal(gm_read_from_fd(w.m, 0x10000, fd, PAGE, 64, &done), -EIO);
+	assert_true(fi_disarm());
+	assert_string_equal(fi_failed_call(), "pread64");
+	fi_arm(FI_WRITE, FI_THIS_THREAD, 1);
+	assert_int_equal(gm_write_to_fd(w.m, 0x10000, fd, 0, 64, &done), -EIO);
+	assert_true(fi_disarm());
+	assert_string_equal(fi_failed_call(), "pwrite64");
+	expect_pat(&w, 0x10000, PAGE);
+
+	/* Three pieces: one readv(), which the injection does not see. */
+	fi_arm(FI_READ | FI_WRITE, FI_THIS_THREAD, 1);
+	assert_int_equal(gm_read_from_fd(w.m, 0x11000 - 200, p[0], -1, 400, &done), 0);
+	assert_false(fi_disarm());
+	assert_int_equal(done, 400);
+	expect_bytes(&w, 0x11000 - 200, data, 400);
+	close(fd);
+	close_pipe(p);
+	world_free(&w);
+}
+
 static void fd_io_rejects_bad_arguments(void **state)
 {
 	size_t done = 0;
@@ -473,6 +521,7 @@ int memory_io_tests(void)
 	    cmocka_unit_test(write_to_file_at_offset_across_64_regions),
 	    cmocka_unit_test(fd_io_faults_before_moving_any_byte),
 	    cmocka_unit_test(fd_io_rejects_bad_arguments),
+	    cmocka_unit_test(fd_io_one_piece_is_a_plain_call),
 	};
 
 	return cmocka_run_group_tests(memory_io, NULL, NULL);
