@@ -582,10 +582,22 @@ static int check_common(size_t size, unsigned flags, struct gm_mapping **out)
 	return 0;
 }
 
-/* The alignment of the start for @m's flags. */
+/*
+ * The alignment of the start for @m's flags and size. GM_MAP_THP needs
+ * 2 MiB. Without it, memory of small pages that can hold a 2 MiB page
+ * starts 2 MiB aligned too, as the kernel places large anonymous mmap()s:
+ * THP under the system's "always" policy can then back all of it, where a
+ * start off by one small page leaves every 2 MiB of it on small pages (and
+ * the data path on TLB misses). Best effort: a size above half the address
+ * space keeps page alignment, so the slack never overflows.
+ */
 static size_t start_align(const struct gm_mapping *m)
 {
-	return (m->flags & GM_MAP_THP) && THP_ALIGN > m->page ? THP_ALIGN : m->page;
+	if (THP_ALIGN <= m->page)
+		return m->page;
+	if ((m->flags & GM_MAP_THP) || (m->size >= THP_ALIGN && m->size <= SIZE_MAX / 2))
+		return THP_ALIGN;
+	return m->page;
 }
 
 GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out)

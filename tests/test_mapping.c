@@ -311,6 +311,36 @@ static void thp_mapping_is_2mib_aligned_and_advised(void **state)
 	}
 }
 
+/*
+ * Without GM_MAP_THP, memory of small pages that can hold a 2 MiB page
+ * still starts 2 MiB aligned (guard pages or not, anonymous or memfd), so
+ * a system-wide THP policy of "always" can back all of it; smaller
+ * memory, and memory of hugetlb pages, keeps its page alignment only.
+ */
+static void large_mapping_is_2mib_aligned_without_thp(void **state)
+{
+	static const unsigned flags[] = {0, GM_MAP_GUARD, GM_MAP_SHARED | GM_MAP_GUARD,
+					 GM_MAP_NORESERVE | GM_MAP_GUARD};
+	struct gm_mapping *m;
+	char *p;
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		/* Sizes that are not whole 2 MiB pages land anywhere unless aligned. */
+		assert_int_equal(
+		    gm_mapping_new_anon(2 * MiB + page * (size_t)(100 * i), flags[i], &m), 0);
+		p = gm_mapping_host(m);
+		assert_true((uintptr_t)p % (2 * MiB) == 0);
+		assert_false(has_vmflag(p, "hg"));
+		p[gm_mapping_size(m) - 1] = 1;
+		gm_mapping_put(m);
+		assert_int_equal(
+		    gm_mapping_new_memfd("gm-big", 3 * MiB, flags[i] & GM_MAP_GUARD, &m), 0);
+		assert_true((uintptr_t)gm_mapping_host(m) % (2 * MiB) == 0);
+		gm_mapping_put(m);
+	}
+}
+
 static void thp_memfd_is_2mib_aligned_and_advised(void **state)
 {
 	struct gm_mapping *m;
@@ -1167,6 +1197,7 @@ int main(void)
 	    cmocka_unit_test(anon_readonly_faults_on_write),
 	    cmocka_unit_test(thp_mapping_is_2mib_aligned_and_advised),
 	    cmocka_unit_test(thp_memfd_is_2mib_aligned_and_advised),
+	    cmocka_unit_test(large_mapping_is_2mib_aligned_without_thp),
 	    cmocka_unit_test(populate_prefaults_every_page),
 	    cmocka_unit_test(noreserve_sets_vm_noreserve),
 	    cmocka_unit_test(dontdump_keeps_memory_out_of_core_dumps),

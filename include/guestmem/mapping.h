@@ -87,6 +87,9 @@ struct gm_mapping;
 /*
  * Map @size bytes of zeroed anonymous memory.
  * GM_MAP_SHARED makes it MAP_SHARED|MAP_ANONYMOUS (shared across fork()).
+ * Memory of small pages of 2 MiB or more starts 2 MiB aligned, GM_MAP_THP
+ * or not (as the kernel places large anonymous mmap()s), so the system's
+ * THP policy can back it with huge pages; gm_mapping_new_memfd() alike.
  * Returns 0 and *@out holding one reference, or:
  * -EINVAL   @out NULL, @size 0, unknown flag, GM_MAP_PEER, or a flag
  *           combination that makes no sense (GM_MAP_HUGETLB with GM_MAP_THP);
