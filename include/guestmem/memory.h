@@ -204,6 +204,37 @@ GM_API int gm_write_le16(const struct gm_memory *m, gm_gpa_t gpa, uint16_t val);
 GM_API int gm_write_le32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val);
 GM_API int gm_write_le64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val);
 
+/* A read cursor (gm_cursor_init()); its fields are the library's. */
+struct gm_cursor {
+	const struct gm_memory *m;
+	const uintptr_t *slots;
+	uint64_t nslots;
+	unsigned shift;
+};
+
+/*
+ * A read cursor: the lookup table of view @m that a fixed-width read needs
+ * (table, size, shift), copied into a struct the caller keeps in a local
+ * variable. A read through a view pointer loads those words from the view
+ * again after every call or store the compiler cannot see through (it
+ * cannot know they did not change); in a loop of reads through a cursor
+ * held in a local they stay in registers. For device loops that read many
+ * words through one view (bench/datapath: "u64 read, cursor").
+ *
+ * gm_cursor_init() points @c at @m. The cursor holds no reference: it is
+ * valid while the caller holds @m (a view never changes, so a cursor never
+ * goes stale); a new view (gm_space_memory()) needs a new cursor. The fields
+ * are the library's.
+ * gm_cursor_read_u8() .. gm_cursor_read_u64() are gm_read_u8() ..
+ * gm_read_u64() on the cursor's view: the same checks, results and
+ * errors.
+ */
+GM_API void gm_cursor_init(struct gm_cursor *c, const struct gm_memory *m);
+GM_API int gm_cursor_read_u8(const struct gm_cursor *c, gm_gpa_t gpa, uint8_t *out);
+GM_API int gm_cursor_read_u16(const struct gm_cursor *c, gm_gpa_t gpa, uint16_t *out);
+GM_API int gm_cursor_read_u32(const struct gm_cursor *c, gm_gpa_t gpa, uint32_t *out);
+GM_API int gm_cursor_read_u64(const struct gm_cursor *c, gm_gpa_t gpa, uint64_t *out);
+
 /*
  * Atomic operations on a naturally aligned guest word (virtio ring
  * indices, flags shared with the guest). @memorder is one of the
@@ -321,6 +352,11 @@ GM_API int gm_write_to_fd(const struct gm_memory *m, gm_gpa_t gpa, int fd, int64
 #define gm_write_u32(m, gpa, val)	     gm_inline_write_u32((m), (gpa), (val))
 #define gm_write_u64(m, gpa, val)	     gm_inline_write_u64((m), (gpa), (val))
 #define gm_host_ptr(m, gpa, len)	     gm_inline_host_ptr((m), (gpa), (len))
+#define gm_cursor_init(c, m)		     gm_inline_cursor_init((c), (m))
+#define gm_cursor_read_u8(c, gpa, out)	     gm_inline_cursor_read_u8((c), (gpa), (out))
+#define gm_cursor_read_u16(c, gpa, out)	     gm_inline_cursor_read_u16((c), (gpa), (out))
+#define gm_cursor_read_u32(c, gpa, out)	     gm_inline_cursor_read_u32((c), (gpa), (out))
+#define gm_cursor_read_u64(c, gpa, out)	     gm_inline_cursor_read_u64((c), (gpa), (out))
 #define gm_atomic_load_u32(m, gpa, out, mo)  gm_inline_atomic_load_u32((m), (gpa), (out), (mo))
 #define gm_atomic_load_u64(m, gpa, out, mo)  gm_inline_atomic_load_u64((m), (gpa), (out), (mo))
 #define gm_atomic_store_u32(m, gpa, val, mo) gm_inline_atomic_store_u32((m), (gpa), (val), (mo))

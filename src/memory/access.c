@@ -237,6 +237,36 @@ int gm_read_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *out)
 	return read_word(m, gpa, out, 8);
 }
 
+/* ---- read cursors (the inline path reads their table itself) ---- */
+
+void gm_cursor_init(struct gm_cursor *c, const struct gm_memory *m)
+{
+	c->m = m;
+	c->slots = m->hot.slots;
+	c->nslots = m->hot.nslots;
+	c->shift = m->hot.shift;
+}
+
+int gm_cursor_read_u8(const struct gm_cursor *c, gm_gpa_t gpa, uint8_t *out)
+{
+	return read_word(c->m, gpa, out, 1);
+}
+
+int gm_cursor_read_u16(const struct gm_cursor *c, gm_gpa_t gpa, uint16_t *out)
+{
+	return read_word(c->m, gpa, out, 2);
+}
+
+int gm_cursor_read_u32(const struct gm_cursor *c, gm_gpa_t gpa, uint32_t *out)
+{
+	return read_word(c->m, gpa, out, 4);
+}
+
+int gm_cursor_read_u64(const struct gm_cursor *c, gm_gpa_t gpa, uint64_t *out)
+{
+	return read_word(c->m, gpa, out, 8);
+}
+
 int gm_write_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t val)
 {
 	return write_word(m, gpa, &val, 1);

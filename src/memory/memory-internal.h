@@ -34,11 +34,14 @@
  *     So the walk in gm__region_of() starts at or before the region holding
  *     any address of slot i and stops at the last region at the latest
  *     (invariant 2).
- *  3a. slots[i] lacks GM__SLOT_SLOW only if the whole slot lies inside
- *     region slot_first[i], whose host address is then bias + gpa for every
- *     gpa of the slot (bias = slots[i] & ~GM__SLOT_FLAGS), and bias is
- *     8-byte aligned (so an aligned gpa is an aligned host address). Its
- *     READONLY/DIRTY flags are that region's.
+ *  3a. slots[i] is GM__SLOT_SLOW unless the whole slot lies inside
+ *     region slot_first[i], whose host address is then slots[i] + gpa for
+ *     every gpa of the slot, and slots[i] is 8-byte aligned (so an aligned
+ *     gpa is an aligned host address). wslots[i] is slots[i] with that
+ *     region's READONLY and DIRTY flags or'ed in (GM__SLOT_SLOW too when
+ *     slots[i] is slow). slot_dirty[i] is {the region's bitmap, its
+ *     dirty_offset - gpa} when wslots[i] has GM__SLOT_DIRTY without
+ *     GM__SLOT_SLOW, else {NULL, 0}.
  *  4. Every region's host range [host, host + size) lies inside its
  *     mapping, which the view holds a reference on; so does its dirty
  *     bitmap, which covers [dirty_offset, dirty_offset + size).
@@ -62,6 +65,8 @@ struct gm_memory {
 	struct gm_region_hot *regions;
 	struct gm_region_cold *cold;
 	uintptr_t *slots;
+	uintptr_t *wslots;
+	struct gm_slot_dirty *slot_dirty;
 	uint32_t *slot_first;
 	uint64_t total;
 	unsigned long refs;

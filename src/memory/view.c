@@ -18,6 +18,7 @@
 
 static const struct gm_region_hot empty_region = {.gpa = 1, .last = 0};
 static const uintptr_t empty_slot = GM__SLOT_SLOW;
+static const struct gm_slot_dirty empty_slot_dirty = {NULL, 0};
 static const uint32_t empty_slot_first = 0;
 
 /* ---- construction ---------------------------------------------------- */
@@ -89,13 +90,15 @@ static int build_slots(struct gm_memory *m)
 	uint32_t j = 0;
 
 	m->slots = calloc((size_t)nslots, sizeof(*m->slots));
+	m->wslots = calloc((size_t)nslots, sizeof(*m->wslots));
+	m->slot_dirty = calloc((size_t)nslots, sizeof(*m->slot_dirty));
 	m->slot_first = calloc((size_t)nslots, sizeof(*m->slot_first));
-	if (m->slots == NULL || m->slot_first == NULL)
+	if (m->slots == NULL || m->wslots == NULL || m->slot_dirty == NULL || m->slot_first == NULL)
 		return -ENOMEM;
 	for (i = 0; i < nslots; i++) {
 		gm_gpa_t start = i << m->hot.shift;
 		const struct gm_region_hot *r;
-		uintptr_t bias, e = GM__SLOT_SLOW;
+		uintptr_t bias, e = GM__SLOT_SLOW, w;
 
 		/* Stops at the last region: its last byte is max_last >= start. */
 		while (m->regions[j].last < start)
@@ -105,13 +108,21 @@ static int build_slots(struct gm_memory *m)
 		bias = (uintptr_t)r->host - (uintptr_t)r->gpa;
 		if (r->gpa <= start && r->last >= start + span && (bias & GM__SLOT_FLAGS) == 0)
 			e = bias;
+		w = e;
 		if (r->flags & GM_REGION_READONLY)
-			e |= GM__SLOT_READONLY;
+			w |= GM__SLOT_READONLY;
 		if (r->dirty != NULL)
-			e |= GM__SLOT_DIRTY;
+			w |= GM__SLOT_DIRTY;
 		m->slots[i] = e;
+		m->wslots[i] = w;
+		if ((w & (GM__SLOT_DIRTY | GM__SLOT_SLOW)) == GM__SLOT_DIRTY) {
+			m->slot_dirty[i].dirty = r->dirty;
+			m->slot_dirty[i].bias = r->dirty_offset - r->gpa; /* mod 2^64 */
+		}
 	}
 	m->hot.slots = m->slots;
+	m->hot.wslots = m->wslots;
+	m->hot.slot_dirty = m->slot_dirty;
 	m->hot.slot_first = m->slot_first;
 	m->hot.nslots = nslots;
 	return 0;
@@ -128,6 +139,8 @@ static void memory_free(struct gm_memory *m)
 	free(m->regions);
 	free(m->cold);
 	free(m->slots);
+	free(m->wslots);
+	free(m->slot_dirty);
 	free(m->slot_first);
 	free(m);
 }
@@ -141,6 +154,8 @@ static struct gm_memory *memory_alloc_empty(void)
 	m->refs = 1;
 	m->hot.regions = &empty_region;
 	m->hot.slots = &empty_slot;
+	m->hot.wslots = &empty_slot;
+	m->hot.slot_dirty = &empty_slot_dirty;
 	m->hot.slot_first = &empty_slot_first;
 	m->hot.nslots = 1;
 	m->hot.shift = GM_PAGE_SHIFT;
@@ -286,7 +301,8 @@ bool gm__memory_invariants_ok(const struct gm_memory *m)
 		return false;
 	for (i = 0; i < nslots; i++) {
 		uint32_t first = m->slot_first[i];
-		uintptr_t e = m->slots[i], bias = e & ~(uintptr_t)GM__SLOT_FLAGS;
+		uintptr_t e = m->slots[i], w = m->wslots[i];
+		const struct gm_slot_dirty *sd = &m->slot_dirty[i];
 		gm_gpa_t start = i << m->hot.shift;
 		const struct gm_region_hot *r;
 
@@ -295,9 +311,17 @@ bool gm__memory_invariants_ok(const struct gm_memory *m)
 		r = &m->regions[first];
 		if (r->last < start || (first > 0 && m->regions[first - 1].last >= start))
 			return false;
-		if (!(e & GM__SLOT_SLOW) && /* 3a */
-		    (r->gpa > start || r->last - start < ((uint64_t)1 << m->hot.shift) - 1 ||
-		     (uintptr_t)r->host != bias + (uintptr_t)r->gpa))
+		if (e != GM__SLOT_SLOW && /* 3a */
+		    ((e & GM__SLOT_FLAGS) != 0 || r->gpa > start ||
+		     r->last - start < ((uint64_t)1 << m->hot.shift) - 1 ||
+		     (uintptr_t)r->host != e + (uintptr_t)r->gpa))
+			return false;
+		if (w != (e | ((r->flags & GM_REGION_READONLY) ? GM__SLOT_READONLY : 0) |
+			  (r->dirty != NULL ? GM__SLOT_DIRTY : 0)))
+			return false;
+		if ((w & (GM__SLOT_DIRTY | GM__SLOT_SLOW)) == GM__SLOT_DIRTY
+			? sd->dirty != r->dirty || sd->bias != r->dirty_offset - r->gpa
+			: sd->dirty != NULL || sd->bias != 0)
 			return false;
 	}
 	for (k = 0; k < m->hot.nregions; k++) { /* 4 */

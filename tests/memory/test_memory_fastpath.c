@@ -229,6 +229,64 @@ static void inline_and_exported_host_ptr_agree(void **state)
 	world_free(&w);
 }
 
+/* Read through cursor @c inline and exported, and through its view; all agree. */
+#define CURSOR_AGREE(c, m, gpa, type, fn, cfn)                                                    \
+	do {                                                                                      \
+		type a_ = (type)0x1111111111111111ull, b_ = a_, v_ = a_;                          \
+		int ra_ = cfn(c, gpa, &a_), rb_ = (cfn)(c, gpa, &b_);                             \
+		int rv_ = (fn)(m, gpa, &v_);                                                      \
+		if (ra_ != rv_ || rb_ != rv_ || a_ != v_ || b_ != v_)                             \
+			fail_msg(#cfn "(0x%llx): %d/%d, view %d", (unsigned long long)(gpa), ra_, \
+				 rb_, rv_);                                                       \
+		assert_int_equal(cfn(c, gpa, NULL), (fn)(m, gpa, NULL));                          \
+		assert_int_equal((cfn)(c, gpa, NULL), (fn)(m, gpa, NULL));                        \
+	} while (0)
+
+/*
+ * A read cursor (inline and exported) reads what its view reads, with the
+ * same errors, over every case of the lookup; a cursor of the empty view
+ * faults everywhere.
+ */
+static void cursor_reads_agree_with_view_reads(void **state)
+{
+	struct gm_cursor c, ce;
+	struct gm_memory *empty;
+	struct world w;
+	size_t i;
+	unsigned k;
+
+	(void)state;
+	world_build_full(&w, agree_layout, agree_flags, NULL, NULL, 6);
+	memset(&c, 0, sizeof(c)); /* padding, for the comparison below */
+	memset(&ce, 0, sizeof(ce));
+	gm_cursor_init(&c, w.m);
+	for (i = 0; i < sizeof(agree_bases) / sizeof(agree_bases[0]); i++) {
+		for (k = 0; k < 9; k++) {
+			gm_gpa_t gpa = agree_bases[i] + k;
+
+			CURSOR_AGREE(&c, w.m, gpa, uint8_t, gm_read_u8, gm_cursor_read_u8);
+			CURSOR_AGREE(&c, w.m, gpa, uint16_t, gm_read_u16, gm_cursor_read_u16);
+			CURSOR_AGREE(&c, w.m, gpa, uint32_t, gm_read_u32, gm_cursor_read_u32);
+			CURSOR_AGREE(&c, w.m, gpa, uint64_t, gm_read_u64, gm_cursor_read_u64);
+		}
+	}
+	/* The exported init fills the same cursor. */
+	(gm_cursor_init)(&ce, w.m);
+	assert_memory_equal(&ce, &c, sizeof(c));
+	world_free(&w);
+
+	assert_int_equal(gm_memory_new(NULL, 0, &empty), 0);
+	gm_cursor_init(&c, empty);
+	for (i = 0; i < sizeof(agree_bases) / sizeof(agree_bases[0]); i++) {
+		uint64_t v = 7;
+
+		assert_int_equal(gm_cursor_read_u64(&c, agree_bases[i], &v), -EFAULT);
+		assert_int_equal((gm_cursor_read_u64)(&c, agree_bases[i], &v), -EFAULT);
+		assert_int_equal(v, 7);
+	}
+	gm_memory_put(empty);
+}
+
 int memory_fastpath_tests(void)
 {
 	const struct CMUnitTest memory_fastpath[] = {
@@ -236,6 +294,7 @@ int memory_fastpath_tests(void)
 	    cmocka_unit_test(inline_and_exported_writes_agree),
 	    cmocka_unit_test(inline_and_exported_atomics_agree),
 	    cmocka_unit_test(inline_and_exported_host_ptr_agree),
+	    cmocka_unit_test(cursor_reads_agree_with_view_reads),
 	};
 
 	return cmocka_run_group_tests(memory_fastpath, NULL, NULL);

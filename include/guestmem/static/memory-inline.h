@@ -14,15 +14,24 @@
  * everything else (unaligned, crossing a region, outside RAM, NULL
  * pointers), so the two can never disagree about errors.
  *
- * Lookup: a view keeps a small slot table indexed by gpa >> shift,
+ * Lookup: a view keeps small slot tables indexed by gpa >> shift,
  * where shift is the coarsest alignment shared by every region boundary
- * (2 MiB-aligned regions give 2 MiB slots; 512 of them make a 8 KiB table),
+ * (2 MiB-aligned regions give 2 MiB slots; 512 of them make a 4 KiB table),
  * so a slot normally lies wholly inside one region. Such a slot carries the
  * host address bias of its region: an aligned fixed-width access is then
  * one shift, one table load, two tests and the access itself - no search,
- * no comparison against region bounds. Slots that touch a hole or a region
- * boundary send accesses to the exported (slow) functions, which walk the
- * sorted regions from the slot's first candidate.
+ * no comparison against region bounds. Reads and writes have a table each:
+ * a read entry is the bare bias (no flag bits to mask off on the way to
+ * the load), a write entry carries the region's read-only and dirty flags.
+ * Slots that touch a hole or a region boundary send accesses to the
+ * exported (slow) functions, which walk the sorted regions from the slot's
+ * first candidate.
+ *
+ * A read through a view pointer loads the table pointer, size and shift
+ * from the view each time: the compiler cannot keep them in registers
+ * across a loop that also calls the slow path or stores anywhere. struct
+ * gm_cursor (memory.h) is those three words copied into the caller's local,
+ * for loops of many reads.
  */
 #ifndef GUESTMEM_STATIC_MEMORY_INLINE_H
 #define GUESTMEM_STATIC_MEMORY_INLINE_H
@@ -48,30 +57,39 @@ struct gm_region_hot {
 };
 
 /*
- * A slot entry is its region's host address bias with these flags in the
- * low bits (a fast slot's bias is 8-byte aligned, so they are free): one
- * word to load per access.
+ * A write entry (wslots[]) is its region's host address bias with these
+ * flags in the low bits (a fast slot's bias is 8-byte aligned, so they are
+ * free): one word to load per access. A read entry (slots[]) is the same
+ * bias with no flag, or just GM__SLOT_SLOW.
  */
 #define GM__SLOT_SLOW	  1u /* not wholly inside one region (or host misaligned): no fast path */
 #define GM__SLOT_READONLY 2u /* the region refuses writes */
 #define GM__SLOT_DIRTY	  4u /* the region has a dirty bitmap: writes may need marking */
 #define GM__SLOT_FLAGS	  7u
 
+/* Per slot: where a fast write with GM__SLOT_DIRTY marks its page. */
+struct gm_slot_dirty {
+	struct gm_dirty_hot *dirty; /* the region's bitmap; NULL without GM__SLOT_DIRTY */
+	uint64_t bias;		    /* gpa + bias (mod 2^64): offset in the bitmap's region */
+};
+
 /* The head of every view (struct gm_memory). */
 struct gm_memory_hot {
 	/*
-	 * slots[i] covers guest bytes [i << shift, (i + 1) << shift). Without
-	 * GM__SLOT_SLOW, every byte of it lies in one region, at host address
-	 * (slots[i] & ~GM__SLOT_FLAGS) + gpa (modulo the pointer width: the
-	 * bias may "wrap", the sum never does).
+	 * slots[i] covers guest bytes [i << shift, (i + 1) << shift). Unless
+	 * it is GM__SLOT_SLOW, every byte of it lies in one region, at host
+	 * address slots[i] + gpa (modulo the pointer width: the bias may
+	 * "wrap", the sum never does).
 	 */
 	const uintptr_t *slots;
 	uint64_t nslots; /* (max_last >> shift) + 1 */
 	unsigned shift;	 /* 12..63 */
 	uint32_t nregions;
 	const uint32_t *slot_first; /* per slot: first region whose last byte is >= its start */
-	const struct gm_region_hot *regions; /* sorted; a non-matching dummy when empty */
-	gm_gpa_t max_last;		     /* highest byte in any region (0 when empty) */
+	const struct gm_region_hot *regions;	/* sorted; a non-matching dummy when empty */
+	gm_gpa_t max_last;			/* highest byte in any region (0 when empty) */
+	const uintptr_t *wslots;		/* per slot: slots[i]'s bias | GM__SLOT_* flags */
+	const struct gm_slot_dirty *slot_dirty; /* per slot */
 };
 
 /* The region holding @gpa, or NULL. */
@@ -89,40 +107,39 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 	return gpa >= r->gpa ? r : 0;
 }
 
+/* The hot head of view @m. */
+static inline const struct gm_memory_hot *gm__hot(const struct gm_memory *m)
+{
+	return (const struct gm_memory_hot *)(const void *)m;
+}
+
 /*
- * The slot entry for the naturally aligned @size-byte word at @gpa, with
- * GM__SLOT_SLOW set when the word needs the slow path. An aligned word of
- * at most 8 bytes never crosses a slot (slots are >= 4 KiB), so a fast slot
- * holds the whole word.
+ * The read entry for the naturally aligned @size-byte word at @gpa in a
+ * table of @nslots @slots of 1 << @shift bytes, or GM__SLOT_SLOW when the
+ * word needs the slow path. An aligned word of at most 8 bytes never
+ * crosses a slot (slots are >= 4 KiB), so a fast slot holds the whole word.
  */
-static inline uintptr_t gm__word_slot(const struct gm_memory *m, gm_gpa_t gpa, unsigned size)
+static inline uintptr_t gm__read_slot(const uintptr_t *slots, uint64_t nslots, unsigned shift,
+				      gm_gpa_t gpa, unsigned size)
 {
-	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
-	uint64_t idx = gpa >> h->shift;
+	uint64_t idx = gpa >> shift;
 
-	if (__builtin_expect(idx >= h->nslots || (gpa & (size - 1)) != 0, 0))
+	if (__builtin_expect(idx >= nslots || (gpa & (size - 1)) != 0, 0))
 		return GM__SLOT_SLOW;
-	return h->slots[idx];
+	return slots[idx];
 }
 
-/* The host address of @gpa through fast slot entry @e. */
-static inline void *gm__slot_host(uintptr_t e, gm_gpa_t gpa)
+/* The host address of @gpa through fast read entry @e. */
+static inline void *gm__read_host(uintptr_t e, gm_gpa_t gpa)
 {
-	return (void *)((e & ~(uintptr_t)GM__SLOT_FLAGS) + (uintptr_t)gpa);
-}
-
-/* The region of the fast slot holding @gpa (for dirty marking). */
-static inline const struct gm_region_hot *gm__slot_region(const struct gm_memory *m, gm_gpa_t gpa)
-{
-	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
-
-	return &h->regions[h->slot_first[gpa >> h->shift]];
+	return (void *)(e + (uintptr_t)gpa);
 }
 
 /*
  * Mark the page of a just-written naturally aligned word (<= 8 bytes, so
  * on one page) dirty when the region is tracked. The ordering against
  * gm_dirty_collect() is gm__dirty_mark_page()'s (static/dirty-inline.h).
+ * For the library's slow paths, which know the region.
  */
 static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
 {
@@ -133,75 +150,141 @@ static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
 /*
  * The fast paths below fall back to the exported functions, called by name
  * in parentheses so the macros in memory.h do not expand here.
+ *
+ * A read: return from the caller with the word in *@out if the fast path
+ * serves it.
  */
-#define GM__READ_FAST(m, gpa, out, type)                                                 \
-	do {                                                                             \
-		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                  \
-		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {          \
-			*(out) = __atomic_load_n((const type *)gm__slot_host(e_, (gpa)), \
-						 __ATOMIC_RELAXED);                      \
-			return 0;                                                        \
-		}                                                                        \
+#define GM__READ_FAST(slots, nslots, shift, gpa, out, type)                                    \
+	do {                                                                                   \
+		uintptr_t e_ = gm__read_slot((slots), (nslots), (shift), (gpa), sizeof(type)); \
+		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {                \
+			*(out) = __atomic_load_n((const type *)gm__read_host(e_, (gpa)),       \
+						 __ATOMIC_RELAXED);                            \
+			return 0;                                                              \
+		}                                                                              \
 	} while (0)
 
-#define GM__WRITE_FAST(m, gpa, val, type)                                               \
-	do {                                                                            \
-		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                 \
-		if (__builtin_expect(!(e_ & (GM__SLOT_SLOW | GM__SLOT_READONLY)), 1)) { \
-			__atomic_store_n((type *)gm__slot_host(e_, (gpa)), (val),       \
-					 __ATOMIC_RELAXED);                             \
-			if (e_ & GM__SLOT_DIRTY)                                        \
-				gm__mark_word(gm__slot_region((m), (gpa)), (gpa));      \
-			return 0;                                                       \
-		}                                                                       \
+/*
+ * The slow path of a read, returning from the caller. It reads into *@out
+ * itself (a local of its own would keep the caller's variable out of
+ * memory, but leave it unset on the error path, which compilers then
+ * warn about in callers that ignore the result).
+ */
+#define GM__READ_SLOW(fn, m, gpa, out) return (fn)((m), (gpa), (out))
+
+/*
+ * A store of @val (with @store(p, v) doing it) through the write entry of
+ * an aligned word, then its dirty mark; returns from the caller if the
+ * fast path serves it.
+ */
+#define GM__WRITE_FAST(m, gpa, val, type, mo)                                                      \
+	do {                                                                                       \
+		const struct gm_memory_hot *h_ = gm__hot(m);                                       \
+		uint64_t idx_ = (gpa) >> h_->shift;                                                \
+		if (__builtin_expect(idx_ < h_->nslots && ((gpa) & (sizeof(type) - 1)) == 0, 1)) { \
+			uintptr_t e_ = h_->wslots[idx_];                                           \
+			if (__builtin_expect(!(e_ & (GM__SLOT_SLOW | GM__SLOT_READONLY)), 1)) {    \
+				__atomic_store_n((type *)((e_ & ~(uintptr_t)GM__SLOT_FLAGS) +      \
+							  (uintptr_t)(gpa)),                       \
+						 (val), (mo));                                     \
+				if (e_ & GM__SLOT_DIRTY) {                                         \
+					const struct gm_slot_dirty *sd_ = &h_->slot_dirty[idx_];   \
+					gm__dirty_mark_page(sd_->dirty, (gpa) + sd_->bias);        \
+				}                                                                  \
+				return 0;                                                          \
+			}                                                                          \
+		}                                                                                  \
 	} while (0)
 
 static inline int gm_inline_read_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t *out)
 {
-	GM__READ_FAST(m, gpa, out, uint8_t);
-	return (gm_read_u8)(m, gpa, out);
+	const struct gm_memory_hot *h = gm__hot(m);
+
+	GM__READ_FAST(h->slots, h->nslots, h->shift, gpa, out, uint8_t);
+	GM__READ_SLOW(gm_read_u8, m, gpa, out);
 }
 
 static inline int gm_inline_read_u16(const struct gm_memory *m, gm_gpa_t gpa, uint16_t *out)
 {
-	GM__READ_FAST(m, gpa, out, uint16_t);
-	return (gm_read_u16)(m, gpa, out);
+	const struct gm_memory_hot *h = gm__hot(m);
+
+	GM__READ_FAST(h->slots, h->nslots, h->shift, gpa, out, uint16_t);
+	GM__READ_SLOW(gm_read_u16, m, gpa, out);
 }
 
 static inline int gm_inline_read_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out)
 {
-	GM__READ_FAST(m, gpa, out, uint32_t);
-	return (gm_read_u32)(m, gpa, out);
+	const struct gm_memory_hot *h = gm__hot(m);
+
+	GM__READ_FAST(h->slots, h->nslots, h->shift, gpa, out, uint32_t);
+	GM__READ_SLOW(gm_read_u32, m, gpa, out);
 }
 
 static inline int gm_inline_read_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t *out)
 {
-	GM__READ_FAST(m, gpa, out, uint64_t);
-	return (gm_read_u64)(m, gpa, out);
+	const struct gm_memory_hot *h = gm__hot(m);
+
+	GM__READ_FAST(h->slots, h->nslots, h->shift, gpa, out, uint64_t);
+	GM__READ_SLOW(gm_read_u64, m, gpa, out);
 }
 
 static inline int gm_inline_write_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t val)
 {
-	GM__WRITE_FAST(m, gpa, val, uint8_t);
+	GM__WRITE_FAST(m, gpa, val, uint8_t, __ATOMIC_RELAXED);
 	return (gm_write_u8)(m, gpa, val);
 }
 
 static inline int gm_inline_write_u16(const struct gm_memory *m, gm_gpa_t gpa, uint16_t val)
 {
-	GM__WRITE_FAST(m, gpa, val, uint16_t);
+	GM__WRITE_FAST(m, gpa, val, uint16_t, __ATOMIC_RELAXED);
 	return (gm_write_u16)(m, gpa, val);
 }
 
 static inline int gm_inline_write_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t val)
 {
-	GM__WRITE_FAST(m, gpa, val, uint32_t);
+	GM__WRITE_FAST(m, gpa, val, uint32_t, __ATOMIC_RELAXED);
 	return (gm_write_u32)(m, gpa, val);
 }
 
 static inline int gm_inline_write_u64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val)
 {
-	GM__WRITE_FAST(m, gpa, val, uint64_t);
+	GM__WRITE_FAST(m, gpa, val, uint64_t, __ATOMIC_RELAXED);
 	return (gm_write_u64)(m, gpa, val);
+}
+
+/* A read cursor (memory.h): the view's read table, copied. */
+static inline void gm_inline_cursor_init(struct gm_cursor *c, const struct gm_memory *m)
+{
+	const struct gm_memory_hot *h = gm__hot(m);
+
+	c->m = m;
+	c->slots = h->slots;
+	c->nslots = h->nslots;
+	c->shift = h->shift;
+}
+
+static inline int gm_inline_cursor_read_u8(const struct gm_cursor *c, gm_gpa_t gpa, uint8_t *out)
+{
+	GM__READ_FAST(c->slots, c->nslots, c->shift, gpa, out, uint8_t);
+	GM__READ_SLOW(gm_read_u8, c->m, gpa, out);
+}
+
+static inline int gm_inline_cursor_read_u16(const struct gm_cursor *c, gm_gpa_t gpa, uint16_t *out)
+{
+	GM__READ_FAST(c->slots, c->nslots, c->shift, gpa, out, uint16_t);
+	GM__READ_SLOW(gm_read_u16, c->m, gpa, out);
+}
+
+static inline int gm_inline_cursor_read_u32(const struct gm_cursor *c, gm_gpa_t gpa, uint32_t *out)
+{
+	GM__READ_FAST(c->slots, c->nslots, c->shift, gpa, out, uint32_t);
+	GM__READ_SLOW(gm_read_u32, c->m, gpa, out);
+}
+
+static inline int gm_inline_cursor_read_u64(const struct gm_cursor *c, gm_gpa_t gpa, uint64_t *out)
+{
+	GM__READ_FAST(c->slots, c->nslots, c->shift, gpa, out, uint64_t);
+	GM__READ_SLOW(gm_read_u64, c->m, gpa, out);
 }
 
 /*
@@ -209,43 +292,37 @@ static inline int gm_inline_write_u64(const struct gm_memory *m, gm_gpa_t gpa, u
  * order tests fold away. Anything else goes to the exported function,
  * which also rejects invalid orders.
  */
-#define GM__ATOMIC_LOAD_FAST(m, gpa, out, mo, type)                              \
-	do {                                                                     \
-		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));          \
-		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {  \
-			const type *p_ = (const type *)gm__slot_host(e_, (gpa)); \
-			if ((mo) == __ATOMIC_RELAXED) {                          \
-				*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);  \
-				return 0;                                        \
-			}                                                        \
-			if ((mo) == __ATOMIC_ACQUIRE) {                          \
-				*(out) = __atomic_load_n(p_, __ATOMIC_ACQUIRE);  \
-				return 0;                                        \
-			}                                                        \
-			if ((mo) == __ATOMIC_SEQ_CST) {                          \
-				*(out) = __atomic_load_n(p_, __ATOMIC_SEQ_CST);  \
-				return 0;                                        \
-			}                                                        \
-		}                                                                \
+#define GM__ATOMIC_LOAD_FAST(m, gpa, out, mo, type)                                       \
+	do {                                                                              \
+		const struct gm_memory_hot *h_ = gm__hot(m);                              \
+		uintptr_t e_ =                                                            \
+		    gm__read_slot(h_->slots, h_->nslots, h_->shift, (gpa), sizeof(type)); \
+		if (__builtin_expect(!(e_ & GM__SLOT_SLOW) && (out) != 0, 1)) {           \
+			const type *p_ = (const type *)gm__read_host(e_, (gpa));          \
+			if ((mo) == __ATOMIC_RELAXED) {                                   \
+				*(out) = __atomic_load_n(p_, __ATOMIC_RELAXED);           \
+				return 0;                                                 \
+			}                                                                 \
+			if ((mo) == __ATOMIC_ACQUIRE) {                                   \
+				*(out) = __atomic_load_n(p_, __ATOMIC_ACQUIRE);           \
+				return 0;                                                 \
+			}                                                                 \
+			if ((mo) == __ATOMIC_SEQ_CST) {                                   \
+				*(out) = __atomic_load_n(p_, __ATOMIC_SEQ_CST);           \
+				return 0;                                                 \
+			}                                                                 \
+		}                                                                         \
 	} while (0)
 
-#define GM__ATOMIC_STORE_FAST(m, gpa, val, mo, type)                                    \
-	do {                                                                            \
-		uintptr_t e_ = gm__word_slot((m), (gpa), sizeof(type));                 \
-		if (__builtin_expect(!(e_ & (GM__SLOT_SLOW | GM__SLOT_READONLY)), 1) && \
-		    ((mo) == __ATOMIC_RELAXED || (mo) == __ATOMIC_RELEASE ||            \
-		     (mo) == __ATOMIC_SEQ_CST)) {                                       \
-			type *p_ = (type *)gm__slot_host(e_, (gpa));                    \
-			if ((mo) == __ATOMIC_RELAXED)                                   \
-				__atomic_store_n(p_, (val), __ATOMIC_RELAXED);          \
-			else if ((mo) == __ATOMIC_RELEASE)                              \
-				__atomic_store_n(p_, (val), __ATOMIC_RELEASE);          \
-			else                                                            \
-				__atomic_store_n(p_, (val), __ATOMIC_SEQ_CST);          \
-			if (e_ & GM__SLOT_DIRTY)                                        \
-				gm__mark_word(gm__slot_region((m), (gpa)), (gpa));      \
-			return 0;                                                       \
-		}                                                                       \
+/* The order tests fold away for a constant @mo; GM__WRITE_FAST needs a constant order. */
+#define GM__ATOMIC_STORE_FAST(m, gpa, val, mo, type)                         \
+	do {                                                                 \
+		if ((mo) == __ATOMIC_RELAXED)                                \
+			GM__WRITE_FAST(m, gpa, val, type, __ATOMIC_RELAXED); \
+		else if ((mo) == __ATOMIC_RELEASE)                           \
+			GM__WRITE_FAST(m, gpa, val, type, __ATOMIC_RELEASE); \
+		else if ((mo) == __ATOMIC_SEQ_CST)                           \
+			GM__WRITE_FAST(m, gpa, val, type, __ATOMIC_SEQ_CST); \
 	} while (0)
 
 static inline int gm_inline_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out,
@@ -278,7 +355,7 @@ static inline int gm_inline_atomic_store_u64(const struct gm_memory *m, gm_gpa_t
 
 static inline void *gm_inline_host_ptr(const struct gm_memory *m, gm_gpa_t gpa, size_t len)
 {
-	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
+	const struct gm_memory_hot *h = gm__hot(m);
 	uint64_t idx = gpa >> h->shift, in_slot = gpa & (((uint64_t)1 << h->shift) - 1);
 	uintptr_t e;
 
@@ -287,12 +364,13 @@ static inline void *gm_inline_host_ptr(const struct gm_memory *m, gm_gpa_t gpa, 
 		e = h->slots[idx];
 		if (__builtin_expect(
 			!(e & GM__SLOT_SLOW) && len <= ((uint64_t)1 << h->shift) - in_slot, 1))
-			return gm__slot_host(e, gpa);
+			return gm__read_host(e, gpa);
 	}
 	return (gm_host_ptr)(m, gpa, len);
 }
 
 #undef GM__READ_FAST
+#undef GM__READ_SLOW
 #undef GM__ATOMIC_LOAD_FAST
 #undef GM__ATOMIC_STORE_FAST
 #undef GM__WRITE_FAST
