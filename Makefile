@@ -16,7 +16,8 @@
 #   make coverage   build with gcov (build-coverage/), run every suite and
 #                   print line and branch coverage per file (gcovr), with
 #                   an HTML report in build-coverage/coverage/
-#   make bench      build with -O2 and run the benchmarks
+#   make bench      build with -O2 and run the benchmarks (BENCH_PIN=CPU:
+#                   datapath and dirty on that CPU only, for before/after)
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
 #   make deb        build the Debian packages (debian/) in a scratch copy
@@ -194,9 +195,9 @@ coverage: build-coverage/build.ninja
 
 bench: build-release/build.ninja
 	ninja -C build-release
-	./build-release/bench/gm-bench-datapath
+	./build-release/bench/gm-bench-datapath $(if $(BENCH_PIN),--pin $(BENCH_PIN))
 	./build-release/bench/gm-bench-space
-	./build-release/bench/gm-bench-dirty
+	./build-release/bench/gm-bench-dirty $(if $(BENCH_PIN),--pin $(BENCH_PIN))
 	./build-release/bench/gm-bench-gmvm
 
 bench-vhost-blk: build-release/build.ninja

@@ -6,7 +6,9 @@
 #ifndef GM_BENCH_H
 #define GM_BENCH_H
 
+#include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -43,6 +45,30 @@ static inline uint64_t rnd(void)
 	rng_state ^= rng_state >> 7;
 	rng_state ^= rng_state << 17;
 	return rng_state;
+}
+
+/*
+ * --pin CPU: run the calling process on CPU @arg only (sched_setaffinity),
+ * so before/after runs on a shared machine can be compared on one CPU.
+ * Exits with a message naming @prog if @arg is not a CPU this process may use.
+ */
+static inline void bench_pin(const char *prog, const char *arg)
+{
+	char *end;
+	long cpu = strtol(arg, &end, 10);
+	cpu_set_t set;
+
+	if (*arg == '\0' || *end != '\0' || cpu < 0 || cpu >= CPU_SETSIZE) {
+		fprintf(stderr, "%s: --pin wants a CPU number, not '%s'\n", prog, arg);
+		exit(2);
+	}
+	CPU_ZERO(&set);
+	CPU_SET((int)cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		fprintf(stderr, "%s: cannot run on CPU %ld\n", prog, cpu);
+		exit(1);
+	}
+	printf("pinned to CPU %ld\n", cpu);
 }
 
 #endif
