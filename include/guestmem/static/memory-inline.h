@@ -92,10 +92,16 @@ struct gm_memory_hot {
 	const struct gm_slot_dirty *slot_dirty; /* per slot */
 };
 
+/* The hot head of view @m. */
+static inline const struct gm_memory_hot *gm__hot(const struct gm_memory *m)
+{
+	return (const struct gm_memory_hot *)(const void *)m;
+}
+
 /* The region holding @gpa, or NULL. */
 static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *m, gm_gpa_t gpa)
 {
-	const struct gm_memory_hot *h = (const struct gm_memory_hot *)(const void *)m;
+	const struct gm_memory_hot *h = gm__hot(m);
 	const struct gm_region_hot *r;
 
 	if (gpa > h->max_last)
@@ -105,12 +111,6 @@ static inline const struct gm_region_hot *gm__region_of(const struct gm_memory *
 	while (gpa > r->last)
 		r++;
 	return gpa >= r->gpa ? r : 0;
-}
-
-/* The hot head of view @m. */
-static inline const struct gm_memory_hot *gm__hot(const struct gm_memory *m)
-{
-	return (const struct gm_memory_hot *)(const void *)m;
 }
 
 /*
@@ -165,17 +165,19 @@ static inline void gm__mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
 	} while (0)
 
 /*
- * The slow path of a read, returning from the caller. It reads into *@out
- * itself (a local of its own would keep the caller's variable out of
- * memory, but leave it unset on the error path, which compilers then
- * warn about in callers that ignore the result).
+ * The slow path of a read, returning from the caller. The exported
+ * function reads into *@out itself: reading into a local of its own would
+ * let the caller's variable stay in a register, but would leave it unset
+ * on the error path, which compilers then warn about in every caller that
+ * ignores the result. A loop that wants its variables in registers reads
+ * through a struct gm_cursor.
  */
 #define GM__READ_SLOW(fn, m, gpa, out) return (fn)((m), (gpa), (out))
 
 /*
- * A store of @val (with @store(p, v) doing it) through the write entry of
- * an aligned word, then its dirty mark; returns from the caller if the
- * fast path serves it.
+ * A store of @val with memory order @mo (a constant) through the write
+ * entry of an aligned word, then its dirty mark through slot_dirty[];
+ * returns from the caller if the fast path serves it.
  */
 #define GM__WRITE_FAST(m, gpa, val, type, mo)                                                      \
 	do {                                                                                       \
