@@ -37,6 +37,21 @@ static inline double median(double *v, int n)
 	return v[n / 2];
 }
 
+/*
+ * The median of @a[i] / @b[i] over @n (<= 64) pairs of runs made one
+ * right after the other: each pair saw the same machine, so on a loaded
+ * machine this is steadier than the ratio of the two medians.
+ */
+static inline double median_ratio(const double *a, const double *b, int n)
+{
+	double r[64];
+	int i;
+
+	for (i = 0; i < n && i < 64; i++)
+		r[i] = a[i] / b[i];
+	return median(r, i);
+}
+
 /* xorshift64: the same addresses on every run. */
 static uint64_t rng_state = 88172645463325252ull;
 static inline uint64_t rnd(void)

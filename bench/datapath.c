@@ -7,7 +7,9 @@
  * beside the same work done through raw host pointers (or memcpy, or a
  * plain read()) on the same addresses, and their ratio (guestmem / raw:
  * 1.00 is "free"; for bulk copies and fd reads, guestmem's speed / the
- * baseline's). Each line ends with its target (issues 12 and 21) and
+ * baseline's): the median of the ratios of runs made in pairs, one right
+ * after the other, which a loaded machine disturbs less than the ratio of
+ * the two medians. Each line ends with its target (issues 12 and 21) and
  * "ABOVE TARGET" (or "BELOW TARGET" for a speed) when it misses it.
  *
  * "u64 read, cursor" is the same loop as "u64 read" through a struct
@@ -247,14 +249,18 @@ static void free_setup(struct setup *s)
 	free(s->hp);
 }
 
-/* One line: figure, baseline, ratio (figure / baseline) and @target (0: none). */
-static void report(const char *what, unsigned n, double gm, double raw, const char *unit,
+/*
+ * One line: the medians of the figures @gm and baseline @raw (REPS runs
+ * each, run in pairs), the median of their pairwise ratios and @target
+ * (0: none). Sorts both arrays.
+ */
+static void report(const char *what, unsigned n, double *gm, double *raw, const char *unit,
 		   const char *base, double target)
 {
-	double ratio = gm / raw;
+	double ratio = median_ratio(gm, raw, REPS);
 
-	printf("%-16s N=%-4u %9.2f %-5s  %-7s %9.2f %-5s  ratio %5.2fx", what, n, gm, unit, base,
-	       raw, unit, ratio);
+	printf("%-16s N=%-4u %9.2f %-5s  %-7s %9.2f %-5s  ratio %5.2fx", what, n, median(gm, REPS),
+	       unit, base, median(raw, REPS), unit, ratio);
 	if (target > 0) {
 		printf("  (target <= %.2fx)%s", target, ratio > target ? "  ABOVE TARGET" : "");
 		above += ratio > target;
@@ -262,16 +268,19 @@ static void report(const char *what, unsigned n, double gm, double raw, const ch
 	printf("\n");
 }
 
-/* A speed line: ratio = guestmem's speed / the baseline's, @target its floor. */
-static void report_speed(const char *what, unsigned n, double gm, double base_speed,
+/*
+ * A speed line: @mib moved in times @gm (ns) and the baseline's @bt; ratio
+ * = the median of guestmem's speed / the baseline's, @target its floor.
+ */
+static void report_speed(const char *what, unsigned n, double mib, double *gm, double *bt,
 			 const char *base, double target)
 {
-	double ratio = gm / base_speed;
+	double ratio = median_ratio(bt, gm, REPS);
 
 	printf("%-16s N=%-4u %9.0f MiB/s  %-7s %9.0f MiB/s  ratio %5.2fx of %s speed  (target >= "
 	       "%.2fx)%s\n",
-	       what, n, gm, base, base_speed, ratio, base, target,
-	       ratio < target ? "  BELOW TARGET" : "");
+	       what, n, mib / (median(gm, REPS) / 1e9), base, mib / (median(bt, REPS) / 1e9), ratio,
+	       base, target, ratio < target ? "  BELOW TARGET" : "");
 	above += ratio < target;
 }
 
@@ -323,7 +332,7 @@ static void bench_chain(const struct setup *s, unsigned nregions)
 		r[rep] = (now_ns() - t0) / (double)n;
 		sink += idx;
 	}
-	report("u64 chain", nregions, median(g, REPS), median(r, REPS), "ns/op", "raw", 0);
+	report("u64 chain", nregions, g, r, "ns/op", "raw", 0);
 	free(perm);
 	free(cg);
 	free(ch);
@@ -355,8 +364,8 @@ static void bench_ops(unsigned nregions)
 			g[rep] = run_gm(&s, (enum op)op, n, buf);
 			r[rep] = run_raw(&s, (enum op)op, n, buf);
 		}
-		report(op_name[op], nregions, median(g, REPS), median(r, REPS), "ns/op",
-		       op >= READ_4K ? "memcpy" : "raw", op_target((enum op)op, nregions));
+		report(op_name[op], nregions, g, r, "ns/op", op >= READ_4K ? "memcpy" : "raw",
+		       op_target((enum op)op, nregions));
 	}
 	bench_chain(&s, nregions);
 	free_setup(&s);
@@ -400,16 +409,9 @@ static void bench_bulk(unsigned nregions)
 		rr[rep] = now_ns() - t0;
 	}
 	sink = buf[len / 2] + b[len / 2];
-	{
-		double mib = (double)(len - 2048) / (1 << 20);
-		double gc = median(g, REPS), rc = median(r, REPS);
-		double gr = median(rd, REPS), rrd = median(rr, REPS);
-
-		report_speed("bulk copy", nregions, mib / (gc / 1e9), mib / (rc / 1e9), "memcpy",
-			     0.9);
-		report_speed("bulk read", nregions, mib / (gr / 1e9), mib / (rrd / 1e9), "memcpy",
-			     0.9);
-	}
+	report_speed("bulk copy", nregions, (double)(len - 2048) / (1 << 20), g, r, "memcpy", 0.9);
+	report_speed("bulk read", nregions, (double)(len - 2048) / (1 << 20), rd, rr, "memcpy",
+		     0.9);
 	free(a);
 	free(b);
 	free(buf);
@@ -456,12 +458,7 @@ static void bench_fd(unsigned nregions)
 		r[rep] = now_ns() - t0;
 		pos += per_rep;
 	}
-	{
-		double mib = (double)per_rep / (1 << 20);
-
-		report_speed("fd read 1 MiB", nregions, mib / (median(g, REPS) / 1e9),
-			     mib / (median(r, REPS) / 1e9), "read()", 0.95);
-	}
+	report_speed("fd read 1 MiB", nregions, (double)per_rep / (1 << 20), g, r, "read()", 0.95);
 	close(fd);
 	munmap(raw, (size_t)s.size);
 	free_setup(&s);

@@ -20,7 +20,8 @@
  *      per pass), beside a memcpy() of the bitmap. Only where the library
  *      has the KVM binding (GM_BENCH_KVM, set by meson.build).
  * Every figure is the median of REPS runs, printed with its baseline and
- * the ratio (figure / baseline).
+ * the ratio (figure / baseline; for the writes, the median of the ratios
+ * of tracked and untracked runs made in pairs).
  *
  *   gm-bench-dirty [--quick] [--pin CPU]
  */
@@ -175,7 +176,7 @@ static void bench_writes(unsigned nregions)
 			}
 		}
 		snprintf(label, sizeof(label), "%s, N=%u", what[op], nregions);
-		ratio = median(on, REPS) / median(off, REPS);
+		ratio = median_ratio(on, off, REPS); /* before median() sorts them */
 		printf("%-24s %10.2f %-6s  %-16s %10.2f %-6s  ratio %5.2fx", label,
 		       median(on, REPS), "ns/op", "tracking off", median(off, REPS), "ns/op",
 		       ratio);
