@@ -358,14 +358,13 @@ static inline int gm_inline_atomic_store_u64(const struct gm_memory *m, gm_gpa_t
 static inline void *gm_inline_host_ptr(const struct gm_memory *m, gm_gpa_t gpa, size_t len)
 {
 	const struct gm_memory_hot *h = gm__hot(m);
-	uint64_t idx = gpa >> h->shift, in_slot = gpa & (((uint64_t)1 << h->shift) - 1);
+	uint64_t span = (uint64_t)1 << h->shift, idx = gpa >> h->shift;
 	uintptr_t e;
 
-	/* Fast: the range ends inside a slot wholly inside one region. */
-	if (__builtin_expect(idx < h->nslots, 1)) {
+	/* Fast: the range ends inside its slot, and the slot lies inside one region. */
+	if (__builtin_expect(idx < h->nslots && len <= span - (gpa & (span - 1)), 1)) {
 		e = h->slots[idx];
-		if (__builtin_expect(
-			!(e & GM__SLOT_SLOW) && len <= ((uint64_t)1 << h->shift) - in_slot, 1))
+		if (__builtin_expect(!(e & GM__SLOT_SLOW), 1))
 			return gm__read_host(e, gpa);
 	}
 	return (gm_host_ptr)(m, gpa, len);
