@@ -744,9 +744,14 @@ bool gm_vhost_mem_logging(struct gm_vhost_mem *vm)
 	return __atomic_load_n(&vm->logging, __ATOMIC_ACQUIRE);
 }
 
-uint64_t gm_vhost_table_log_count(const struct gm_vhost_table *t)
+uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm)
 {
-	return t->log ? gm_dirty_count(t->log) : 0;
+	uint64_t n;
+
+	pthread_mutex_lock(&vm->lock);
+	n = vm->log ? gm_dirty_count(vm->log) : 0;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
 }
 
 int gm_vhost_table_log(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t len)

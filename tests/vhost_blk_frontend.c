@@ -374,11 +374,13 @@ void fe_start_with(struct fe *f, uint64_t features_off,
 	connect_fe(f);
 	feat = get_u64(f, GET_FEATURES);
 	assert_true(feat & (1ull << VU_F_PROTOCOL_FEATURES));
-	set_u64(f, SET_FEATURES, feat & ~features_off);
+	/* LOG_ALL only once a log is attached (migration, test_vhost_blk.c). */
+	assert_true(feat & (1ull << VU_F_LOG_ALL));
+	set_u64(f, SET_FEATURES, feat & ~features_off & ~(1ull << VU_F_LOG_ALL));
 	pf = get_u64(f, GET_PROTOCOL_FEATURES);
 	assert_int_equal(pf, (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |
-				 (1ull << VU_PF_INFLIGHT_SHMFD));
+				 (1ull << VU_PF_INFLIGHT_SHMFD) | (1ull << VU_PF_LOG_SHMFD));
 	set_u64(f, SET_PROTOCOL_FEATURES, pf);
 	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
 	send_msg(f, SET_OWNER, V1, NULL, 0, NULL, 0);

@@ -206,10 +206,10 @@ GM_API int gm_vhost_mem_set_logging(struct gm_vhost_mem *vm, bool on);
 GM_API bool gm_vhost_mem_logging(struct gm_vhost_mem *vm);
 
 /*
- * Pages of @t's log set now (0 without a log): bits the front end has not
- * collected yet, whoever set them.
+ * Pages of the attached log set now (0 without a log): bits the front end
+ * has not collected yet, whoever set them. Takes @vm's writer lock.
  */
-GM_API uint64_t gm_vhost_table_log_count(const struct gm_vhost_table *t);
+GM_API uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm);
 
 /*
  * Log [@gpa, @gpa + @len) in @t's log explicitly, if logging is on: for

@@ -100,6 +100,19 @@ static bool serve_round(struct vu_queue *q)
 		vu_complete(q, m, req.head,
 			    s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
 	}
+	/*
+	 * The used ring is logged by the view at its guest address; a front
+	 * end that names another address for it (log_guest_addr) has it
+	 * logged there too. A ring whose log would leave the log is stopped.
+	 */
+	if ((done || notify_pending) && q->log_used && q->log_gpa != q->used_gpa &&
+	    gm_vhost_mem_logging(s->tables) &&
+	    gm_vhost_table_log(t, q->log_gpa, 8 + 8ull * q->num) == -ERANGE) {
+		signal_fd(q->err_fd);
+		q->started = false;
+		more = false;
+		goto out;
+	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		signal_fd(q->call_fd);
 	if (gm_virtq_broken(q->vq)) {
@@ -162,6 +175,8 @@ void vu_reset_queue(struct vu_queue *q)
 	close_fd(&q->err_fd);
 	q->num = 0;
 	q->addr_set = false;
+	q->log_used = false;
+	q->log_gpa = 0;
 	q->layout_valid = false;
 	q->started = false;
 	q->enabled = false;

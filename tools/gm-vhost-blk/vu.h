@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
+#define VU_F_LOG_ALL	       26 /* VHOST_F_LOG_ALL: the dirty log is on */
 #define VU_F_INDIRECT_DESC     28
 #define VU_F_EVENT_IDX	       29
 #define VU_F_PROTOCOL_FEATURES 30
@@ -22,6 +23,7 @@
 
 /* Protocol feature bits (vhost-user.rst). */
 #define VU_PF_MQ		  0
+#define VU_PF_LOG_SHMFD		  1
 #define VU_PF_REPLY_ACK		  3
 #define VU_PF_CONFIG		  9
 #define VU_PF_INFLIGHT_SHMFD	  12
@@ -57,6 +59,8 @@ struct vu_conn_info {
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
 	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
+	uint64_t log_bases;	/* dirty logs attached (SET_LOG_BASE) */
+	uint64_t log_pages;	/* pages set in the log when the connection ended */
 	const char *end_reason; /* static string */
 };
 
