@@ -1156,6 +1156,66 @@ static void logging_toggled_and_log_replaced_under_traffic(void **state)
 	close(b);
 }
 
+/*
+ * The switchover of a migration: GET_VRING_BASE stops a ring with requests
+ * still arriving; the index it returns is the used index in guest memory
+ * (every request taken was completed, none is in flight), nothing more is
+ * served, and a new connection started from that index serves exactly the
+ * rest: each request once, none lost.
+ */
+static void get_vring_base_hands_over_every_request_exactly_once(void **state)
+{
+	static struct fe f;
+	struct fe_queue *q;
+	uint32_t st[2], base, w, id, len, seen = 0;
+	unsigned i, served = 0;
+	uint8_t status;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	q = &f.q[0];
+	/* Eight reads, one per slot, each into its own 4 KiB: offered as fast as possible. */
+	for (i = 0; i < 8; i++)
+		offer(
+		    &f, q,
+		    build(&f, q, i, T_IN, 8 * i, &(struct seg){DATA + 4096ull * i, 4096, true}, 1));
+	vring_state(&f, GET_VRING_BASE, 0, 0);
+	assert_int_equal(recv_reply(&f, GET_VRING_BASE, st, sizeof(st)), 8);
+	assert_int_equal(st[0], 0);
+	base = st[1];
+	assert_true(base <= 8);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* used index == base: nothing in flight */
+	usleep(50 * 1000);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* stopped: nothing more served */
+	while (wait_used(&f, q, &id, &len, 0))
+		seen |= 1u << (id / SLOT_DESCS);
+	assert_int_equal(disconnect_fe(&f), 0);
+	/* The destination: the same rings, from base on. */
+	fe_resume(&f, &base);
+	assert_int_equal(write(q->kick, &(uint64_t){1}, 8), 8);
+	for (i = base; i < 8; i++) {
+		assert_true(wait_used(&f, q, &id, &len, 5000));
+		assert_int_equal(seen & (1u << (id / SLOT_DESCS)), 0); /* not done twice */
+		seen |= 1u << (id / SLOT_DESCS);
+		assert_int_equal(len, 4097);
+	}
+	assert_false(wait_used(&f, q, &id, &len, 50));
+	assert_int_equal(seen, 0xff);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(gm_read_u8(f.m, q->status + i, &status), 0);
+		assert_int_equal(status, 0);
+		assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA + 4096ull * i, 1))[0],
+				 img_byte(8 * i * 512));
+		served++;
+	}
+	assert_int_equal(served, 8);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1187,6 +1247,8 @@ int main(void)
 	    cmocka_unit_test_teardown(log_holds_exactly_the_pages_the_back_end_wrote, fe_teardown),
 	    cmocka_unit_test_teardown(log_too_small_for_the_guest_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(logging_toggled_and_log_replaced_under_traffic, fe_teardown),
+	    cmocka_unit_test_teardown(get_vring_base_hands_over_every_request_exactly_once,
+				      fe_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
