@@ -88,6 +88,63 @@ if [ "$MODE" = bench ]; then
 	finish
 fi
 
+if [ "$MODE" = migrate ]; then
+	# scripts/demo-migrate.sh moves this guest to another QEMU while this
+	# loop runs. Each round writes a pattern of its own to one of SLOTS
+	# 1 MiB slots (direct, then fsync: a FLUSH), reads it back direct, and
+	# reads one of the known 1 MiB regions RD_MD5S lists through the page
+	# cache: the first read of a region has the back end write guest RAM
+	# (the page cache), which stays there. At the end every region is read
+	# again from the page cache: a page the back end wrote during the
+	# migration that did not reach the destination shows as a wrong
+	# checksum. The loop runs for MIG_SECS seconds of guest time; then
+	# every slot and every region is checked again.
+	say "migrate-ready"
+	t0=$(now)
+	i=0
+	bad=0
+	while awk -v a="$t0" -v b="$(now)" -v d="$MIG_SECS" 'BEGIN { exit !(b - a < d) }'; do
+		slot=$((i % SLOTS))
+		off=$((WR_OFF + slot * 1048576))
+		yes "gm-migrate round $i" | head -c 1048576 >/tmp/p
+		want=$(md5sum /tmp/p | cut -d' ' -f1)
+		dd if=/tmp/p of=/dev/vda bs=65536 seek=$((off / 65536)) oflag=direct conv=notrunc,fsync 2>/dev/null || bad=$((bad + 1))
+		sum=$(dd if=/dev/vda bs=4096 skip=$((off / 4096)) count=256 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "round $i: slot $slot read back md5 $sum, wrote $want"; }
+		k=$((i % RD_N))
+		want=$(echo $RD_MD5S | cut -d' ' -f$((k + 1)))
+		a=$(dd if=/dev/vda bs=65536 skip=$(((RD_OFF + k * 1048576) / 65536)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$a" = "$want" ] || { bad=$((bad + 1)); say "round $i: known region $k md5 $a, expected $want"; }
+		i=$((i + 1))
+	done
+	check rounds $bad "$i rounds in $(since "$t0") s, $bad failed"
+	say "rounds $i"
+	# Every slot again, past the page cache: the last pattern written to it.
+	bad=0
+	slot=0
+	while [ $slot -lt $SLOTS ]; do
+		last=$(( (i - 1 - slot) / SLOTS * SLOTS + slot ))
+		if [ $slot -lt $i ]; then
+			want=$(yes "gm-migrate round $last" | head -c 1048576 | md5sum | cut -d' ' -f1)
+			sum=$(dd if=/dev/vda bs=65536 skip=$(((WR_OFF + slot * 1048576) / 65536)) count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "slot $slot: md5 $sum, expected round $last's $want"; }
+		fi
+		slot=$((slot + 1))
+	done
+	check slots $bad "$SLOTS slots hold their last round's pattern"
+	# The known regions again, from the page cache where they still are.
+	bad=0
+	k=0
+	while [ $k -lt $RD_N ] && [ $k -lt $i ]; do
+		want=$(echo $RD_MD5S | cut -d' ' -f$((k + 1)))
+		a=$(dd if=/dev/vda bs=65536 skip=$(((RD_OFF + k * 1048576) / 65536)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$a" = "$want" ] || { bad=$((bad + 1)); say "known region $k: md5 $a in the page cache, expected $want"; }
+		k=$((k + 1))
+	done
+	check cached $bad "$k known regions read again from the page cache"
+	finish
+fi
+
 # 1. Read the whole disk (direct, 1 MiB requests) and check its checksum.
 t=$(now)
 sum=$(dd if=/dev/vda bs=1M iflag=direct 2>/tmp/dd.err | md5sum | cut -d' ' -f1)

@@ -237,6 +237,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	blk_vu_device(&blk, &dev);
+	dev.break_log = getenv("GM_VHOST_BLK_TEST_BREAK_LOG") != NULL &&
+			strcmp(getenv("GM_VHOST_BLK_TEST_BREAK_LOG"), "1") == 0;
+	if (dev.break_log)
+		printf("%s: GM_VHOST_BLK_TEST_BREAK_LOG=1: the dirty log is broken on purpose\n",
+		       prog);
 	/* Stop: readable for every connection at once (never read). */
 	stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

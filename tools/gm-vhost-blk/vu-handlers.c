@@ -138,7 +138,7 @@ static int set_features(struct vu_server *s, const struct vu_conn *c, struct msg
 	 * front end is answered, every later write of every worker is logged
 	 * (or not). Only with a log the last SET_LOG_BASE attached.
 	 */
-	if (log_all != gm_vhost_mem_logging(s->tables)) {
+	if (log_all != gm_vhost_mem_logging(s->tables) && !s->dev.break_log) {
 		if (log_all && !s->log_ok)
 			return -EINVAL;
 		ret = gm_vhost_mem_set_logging(s->tables, log_all);

@@ -47,6 +47,11 @@ struct vu_device {
 	/* A request gm_virtq_pop() refused as malformed (returned with length 0). */
 	void (*bad_request)(void *opaque);
 	void *opaque;
+	/*
+	 * Tests only (GM_VHOST_BLK_TEST_BREAK_LOG=1): ack VHOST_F_LOG_ALL but
+	 * log nothing, to show that a migration's checks catch lost writes.
+	 */
+	bool break_log;
 };
 
 /* What a connection did; reset at each new connection. */
