@@ -5,7 +5,9 @@
  * Unix socket at a time, keeps the guest memory table in a gm_vhost_mem,
  * runs one worker thread per queue (epoll on the queue's kick eventfd),
  * walks the rings with gm_virtq and hands each request to the device's
- * handler. blk.c is the device; main.c the program around it.
+ * handler. blk.c is the device; main.c the program around it, which
+ * gives each connection a server of its own, so several front ends (a
+ * migration's source and destination) are served at once.
  */
 #ifndef GM_VHOST_BLK_VU_H
 #define GM_VHOST_BLK_VU_H
