@@ -99,6 +99,13 @@ if [ "$MODE" = migrate ]; then
 	# read again from the page cache, then past it: a page the back end
 	# wrote during the migration that did not reach the destination (a
 	# dirty log that lost it) shows as a wrong checksum.
+	# gm-hold (tests/linux/gm-hold.c), if the host built it: DMA into one
+	# long-lived buffer, checked HOLD_MS later, alternating two regions.
+	hold_pid=
+	if [ -x /bin/gm-hold ]; then
+		/bin/gm-hold /dev/vda "$HOLD_OFF1" "$HOLD_OFF2" "$HOLD_LEN" "$HOLD_MS" /tmp/hold-stop &
+		hold_pid=$!
+	fi
 	say "migrate-ready"
 	ended=
 	t0=$(now)
@@ -119,6 +126,10 @@ if [ "$MODE" = migrate ]; then
 		i=$((i + 1))
 	done
 	check rounds $bad "$i rounds in $(since "$t0") s, $bad failed${ended:-}"
+	if [ -n "$hold_pid" ]; then
+		: >/tmp/hold-stop
+		wait "$hold_pid"
+	fi
 	say "rounds $i"
 	# Every slot again: from the page cache (what the back end wrote into
 	# guest RAM, possibly on the source), then from the disk.
