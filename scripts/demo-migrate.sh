@@ -78,8 +78,7 @@ disk_size=$((64 * 1024 * 1024))
 wr_off=$((16 * 1024 * 1024))
 slots=8
 flag_off=$((48 * 1024 * 1024))
-hold_off1=$((40 * 1024 * 1024))
-hold_off2=$((44 * 1024 * 1024))
+hold_off=$((40 * 1024 * 1024))
 lg_image_pattern "$disk_size" >"$img"
 cp "$img" "$WORK/orig.img"
 cat >"$WORK/gm.conf" <<EOC
@@ -89,10 +88,10 @@ MIG_SECS=$mig_secs
 SLOTS=$slots
 WR_OFF=$wr_off
 FLAG_OFF=$flag_off
-HOLD_OFF1=$hold_off1
-HOLD_OFF2=$hold_off2
-HOLD_LEN=$((4 * 1024 * 1024))
-HOLD_MS=700
+HOLD_OFF=$hold_off
+HOLD_N=8
+HOLD_LEN=1048576
+HOLD_MS=1000
 EOC
 lg_build_initramfs "$WORK/initrd.cpio" "$here/guest-init.sh" "$WORK/gm.conf"
 # gm-hold (DMA into a long-lived buffer, checked later: catches pages the
@@ -169,6 +168,9 @@ if ! wait_for "$WORK/src.console" '^GMDEMO migrate-ready' 150; then
 else
 	record guest-ready ok "the workload runs on the source"
 	sleep 3 # a few rounds on the source first
+	# At most MIG_BW bytes/s (default 16 MiB/s): a migration of several
+	# seconds, so the back end writes guest RAM after the RAM pass sent it.
+	qmp "$WORK/src.qmp" migrate-set-parameters "{\"max-bandwidth\": ${MIG_BW:-16777216}}" >/dev/null
 	if qmp "$WORK/src.qmp" migrate "{\"uri\": \"unix:$WORK/mig.sock\"}" >/dev/null; then
 		read -r mig_status mig_total mig_down < <(qmp "$WORK/src.qmp" wait-migration 150)
 	fi

@@ -100,10 +100,10 @@ if [ "$MODE" = migrate ]; then
 	# wrote during the migration that did not reach the destination (a
 	# dirty log that lost it) shows as a wrong checksum.
 	# gm-hold (tests/linux/gm-hold.c), if the host built it: DMA into one
-	# long-lived buffer, checked HOLD_MS later, alternating two regions.
+	# long-lived buffer, checked HOLD_MS later, cycling HOLD_N regions.
 	hold_pid=
 	if [ -x /bin/gm-hold ]; then
-		/bin/gm-hold /dev/vda "$HOLD_OFF1" "$HOLD_OFF2" "$HOLD_LEN" "$HOLD_MS" /tmp/hold-stop &
+		/bin/gm-hold /dev/vda "$HOLD_OFF" "$HOLD_N" "$HOLD_LEN" "$HOLD_MS" /tmp/hold-stop &
 		hold_pid=$!
 	fi
 	say "migrate-ready"
