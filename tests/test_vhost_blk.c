@@ -1156,6 +1156,61 @@ static void logging_toggled_and_log_replaced_under_traffic(void **state)
 	close(b);
 }
 
+/* SET_VRING_ADDR for queue 0 of @f with @flags and log_guest_addr @log; returns the ack. */
+static uint64_t vring_addr_logged(struct fe *f, uint32_t flags, uint64_t log)
+{
+	struct fe_queue *q = &f->q[0];
+	uint32_t a[10] = {0, flags};
+	uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, log};
+
+	memcpy(a + 2, ua, sizeof(ua));
+	return acked(f, SET_VRING_ADDR, a, 40, NULL, 0);
+}
+
+/*
+ * VHOST_VRING_F_LOG with a log_guest_addr other than the used ring's own
+ * guest address: the used ring is logged there too (vhost-user.rst says
+ * that address is the one to log). One whose ring would leave the log
+ * stops the ring instead of writing past the log.
+ */
+static void used_ring_is_logged_at_log_guest_addr(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	const uint64_t used = 0x12000 / 4096, status = 0x13800 / 4096, data = DATA / 4096;
+	uint32_t id, len;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(vring_addr_logged(&f, 1, 0x300000), 0);
+	assert_int_equal(vring_addr_logged(&f, 2, 0x300000), 1); /* unknown flag: refused */
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	/* 0x300000 = page 768: the used ring (8 + 8 * 64 bytes) lies in it. */
+	expect_logged(log, (uint64_t[]){used, status, data, 768}, 4);
+	/* The same address as the ring's own: nothing more. */
+	assert_int_equal(vring_addr_logged(&f, 1, 0x12000), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data}, 3);
+	/* Past the 1024 pages of the log: the ring stops, the log is not written past. */
+	assert_int_equal(vring_addr_logged(&f, 1, RAM_SIZE - 8), 0);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 0, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	/* The request is served (its data, status and used entry), then the ring stops. */
+	assert_true(wait_used(&f, &f.q[0], &id, &len, 5000));
+	for (size_t i = 128; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0);
+	memset(log, 0, LOG_BYTES);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 1, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 200));
+	fe_stop(&f);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
 /*
  * The switchover of a migration: GET_VRING_BASE stops a ring with requests
  * still arriving; the index it returns is the used index in guest memory
@@ -1247,6 +1302,7 @@ int main(void)
 	    cmocka_unit_test_teardown(log_holds_exactly_the_pages_the_back_end_wrote, fe_teardown),
 	    cmocka_unit_test_teardown(log_too_small_for_the_guest_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(logging_toggled_and_log_replaced_under_traffic, fe_teardown),
+	    cmocka_unit_test_teardown(used_ring_is_logged_at_log_guest_addr, fe_teardown),
 	    cmocka_unit_test_teardown(get_vring_base_hands_over_every_request_exactly_once,
 				      fe_teardown),
 	};
