@@ -414,6 +414,7 @@ static void log_too_small_for_the_guest_is_refused(void **state)
 	assert_int_equal(gm_vhost_mem_set(vm, r, 2), 0);
 	/* Argument checks. */
 	assert_int_equal(gm_vhost_mem_set_log(NULL, lfd, 0, 160), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_logging(NULL, true), -EINVAL);
 	assert_int_equal(gm_vhost_mem_set_log(vm, -1, 0, 160), -EINVAL);
 	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 4, 160), -EINVAL);
 	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 7), -EINVAL);
