@@ -12,7 +12,13 @@
 # its page cache and from the disk; the host checks the image. The last line says whether every check passed; so does the exit
 # status (0 passed, 1 failed, 77 skipped: QEMU or the kernel is missing).
 #
-#   scripts/demo-migrate.sh [--gm-vhost-blk PATH] [--break-log] [--keep]
+#   scripts/demo-migrate.sh [--backend gm|qsd] [--gm-vhost-blk PATH]
+#                           [--break-log] [--keep]
+#
+# --backend qsd (for comparison) serves the disk with qemu-storage-daemon
+# instead: it serves one front end at a time, so the source and the
+# destination QEMU get one daemon each on the same image, with image
+# locking turned off (file.locking=off), which gm-vhost-blk does not need.
 #
 # --break-log runs the back end with its dirty log disabled (it acks
 # VHOST_F_LOG_ALL and logs nothing: GM_VHOST_BLK_TEST_BREAK_LOG=1), to show
@@ -26,6 +32,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/linux-guest.sh"
 
 GM_VHOST_BLK=${GM_VHOST_BLK:-}
+BACKEND=gm
 keep=0
 break_log=0
 mig_secs=${MIG_SECS:-120}
@@ -33,9 +40,10 @@ timeout_s=${DEMO_TIMEOUT:-240}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--gm-vhost-blk) GM_VHOST_BLK=$2; shift ;;
+	--backend) BACKEND=$2; shift ;;
 	--break-log) break_log=1 ;;
 	--keep) keep=1 ;;
-	*) echo "usage: $0 [--gm-vhost-blk PATH] [--break-log] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--backend gm|qsd] [--gm-vhost-blk PATH] [--break-log] [--keep]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -43,8 +51,17 @@ lg_need_tools
 lg_find_kernel
 lg_pick_accel
 command -v python3 >/dev/null || lg_skip "python3 not installed (the QMP client)"
-[ -n "$GM_VHOST_BLK" ] || GM_VHOST_BLK=$here/../build/tools/gm-vhost-blk/gm-vhost-blk
-[ -x "$GM_VHOST_BLK" ] || { echo "demo-migrate: no gm-vhost-blk at $GM_VHOST_BLK (build it first)"; echo "demo-migrate: FAIL"; exit 1; }
+case "$BACKEND" in
+gm)
+	[ -n "$GM_VHOST_BLK" ] || GM_VHOST_BLK=$here/../build/tools/gm-vhost-blk/gm-vhost-blk
+	[ -x "$GM_VHOST_BLK" ] || { echo "demo-migrate: no gm-vhost-blk at $GM_VHOST_BLK (build it first)"; echo "demo-migrate: FAIL"; exit 1; }
+	;;
+qsd)
+	command -v qemu-storage-daemon >/dev/null || lg_skip "qemu-storage-daemon not installed (Debian package qemu-system-common)"
+	[ $break_log = 0 ] || { echo "demo-migrate: --break-log needs --backend gm" >&2; exit 2; }
+	;;
+*) echo "demo-migrate: unknown back end '$BACKEND' (gm or qsd)" >&2; exit 2 ;;
+esac
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gm-demo-migrate.XXXXXX")
 SRC_PID=
@@ -113,19 +130,38 @@ record() { # record NAME ok|FAIL DETAIL
 }
 
 sock=$WORK/vhost.sock
-if [ $break_log = 1 ]; then export GM_VHOST_BLK_TEST_BREAK_LOG=1; fi
-if ! lg_start_backend gm "$sock" "$img" "$WORK/backend.log" 1; then
-	echo "demo-migrate: FAIL: the back end did not start"
-	exit 1
+dst_sock=$sock
+if [ "$BACKEND" = gm ]; then
+	if [ $break_log = 1 ]; then export GM_VHOST_BLK_TEST_BREAK_LOG=1; fi
+	if ! lg_start_backend gm "$sock" "$img" "$WORK/backend.log" 1; then
+		echo "demo-migrate: FAIL: the back end did not start"
+		exit 1
+	fi
+	unset GM_VHOST_BLK_TEST_BREAK_LOG
+	be_pids=$LG_PID
+else
+	# One daemon per QEMU (each serves one front end at a time), the image
+	# shared with locking off.
+	dst_sock=$WORK/vhost-dst.sock
+	be_pids=
+	for which in src dst; do
+		s=$sock
+		[ $which = dst ] && s=$dst_sock
+		qemu-storage-daemon \
+			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off,locking=off" \
+			--export "type=vhost-user-blk,id=e0,node-name=disk,addr.type=unix,addr.path=$s,writable=on" \
+			>"$WORK/backend-$which.log" 2>&1 &
+		LG_PIDS="$LG_PIDS $!"
+		be_pids="$be_pids $!"
+		lg_wait_socket "$s" $! 10 || { echo "demo-migrate: FAIL: qemu-storage-daemon did not start"; exit 1; }
+	done
 fi
-unset GM_VHOST_BLK_TEST_BREAK_LOG
-be_pid=$LG_PID
 
-# start_qemu NAME EXTRA...: one QEMU of the pair (console NAME.console,
+# start_qemu NAME SOCKET EXTRA...: one QEMU of the pair (console NAME.console,
 # QMP socket NAME.qmp); sets LAST_PID. The recipe in docs/migration.md.
 start_qemu() {
-	local name=$1 cpu=()
-	shift
+	local name=$1 vsock=$2 cpu=()
+	shift 2
 	[ "$ACCEL" = kvm ] && cpu=(-cpu host)
 	: >"$WORK/$name.console"
 	timeout -k 5 "$timeout_s" qemu-system-x86_64 \
@@ -133,7 +169,7 @@ start_qemu() {
 		-object "memory-backend-memfd,id=mem,size=$MEM,share=on" \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-chardev "file,id=con,path=$WORK/$name.console" -serial chardev:con \
-		-chardev "socket,id=vhost0,path=$sock" \
+		-chardev "socket,id=vhost0,path=$vsock" \
 		-device vhost-user-blk-pci,chardev=vhost0,addr=8 \
 		-qmp "unix:$WORK/$name.qmp,server=on,wait=off" \
 		-kernel "$KERNEL" -initrd "$WORK/initrd.cpio" \
@@ -153,9 +189,9 @@ wait_for() {
 	return 1
 }
 
-start_qemu src
+start_qemu src "$sock"
 SRC_PID=$LAST_PID
-start_qemu dst -incoming "unix:$WORK/mig.sock"
+start_qemu dst "$dst_sock" -incoming "unix:$WORK/mig.sock"
 DST_PID=$LAST_PID
 echo "demo-migrate: source QEMU (pid $SRC_PID) and destination QEMU (pid $DST_PID, -incoming) on $sock"
 qmp() { python3 "$here/qmp.py" "$@"; }
@@ -192,14 +228,22 @@ DST_PID=
 wait "$SRC_PID" 2>/dev/null
 SRC_PID=
 sleep 0.5
-lg_stop "$be_pid" 5
-be_status=$LG_STATUS
+# The back ends' CPU time (user + system, all threads), then stop them.
+be_ticks=0
+for p in $be_pids; do
+	be_ticks=$((be_ticks + $(lg_cpu_ticks "$p" || echo 0)))
+done
+be_status=0
+for p in $be_pids; do
+	lg_stop "$p" 5
+	[ "$LG_STATUS" = 0 ] || be_status=$LG_STATUS
+done
 
 cat "$WORK/src.console" "$WORK/dst.console" | tr -d '\r' >"$WORK/console.txt"
 echo "guest (source, then destination):"
 grep -a '^GMDEMO ' "$WORK/console.txt" | sed 's/^GMDEMO /  /'
 echo "back end:"
-sed 's/^/  | /' "$WORK/backend.log"
+cat "$WORK"/backend*.log | sed 's/^/  | /'
 echo "host:"
 names="rounds cached slots"
 [ $hold = 1 ] && names="$names hold"
@@ -238,6 +282,7 @@ if [ -n "$rounds" ]; then
 else
 	record image FAIL "the guest did not say how many rounds it ran"
 fi
+if [ "$BACKEND" = gm ]; then
 # The source's connection is the one that attached a log (the two QEMUs
 # connect in either order).
 logs=$(sed -n 's/.* \([0-9]*\) dirty logs\{0,1\},.*/\1/p' "$WORK/backend.log" | sort -n | tail -n 1)
@@ -253,6 +298,13 @@ if [ "$be_status" = 0 ] && [ "${failed_reqs:-x}" = 0 ]; then
 else
 	record backend FAIL "gm-vhost-blk exit status $be_status, failed requests ${failed_reqs:-?}"
 fi
+else
+	if [ "$be_status" = 0 ]; then
+		record backend ok "both qemu-storage-daemons exited 0 on SIGTERM"
+	else
+		record backend FAIL "a qemu-storage-daemon exited with status $be_status"
+	fi
+fi
 
 if [ $failed != 0 ]; then
 	for n in src dst; do
@@ -263,10 +315,12 @@ if [ $failed != 0 ]; then
 fi
 total=${#checks[@]}
 secs=$(($(date +%s) - t0))
-echo "demo-migrate: migration time ${mig_total} ms, downtime ${mig_down} ms, dirty logs ${logs:-0}"
+hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+rline=$(grep -a '^GMDEMO check rounds ' "$WORK/console.txt" | tail -n 1)
+echo "demo-migrate: $BACKEND: migration time ${mig_total} ms, downtime ${mig_down} ms, guest rounds: $(echo "$rline" | cut -d' ' -f5-8) s, back-end CPU $(awk -v t="$be_ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') s${logs:+, dirty logs $logs}"
 if [ $failed = 0 ]; then
-	echo "demo-migrate: PASS: all $total checks passed ($ACCEL, ${secs} s)"
+	echo "demo-migrate: PASS: all $total checks passed ($BACKEND, $ACCEL, ${secs} s)"
 	exit 0
 fi
-echo "demo-migrate: FAIL: $failed of $total checks failed ($ACCEL, ${secs} s)"
+echo "demo-migrate: FAIL: $failed of $total checks failed ($BACKEND, $ACCEL, ${secs} s)"
 exit 1
