@@ -75,7 +75,8 @@ int main(int argc, char **argv)
 		}
 		memcpy(copy[i], buf, len);
 		if (i > 0 && memcmp(copy[i], copy[i - 1], len) == 0) {
-			printf("GMDEMO check hold FAIL regions %zu and %zu are the same\n", i - 1, i);
+			printf("GMDEMO check hold FAIL regions %zu and %zu are the same\n", i - 1,
+			       i);
 			return 1;
 		}
 	}
@@ -89,8 +90,9 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 		if (memcmp(buf, copy[k], len) != 0) {
 			bad++;
-			printf("GMDEMO hold round %lu: region %zu read by DMA differs %ld ms later\n",
-			       rounds, k, hold_ms);
+			printf(
+			    "GMDEMO hold round %lu: region %zu read by DMA differs %ld ms later\n",
+			    rounds, k, hold_ms);
 		}
 		rounds++;
 	}
