@@ -515,17 +515,26 @@ static void set_log_waits_for_tables_without_the_log(void **state)
 	close(fd);
 }
 
+#define TOGGLES 40
+
 struct toggle_writer {
 	struct gm_vhost_mem *vm;
 	int stop; /* __atomic */
+	/*
+	 * __atomic. Odd: the test is switching logging; 2k + 2: switch k is
+	 * done and logging is on[k] until the phase moves again.
+	 */
+	unsigned phase;
+	bool on[TOGGLES];
 	unsigned long writes, logged_expected;
-	uint64_t missed; /* a page written after logging was seen on, whose bit was clear */
+	uint64_t missed; /* a write inside an "on" phase whose bit was clear */
 	const unsigned char *log;
 };
 
 /*
- * Write page after page (256 pages). A write that began after the writer
- * saw logging on must have its bit set when the write returns.
+ * Write page after page (256 pages). A write that began and ended within
+ * one phase with logging on (the switch to it had returned, the next had
+ * not begun) must have its bit set when the write returns.
  */
 static void *toggle_writer_thread(void *arg)
 {
@@ -536,11 +545,13 @@ static void *toggle_writer_thread(void *arg)
 	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
 		struct gm_vhost_table *t = gm_vhost_mem_table(w->vm);
 		uint64_t page = i++ % 256;
-		bool on = gm_vhost_mem_logging(w->vm);
+		unsigned p0 = __atomic_load_n(&w->phase, __ATOMIC_ACQUIRE), p1;
+		int ret = gm_write_u8(gm_vhost_table_memory(t), page * 4096 + 1, (uint8_t)i);
 
-		if (gm_write_u8(gm_vhost_table_memory(t), page * 4096 + 1, (uint8_t)i) == 0) {
-			w->writes++;
-			if (on) {
+		p1 = __atomic_load_n(&w->phase, __ATOMIC_ACQUIRE);
+		if (ret == 0) {
+			__atomic_fetch_add(&w->writes, 1, __ATOMIC_RELAXED);
+			if (p0 == p1 && p0 % 2 == 0 && p0 > 0 && w->on[p0 / 2 - 1]) {
 				w->logged_expected++;
 				if (!((__atomic_load_n(&w->log[page / 8], __ATOMIC_ACQUIRE) >>
 				       (page % 8)) &
@@ -561,6 +572,7 @@ static void logging_toggled_under_writes_loses_no_page(void **state)
 	struct gm_vhost_region r = region(0, MiB, UA, 0, fd);
 	struct toggle_writer w = {0};
 	unsigned char *log;
+	bool toggles_ok = true;
 	pthread_t th;
 
 	(void)state;
@@ -570,14 +582,23 @@ static void logging_toggled_under_writes_loses_no_page(void **state)
 	assert_int_equal(gm_vhost_mem_set(w.vm, &r, 1), 0);
 	assert_int_equal(gm_vhost_mem_set_log(w.vm, lfd, 0, 32), 0);
 	start_thread(&th, toggle_writer_thread, &w);
-	for (i = 0; i < 40; i++) {
-		assert_int_equal(gm_vhost_mem_set_logging(w.vm, i % 2 == 0), 0);
-		usleep(2000);
+	for (i = 0; i < TOGGLES; i++) {
+		unsigned long w0, n;
+
+		__atomic_store_n(&w.phase, 2 * i + 1, __ATOMIC_RELEASE);
+		toggles_ok &= gm_vhost_mem_set_logging(w.vm, i % 2 == 0) == 0;
+		w.on[i] = i % 2 == 0;
+		__atomic_store_n(&w.phase, 2 * i + 2, __ATOMIC_RELEASE);
+		/* Some writes in every phase, however loaded the machine (5 s at most). */
+		w0 = __atomic_load_n(&w.writes, __ATOMIC_RELAXED);
+		for (n = 0; n < 2500 && __atomic_load_n(&w.writes, __ATOMIC_RELAXED) < w0 + 20; n++)
+			usleep(2000);
 		if (i % 5 == 0)
-			assert_int_equal(gm_vhost_mem_set(w.vm, &r, 1), 0); /* keeps the log */
+			toggles_ok &= gm_vhost_mem_set(w.vm, &r, 1) == 0; /* keeps the log */
 	}
 	__atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
 	assert_int_equal(join_threads(&th, 1), 0);
+	assert_true(toggles_ok);
 	assert_true(w.logged_expected > 0);
 	assert_true(w.writes > w.logged_expected);
 	assert_int_equal(w.missed, 0);

@@ -366,7 +366,9 @@ int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts
 
 	if (s == NULL)
 		return -EINVAL;
-	gm__progress_init(&pr, opts, 0); /* the total is counted under the lock below */
+	ret = gm__progress_init(&pr, opts, 0); /* the total is counted under the lock below */
+	if (ret)
+		return ret;
 	ret = gm__chunk_buf_init(&cb);
 	if (ret)
 		return ret;
