@@ -1514,6 +1514,22 @@ static bool signalled(int fd, int ms)
  * and kicks: the worker's first ring access faults. The ring breaks (err
  * fd), the back end answers the next message, and a new device is served.
  */
+/*
+ * Under qemu-user (the armhf run) a SIGBUS of a page past the end of a
+ * file is the emulator's own: it does not reach the library's handler as
+ * the kernel's does (qemu-user 7.2 dies of "uncaught target signal 7").
+ */
+static void skip_under_emulator_for_sigbus(void)
+{
+	const char *emu = getenv("GM_EMULATOR");
+
+	if (emu != NULL && emu[0] != 0) {
+		print_message("skipped: under qemu-user a SIGBUS past a file's end is the "
+			      "emulator's, not the library's to contain\n");
+		skip();
+	}
+}
+
 static void guest_memory_truncated_by_the_front_end_breaks_the_ring_not_the_backend(void **state)
 {
 	static struct fe f; /* outlives a failed test: see fe_teardown() */
@@ -1521,6 +1537,7 @@ static void guest_memory_truncated_by_the_front_end_breaks_the_ring_not_the_back
 	uint64_t one = 1;
 
 	(void)state;
+	skip_under_emulator_for_sigbus();
 	assert_true(err >= 0);
 	fe_init(&f, 2, false);
 	fe_start(&f, 0);
@@ -1561,6 +1578,7 @@ static void inflight_buffer_truncated_by_the_front_end_breaks_the_ring_not_the_b
 	uint64_t size;
 
 	(void)state;
+	skip_under_emulator_for_sigbus();
 	assert_true(err >= 0);
 	fe_init(&f, 1, false);
 	fe_start(&f, 0);
