@@ -426,9 +426,12 @@ void gm__lazy_stop(struct gm_snapshot *s)
 	if (s->thread_started) {
 		uint64_t one = 1;
 
-		if (write(s->stopfd, &one, sizeof(one)) != sizeof(one)) {
-			/* An eventfd write of 1 cannot fail short of a bug. */
-		}
+		/*
+		 * Adding 1 to an eventfd fails only on a signal (or a bad fd,
+		 * a bug): try until it is done, or the join would wait forever.
+		 */
+		while (write(s->stopfd, &one, sizeof(one)) != sizeof(one) && errno != EBADF)
+			;
 		pthread_join(s->thread, NULL);
 	}
 	if (s->nareas > 0) {
