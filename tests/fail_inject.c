@@ -44,6 +44,7 @@ static unsigned long fi_left; /* atomic: counted calls until the failure */
 static bool fi_fired;	      /* atomic */
 static const char *fi_name;   /* the call that failed; read after fi_fired */
 static unsigned fi_saved;     /* the mask fi_suspend() took away */
+static unsigned fi_depth;     /* fi_suspend() calls not yet resumed */
 
 void fi_arm(unsigned calls, enum fi_scope scope, unsigned long nth)
 {
@@ -52,24 +53,28 @@ void fi_arm(unsigned calls, enum fi_scope scope, unsigned long nth)
 	__atomic_store_n(&fi_thread, pthread_self(), __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_left, nth, __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_fired, false, __ATOMIC_RELAXED);
+	fi_depth = 0;
 	/* Publishes the fields above to the wrappers' acquire load in fi_fail(). */
 	__atomic_store_n(&fi_mask, calls, __ATOMIC_RELEASE);
 }
 
 bool fi_disarm(void)
 {
+	fi_depth = 0;
 	__atomic_store_n(&fi_mask, 0, __ATOMIC_RELEASE);
 	return __atomic_load_n(&fi_fired, __ATOMIC_ACQUIRE);
 }
 
 void fi_suspend(void)
 {
-	fi_saved = __atomic_exchange_n(&fi_mask, 0, __ATOMIC_ACQ_REL);
+	if (fi_depth++ == 0)
+		fi_saved = __atomic_exchange_n(&fi_mask, 0, __ATOMIC_ACQ_REL);
 }
 
 void fi_resume(void)
 {
-	__atomic_store_n(&fi_mask, fi_saved, __ATOMIC_RELEASE);
+	if (--fi_depth == 0)
+		__atomic_store_n(&fi_mask, fi_saved, __ATOMIC_RELEASE);
 }
 
 const char *fi_failed_call(void)

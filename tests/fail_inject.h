@@ -50,7 +50,8 @@ bool fi_disarm(void);
 
 /*
  * Stop counting for a while (a test's own bookkeeping between the calls it
- * tests), then go on where the count was. Not nested; this thread only.
+ * tests), then go on where the count was. Nests; fi_arm() and fi_disarm()
+ * end every suspension. This thread only.
  */
 void fi_suspend(void);
 void fi_resume(void);
