@@ -38,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,6 +90,7 @@
 
 static char sdir[64];
 static bool lazy_ok;
+static int kvm_fd = -1; /* /dev/kvm, if a VM can be made and bound here */
 
 /* ---- a listener that keeps its own copy of the regions ---- */
 
@@ -222,6 +225,8 @@ struct world {
 	struct gm_vhost_mem *vm;
 	struct gm_vhost_table *t;
 	struct gm_virtq *q;
+	int vm_fd; /* a KVM VM bound to the space (-1: no KVM here) */
+	struct gm_kvm *kvm;
 	unsigned seed;
 	const char *absorbed; /* the failure a step returning nothing absorbed */
 };
@@ -329,6 +334,34 @@ static int st_listener1(struct world *w)
 static int st_listener2(struct world *w)
 {
 	return gm_space_listener_add(w->s, &mirror_ops, &w->l2, &w->h2);
+}
+
+/* The KVM binding: one more listener, whose prepare sets memory slots. */
+static int st_kvm_new(struct world *w)
+{
+	return w->vm_fd >= 0 ? gm_kvm_new(w->vm_fd, w->s, NULL, &w->kvm) : 0;
+}
+
+static int st_kvm_log_start(struct world *w)
+{
+	return w->kvm ? gm_kvm_dirty_log_start(w->kvm) : 0;
+}
+
+static int st_kvm_log_sync(struct world *w)
+{
+	return w->kvm ? gm_kvm_dirty_log_sync(w->kvm) : 0;
+}
+
+static int st_kvm_log_stop(struct world *w)
+{
+	return w->kvm ? gm_kvm_dirty_log_stop(w->kvm) : 0;
+}
+
+static int st_kvm_free(struct world *w)
+{
+	gm_kvm_free(w->kvm);
+	w->kvm = NULL;
+	return 0;
 }
 
 static int st_dirty_on(struct world *w)
@@ -962,6 +995,7 @@ static const struct step {
 } steps[] = {
     {"gm_space_new", st_space_new, 0},
     {"gm_space_listener_add 1", st_listener1, 0},
+    {"gm_kvm_new", st_kvm_new, 0},
     {"gm_space_listener_add 2", st_listener2, 0},
     {"gm_space_dirty_enable", st_dirty_on, 0},
     {"gm_space_add_ram", st_add_ram, 0},
@@ -972,6 +1006,7 @@ static const struct step {
     {"gm_space_add_mmio", st_add_mmio, 0},
     {"gm_space_add_reserved", st_add_reserved, 0},
     {"writes", st_fill, 0},
+    {"gm_kvm_dirty_log_start", st_kvm_log_start, 0},
     {"transaction protect+move+resize", st_txn, 0},
     {"gm_space_resize (hot-plug)", st_hotplug, 0},
     {"gm_space_protect NONE", st_protect_none, 0},
@@ -982,6 +1017,7 @@ static const struct step {
     {"gm_space_dump", st_dump, 0},
     {"gm_memory_new_anon", st_view, 0},
     {"gm_dirty_new", st_dirty, 0},
+    {"gm_kvm_dirty_log_sync", st_kvm_log_sync, ST_DIRTY},
     {"gm_snapshot_save_space full", st_save_full, 0},
     {"writes 2", st_write_more, 0},
     {"gm_snapshot_save_space delta", st_save_delta, 0},
@@ -1019,6 +1055,7 @@ static const struct step {
     {"gm_vhost_mem_remove", st_vhost_remove, 0},
     {"gm_vhost_mem_clear", st_vhost_clear, ST_NOFAIL},
     {"vhost teardown", st_vhost_free, ST_NOFAIL},
+    {"gm_kvm_dirty_log_stop", st_kvm_log_stop, ST_DIRTY},
     {"gm_space_remove MMIO", st_remove_dev, 0},
     {"gm_space_remove ROM", st_remove_rom, 0},
     {"gm_space_dirty_enable off", st_dirty_off, 0},
@@ -1026,6 +1063,7 @@ static const struct step {
     {"gm_space_synchronize", st_sync, 0},
     {"gm_space_listener_remove", st_listener2_remove, 0},
     {"gm_space_listener_remove 3", st_listener3_remove, 0},
+    {"gm_kvm_free", st_kvm_free, ST_NOFAIL},
     {"gm_space_free", st_free, ST_NOFAIL},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
@@ -1047,6 +1085,9 @@ struct state {
 		char name[256];
 		struct stat st;
 	} files[MAXF];
+	bool kvm, logging;
+	size_t nslots;
+	struct gm_kvm_slot slots[2 * MAXW];
 	bool vhost;
 	uint64_t vgen;
 	size_t vn;
@@ -1086,6 +1127,14 @@ static void capture(const struct world *w, struct state *st)
 		st->nfiles++;
 	}
 	closedir(d);
+	st->kvm = w->kvm != NULL;
+	if (w->kvm) {
+		st->logging = gm_kvm_dirty_log_active(w->kvm);
+		st->nslots = gm_kvm_slot_count(w->kvm);
+		assert_true(st->nslots <= 2 * MAXW);
+		for (size_t i = 0; i < st->nslots; i++)
+			assert_int_equal(gm_kvm_slot(w->kvm, i, &st->slots[i]), 0);
+	}
 	st->vhost = w->vm != NULL;
 	if (w->vm) {
 		struct gm_vhost_table *t = gm_vhost_mem_table(w->vm);
@@ -1152,6 +1201,18 @@ static void compare(const struct state *a, const struct state *b, unsigned flags
 	}
 	if (a->nfiles != b->nfiles && ret != -EINPROGRESS)
 		fail_msg("%s: %zu files, not %zu", what, b->nfiles, a->nfiles);
+	if (a->kvm != b->kvm || a->nslots != b->nslots || a->logging != b->logging)
+		fail_msg("%s: the KVM binding changed (%zu slots, not %zu)", what, b->nslots,
+			 a->nslots);
+	for (size_t i = 0; i < a->nslots; i++)
+		if (a->slots[i].slot != b->slots[i].slot ||
+		    a->slots[i].flags != b->slots[i].flags || a->slots[i].gpa != b->slots[i].gpa ||
+		    a->slots[i].size != b->slots[i].size || a->slots[i].host != b->slots[i].host)
+			fail_msg("%s: KVM slot %zu changed: id %u -> %u, flags %#x -> %#x, gpa "
+				 "%#llx -> %#llx, logging %d -> %d",
+				 what, i, a->slots[i].slot, b->slots[i].slot, a->slots[i].flags,
+				 b->slots[i].flags, (unsigned long long)a->slots[i].gpa,
+				 (unsigned long long)b->slots[i].gpa, a->logging, b->logging);
 	if (a->vgen != b->vgen || a->vn != b->vn)
 		fail_msg("%s: the vhost table in force changed", what);
 	for (size_t i = 0; i < a->vn; i++)
@@ -1178,6 +1239,25 @@ static void check_mirror(struct gm_space *s, const struct mirror *l, const char 
 	assert_null(l->next);
 }
 
+/* KVM has one slot per region of the view, where the region is. */
+static void check_kvm(struct gm_space *s, const struct gm_kvm *k, const char *what)
+{
+	struct gm_space_region r[2 * MAXW];
+	size_t n;
+
+	assert_int_equal(gm_space_regions(s, r, 2 * MAXW, &n), 0);
+	if (gm_kvm_slot_count(k) != n)
+		fail_msg("%s: KVM has %zu slots for %zu regions", what, gm_kvm_slot_count(k), n);
+	for (size_t i = 0; i < n; i++) {
+		struct gm_kvm_slot sl;
+
+		assert_int_equal(gm_kvm_slot_find(k, r[i].gpa, &sl), 0);
+		if (sl.gpa != r[i].gpa || sl.size != r[i].size || sl.host != r[i].host ||
+		    sl.slot != r[i].slot)
+			fail_msg("%s: KVM slot %u is not region %zu", what, sl.slot, i);
+	}
+}
+
 /* Every layer's invariant checker, on everything the run holds. */
 static void check_invariants(const struct world *w, const char *what)
 {
@@ -1201,6 +1281,8 @@ static void check_invariants(const struct world *w, const char *what)
 			if (win[i].dirty && !gm__dirty_invariants_ok(win[i].dirty))
 				fail_msg("%s: dirty bitmap invariants broken", what);
 	}
+	if (w->kvm)
+		check_kvm(w->s, w->kvm, what);
 	if (w->s) {
 		check_mirror(w->s, &w->l1, what);
 		if (w->h2)
@@ -1280,7 +1362,7 @@ static struct tally *tally_of(const char *call)
  */
 static bool run(unsigned long nth)
 {
-	struct world w = {.stream = -1, .seed = 1};
+	struct world w = {.stream = -1, .vm_fd = -1, .seed = 1};
 	unsigned fds0, maps0, fds1, maps1;
 	bool hit = false;
 	char what[160];
@@ -1289,6 +1371,10 @@ static bool run(unsigned long nth)
 	count_resources(&fds0, &maps0);
 	w.stream = memfd_create("sweep-stream", MFD_CLOEXEC);
 	assert_true(w.stream >= 0);
+	if (kvm_fd >= 0) {
+		w.vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+		assert_true(w.vm_fd >= 0);
+	}
 	if (nth)
 		fi_arm(FI_ALL, FI_THIS_THREAD, nth);
 	fi_suspend();
@@ -1339,6 +1425,8 @@ static bool run(unsigned long nth)
 	free(w.l2.r);
 	free(w.l3.r);
 	close(w.stream);
+	if (w.vm_fd >= 0)
+		close(w.vm_fd);
 	count_resources(&fds1, &maps1);
 	if (fds1 != fds0 || maps1 != maps0)
 		fail_msg(
@@ -1352,6 +1440,29 @@ static bool run(unsigned long nth)
 	return hit;
 }
 
+/* Opens /dev/kvm into kvm_fd if a VM made from it can be bound to a space. */
+static void kvm_open(void)
+{
+	struct gm_space *s;
+	struct gm_kvm *k;
+	int vm;
+
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		return;
+	vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &s), 0);
+	if (vm >= 0 && gm_kvm_new(vm, s, NULL, &k) == 0) {
+		gm_kvm_free(k);
+	} else {
+		close(kvm_fd);
+		kvm_fd = -1;
+	}
+	gm_space_free(s);
+	if (vm >= 0)
+		close(vm);
+}
+
 static void every_failure_anywhere_in_the_api_is_clean(void **state)
 {
 	const char *env = getenv("GM_SWEEP_STRIDE");
@@ -1363,6 +1474,9 @@ static void every_failure_anywhere_in_the_api_is_clean(void **state)
 	lazy_ok = gm_snapshot_lazy_supported() == 0;
 	if (!lazy_ok)
 		print_message("note: lazy restore cannot run here, its steps do nothing\n");
+	kvm_open();
+	if (kvm_fd < 0)
+		print_message("note: no KVM VM can be bound here, the KVM steps do nothing\n");
 	assert_false(run(0));
 	for (n = 1; run(n); n += stride)
 		runs++;
@@ -1375,6 +1489,8 @@ static void every_failure_anywhere_in_the_api_is_clean(void **state)
 	}
 	assert_true(points == runs);
 	assert_true(n > 100);
+	if (kvm_fd >= 0)
+		close(kvm_fd);
 }
 
 static int setup(void **state)
