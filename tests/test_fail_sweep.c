@@ -5,19 +5,24 @@
  *
  * The scenario is a table of steps, each one public call (or one
  * transaction) with the checks of its result: a space with a window of
- * every kind and two listeners, dirty tracking, hot-plug, resize, protect
- * and move, a full and a delta save, open, verify and read, restore in
- * every mode, pre-copy migration, vhost tables and a virtqueue, then the
- * teardown. The driver runs it for N = 1, 2, ... with the Nth wrapped call
- * of this thread made to fail (fail_inject.h). The step that sees the
- * failure must return a negative errno; then every layer's invariant
- * checker must hold, what the step's contract keeps must be as before the
- * step (guest memory and dirty bits, the space's windows, regions and
- * generation, the files in the scratch directory, the vhost table in
- * force), and the step retried without injection must succeed. The rest
- * of the scenario then runs to its end, freeing everything: a leak shows
- * as a descriptor or a memfd or snapshot mapping more than before the run
- * (checked here) or as heap LeakSanitizer reports. The sweep ends with the
+ * every kind, three listeners (one vetoes on demand) and a KVM VM bound
+ * to it, dirty tracking and KVM's dirty log, a transaction, hot-plug,
+ * protect and move, a full and a delta save, open, verify and read,
+ * restore in every mode and into spaces, pre-copy migration, fd I/O,
+ * vhost tables and a virtqueue, then the teardown. The driver runs it for
+ * N = 1, 2, ... with the Nth wrapped call of this thread made to fail
+ * (fail_inject.h). The step that sees the failure must return a negative
+ * errno; then every layer's invariant checker must hold (and the
+ * listeners' and KVM's view of the regions must be the space's), what the
+ * step's contract keeps must be as before the step (guest memory and
+ * dirty bits, the space's windows, regions and generation, KVM's slots,
+ * the files in the scratch directory, the vhost table in force), and the
+ * step retried without injection must succeed. The rest of the scenario
+ * then runs to its end, freeing everything: a leak shows as a descriptor
+ * or a memfd or snapshot mapping more than before the run (checked here)
+ * or as heap LeakSanitizer reports after the run. A step that returns 0
+ * although a call failed inside it ("absorbed") is listed; the scenario's
+ * later checks show whether anything was lost. The sweep ends with the
  * first run in which nothing failed.
  *
  * GM_SWEEP_STRIDE=k in the environment sweeps every kth N only (for slow
@@ -90,7 +95,11 @@
 
 static char sdir[64];
 static bool lazy_ok;
-static int kvm_fd = -1; /* /dev/kvm, if a VM can be made and bound here */
+/*
+ * A VM, if one can be made and bound here: every run binds it (a run
+ * that left a slot behind would make the next one fail).
+ */
+static int kvm_vm = -1;
 
 /* ---- a listener that keeps its own copy of the regions ---- */
 
@@ -1362,7 +1371,7 @@ static struct tally *tally_of(const char *call)
  */
 static bool run(unsigned long nth)
 {
-	struct world w = {.stream = -1, .vm_fd = -1, .seed = 1};
+	struct world w = {.stream = -1, .vm_fd = kvm_vm, .seed = 1};
 	unsigned fds0, maps0, fds1, maps1;
 	bool hit = false;
 	char what[160];
@@ -1371,10 +1380,6 @@ static bool run(unsigned long nth)
 	count_resources(&fds0, &maps0);
 	w.stream = memfd_create("sweep-stream", MFD_CLOEXEC);
 	assert_true(w.stream >= 0);
-	if (kvm_fd >= 0) {
-		w.vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
-		assert_true(w.vm_fd >= 0);
-	}
 	if (nth)
 		fi_arm(FI_ALL, FI_THIS_THREAD, nth);
 	fi_suspend();
@@ -1396,8 +1401,8 @@ static bool run(unsigned long nth)
 			hit = true;
 			t->points++;
 			if (ret == 0) {
-				/* Nothing lost (a descriptor only read from closing badly), or no
-				 * error to give. */
+				/* A close of a descriptor only read from, or a step without a
+				 * result. */
 				t->absorbed++;
 				w.absorbed = fi_failed_call();
 				if (strcmp(fi_failed_call(), "close") != 0)
@@ -1425,8 +1430,6 @@ static bool run(unsigned long nth)
 	free(w.l2.r);
 	free(w.l3.r);
 	close(w.stream);
-	if (w.vm_fd >= 0)
-		close(w.vm_fd);
 	count_resources(&fds1, &maps1);
 	if (fds1 != fds0 || maps1 != maps0)
 		fail_msg(
@@ -1440,27 +1443,27 @@ static bool run(unsigned long nth)
 	return hit;
 }
 
-/* Opens /dev/kvm into kvm_fd if a VM made from it can be bound to a space. */
+/* Makes kvm_vm if a VM can be made and bound to a space here. */
 static void kvm_open(void)
 {
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	struct gm_space *s;
 	struct gm_kvm *k;
-	int vm;
 
-	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0)
+	if (kvm < 0)
 		return;
-	vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	kvm_vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	close(kvm);
+	if (kvm_vm < 0)
+		return;
 	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &s), 0);
-	if (vm >= 0 && gm_kvm_new(vm, s, NULL, &k) == 0) {
+	if (gm_kvm_new(kvm_vm, s, NULL, &k) == 0) {
 		gm_kvm_free(k);
 	} else {
-		close(kvm_fd);
-		kvm_fd = -1;
+		close(kvm_vm);
+		kvm_vm = -1;
 	}
 	gm_space_free(s);
-	if (vm >= 0)
-		close(vm);
 }
 
 static void every_failure_anywhere_in_the_api_is_clean(void **state)
@@ -1475,7 +1478,7 @@ static void every_failure_anywhere_in_the_api_is_clean(void **state)
 	if (!lazy_ok)
 		print_message("note: lazy restore cannot run here, its steps do nothing\n");
 	kvm_open();
-	if (kvm_fd < 0)
+	if (kvm_vm < 0)
 		print_message("note: no KVM VM can be bound here, the KVM steps do nothing\n");
 	assert_false(run(0));
 	for (n = 1; run(n); n += stride)
@@ -1489,8 +1492,8 @@ static void every_failure_anywhere_in_the_api_is_clean(void **state)
 	}
 	assert_true(points == runs);
 	assert_true(n > 100);
-	if (kvm_fd >= 0)
-		close(kvm_fd);
+	if (kvm_vm >= 0)
+		close(kvm_vm);
 }
 
 static int setup(void **state)
