@@ -11,13 +11,21 @@
 #                   32-bit ARM (armhf, under qemu-user), TSan (concurrency
 #                   tests), valgrind (unit tests), every fuzz target for
 #                   FUZZ_CHECK_TIME seconds (30) from its seeds, and the
-#                   demo-linux run (suite 'linux', once)
+#                   demo-linux run (suite 'linux', once), and the Debian
+#                   packages built, installed and used (`make deb`, once)
 #   make coverage   build with gcov (build-coverage/), run every suite and
 #                   print line and branch coverage per file (gcovr), with
 #                   an HTML report in build-coverage/coverage/
 #   make bench      build with -O2 and run the benchmarks
 #   make bench-vhost-blk  gm-vhost-blk against qemu-storage-daemon, serving
 #                   the demo-linux guest (by hand: a few minutes, under TCG)
+#   make deb        build the Debian packages (debian/) in a scratch copy
+#                   (build/tests/deb/work/), lint them, install them (as
+#                   root) and build a program against them with pkg-config
+#   make abi-update take the ABI baseline (abi/libguestmem.abi) anew from
+#                   the normal build: after adding functions, or after an
+#                   incompatible change together with a new soversion
+#                   (CONTRIBUTING.md); the test 'abi' compares against it
 #   make fuzz       build the libFuzzer targets with clang and fuzz each
 #                   (memory data path, space vs a model, snapshots, virtqueues,
 #                   gm-vhost-blk's vhost-user server) for FUZZ_TIME seconds (60)
@@ -25,7 +33,7 @@
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
 FORCE:
-.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux coverage bench fuzz clean
+.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux check-deb deb abi-update coverage bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -81,7 +89,7 @@ demo-linux: all
 		--gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
 
 check:
-	@scripts/deps.sh base i386 armhf
+	@scripts/deps.sh base i386 armhf package
 	@rm -f build*/meson-logs/testlog*.json
 	@st=0; \
 	$(MAKE) --no-print-directory check-normal || st=1; \
@@ -92,6 +100,7 @@ check:
 	$(MAKE) --no-print-directory check-valgrind || st=1; \
 	$(MAKE) --no-print-directory check-fuzz || st=1; \
 	$(MAKE) --no-print-directory check-linux || st=1; \
+	$(MAKE) --no-print-directory check-deb || st=1; \
 	echo; echo "== summary"; \
 	scripts/summary.py normal:build/meson-logs/testlog.json \
 		asan+ubsan:build-asan/meson-logs/testlog.json \
@@ -100,17 +109,18 @@ check:
 		tsan:build-tsan/meson-logs/testlog.json \
 		valgrind:build/meson-logs/testlog-valgrind.json \
 		fuzz:build-fuzz/meson-logs/testlog.json \
-		linux:build/meson-logs/testlog-linux.json || st=1; \
+		linux:build/meson-logs/testlog-linux.json \
+		deb:build/meson-logs/testlog-deb.json || st=1; \
 	exit $$st
 
 check-normal: build/build.ninja
 	@echo "== normal build"
-	meson test -C build --no-suite linux --print-errorlogs
+	meson test -C build --no-suite linux --no-suite deb --print-errorlogs
 
 check-asan: build-asan/build.ninja
 	@echo "== ASan+UBSan build"
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		meson test -C build-asan --no-suite linux --print-errorlogs
+		meson test -C build-asan --no-suite linux --no-suite deb --print-errorlogs
 
 check-i386: build-i386/build.ninja
 	@echo "== 32-bit (i386) build, $$(cat $(I386_MODE_FILE))"
@@ -147,6 +157,23 @@ check-linux: build/build.ninja
 	@scripts/deps.sh demo-linux || echo "check-linux: demo-linux packages missing; the test will skip"
 	meson test -C build --suite linux --logbase testlog-linux --print-errorlogs
 
+# The Debian packages, once: built in a scratch copy, linted, installed
+# (skipped, with the reason, when not root) and used by a program built
+# with pkg-config alone (scripts/deb.sh). About 15 s here, plus the wait
+# for the dpkg lock when another install holds it.
+check-deb: build/build.ninja
+	@echo "== Debian packages (build, install, pkg-config consumer)"
+	@scripts/deps.sh base package
+	meson test -C build --suite deb --logbase testlog-deb --print-errorlogs
+
+deb: check-deb
+
+# The baseline of the test 'abi': only on purpose (CONTRIBUTING.md).
+abi-update: build/build.ninja
+	@scripts/deps.sh base package
+	ninja -C build
+	scripts/abi.sh update build/libguestmem.so abi/libguestmem.abi include/guestmem build/include/guestmem
+
 build-coverage/build.ninja:
 	@scripts/deps.sh base coverage
 	meson setup build-coverage -Db_coverage=true
@@ -161,7 +188,7 @@ coverage: build-coverage/build.ninja
 	@scripts/deps.sh demo-linux || echo "coverage: demo-linux packages missing; the linux test will skip"
 	ninja -C build-coverage
 	find build-coverage -name "*.gcda" -delete
-	@st=0; meson test -C build-coverage --print-errorlogs || st=1; \
+	@st=0; meson test -C build-coverage --no-suite deb --print-errorlogs || st=1; \
 	scripts/coverage.py build-coverage || st=1; \
 	exit $$st
 

@@ -30,10 +30,22 @@ struct setup {
 	unsigned char **hp; /* the same addresses as host pointers */
 };
 
-enum op { U64_READ, U64_WRITE, XLATE, ATOMIC_LOAD, ATOMIC_STORE, READ_4K, WRITE_4K };
+/* From READ_4K on, the baseline is memcpy(). 16 B: a virtio descriptor read through gm_read(). */
+enum op {
+	U64_READ,
+	U64_WRITE,
+	XLATE,
+	ATOMIC_LOAD,
+	ATOMIC_STORE,
+	READ_4K,
+	WRITE_4K,
+	READ_16,
+	WRITE_16
+};
 
-static const char *op_name[] = {"u64 read",	"u64 write",  "translate",  "atomic load",
-				"atomic store", "4 KiB read", "4 KiB write"};
+static const char *op_name[] = {"u64 read",    "u64 write",    "translate",
+				"atomic load", "atomic store", "4 KiB read",
+				"4 KiB write", "16 B read",    "16 B write"};
 
 static double run_gm(const struct setup *s, enum op op, size_t n, unsigned char *buf)
 {
@@ -79,6 +91,16 @@ static double run_gm(const struct setup *s, enum op op, size_t n, unsigned char 
 		for (i = 0; i < n; i++)
 			gm_write(m, gpa[i] & ~(gm_gpa_t)4095, buf, 4096);
 		break;
+	case READ_16:
+		for (i = 0; i < n; i++) {
+			gm_read(m, gpa[i] & ~(gm_gpa_t)15, buf, 16);
+			acc += buf[i & 15];
+		}
+		break;
+	case WRITE_16:
+		for (i = 0; i < n; i++)
+			gm_write(m, gpa[i] & ~(gm_gpa_t)15, buf, 16);
+		break;
 	}
 	sink = acc;
 	return (now_ns() - t0) / (double)n;
@@ -117,6 +139,16 @@ static double run_raw(const struct setup *s, enum op op, size_t n, unsigned char
 	case WRITE_4K:
 		for (i = 0; i < n; i++)
 			memcpy((void *)((uintptr_t)hp[i] & ~(uintptr_t)4095), buf, 4096);
+		break;
+	case READ_16:
+		for (i = 0; i < n; i++) {
+			memcpy(buf, (void *)((uintptr_t)hp[i] & ~(uintptr_t)15), 16);
+			acc += buf[i & 15];
+		}
+		break;
+	case WRITE_16:
+		for (i = 0; i < n; i++)
+			memcpy((void *)((uintptr_t)hp[i] & ~(uintptr_t)15), buf, 16);
 		break;
 	}
 	sink = acc;
@@ -232,7 +264,7 @@ static void bench_ops(unsigned nregions)
 		fprintf(stderr, "set-up of %u regions failed\n", nregions);
 		exit(1);
 	}
-	for (op = U64_READ; op <= WRITE_4K; op++) {
+	for (op = U64_READ; op <= WRITE_16; op++) {
 		double g[REPS], r[REPS];
 		size_t n = op >= READ_4K ? nops / 16 : nops;
 

@@ -296,10 +296,10 @@ static void *recv_main(void *arg)
 static void migration(uint64_t size, uint64_t rate)
 {
 	const struct gm_range r = {0, size};
-	struct gm_migrate_opts o = {
-	    .max_rounds = 20, .stop_pages = 256, .before_final = stop_dirtier};
+	struct gm_migrate_opts o = GM_OPTS(gm_migrate_opts, .max_rounds = 20, .stop_pages = 256,
+					   .before_final = stop_dirtier);
 	struct gm_region_spec spec = {.gpa = 0, .size = size};
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct gm_memory *src, *dst;
 	struct gm_dirty *d;
 	struct recv_arg ra;

@@ -186,7 +186,8 @@ static void report(const char *what, double fig, const char *base, double bfig)
 
 int main(int argc, char **argv)
 {
-	const struct gm_device_ops ops = {.name = "noop", .read = noop_read, .sizes = GM_ACCESS_8};
+	const struct gm_device_ops ops =
+	    GM_OPTS(gm_device_ops, .name = "noop", .read = noop_read, .sizes = GM_ACCESS_8);
 	double quiet[REPS], busy[REPS], batch[REPS], raw[REPS], dev[REPS], call[REPS], dram[REPS],
 	    vram[REPS];
 	struct writer w = {0};

@@ -367,7 +367,7 @@ static void run_op(struct gm_memory *m, struct gm_dirty *d, struct in *in)
 		break;
 	}
 	case 9: { /* find and mark_dirty never fail on guest input */
-		struct gm_region_info info;
+		struct gm_region_info info = GM_OPTS(gm_region_info);
 		const struct reg *r = model_find(gpa);
 
 		rc = gm_memory_find(m, gpa, &info);

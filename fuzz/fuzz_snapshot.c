@@ -66,7 +66,7 @@ static void fix_checksums(uint8_t *d, size_t size)
 
 static void fuzz_file(const uint8_t *data, size_t size, bool fix)
 {
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *s;
 	struct gm_memory *m;
 	FILE *f = fopen(path, "wb");
@@ -91,7 +91,7 @@ static void fuzz_file(const uint8_t *data, size_t size, bool fix)
 	ret = gm_snapshot_verify(s, NULL, NULL);
 	CHECK(ret == 0 || ret == -EBADMSG);
 	if (!(info.flags & GM_SNAPSHOT_DELTA)) {
-		struct gm_snapshot_region r;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 
 		CHECK(gm_snapshot_region(s, 0, &r) == 0);
 		ret = gm_snapshot_read(s, r.gpa, page, sizeof(page));

@@ -181,7 +181,7 @@ void check_bytes(gm_gpa_t lo, gm_gpa_t hi, bool only_written)
 	for (i = 0; i < cur.n; i++) {
 		const struct mwin *w = &cur.w[i];
 		const unsigned char *bytes = mem[w->slot];
-		struct gm_window_info info;
+		struct gm_window_info info = GM_OPTS(gm_window_info);
 		gm_gpa_t a = lo > w->gpa ? lo : w->gpa;
 		gm_gpa_t b = hi < w->gpa + w->size ? hi : w->gpa + w->size;
 		const unsigned char *host;
@@ -246,7 +246,7 @@ static unsigned model_prot0(const struct mwin *w)
 /* After every edit: invariants, the committed window list and the view's region count. */
 void check_layout(void)
 {
-	struct gm_window_info info[MAXWIN + 1];
+	struct gm_window_info info[MAXWIN + 1] = {GM_OPTS(gm_window_info)};
 	const struct mwin *sorted[MAXWIN];
 	struct gm_memory *m;
 	size_t n, i, regions = 0;

@@ -4,9 +4,10 @@
 The layer table is the one in docs/design-notes.md ("The layers, checked"):
 each row gives a layer and its rank. A file belongs to the layer its name
 says: include/guestmem/<layer>.h, include/guestmem/static/<layer>-inline.h,
+include/guestmem/<layer>.h.in (a generated header's template),
 src/<layer>.c, src/<layer>-<anything>.{c,h} and everything under
-src/<layer>/. A file may include headers of its own layer and of layers of a
-lower rank; two layers of the same rank are siblings and may not include
+src/<layer>/. A file may include headers of its own layer and of layers of
+a lower rank; two layers of the same rank are siblings and may not include
 each other. guestmem.h (the umbrella) and files outside src/ and
 include/guestmem/ are clients of every layer and are not checked.
 
@@ -57,7 +58,7 @@ def layer_of(rel, ranks):
     if parts[0] == "src" and len(parts) > 2:
         return parts[1] if parts[1] in ranks else None
     if parts[0] == "src" or rel.startswith("include/guestmem/"):
-        stem = os.path.splitext(parts[-1])[0]
+        stem = parts[-1].split(".")[0]
         layer = stem.split("-")[0]
         return layer if layer in ranks else None
     return None
@@ -90,7 +91,7 @@ def main():
     ranks = read_table()
     bad = []
     checked = 0
-    for rel in sources(["src", "include/guestmem"]):
+    for rel in sources(["src", "include/guestmem"], exts=(".c", ".h", ".h.in")):
         mine = layer_of(rel, ranks)
         if mine is None:
             continue

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Install the Debian packages a target needs, or say which are missing.
-#   scripts/deps.sh base|i386|armhf|demo-linux|coverage
+#   scripts/deps.sh base|i386|armhf|demo-linux|coverage|package
 # As root, missing packages are installed with apt-get; otherwise the one
 # apt-get line needed is printed and the script fails.
 set -eu
 set_pkgs() {
 	case "$1" in
-	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev" ;;
+	# groff-base: test 'man' renders every manual page (groff -man -ww).
+	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev groff-base" ;;
 	# qemu-user-static runs the 32-bit programs where the kernel cannot
 	# (scripts/i386-mode.sh).
 	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386 qemu-user-static" ;;
@@ -18,6 +19,9 @@ set_pkgs() {
 	demo-linux) echo "qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio kmod" ;;
 	# `make coverage`: gcovr reads the gcov data of the -Db_coverage build.
 	coverage) echo "gcovr" ;;
+	# The ABI check against abi/libguestmem.abi (abidw, abidiff) and
+	# `make deb`: building the Debian packages and linting them.
+	package) echo "abigail-tools dpkg-dev debhelper lintian" ;;
 	*) echo "deps.sh: unknown set $1" >&2; exit 2 ;;
 	esac
 }

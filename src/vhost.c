@@ -96,7 +96,9 @@ static int map_region(const struct gm_vhost_region *r, struct vhost_entry *e)
 		return -EOVERFLOW;
 	/*
 	 * A window past the end of a file maps, and the first access there
-	 * raises SIGBUS in whichever thread touches it (invariant 2).
+	 * raises SIGBUS in whichever thread touches it (invariant 2). The
+	 * front end can still shrink the file later: GM_MAP_PEER contains
+	 * that (mapping.h) unless the memfd is sealed against it.
 	 */
 	if (fstat(r->fd, &st) < 0)
 		return -errno;
@@ -108,7 +110,7 @@ static int map_region(const struct gm_vhost_region *r, struct vhost_entry *e)
 	e->uaddr = r->uaddr;
 	e->mmap_offset = r->mmap_offset;
 	e->delta = delta;
-	return gm_mapping_new_fd(r->fd, start, total, GM_MAP_SHARED, &e->map);
+	return gm_mapping_new_fd(r->fd, start, total, GM_MAP_SHARED | GM_MAP_PEER, &e->map);
 }
 
 static int cmp_gpa(const void *a, const void *b)
@@ -256,6 +258,16 @@ void gm_vhost_table_put(struct gm_vhost_table *t)
 const struct gm_memory *gm_vhost_table_memory(const struct gm_vhost_table *t)
 {
 	return t->mem;
+}
+
+bool gm_vhost_table_truncated(const struct gm_vhost_table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (gm_mapping_truncated(t->by_gpa[i].map))
+			return true;
+	return false;
 }
 
 size_t gm_vhost_table_region_count(const struct gm_vhost_table *t)
@@ -537,7 +549,7 @@ static bool entry_ok(const struct vhost_entry *e)
 
 bool gm__vhost_invariants_ok(const struct gm_vhost_table *t)
 {
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	size_t i, j, seen;
 
 	if (!t || __atomic_load_n(&t->refs, __ATOMIC_RELAXED) == 0 || !t->mem ||

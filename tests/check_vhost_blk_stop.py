@@ -9,6 +9,10 @@
 2. Another front end stalls mid-message and SIGTERM arrives: the program
    exits within a second (three under user-mode emulation, which starts
    slowly), with status 0, its socket file removed, and says it stopped.
+   That front end first handed over, as queue 0's call fd, an eventfd at
+   its highest count that it then made blocking, and kicked the queue.
+   (The race where the worker writes such an fd is forced in
+   test_vhost_blk.c; here the program must end as usual around it.)
 
 Runs the program through GM_EXE_WRAPPER (the cross build's emulator), if set.
 """
@@ -24,6 +28,9 @@ import time
 WRAPPER = os.environ.get("GM_EXE_WRAPPER", "").split()
 STOP_LIMIT = 3.0 if WRAPPER else 1.0
 GET_FEATURES = 1
+SET_OWNER = 3
+SET_VRING_KICK = 12
+SET_VRING_CALL = 13
 VERSION = 1
 
 
@@ -87,8 +94,18 @@ def main():
             stalled.close()
             waiting.close()
 
-            # 2. SIGTERM while a front end is stalled mid-message.
+            # 2. SIGTERM while a front end is stalled mid-message, with a
+            #    saturated blocking call eventfd and a kicked queue.
             stalled = connect(sock)
+            stalled.sendall(header(SET_OWNER, 0))
+            call = os.eventfd(0, os.EFD_NONBLOCK)
+            os.eventfd_write(call, 0xfffffffffffffffe)
+            kick = os.eventfd(0)
+            for req, fd in ((SET_VRING_CALL, call), (SET_VRING_KICK, kick)):
+                stalled.sendmsg([header(req, 8) + struct.pack("=Q", 0)],
+                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+            os.set_blocking(call, True)
+            os.eventfd_write(kick, 1)
             stalled.sendall(header(GET_FEATURES, 0)[:6])
             time.sleep(0.5)
             t0 = time.monotonic()
@@ -99,6 +116,8 @@ def main():
                 fail("gm-vhost-blk did not exit within 10 s of SIGTERM")
             took = time.monotonic() - t0
             stalled.close()
+            os.close(call)
+            os.close(kick)
         finally:
             if p.poll() is None:
                 p.kill()

@@ -113,7 +113,7 @@ static void write_across_split_of_one_bitmap_marks_both_pages(void **state)
 
 static struct gm_dirty *bitmap_of(struct gm_space *s, struct gm_window *w)
 {
-	struct gm_window_info info;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
 
 	assert_int_equal(gm_space_window_info(s, w, &info), 0);
 	assert_non_null(info.dirty);

@@ -178,8 +178,9 @@ static void mirror_commit(void *opaque, struct gm_space *s, const struct gm_spac
 	l->next = NULL;
 }
 
-static const struct gm_space_listener_ops mirror_ops = {
-    .prepare = mirror_prepare, .rollback = mirror_rollback, .commit = mirror_commit};
+static const struct gm_space_listener_ops mirror_ops =
+    GM_OPTS_INIT(gm_space_listener_ops, .prepare = mirror_prepare, .rollback = mirror_rollback,
+		 .commit = mirror_commit);
 
 /* ---- a device: 64 registers of 8 bytes ---- */
 
@@ -211,11 +212,9 @@ static void dev_release(void *opaque)
 	((struct dev *)opaque)->released++;
 }
 
-static const struct gm_device_ops dev_ops = {.name = "regs",
-					     .read = dev_read,
-					     .write = dev_write,
-					     .sizes = GM_ACCESS_8,
-					     .release = dev_release};
+static const struct gm_device_ops dev_ops =
+    GM_OPTS_INIT(gm_device_ops, .name = "regs", .read = dev_read, .write = dev_write,
+		 .sizes = GM_ACCESS_8, .release = dev_release);
 
 /* ---- what one run of the scenario holds ---- */
 
@@ -249,7 +248,7 @@ static const struct gm_snapshot_opts *delta_opts(void)
 {
 	static struct gm_snapshot_opts o;
 
-	o = (struct gm_snapshot_opts){.base = delta_base};
+	o = GM_OPTS(gm_snapshot_opts, .base = delta_base);
 	return &o;
 }
 
@@ -257,7 +256,7 @@ static const struct gm_migrate_opts *migrate_opts(void)
 {
 	static struct gm_migrate_opts o;
 
-	o = (struct gm_migrate_opts){.max_rounds = 2};
+	o = GM_OPTS(gm_migrate_opts, .max_rounds = 2);
 	return &o;
 }
 
@@ -281,7 +280,7 @@ static uint64_t ram_hash(const struct gm_memory *m)
 	uint64_t h = 0;
 
 	for (size_t i = 0; i < gm_memory_region_count(m); i++) {
-		struct gm_region_info ri;
+		struct gm_region_info ri = GM_OPTS(gm_region_info);
 
 		assert_int_equal(gm_memory_region(m, i, &ri), 0);
 		if (ri.flags & GM_REGION_ROM)
@@ -312,7 +311,7 @@ static uint64_t space_hash(struct gm_space *s)
  */
 static void scribble(struct world *w, unsigned n)
 {
-	struct gm_window_info b;
+	struct gm_window_info b = GM_OPTS(gm_window_info);
 	struct gm_range ram[2] = {{A_GPA + 16 * KiB, 48 * KiB}, {0, B_SIZE / 2}};
 
 	assert_int_equal(gm_space_window_info(w->s, w->b, &b), 0);
@@ -744,7 +743,7 @@ static int st_add_to_space_lazy(struct world *w)
 /* The delta alone: its own facts, no data. */
 static int st_open_alone(struct world *w)
 {
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *s;
 	int ret = gm_snapshot_open(spath("delta"), GM_SNAPSHOT_OPEN_NOBASE, &s);
 
@@ -761,7 +760,7 @@ static int st_open_alone(struct world *w)
 /* One region's backing, mapped privately from the files. */
 static int st_map_region(struct world *w)
 {
-	struct gm_snapshot_region r;
+	struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 	struct gm_mapping *map;
 	static unsigned char want[PAGE];
 	int ret = gm_snapshot_map_region(w->snap, 1, GM_RESTORE_PRIVATE, &map);
@@ -814,7 +813,7 @@ static int st_close(struct world *w)
 
 static int st_migrate_send(struct world *w)
 {
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 
 	fi_suspend();
 	assert_int_equal(ftruncate(w->stream, 0), 0);
@@ -827,7 +826,7 @@ static int st_migrate_send(struct world *w)
 /* Into the same space, scribbled on since: it must read as sent again. */
 static int st_migrate_recv(struct world *w)
 {
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	int ret;
 
 	assert_int_equal(lseek(w->stream, 0, SEEK_SET), 0);
@@ -1112,6 +1111,7 @@ static void capture(const struct world *w, struct state *st)
 	st->space = w->s != NULL;
 	if (w->s) {
 		st->gen = gm_space_generation(w->s);
+		st->win[0].sz = sizeof(st->win[0]);
 		assert_int_equal(gm_space_windows(w->s, st->win, MAXW, &st->nwin), 0);
 		assert_int_equal(gm_space_regions(w->s, st->reg, 2 * MAXW, &st->nreg), 0);
 		for (size_t i = 0; i < st->nwin; i++)
@@ -1141,8 +1141,10 @@ static void capture(const struct world *w, struct state *st)
 		st->logging = gm_kvm_dirty_log_active(w->kvm);
 		st->nslots = gm_kvm_slot_count(w->kvm);
 		assert_true(st->nslots <= 2 * MAXW);
-		for (size_t i = 0; i < st->nslots; i++)
+		for (size_t i = 0; i < st->nslots; i++) {
+			st->slots[i].sz = sizeof(st->slots[i]);
 			assert_int_equal(gm_kvm_slot(w->kvm, i, &st->slots[i]), 0);
+		}
 	}
 	st->vhost = w->vm != NULL;
 	if (w->vm) {
@@ -1258,7 +1260,7 @@ static void check_kvm(struct gm_space *s, const struct gm_kvm *k, const char *wh
 	if (gm_kvm_slot_count(k) != n)
 		fail_msg("%s: KVM has %zu slots for %zu regions", what, gm_kvm_slot_count(k), n);
 	for (size_t i = 0; i < n; i++) {
-		struct gm_kvm_slot sl;
+		struct gm_kvm_slot sl = GM_OPTS(gm_kvm_slot);
 
 		assert_int_equal(gm_kvm_slot_find(k, r[i].gpa, &sl), 0);
 		if (sl.gpa != r[i].gpa || sl.size != r[i].size || sl.host != r[i].host ||
@@ -1285,6 +1287,7 @@ static void check_invariants(const struct world *w, const char *what)
 		if (!gm__memory_invariants_ok(m))
 			fail_msg("%s: view invariants broken", what);
 		gm_memory_put(m);
+		win[0].sz = sizeof(win[0]);
 		assert_int_equal(gm_space_windows(sp[k], win, MAXW, &n), 0);
 		for (size_t i = 0; i < n; i++)
 			if (win[i].dirty && !gm__dirty_invariants_ok(win[i].dirty))

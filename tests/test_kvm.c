@@ -86,13 +86,9 @@ static int dev_write(void *opaque, uint64_t offset, unsigned size, uint64_t val)
 	return 0;
 }
 
-static const struct gm_device_ops dev_ops = {
-    .name = "test",
-    .read = dev_read,
-    .write = dev_write,
-    .sizes = GM_ACCESS_ALL,
-    .flags = GM_DEVICE_UNALIGNED,
-};
+static const struct gm_device_ops dev_ops =
+    GM_OPTS_INIT(gm_device_ops, .name = "test", .read = dev_read, .write = dev_write,
+		 .sizes = GM_ACCESS_ALL, .flags = GM_DEVICE_UNALIGNED);
 
 /* Open a VM or skip the test; build the layout above and bind it. */
 static void fixture_open(struct fixture *f)
@@ -160,7 +156,7 @@ static void run_guest(struct fixture *f)
 
 static struct gm_dirty *dirty_of(struct fixture *f, struct gm_window *w)
 {
-	struct gm_window_info info;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
 
 	assert_int_equal(gm_space_window_info(f->mem, w, &info), 0);
 	assert_non_null(info.dirty);
@@ -182,7 +178,7 @@ static int get_dirty_log(struct fixture *f, uint32_t id)
 static void every_ram_and_rom_region_gets_a_slot(void **state)
 {
 	struct fixture f;
-	struct gm_kvm_slot s;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 	size_t i;
 
 	(void)state;
@@ -225,7 +221,7 @@ static void every_ram_and_rom_region_gets_a_slot(void **state)
 static void read_only_part_of_ram_becomes_its_own_read_only_slot(void **state)
 {
 	struct fixture f;
-	struct gm_kvm_slot s;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 
 	(void)state;
 	fixture_open(&f);
@@ -287,7 +283,7 @@ static void stopping_the_log_keeps_what_the_guest_dirtied(void **state)
 {
 	uint8_t code[256], *p = code;
 	struct fixture f;
-	struct gm_kvm_slot s;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 	struct gm_dirty *d;
 
 	(void)state;
@@ -376,7 +372,7 @@ static void removing_a_region_removes_its_slot_and_frees_the_id(void **state)
 {
 	struct fixture f;
 	struct gm_window *w;
-	struct gm_kvm_slot s;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 	uint32_t id;
 
 	(void)state;
@@ -402,7 +398,7 @@ static void moved_region_gets_a_new_slot_and_keeps_guest_dirty_bits(void **state
 {
 	uint8_t code[256], *p = code;
 	struct fixture f;
-	struct gm_kvm_slot s;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 	struct gm_dirty *d;
 
 	(void)state;
@@ -428,8 +424,8 @@ static void slot_limit_refuses_the_commit_with_enospc(void **state)
 {
 	struct fixture f;
 	struct gm_window *w;
-	struct gm_window_info info;
-	struct gm_kvm_slot s;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 
 	(void)state;
 	fixture_open(&f);
@@ -454,8 +450,8 @@ static void kvm_refusal_fails_the_commit_and_undoes_earlier_slots(void **state)
 {
 	struct fixture f;
 	struct gm_window *w;
-	struct gm_window_info info;
-	struct gm_kvm_slot s;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
 	struct kvm_userspace_memory_region own;
 	static uint8_t own_mem[0x10000] __attribute__((aligned(4096)));
 
@@ -496,10 +492,11 @@ static int veto_prepare(void *opaque, struct gm_space *s, const struct gm_space_
 
 static void later_listener_veto_puts_the_slots_back(void **state)
 {
-	static const struct gm_space_listener_ops veto_ops = {.prepare = veto_prepare};
+	static const struct gm_space_listener_ops veto_ops =
+	    GM_OPTS_INIT(gm_space_listener_ops, .prepare = veto_prepare);
 	struct fixture f;
 	struct gm_window *w;
-	struct gm_kvm_slot before, after;
+	struct gm_kvm_slot before = GM_OPTS(gm_kvm_slot), after = GM_OPTS(gm_kvm_slot);
 	int veto = 0;
 
 	(void)state;
@@ -673,7 +670,7 @@ static void bad_arguments_to_new_are_refused(void **state)
 /* Needs no /dev/kvm: a NULL binding is -EINVAL, or 0 / false for the queries. */
 static void null_binding_is_einval_and_queries_are_zero(void **state)
 {
-	struct gm_kvm_slot slot = {.slot = 77};
+	struct gm_kvm_slot slot = GM_OPTS(gm_kvm_slot, .slot = 77);
 	uint8_t run[4096] = {0};
 
 	(void)state;

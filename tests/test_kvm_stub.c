@@ -27,7 +27,7 @@ static void binding_without_kvm_fails_enosys_and_null_gets_einval(void **state)
 {
 	struct gm_kvm *k = (struct gm_kvm *)&k;
 	struct gm_space *mem;
-	struct gm_kvm_slot slot;
+	struct gm_kvm_slot slot = GM_OPTS(gm_kvm_slot);
 
 	(void)state;
 #ifndef GM_KVM_STUB

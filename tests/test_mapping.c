@@ -513,7 +513,7 @@ static void memfd_rejects_bad_arguments(void **state)
 	assert_int_equal(gm_mapping_new_memfd(NULL, page, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", 0, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", page, 0, NULL), -EINVAL);
-	assert_int_equal(gm_mapping_new_memfd("x", page, 1u << 9, &m), -EINVAL);
+	assert_int_equal(gm_mapping_new_memfd("x", page, GM_MAP_ALL_FLAGS + 1, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_memfd("x", page, GM_MAP_HUGETLB | GM_MAP_THP, &m), -EINVAL);
 	assert_ptr_equal(m, (struct gm_mapping *)&m);
 }
@@ -649,7 +649,7 @@ static void fd_rejects_bad_arguments(void **state)
 	assert_int_equal(gm_mapping_new_fd(fd, 0, 0, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 1, page, 0, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, page - 1, page, 0, &m), -EINVAL);
-	assert_int_equal(gm_mapping_new_fd(fd, 0, page, 1u << 9, &m), -EINVAL);
+	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_ALL_FLAGS + 1, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, 0x80000000u, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_HUGETLB, &m), -EINVAL);
 	assert_int_equal(gm_mapping_new_fd(fd, 0, page, GM_MAP_THP, &m), -EINVAL);
@@ -819,6 +819,179 @@ static void hugetlb_maps_huge_pages_with_huge_guards(void **state)
 	gm_mapping_put(m);
 }
 
+/* ---- discard ---- */
+
+/* Bytes of [@p, @p + @len) resident now (mincore): the range's Rss. */
+static uint64_t rss_of(void *p, size_t len)
+{
+	unsigned char *vec = malloc(len / page);
+	uint64_t n = 0;
+
+	assert_non_null(vec);
+	assert_int_equal(mincore(p, len, vec), 0);
+	for (size_t i = 0; i < len / page; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n * page;
+}
+
+/* Bytes allocated to @fd's file (st_blocks). */
+static uint64_t blocks_of(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return (uint64_t)st.st_blocks * 512u;
+}
+
+static bool all_zero(const unsigned char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Fill all of @m, discard its middle @len bytes at @off, check what remains. */
+static uint64_t fill_and_discard(struct gm_mapping *m, size_t off, size_t len, unsigned flags)
+{
+	unsigned char *p = gm_mapping_host(m);
+	size_t size = gm_mapping_size(m);
+	uint64_t freed = 0;
+
+	memset(p, 0xa5, size);
+	assert_int_equal(rss_of(p + off, len), len);
+	assert_int_equal(gm_mapping_discard(m, off, len, flags, &freed), 0);
+	if (!(flags & GM_DISCARD_LAZY)) {
+		assert_int_equal(rss_of(p + off, len), 0); /* the memory went */
+		assert_true(all_zero(p + off, len));	   /* and reads as zero */
+	}
+	assert_int_equal(p[off - 1], 0xa5); /* the rest is untouched */
+	assert_int_equal(p[off + len], 0xa5);
+	return freed;
+}
+
+static void discard_frees_private_anonymous_memory(void **state)
+{
+	struct gm_mapping *m;
+
+	(void)state;
+	require_kernel_view();
+	assert_int_equal(gm_mapping_new_anon(4 * MiB, 0, &m), 0);
+	assert_int_equal(gm_mapping_page_size(m), page);
+	assert_int_equal(fill_and_discard(m, 1 * MiB, 2 * MiB, 0), 2 * MiB);
+	/* A second discard of the same range has nothing left to free. */
+	uint64_t freed = 1;
+	assert_int_equal(gm_mapping_discard(m, 1 * MiB, 2 * MiB, 0, &freed), 0);
+	assert_int_equal(freed, 0);
+	/* Lazy: the kernel takes the pages when it needs them; writes still work. */
+	assert_int_equal(fill_and_discard(m, 1 * MiB, 2 * MiB, GM_DISCARD_LAZY), 2 * MiB);
+	((unsigned char *)gm_mapping_host(m))[1 * MiB] = 7;
+	assert_int_equal(((unsigned char *)gm_mapping_host(m))[1 * MiB], 7);
+	gm_mapping_put(m);
+}
+
+static void discard_frees_shared_anonymous_memory(void **state)
+{
+	struct gm_mapping *m;
+
+	(void)state;
+	require_kernel_view();
+	assert_int_equal(gm_mapping_new_anon(4 * MiB, GM_MAP_SHARED, &m), 0);
+	assert_int_equal(fill_and_discard(m, 1 * MiB, 2 * MiB, 0), 2 * MiB);
+	assert_int_equal(gm_mapping_discard(m, 0, page, GM_DISCARD_LAZY, NULL), -EINVAL);
+	gm_mapping_put(m);
+}
+
+static void discard_punches_a_memfd_for_every_process(void **state)
+{
+	struct gm_mapping *m, *other;
+	uint64_t before;
+	unsigned char *q;
+
+	(void)state;
+	require_kernel_view();
+	assert_int_equal(gm_mapping_new_memfd("discard", 4 * MiB, 0, &m), 0);
+	/* A second mapping of the same fd: another process, a vhost-user back end. */
+	assert_int_equal(gm_mapping_new_fd(gm_mapping_fd(m), 0, 4 * MiB, GM_MAP_SHARED, &other), 0);
+	q = gm_mapping_host(other);
+	memset(gm_mapping_host(m), 0xa5, 4 * MiB);
+	before = blocks_of(gm_mapping_fd(m));
+	assert_true(before >= 4 * MiB);
+	/* MADV_DONTNEED would free nothing here; the hole punch frees the pages. */
+	uint64_t punched = 0;
+	assert_int_equal(gm_mapping_discard(m, 1 * MiB, 2 * MiB, 0, &punched), 0);
+	assert_int_equal(punched, 2 * MiB);
+	assert_int_equal(blocks_of(gm_mapping_fd(m)), before - 2 * MiB);
+	assert_int_equal(rss_of(q + 1 * MiB, 2 * MiB), 0);
+	/* Both mappings read zeros (reading a hole of shared memory allocates again). */
+	assert_true(all_zero(q + 1 * MiB, 2 * MiB));
+	assert_int_equal(q[1 * MiB - 1], 0xa5);
+	assert_int_equal(fill_and_discard(m, 1 * MiB, 2 * MiB, 0), 2 * MiB);
+	/* Through the other mapping of the fd: the same file, already a hole. */
+	assert_int_equal(gm_mapping_discard(m, 1 * MiB, 2 * MiB, 0, NULL), 0);
+	uint64_t freed = 1;
+	assert_int_equal(gm_mapping_discard(other, 1 * MiB, 2 * MiB, 0, &freed), 0);
+	assert_int_equal(freed, 0);
+	assert_int_equal(gm_mapping_discard(m, 0, page, GM_DISCARD_LAZY, NULL), -EINVAL);
+	gm_mapping_put(other);
+	gm_mapping_put(m);
+}
+
+static void discard_frees_whole_huge_pages_only(void **state)
+{
+	struct gm_mapping *m;
+	size_t hp;
+
+	(void)state;
+	if (read_long("/proc/sys/vm/nr_hugepages") < 4) {
+		print_message("skipped: fewer than 4 hugepages reserved\n");
+		skip();
+	}
+	require_kernel_view();
+	assert_int_equal(gm_mapping_new_memfd("huge-discard", 4 * 2 * MiB, GM_MAP_HUGETLB, &m), 0);
+	hp = gm_mapping_page_size(m);
+	assert_true(hp > page);
+	assert_int_equal(gm_mapping_discard(m, page, hp, 0, NULL), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, hp, page, 0, NULL), -EINVAL);
+	assert_int_equal(fill_and_discard(m, hp, hp, 0), hp);
+	gm_mapping_put(m);
+}
+
+static void discard_refuses_what_it_cannot_free(void **state)
+{
+	struct gm_mapping *m, *priv, *ro;
+	unsigned char *p;
+	uint64_t freed = 42;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_memfd("discard-bad", 4 * MiB, 0, &m), 0);
+	p = gm_mapping_host(m);
+	memset(p, 0x5a, 4 * MiB);
+	assert_int_equal(gm_mapping_discard(NULL, 0, page, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, 0, 0, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, 1, page, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, 0, page + 1, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, 4 * MiB, page, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, page, 4 * MiB, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, page, SIZE_MAX - page + 1, 0, &freed), -EINVAL);
+	assert_int_equal(gm_mapping_discard(m, 0, page, 1u << 5, &freed), -EINVAL);
+	/* Copy-on-write of a file: the pages would read back as the file. */
+	assert_int_equal(gm_mapping_new_fd(gm_mapping_fd(m), 0, 4 * MiB, 0, &priv), 0);
+	assert_int_equal(gm_mapping_discard(priv, 0, page, 0, &freed), -EOPNOTSUPP);
+	assert_int_equal(
+	    gm_mapping_new_fd(gm_mapping_fd(m), 0, 4 * MiB, GM_MAP_SHARED | GM_MAP_READONLY, &ro),
+	    0);
+	assert_int_equal(gm_mapping_discard(ro, 0, page, 0, &freed), -EACCES);
+	/* Nothing was discarded and *freed untouched. */
+	assert_int_equal(freed, 42);
+	for (size_t i = 0; i < 4 * MiB; i += page)
+		assert_int_equal(p[i], 0x5a);
+	gm_mapping_put(ro);
+	gm_mapping_put(priv);
+	gm_mapping_put(m);
+}
+
 /* ---- protect ---- */
 
 static void protect_readonly_then_write_faults(void **state)
@@ -968,7 +1141,7 @@ static void put_null_is_ignored(void **state)
 static void every_flag_at_once_works(void **state)
 {
 	struct gm_mapping *m;
-	unsigned flags = GM_MAP_ALL_FLAGS & ~(GM_MAP_HUGETLB | GM_MAP_READONLY);
+	unsigned flags = GM_MAP_ALL_FLAGS & ~(GM_MAP_HUGETLB | GM_MAP_READONLY | GM_MAP_PEER);
 	char *p;
 
 	(void)state;
@@ -1024,6 +1197,11 @@ int main(void)
 	    cmocka_unit_test(references_from_many_threads_balance),
 	    cmocka_unit_test(put_null_is_ignored),
 	    cmocka_unit_test(every_flag_at_once_works),
+	    cmocka_unit_test(discard_frees_private_anonymous_memory),
+	    cmocka_unit_test(discard_frees_shared_anonymous_memory),
+	    cmocka_unit_test(discard_punches_a_memfd_for_every_process),
+	    cmocka_unit_test(discard_frees_whole_huge_pages_only),
+	    cmocka_unit_test(discard_refuses_what_it_cannot_free),
 	};
 
 	page = (size_t)sysconf(_SC_PAGESIZE);

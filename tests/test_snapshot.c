@@ -246,7 +246,7 @@ static void full_save_round_trips_in_all_modes(void **state)
 {
 	struct guest g;
 	struct gm_snapshot *s;
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 
 	(void)state;
 	guest_new(&g);
@@ -286,7 +286,7 @@ static void delta_chain_restores_state_of_last_delta(void **state)
 	struct guest g;
 	struct gm_memory *at1, *at2;
 	struct gm_snapshot *s;
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 
 	(void)state;
 	guest_new(&g);
@@ -296,13 +296,13 @@ static void delta_chain_restores_state_of_last_delta(void **state)
 	put_page(g.m, 16 * MiB + 2 * MiB + 8 * KiB, false);
 	put_page(g.m, 4096, true);
 	put_page(g.m, 64 * MiB + 5 * PAGE, false);
-	struct gm_snapshot_opts o1 = {.base = path_of("base")};
+	struct gm_snapshot_opts o1 = GM_OPTS(gm_snapshot_opts, .base = path_of("base"));
 	assert_int_equal(gm_snapshot_save(g.m, path_of("d1"), &o1), 0);
 	at1 = clone_memory(g.m);
 	/* Delta 2 on top of delta 1. */
 	fill_guest(g.m, 5);
 	put_page(g.m, 64 * MiB + 5 * PAGE, true);
-	struct gm_snapshot_opts o2 = {.base = path_of("d1")};
+	struct gm_snapshot_opts o2 = GM_OPTS(gm_snapshot_opts, .base = path_of("d1"));
 	assert_int_equal(gm_snapshot_save(g.m, path_of("d2"), &o2), 0);
 	at2 = clone_memory(g.m);
 
@@ -345,10 +345,10 @@ static void chunks_that_change_between_zero_and_data_across_a_chain_restore(void
 	put_page(m, 5 * PAGE, false); /* chunk 0 */
 	assert_int_equal(gm_snapshot_save(m, path_of("zc-base"), NULL), 0);
 	put_page(m, 6 * MiB + PAGE, false); /* chunk 3, zero in the base */
-	struct gm_snapshot_opts o1 = {.base = path_of("zc-base")};
+	struct gm_snapshot_opts o1 = GM_OPTS(gm_snapshot_opts, .base = path_of("zc-base"));
 	assert_int_equal(gm_snapshot_save(m, path_of("zc-d1"), &o1), 0);
 	put_page(m, 5 * PAGE, true); /* chunk 0 becomes all zero */
-	struct gm_snapshot_opts o2 = {.base = path_of("zc-d1")};
+	struct gm_snapshot_opts o2 = GM_OPTS(gm_snapshot_opts, .base = path_of("zc-d1"));
 	assert_int_equal(gm_snapshot_save(m, path_of("zc-d2"), &o2), 0);
 	assert_int_equal(gm_read(m, 0, want, 16 * MiB), 0);
 	assert_int_equal(gm_snapshot_open(path_of("zc-d2"), 0, &s), 0);
@@ -372,7 +372,7 @@ static void delta_opened_alone_gives_info_but_no_restore(void **state)
 {
 	struct guest g;
 	struct gm_snapshot *s;
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_mapping *map;
 	unsigned char b;
 
@@ -380,7 +380,7 @@ static void delta_opened_alone_gives_info_but_no_restore(void **state)
 	guest_new(&g);
 	assert_int_equal(gm_snapshot_save(g.m, path_of("a-base"), NULL), 0);
 	put_page(g.m, 0, false);
-	struct gm_snapshot_opts o = {.base = path_of("a-base")};
+	struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = path_of("a-base"));
 	assert_int_equal(gm_snapshot_save(g.m, path_of("a-delta"), &o), 0);
 	assert_int_equal(gm_snapshot_open(path_of("a-delta"), GM_SNAPSHOT_OPEN_NOBASE, &s), 0);
 	assert_int_equal(gm_snapshot_describe(s, &info), 0);
@@ -403,7 +403,7 @@ static void delta_with_replaced_base_is_stale(void **state)
 	guest_new(&g);
 	assert_int_equal(gm_snapshot_save(g.m, path_of("s-base"), NULL), 0);
 	put_page(g.m, 0, false);
-	struct gm_snapshot_opts o = {.base = path_of("s-base")};
+	struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = path_of("s-base"));
 	assert_int_equal(gm_snapshot_save(g.m, path_of("s-delta"), &o), 0);
 	/* Another full save under the base's name: a different identity. */
 	assert_int_equal(gm_snapshot_save(g.m, path_of("s-base"), NULL), 0);
@@ -423,7 +423,7 @@ static void delta_against_other_layout_is_refused(void **state)
 	guest_new(&g);
 	assert_int_equal(gm_memory_new_anon(&r, 1, &other), 0);
 	assert_int_equal(gm_snapshot_save(other, path_of("o-base"), NULL), 0);
-	struct gm_snapshot_opts o = {.base = path_of("o-base")};
+	struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = path_of("o-base"));
 	assert_int_equal(gm_snapshot_save(g.m, path_of("o-delta"), &o), -ESTALE);
 	/* Nor may a delta take its base's name (it would replace it). */
 	assert_int_equal(gm_snapshot_save(other, path_of("o-base"), &o), -EINVAL);
@@ -475,8 +475,8 @@ static void roms_are_left_out_and_split_ram_is_one_region(void **state)
 	struct gm_dirty *d;
 	struct gm_memory *m, *got;
 	struct gm_snapshot *s;
-	struct gm_snapshot_info info;
-	struct gm_snapshot_region sr;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
+	struct gm_snapshot_region sr = GM_OPTS(gm_snapshot_region);
 	uint64_t v = 0;
 
 	(void)state;
@@ -892,7 +892,8 @@ static void progress_reaches_total_and_can_cancel(void **state)
 
 	(void)state;
 	guest_new(&g);
-	struct gm_snapshot_opts o = {.progress = on_progress, .opaque = &p};
+	struct gm_snapshot_opts o =
+	    GM_OPTS(gm_snapshot_opts, .progress = on_progress, .opaque = &p);
 	assert_int_equal(gm_snapshot_save(g.m, path_of("prog"), &o), 0);
 	assert_true(p.calls >= 1);
 	assert_int_equal(p.last_done, 6 * MiB + 12 * KiB);
@@ -1031,7 +1032,7 @@ static void lazy_restore_spends_memory_only_on_data(void **state)
 	const struct gm_range r = {0, 32 * MiB};
 	struct gm_memory *m, *got;
 	struct gm_snapshot *s;
-	struct gm_region_info ri;
+	struct gm_region_info ri = GM_OPTS(gm_region_info);
 	uint64_t v, sum = 0;
 	const char *why;
 
@@ -1081,7 +1082,7 @@ static void migration_of_idle_guest_copies_everything(void **state)
 {
 	struct guest g;
 	struct gm_memory *dst;
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct recv_arg r;
 	pthread_t th;
 	int sv[2];
@@ -1092,7 +1093,7 @@ static void migration_of_idle_guest_copies_everything(void **state)
 	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
 	fill_guest(dst, 50);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	r = (struct recv_arg){.m = dst, .fd = sv[1]};
+	r = (struct recv_arg){.m = dst, .fd = sv[1], .st = GM_OPTS(gm_migrate_stats)};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
 	/* The receiver runs on this frame: join it before asserting. */
 	int sent = gm_migrate_send(g.m, sv[0], NULL, &st);
@@ -1119,7 +1120,7 @@ static void migration_over_a_pipe_succeeds_on_both_sides(void **state)
 {
 	struct guest g;
 	struct gm_memory *dst;
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct recv_arg r;
 	pthread_t th;
 	int p[2];
@@ -1129,7 +1130,7 @@ static void migration_over_a_pipe_succeeds_on_both_sides(void **state)
 	fill_guest(g.m, 30);
 	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	r = (struct recv_arg){.m = dst, .fd = p[0]};
+	r = (struct recv_arg){.m = dst, .fd = p[0], .st = GM_OPTS(gm_migrate_stats)};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
 	int sent = gm_migrate_send(g.m, p[1], NULL, &st);
 
@@ -1155,7 +1156,7 @@ static void migration_from_a_file_does_not_write_to_it(void **state)
 {
 	struct guest g;
 	struct gm_memory *dst;
-	struct gm_migrate_stats st, got;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats), got = GM_OPTS(gm_migrate_stats);
 	struct stat sb;
 	int fd;
 
@@ -1203,9 +1204,10 @@ static void migration_without_round_limit_iterates_until_converged(void **state)
 {
 	struct guest g;
 	struct gm_memory *dst;
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct busy_writer w;
-	struct gm_migrate_opts o = {.max_rounds = UINT_MAX, .sync_dirty = write_100_pages};
+	struct gm_migrate_opts o =
+	    GM_OPTS(gm_migrate_opts, .max_rounds = UINT_MAX, .sync_dirty = write_100_pages);
 	struct recv_arg r;
 	pthread_t th;
 	int sv[2];
@@ -1217,7 +1219,7 @@ static void migration_without_round_limit_iterates_until_converged(void **state)
 	o.opaque = &w;
 	assert_int_equal(gm_memory_new_anon(layout, NREGIONS, &dst), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	r = (struct recv_arg){.m = dst, .fd = sv[1]};
+	r = (struct recv_arg){.m = dst, .fd = sv[1], .st = GM_OPTS(gm_migrate_stats)};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
 	int sent = gm_migrate_send(g.m, sv[0], &o, &st);
 
@@ -1283,7 +1285,7 @@ static void relayed_migration(struct guest *g, struct gm_memory *dst, uint64_t l
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
 	fwd = (struct relay){.in = a[1], .out = b[0], .limit = limit, .flip_at = flip_at};
 	back = (struct relay){.in = b[0], .out = a[1], .limit = UINT64_MAX};
-	r = (struct recv_arg){.m = dst, .fd = b[1]};
+	r = (struct recv_arg){.m = dst, .fd = b[1], .st = GM_OPTS(gm_migrate_stats)};
 	start_thread(&th_f, relay_thread, &fwd);
 	start_thread(&th_b, relay_thread, &back);
 	start_thread(&th_r, recv_thread, &r);
@@ -1475,7 +1477,7 @@ static void space_save_then_add_to_new_space_in_every_mode(void **state)
 	/* A delta through the space's own dirty bitmaps. */
 	put_page(a, 16 * MiB + 3 * PAGE, false);
 	put_page(a, 64 * MiB, true);
-	struct gm_snapshot_opts o = {.base = path_of("space-base")};
+	struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = path_of("space-base"));
 	assert_int_equal(gm_snapshot_save_space(src, path_of("space-delta"), &o), 0);
 	assert_int_equal(gm_snapshot_open(path_of("space-delta"), 0, &s), 0);
 	for (size_t i = 0; i < 3; i++) {
@@ -1514,7 +1516,7 @@ static void space_migration_copies_everything_and_syncs_before_each_collect(void
 {
 	struct gm_space *src = space_with_layout(), *dst = space_with_layout();
 	struct gm_memory *a, *b;
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct recv_arg r;
 	pthread_t th;
 	int sv[2], syncs = 0;
@@ -1524,9 +1526,10 @@ static void space_migration_copies_everything_and_syncs_before_each_collect(void
 	assert_int_equal(gm_space_memory_get(dst, &b), 0);
 	fill_guest(a, 50);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	r = (struct recv_arg){.m = b, .fd = sv[1]};
+	r = (struct recv_arg){.m = b, .fd = sv[1], .st = GM_OPTS(gm_migrate_stats)};
 	assert_int_equal(pthread_create(&th, NULL, recv_thread, &r), 0);
-	struct gm_migrate_opts o = {.sync_dirty = count_syncs, .opaque = &syncs};
+	struct gm_migrate_opts o =
+	    GM_OPTS(gm_migrate_opts, .sync_dirty = count_syncs, .opaque = &syncs);
 	int sent = gm_migrate_send_space(src, sv[0], &o, &st);
 
 	close(sv[0]);

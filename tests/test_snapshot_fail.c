@@ -259,7 +259,7 @@ static void full_save_failing_at_any_call_changes_nothing(void **state)
 
 static void delta_save_failing_at_any_call_changes_nothing(void **state)
 {
-	struct gm_snapshot_opts o = {.base = fpath("base")};
+	struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = fpath("base"));
 	struct fguest g;
 
 	(void)state;

@@ -74,7 +74,7 @@ static int open_in_child(const char *path, unsigned flags)
 static void save_pair(const char *base, const char *delta)
 {
 	const struct gm_range r = {1 * MiB, 1 * MiB};
-	struct gm_snapshot_opts opts = {.base = base};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts, .base = base);
 	struct gm_memory *m;
 
 	assert_int_equal(gm_memory_new_anon(&r, 1, &m), 0);
@@ -150,7 +150,7 @@ static void delta_whose_base_is_not_a_regular_file_is_refused_promptly(void **st
 static void regular_snapshot_files_still_open(void **state)
 {
 	const char *base = in_dir("b.snap"), *delta = in_dir("d.snap");
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *s;
 	struct snap_file f;
 	uint64_t v = 0;

@@ -214,7 +214,7 @@ static int migrate_into(const struct gm_memory *src, struct gm_space *sp, struct
 	int sv[2], ret;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	*a = (struct send_arg){.m = src, .fd = sv[0]};
+	*a = (struct send_arg){.m = src, .fd = sv[0], .st = GM_OPTS(gm_migrate_stats)};
 	assert_int_equal(pthread_create(&th, NULL, send_thread, a), 0);
 	ret = gm_migrate_recv_space(sp, sv[1], NULL, rx);
 	close(sv[1]);
@@ -227,7 +227,7 @@ static int migrate_into(const struct gm_memory *src, struct gm_space *sp, struct
 static void migration_into_a_space_gives_the_sender_s_bytes_in_every_backing(void **state)
 {
 	struct gm_memory *src = source_new();
-	struct gm_migrate_stats rx;
+	struct gm_migrate_stats rx = GM_OPTS(gm_migrate_stats);
 	struct send_arg a;
 	struct dest d;
 
@@ -274,7 +274,7 @@ static void snapshot_restore_into_a_space_gives_the_saved_bytes_in_every_backing
 static void migration_into_a_space_missing_a_region_changes_nothing(void **state)
 {
 	struct gm_memory *src = source_new(), *m;
-	struct gm_migrate_stats rx;
+	struct gm_migrate_stats rx = GM_OPTS(gm_migrate_stats);
 	struct gm_mapping *map;
 	struct gm_space *sp;
 	struct gm_window *w;
@@ -303,7 +303,7 @@ static void migration_into_a_space_missing_a_region_changes_nothing(void **state
 
 static void space_operations_refuse_a_null_space(void **state)
 {
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	int sv[2];
 
 	(void)state;
@@ -338,7 +338,8 @@ static void cancelled_add_to_space_adds_no_window(void **state)
 	assert_int_equal(gm_snapshot_save(src, path, NULL), 0);
 	assert_int_equal(gm_snapshot_open(path, 0, &s), 0);
 	assert_int_equal(gm_space_new(GM_SPACE_MEMORY, &sp), 0);
-	struct gm_snapshot_opts o = {.progress = cancel_at_end, .opaque = &calls};
+	struct gm_snapshot_opts o =
+	    GM_OPTS(gm_snapshot_opts, .progress = cancel_at_end, .opaque = &calls);
 	assert_int_equal(gm_snapshot_add_to_space(s, sp, GM_RESTORE_COPY, &o), -ECANCELED);
 	assert_int_equal(calls, 1);
 	assert_int_equal(gm_space_memory_get(sp, &m), 0);

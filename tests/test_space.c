@@ -141,12 +141,8 @@ static void dev_release(void *opaque)
 
 static struct gm_device_ops dev_ops(unsigned sizes, unsigned flags)
 {
-	return (struct gm_device_ops){.name = "testdev",
-				      .read = dev_read,
-				      .write = dev_write,
-				      .sizes = sizes,
-				      .flags = flags,
-				      .release = dev_release};
+	return GM_OPTS(gm_device_ops, .name = "testdev", .read = dev_read, .write = dev_write,
+		       .sizes = sizes, .flags = flags, .release = dev_release);
 }
 
 static struct gm_window *add_dev(struct gm_space *s, gm_gpa_t gpa, uint64_t size, struct dev *d,
@@ -227,8 +223,8 @@ static void rec_commit(void *opaque, struct gm_space *s, const struct gm_space_c
 	gm_memory_put(m);
 }
 
-static const struct gm_space_listener_ops rec_ops = {
-    .prepare = rec_prepare, .rollback = rec_rollback, .commit = rec_commit};
+static const struct gm_space_listener_ops rec_ops = GM_OPTS_INIT(
+    gm_space_listener_ops, .prepare = rec_prepare, .rollback = rec_rollback, .commit = rec_commit);
 
 static void assert_log(const struct rec *r, const char *const *want, size_t n)
 {
@@ -277,8 +273,8 @@ static void add_ram_appears_in_the_view(void **state)
 {
 	struct gm_space *s = new_space(0);
 	struct gm_window *w = add_ram(s, 1 * MiB, 2 * MiB);
-	struct gm_window_info wi;
-	struct gm_region_info ri;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
+	struct gm_region_info ri = GM_OPTS(gm_region_info);
 	struct gm_memory *m;
 	uint64_t v = 0;
 
@@ -395,7 +391,7 @@ static void ram_from_a_caller_mapping_shares_its_bytes(void **state)
 	struct gm_space *s = new_space(0);
 	struct gm_mapping *m;
 	struct gm_window *w;
-	struct gm_window_info wi;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
 	unsigned char *host;
 	uint32_t v = 0;
 
@@ -492,8 +488,8 @@ static void rom_holds_the_contents_and_refuses_writes(void **state)
 	struct gm_space *s = new_space(0);
 	static const char bios[] = "firmware image";
 	struct gm_window *w;
-	struct gm_window_info wi;
-	struct gm_region_info ri;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
+	struct gm_region_info ri = GM_OPTS(gm_region_info);
 	struct gm_memory *m;
 	char buf[sizeof(bios)];
 	char perms[5];
@@ -598,7 +594,7 @@ static void move_keeps_contents_dirty_and_device(void **state)
 	struct gm_space *s = new_space(0);
 	struct gm_window *a = add_ram(s, 0, 2 * PAGE);
 	struct gm_window *b = add_ram(s, 1 * MiB, PAGE);
-	struct gm_window_info before, after;
+	struct gm_window_info before = GM_OPTS(gm_window_info), after = GM_OPTS(gm_window_info);
 	struct gm_window *dw;
 	struct dev d = {.mem = {0x5a}};
 	uint8_t x = 0;
@@ -650,7 +646,7 @@ static void move_below_another_window_follows_the_layout_rules(void **state)
 	struct gm_window *b = add_ram(s, 8 * MiB, PAGE);
 	struct dev d = {.mem = {0x5a}};
 	struct gm_window *dw = add_dev(s, 16 * MiB, 0x100, &d, GM_ACCESS_1, 0);
-	struct gm_window_info info;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
 	uint64_t gen;
 	uint8_t x = 0;
 
@@ -702,7 +698,7 @@ static void resize_grows_ram_in_place(void **state)
 {
 	struct gm_space *s = new_space(0);
 	struct gm_window *a, *rom;
-	struct gm_window_info before, after;
+	struct gm_window_info before = GM_OPTS(gm_window_info), after = GM_OPTS(gm_window_info);
 	uint8_t x = 0xff;
 
 	(void)state;
@@ -776,7 +772,7 @@ static void edits_and_info_of_a_foreign_window_are_enoent(void **state)
 {
 	struct gm_space *s = new_space(0), *t = new_space(0);
 	struct gm_window *foreign = add_ram(t, 0, PAGE), *staged = NULL;
-	struct gm_window_info info;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
 
 	(void)state;
 	add_ram(s, 0, PAGE);
@@ -806,7 +802,7 @@ static void protect_splits_and_merges_regions(void **state)
 	struct gm_space *s = new_space(0);
 	struct gm_window *a = add_ram(s, 1 * MiB, 8 * PAGE);
 	struct gm_space_region r0, r1, r2;
-	struct gm_window_info wi;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
 	struct gm_memory *m;
 	uint64_t v;
 
@@ -942,7 +938,7 @@ static void dirty_bitmap_is_marked_through_dispatch_and_survives_edits(void **st
 {
 	struct gm_space *s = new_space(0);
 	struct gm_window *a;
-	struct gm_window_info wi;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
 
 	(void)state;
 	assert_false(gm_space_dirty_enabled(s));
@@ -966,7 +962,7 @@ static void dirty_bitmap_is_marked_through_dispatch_and_survives_edits(void **st
 	/* A window added later starts enabled. */
 	{
 		struct gm_window *b = add_ram(s, 0, PAGE);
-		struct gm_window_info bi;
+		struct gm_window_info bi = GM_OPTS(gm_window_info);
 
 		assert_int_equal(gm_space_window_info(s, b, &bi), 0);
 		assert_true(gm_dirty_enabled(bi.dirty));
@@ -1358,7 +1354,7 @@ static void vetoed_transaction_releases_its_devices_once(void **state)
 	assert_int_equal(gm_space_commit(s), -EPERM);
 	assert_int_equal(e.released, 1);
 	assert_int_equal(d.released, 0);
-	assert_int_equal(gm_space_find(s, 0x20000, &(struct gm_window_info){0}), -EFAULT);
+	assert_int_equal(gm_space_find(s, 0x20000, &GM_OPTS(gm_window_info)), -EFAULT);
 	check(s);
 	gm_space_free(s);
 	assert_int_equal(d.released, 1);
@@ -1401,7 +1397,8 @@ static int txn_try_prepare(void *opaque, struct gm_space *s, const struct gm_spa
 
 static void listener_cannot_begin_commit_abort_or_unregister(void **state)
 {
-	static const struct gm_space_listener_ops ops = {.prepare = txn_try_prepare};
+	static const struct gm_space_listener_ops ops =
+	    GM_OPTS_INIT(gm_space_listener_ops, .prepare = txn_try_prepare);
 	struct gm_space *s = new_space(0);
 	struct txn_try t = {0};
 
@@ -1620,9 +1617,10 @@ static void device_callback_may_edit_the_space(void **state)
 {
 	struct gm_space *s = new_space(0);
 	struct mover mv = {.s = s};
-	struct gm_device_ops ops = {.name = "bar", .write = mover_write, .sizes = GM_ACCESS_8};
+	struct gm_device_ops ops =
+	    GM_OPTS(gm_device_ops, .name = "bar", .write = mover_write, .sizes = GM_ACCESS_8);
 	uint64_t to = 0x200000;
-	struct gm_window_info wi;
+	struct gm_window_info wi = GM_OPTS(gm_window_info);
 
 	(void)state;
 	assert_int_equal(gm_space_add_mmio(s, 0x100000, 8, &ops, &mv, &mv.w), 0);
@@ -1754,7 +1752,7 @@ static void dump_prints_the_table(void **state)
 static void windows_lists_every_window_in_order(void **state)
 {
 	struct gm_space *s = new_space(0);
-	struct gm_window_info wi[4];
+	struct gm_window_info wi[4] = {GM_OPTS(gm_window_info)};
 	struct dev d = {0};
 	struct gm_window *r;
 	size_t n = 0;
@@ -1773,6 +1771,7 @@ static void windows_lists_every_window_in_order(void **state)
 	assert_int_equal(wi[2].kind, GM_WINDOW_MMIO);
 	assert_ptr_equal(wi[2].opaque, &d);
 	assert_string_equal(wi[2].ops->name, "testdev");
+	wi[3] = GM_OPTS(gm_window_info); /* gm_space_windows() filled 3 */
 	assert_int_equal(gm_space_find(s, 0xd00000ff, &wi[3]), 0);
 	assert_int_equal(wi[3].gpa, 0xd0000000);
 	assert_int_equal(gm_space_find(s, 0xd0000100, &wi[3]), -EFAULT);
@@ -1783,10 +1782,10 @@ static void windows_lists_every_window_in_order(void **state)
 /* Every function with an errno says -EINVAL for a NULL space; the queries 0 / false. */
 static void null_space_is_einval_and_queries_are_zero(void **state)
 {
-	static const struct gm_space_listener_ops ops = {0};
+	static const struct gm_space_listener_ops ops = GM_OPTS_INIT(gm_space_listener_ops);
 	struct gm_space *s = new_space(0);
 	struct gm_space_listener *l = NULL;
-	struct gm_window_info info;
+	struct gm_window_info info = GM_OPTS(gm_window_info);
 	struct gm_memory *m = NULL;
 	struct gm_window *w = NULL;
 	size_t n = 0;

@@ -220,7 +220,7 @@ static void gmsnap_names_a_base_that_is_not_a_regular_file(void **state)
 {
 	const struct gm_range r = {1 * MiB, 1 * MiB};
 	const char *base = in_dir("base.snap"), *delta = in_dir("delta.snap");
-	struct gm_snapshot_opts opts = {.base = base};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts, .base = base);
 	const char *info[] = {gmsnap_prog, "info", delta, NULL};
 	const char *alone[] = {gmsnap_prog, "info", delta, "--alone", NULL};
 	struct gm_memory *m;

@@ -104,6 +104,7 @@ void connect_fe(struct fe *f)
 	}
 	/* From here on fe_teardown() ends the connection if the test fails. */
 	f->sock = sv[0];
+	f->backend_sock = sv[1];
 }
 
 /* Close our end and wait for the back end to finish the connection. */

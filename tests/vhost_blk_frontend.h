@@ -50,6 +50,7 @@ enum {
 	GET_VRING_BASE = 11,
 	SET_VRING_KICK = 12,
 	SET_VRING_CALL = 13,
+	SET_VRING_ERR = 14,
 	GET_PROTOCOL_FEATURES = 15,
 	SET_PROTOCOL_FEATURES = 16,
 	GET_QUEUE_NUM = 17,
@@ -80,6 +81,7 @@ struct fe {
 	/* back end */
 	struct blk_dev blk;
 	struct vu_server *srv;
+	int backend_sock; /* the back end's end of the connection, as this process numbers it */
 	pthread_t thread;
 	int serve_ret;
 	struct vu_conn_info info;

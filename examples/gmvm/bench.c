@@ -42,18 +42,12 @@ static int mark_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
 
 int gmvm_bench_add(struct gmvm *vm)
 {
-	static const struct gm_device_ops sink_ops = {
-	    .name = "bench-sink",
-	    .write = sink_write,
-	    .sizes = GM_ACCESS_ALL,
-	    .flags = 0,
-	};
-	static const struct gm_device_ops mark_ops = {
-	    .name = "bench-mark",
-	    .write = mark_write,
-	    .sizes = GM_ACCESS_4,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops sink_ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "bench-sink", .write = sink_write,
+			 .sizes = GM_ACCESS_ALL, .flags = 0);
+	static const struct gm_device_ops mark_ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "bench-mark", .write = mark_write,
+			 .sizes = GM_ACCESS_4, .flags = 0);
 	struct gm_window *w; /* the handles are not needed later */
 	int ret;
 

@@ -88,20 +88,13 @@ static int console_read(void *opaque, uint64_t offset, unsigned size, uint64_t *
 
 int gmvm_console_add(struct gmvm *vm)
 {
-	static const struct gm_device_ops ops = {
-	    .name = "console",
-	    .read = console_read,
-	    .write = console_write,
-	    .sizes = GM_ACCESS_1,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "console", .read = console_read,
+			 .write = console_write, .sizes = GM_ACCESS_1, .flags = 0);
 
-	static const struct gm_device_ops buf_ops = {
-	    .name = "console-buf",
-	    .write = console_buf_write,
-	    .sizes = GM_ACCESS_4,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops buf_ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "console-buf", .write = console_buf_write,
+			 .sizes = GM_ACCESS_4, .flags = 0);
 	struct gm_window *w; /* the handles are not needed later */
 	int ret = gm_space_add_mmio(vm->io_space, GMVM_PORT_CONSOLE, 8, &ops, vm, &w);
 

@@ -159,13 +159,9 @@ static int control_read(void *opaque, uint64_t offset, unsigned size, uint64_t *
 
 int gmvm_control_add(struct gmvm *vm)
 {
-	static const struct gm_device_ops ops = {
-	    .name = "control",
-	    .read = control_read,
-	    .write = control_write,
-	    .sizes = GM_ACCESS_4,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "control", .read = control_read,
+			 .write = control_write, .sizes = GM_ACCESS_4, .flags = 0);
 	struct gm_window *w; /* the handle is not needed later */
 
 	vm->control.vm = vm;

@@ -85,7 +85,7 @@ static int collect_window(const struct gm_window_info *w, struct dirty_set *d)
 
 static int collect_all(struct gmvm *vm, struct dirty_set *d)
 {
-	struct gm_window_info w[MAX_WINDOWS];
+	struct gm_window_info w[MAX_WINDOWS] = {GM_OPTS(gm_window_info)}; /* w[0].sz: the stride */
 	size_t n;
 	int ret;
 

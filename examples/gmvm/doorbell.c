@@ -85,13 +85,9 @@ static int doorbell_read(void *opaque, uint64_t offset, unsigned size, uint64_t 
 
 int gmvm_doorbell_add(struct gmvm *vm)
 {
-	static const struct gm_device_ops ops = {
-	    .name = "doorbell",
-	    .read = doorbell_read,
-	    .write = doorbell_write,
-	    .sizes = GM_ACCESS_8,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "doorbell", .read = doorbell_read,
+			 .write = doorbell_write, .sizes = GM_ACCESS_8, .flags = 0);
 	struct gm_window *w; /* the handle is not needed later */
 
 	vm->doorbell.vm = vm;

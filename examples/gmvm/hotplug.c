@@ -67,13 +67,9 @@ void gmvm_hotplug_service(struct gmvm *vm)
 
 int gmvm_hotplug_add(struct gmvm *vm)
 {
-	static const struct gm_device_ops ops = {
-	    .name = "hotplug",
-	    .read = hotplug_read,
-	    .write = hotplug_write,
-	    .sizes = GM_ACCESS_4,
-	    .flags = 0,
-	};
+	static const struct gm_device_ops ops =
+	    GM_OPTS_INIT(gm_device_ops, .name = "hotplug", .read = hotplug_read,
+			 .write = hotplug_write, .sizes = GM_ACCESS_4, .flags = 0);
 	struct gm_window *w; /* the handle is not needed later */
 
 	return gm_space_add_mmio(vm->io_space, GMVM_PORT_HOTPLUG, 4, &ops, vm, &w);

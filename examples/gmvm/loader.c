@@ -67,7 +67,7 @@ static int validate(const struct gmvm_payload_header *h, uint64_t file_size, con
 /* Is all of [@gpa, @gpa + @size) guest RAM (regions may follow one another)? */
 static bool ram_covers(const struct gm_memory *mem, uint64_t gpa, uint64_t size)
 {
-	struct gm_region_info r;
+	struct gm_region_info r = GM_OPTS(gm_region_info);
 	uint64_t end;
 
 	if (gm_add_overflow_u64(gpa, size, &end))

@@ -20,7 +20,7 @@
 /* A write refused by the space: to ROM, or to protected text? Count and report it. */
 static void refused_write(struct gmvm *vm, uint64_t gpa, unsigned len)
 {
-	struct gm_window_info w;
+	struct gm_window_info w = GM_OPTS(gm_window_info);
 
 	if (gm_space_find(vm->mem_space, gpa, &w) == 0 && w.kind == GM_WINDOW_ROM) {
 		vm->rom_refused++;

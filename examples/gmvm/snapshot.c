@@ -84,7 +84,7 @@ static char *vcpu_path(const char *path)
 /* A view of the RAM windows only, one region per window: what FILE holds. */
 static int ram_view(struct gmvm *vm, struct gm_memory **out)
 {
-	struct gm_window_info w[MAX_WINDOWS];
+	struct gm_window_info w[MAX_WINDOWS] = {GM_OPTS(gm_window_info)}; /* w[0].sz: the stride */
 	struct gm_region_spec specs[MAX_WINDOWS];
 	size_t n, nspecs = 0;
 	int ret;
@@ -267,7 +267,7 @@ int gmvm_snapshot_read_vcpu(struct gmvm *vm, const char *path)
 static int swap_in_lazy_ram(struct gmvm *vm)
 {
 	struct gm_window **windows[] = {&vm->ram_low0, &vm->ram_low1, &vm->ram_high};
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	int ret;
 
 	ret = gm_snapshot_describe(vm->snap, &info);
@@ -275,8 +275,8 @@ static int swap_in_lazy_ram(struct gmvm *vm)
 		ret = -ESTALE;
 	gm_space_begin(vm->mem_space);
 	for (uint32_t i = 0; ret == 0 && i < info.nregions; i++) {
-		struct gm_snapshot_region r;
-		struct gm_window_info w;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
+		struct gm_window_info w = GM_OPTS(gm_window_info);
 		struct gm_mapping *m = NULL;
 		size_t len;
 

@@ -62,7 +62,7 @@ static void expect(const char *what, int got, int want)
 
 static void print_layout(const struct gm_memory *m)
 {
-	struct gm_region_info ri;
+	struct gm_region_info ri = GM_OPTS(gm_region_info);
 	size_t i;
 
 	printf("  %-4s %-21s %-21s %10s  %s\n", "#", "first gpa", "last gpa", "size", "flags");
@@ -139,17 +139,18 @@ static void print_changes(void *opaque, struct gm_space *s, const struct gm_spac
 
 static void space_tour(void)
 {
-	static const struct gm_space_listener_ops printer = {.commit = print_changes};
+	static const struct gm_space_listener_ops printer =
+	    GM_OPTS_INIT(gm_space_listener_ops, .commit = print_changes);
 	const int wide = SIZE_MAX > 0xffffffffu; /* a 32-bit VMM gets less RAM */
 	const uint64_t low = wide ? 3ull << 30 : 512 * MiB;
 	struct serial serial = {.n = 0};
 	unsigned timer_calls = 0;
-	const struct gm_device_ops serial_ops = {.name = "serial-8250",
-						 .read = serial_read,
-						 .write = serial_write,
-						 .sizes = GM_ACCESS_1};
-	const struct gm_device_ops timer_ops = {
-	    .name = "demo-timer", .read = timer_read, .write = timer_write, .sizes = GM_ACCESS_4};
+	const struct gm_device_ops serial_ops =
+	    GM_OPTS(gm_device_ops, .name = "serial-8250", .read = serial_read,
+		    .write = serial_write, .sizes = GM_ACCESS_1);
+	const struct gm_device_ops timer_ops =
+	    GM_OPTS(gm_device_ops, .name = "demo-timer", .read = timer_read, .write = timer_write,
+		    .sizes = GM_ACCESS_4);
 	struct gm_window *ram, *high, *hole, *rom, *timer, *uart, *plug;
 	struct gm_space *mem, *pio;
 	struct gm_memory *view;
@@ -295,7 +296,7 @@ static void snapshot_tour(void)
 {
 	char dir[] = "/tmp/gm-tour-XXXXXX", base[64], delta[64], cut[128];
 	struct gm_space *vm, *back, *there;
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *snap;
 	struct receiver r;
 	pthread_t th;
@@ -318,7 +319,7 @@ static void snapshot_tour(void)
 	expect("gm_space_write(4 GiB + 8, \"later\")",
 	       gm_space_write(vm, 0x100000008ull, "later", 6), 0);
 	{
-		struct gm_snapshot_opts o = {.base = base};
+		struct gm_snapshot_opts o = GM_OPTS(gm_snapshot_opts, .base = base);
 
 		expect("gm_snapshot_save_space(delta): dirty pages only",
 		       gm_snapshot_save_space(vm, delta, &o), 0);
@@ -350,10 +351,10 @@ static void snapshot_tour(void)
 
 	there = small_machine(true);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
-		r = (struct receiver){.space = there, .fd = sv[1]};
+		r = (struct receiver){.space = there, .fd = sv[1], .st = GM_OPTS(gm_migrate_stats)};
 		pthread_create(&th, NULL, receive, &r);
 		{
-			struct gm_migrate_stats st;
+			struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 
 			expect("gm_migrate_send_space over a socketpair",
 			       gm_migrate_send_space(vm, sv[0], NULL, &st), 0);

@@ -101,6 +101,7 @@ struct kvm_run; /* <linux/kvm.h> */
 
 /* One KVM memory slot as the binding set it (gm_kvm_slot(), gm_kvm_slot_find()). */
 struct gm_kvm_slot {
+	size_t sz;	/* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	uint32_t slot;	/* KVM slot id */
 	uint32_t flags; /* KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES as given to KVM */
 	gm_gpa_t gpa;	/* guest_phys_addr */
@@ -158,13 +159,15 @@ GM_API size_t gm_kvm_slot_count(const struct gm_kvm *k);
 
 /*
  * Describe slot @index, slots being sorted by guest address.
- * Returns 0, -EINVAL (@k or @out NULL), -ENOENT (@index >= count).
+ * @out is a sized struct (abi.h): set out->sz (GM_OPTS).
+ * Returns 0, -EINVAL (@k or @out NULL, out->sz below sizeof(size_t)),
+ * -ENOENT (@index >= count).
  */
 GM_API int gm_kvm_slot(const struct gm_kvm *k, size_t index, struct gm_kvm_slot *out);
 
 /*
  * Describe the slot holding @gpa.
- * Returns 0, -EINVAL (@k or @out NULL), -ENOENT (none).
+ * Returns 0, -EINVAL (as gm_kvm_slot()), -ENOENT (none).
  */
 GM_API int gm_kvm_slot_find(const struct gm_kvm *k, gm_gpa_t gpa, struct gm_kvm_slot *out);
 

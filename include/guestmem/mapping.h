@@ -20,6 +20,43 @@
  *
  * Sizes are rounded up to the page size internally (the huge page size
  * for hugetlb memory); gm_mapping_size() still reports the size asked for.
+ *
+ * Memory the peer can truncate (GM_MAP_PEER). A file mapped from another
+ * process's fd (a vhost-user front end's guest memory, its inflight
+ * buffer) can be shrunk by that process at any moment, and touching a
+ * page past the new end raises SIGBUS, which kills the process by
+ * default. A mapping made with GM_MAP_PEER is safe against that. If the
+ * fd is a memfd sealed with F_SEAL_SHRINK (checked at map time,
+ * gm_mapping_sealed(); a seal cannot be removed) nothing more is needed
+ * and nothing is done. For every other GM_MAP_PEER mapping:
+ *  - the first one installs a SIGBUS handler for the process (SA_SIGINFO,
+ *    SA_ONSTACK) and keeps the action that was there before;
+ *  - an access that faults inside such a mapping completes on private
+ *    anonymous zero memory that replaces the faulting page (a read sees
+ *    zeros, a write is kept only in this process), the mapping reads as
+ *    gm_mapping_truncated() from then on, and the calling thread's
+ *    gm_mapping_fault_count() goes up by one;
+ *  - the data path's non-inline calls (gm_read(), gm_write(), their
+ *    partial forms, the exported fixed-width and atomic accessors,
+ *    gm_fill(), gm_copy()) compare that count before and after and fail
+ *    with -EFAULT when it moved; fd I/O gets -EFAULT (or a short count)
+ *    from the kernel. The inline fast path (static/memory-inline.h) and
+ *    accesses through gm_host_ptr() or iovecs are not checked: they
+ *    complete on zeros; a caller that needs to know brackets them with
+ *    gm_mapping_fault_count();
+ *  - a SIGBUS anywhere else (or of another kind than BUS_ADRERR, such as a
+ *    hardware memory error) goes to the previous action: its handler is
+ *    called, or the default action (death, core) happens as before.
+ * Rules that follow: a replaced page stays replaced (a second access to it
+ * reads zeros without a fault), so once gm_mapping_truncated() says true
+ * the mapping's contents are no longer the peer's: stop using it. A
+ * program that installs its own SIGBUS handler replaces ours until the
+ * next peer mapping is made (which installs ours again, chaining to it).
+ * A thread that touches peer memory must not block SIGBUS: the kernel
+ * kills the process on a blocked synchronous SIGBUS, whatever the handler.
+ * Cost: nothing on the inline path; one thread-local load before and one
+ * after each non-inline access (no fence instruction, no system call); a
+ * fault costs a signal and one mmap() (microseconds), once per page.
  */
 #ifndef GUESTMEM_MAPPING_H
 #define GUESTMEM_MAPPING_H
@@ -42,16 +79,17 @@ struct gm_mapping;
 #define GM_MAP_DONTDUMP	 (1u << 6) /* madvise(MADV_DONTDUMP): keep guest RAM out of core dumps */
 #define GM_MAP_MERGEABLE (1u << 7) /* madvise(MADV_MERGEABLE): allow KSM */
 #define GM_MAP_GUARD	 (1u << 8) /* an inaccessible page just before and just after */
+#define GM_MAP_PEER	 (1u << 9) /* gm_mapping_new_fd(): another process may shrink the fd */
 
 /* Every flag above; any other bit is rejected with -EINVAL. */
-#define GM_MAP_ALL_FLAGS 0x1ffu
+#define GM_MAP_ALL_FLAGS 0x3ffu
 
 /*
  * Map @size bytes of zeroed anonymous memory.
  * GM_MAP_SHARED makes it MAP_SHARED|MAP_ANONYMOUS (shared across fork()).
  * Returns 0 and *@out holding one reference, or:
- * -EINVAL   @out NULL, @size 0, unknown flag, or a flag combination that
- *           makes no sense (GM_MAP_HUGETLB with GM_MAP_THP);
+ * -EINVAL   @out NULL, @size 0, unknown flag, GM_MAP_PEER, or a flag
+ *           combination that makes no sense (GM_MAP_HUGETLB with GM_MAP_THP);
  * -EOVERFLOW @size plus guard pages / alignment does not fit size_t;
  * -ENOMEM   no address space or memory (or, with GM_MAP_HUGETLB, no huge
  *           pages reserved: the kernel's own errno is passed through);
@@ -69,6 +107,9 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * (close-on-exec), so the caller may close @fd at once.
  * Without GM_MAP_SHARED the mapping is MAP_PRIVATE: writes stay in this
  * process (copy-on-write), as for a snapshot restored "instantly".
+ * GM_MAP_PEER: @fd comes from a process that may shrink it; unless it is
+ * sealed with F_SEAL_SHRINK, accesses past its end are contained (see the
+ * top of this file) instead of killing the process.
  * Returns 0 and *@out, or:
  * -EINVAL   @fd < 0, @out NULL, @size 0, @offset not page aligned (for a
  *           hugetlbfs fd: not huge page aligned), unknown flag, or
@@ -77,9 +118,11 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  *           guard pages does not fit size_t;
  * -EFAULT   GM_MAP_POPULATE and the window runs past the end of the file;
  * -ENOMEM   no memory for the object or no address space;
- * -EBADF, -EACCES, -ENODEV ... from fcntl()/fstatfs()/mmap()/madvise().
+ * -EBADF, -EACCES, -ENODEV ... from fcntl()/fstatfs()/mmap()/madvise(),
+ *           or from sigaction() when installing the handler (GM_MAP_PEER).
  * Without GM_MAP_POPULATE a window past the end of the file maps, and
- * touching a page wholly past it raises SIGBUS (the file may grow later).
+ * touching a page wholly past it raises SIGBUS (the file may grow later);
+ * with GM_MAP_PEER that access is contained like a truncation.
  */
 GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flags,
 			     struct gm_mapping **out);
@@ -90,7 +133,7 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
  * to another process (a vhost-user back end). GM_MAP_SHARED is implied.
  * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB.
  * Returns 0 and *@out, or the errors of gm_mapping_new_anon() (-EINVAL
- * also for a NULL @name; -EOVERFLOW also when @size rounded up to the
+ * also for a NULL @name and for GM_MAP_PEER; -EOVERFLOW also when @size rounded up to the
  * memfd's page size does not fit off_t) and those of memfd_create(),
  * fstatfs() and ftruncate() (-EMFILE, -ENOSPC, ...).
  */
@@ -125,6 +168,30 @@ GM_API uint64_t gm_mapping_fd_offset(const struct gm_mapping *m);
 GM_API unsigned gm_mapping_flags(const struct gm_mapping *m);
 
 /*
+ * Whether @m was made with GM_MAP_PEER from a memfd sealed with
+ * F_SEAL_SHRINK: its file can never shrink, and no SIGBUS handling covers
+ * it. False for every other mapping.
+ */
+GM_API bool gm_mapping_sealed(const struct gm_mapping *m);
+
+/*
+ * Whether an access to @m faulted past the end of its file and was
+ * completed on zero memory (GM_MAP_PEER, unsealed). Once true, stays true:
+ * the peer broke the mapping and its contents are no longer shared.
+ * Thread-safe.
+ */
+GM_API bool gm_mapping_truncated(const struct gm_mapping *m);
+
+/*
+ * How many faults in GM_MAP_PEER mappings the calling thread has had
+ * completed on zero memory (wraps at UINT_MAX). Compare it before and
+ * after accesses the library does not check (the inline accessors,
+ * pointers from gm_host_ptr(), iovecs): a change means some of them saw
+ * truncated memory. Async-signal-safe; one thread-local load.
+ */
+GM_API unsigned gm_mapping_fault_count(void);
+
+/*
  * mprotect() the part [@offset, @offset + @len) of @m to @prot (PROT_*).
  * Returns 0, or -EINVAL if @m is NULL, @offset or @len is not aligned to
  * the mapping's page size, @len is 0, the range leaves the mapping (its
@@ -132,8 +199,62 @@ GM_API unsigned gm_mapping_flags(const struct gm_mapping *m);
  * PROT_READ|PROT_WRITE|PROT_EXEC; -EACCES to make a GM_MAP_READONLY
  * mapping writable, or (from the kernel) a shared mapping of an fd opened
  * read-only; other errno from mprotect(). Guard pages cannot be reached.
+ * In a GM_MAP_PEER mapping, a page replaced after a truncation gets every
+ * protection given to the mapping so far (its contents are private zeros).
  */
 GM_API int gm_mapping_protect(struct gm_mapping *m, size_t offset, size_t len, int prot);
+
+/*
+ * The page size of the memory behind @m: the huge page size for hugetlb
+ * memory (anonymous or hugetlbfs/MFD_HUGETLB fd), else the host page size.
+ * Offsets and lengths given to gm_mapping_protect() and
+ * gm_mapping_discard() are multiples of it.
+ */
+GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
+
+/* Flags of gm_mapping_discard(). */
+#define GM_DISCARD_LAZY (1u << 0) /* private anonymous memory only: MADV_FREE */
+
+/*
+ * Give the host memory behind bytes [@offset, @offset + @len) of @m back to
+ * the host, as a balloon or a memory unplug needs, and report in *@freed
+ * (may be NULL) how many bytes of host memory that released.
+ *
+ * How, by backing (what frees memory differs: MADV_DONTNEED frees nothing
+ * of a shared memfd):
+ *  - private anonymous: madvise(MADV_DONTNEED); the range reads as zeros.
+ *    With GM_DISCARD_LAZY, madvise(MADV_FREE): the kernel takes the pages
+ *    only when it needs memory, and until a page is written again it may
+ *    read as zeros or as what it held;
+ *  - shared anonymous: madvise(MADV_REMOVE); reads as zeros;
+ *  - a shared fd (memfd, file, hugetlbfs): fallocate(FALLOC_FL_PUNCH_HOLE
+ *    | FALLOC_FL_KEEP_SIZE) on the fd; every process mapping the fd then
+ *    reads zeros there (a vhost-user back end too).
+ * *@freed counts, for anonymous memory, the bytes of the range that held
+ * pages of their own before (present and not the shared zero page:
+ * /proc/self/pagemap, mincore() for shared memory), and for an fd the drop
+ * of its allocated blocks (st_blocks), so a range that was a hole already
+ * frees 0. Reading a discarded range of shared memory (a memfd, shared
+ * anonymous memory) allocates zeroed pages again; reading private
+ * anonymous memory does not.
+ *
+ * Returns 0, or:
+ * -EINVAL   @m NULL, @len 0, @offset or @len not a multiple of
+ *           gm_mapping_page_size() (a whole huge page for hugetlb memory),
+ *           the range leaves the mapping (its size rounded up to the page
+ *           size), an unknown flag, or GM_DISCARD_LAZY on memory that is not
+ *           private anonymous;
+ * -EACCES   a GM_MAP_READONLY mapping;
+ * -EOPNOTSUPP a private (copy-on-write) mapping of an fd: its pages would
+ *           read back as the file's contents, not zeros; or a file system
+ *           that cannot punch holes;
+ * -ENOMEM   no memory to count what is resident;
+ * another negative errno from madvise()/fallocate()/fstat().
+ * Nothing is discarded on an argument error. The caller makes sure nobody
+ * still needs the data (guest memory given back by the guest).
+ */
+GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
+			      uint64_t *freed);
 
 #ifdef __cplusplus
 }

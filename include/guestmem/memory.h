@@ -16,6 +16,14 @@
  * region flagged GM_REGION_READONLY is -EACCES. All-or-nothing functions
  * check the whole range first, so a failing write changes no guest byte.
  *
+ * Memory a peer truncated (regions of GM_MAP_PEER mappings, mapping.h):
+ * every function below that copies, fills or accesses guest bytes out of
+ * line returns -EFAULT when one of its accesses faulted past the end of
+ * the peer's file (the access itself completed on zero memory, so a write
+ * may have moved some bytes; a partial form then reports *@done = 0). The
+ * inline fast path and host pointers are not checked (mapping.h says how
+ * to notice).
+ *
  * Lifetime: refcounted (gm_memory_get/gm_memory_put). A view holds a
  * reference on every mapping and dirty bitmap its regions use; host
  * pointers obtained from a view stay valid while a reference to it is held
@@ -37,6 +45,7 @@
 #ifndef GUESTMEM_MEMORY_H
 #define GUESTMEM_MEMORY_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 #include <guestmem/dirty.h>
 #include <guestmem/mapping.h>
@@ -73,6 +82,7 @@ struct gm_region_spec {
 
 /* What gm_memory_region() and gm_memory_find() report. */
 struct gm_region_info {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	gm_gpa_t gpa;
 	uint64_t size;
 	void *host;		    /* host address of @gpa */
@@ -116,12 +126,18 @@ GM_API void gm_memory_put(struct gm_memory *m);
 GM_API size_t gm_memory_region_count(const struct gm_memory *m);
 
 /*
- * Describe region @index (regions are sorted by address).
- * Returns 0, -EINVAL if @out is NULL, -ENOENT if @index >= the count.
+ * Describe region @index (regions are sorted by address). @out is a sized
+ * struct (abi.h): set out->sz (GM_OPTS); at most that many bytes are
+ * written, and out->sz is set to the number written.
+ * Returns 0, -EINVAL if @out is NULL or out->sz is below sizeof(size_t),
+ * -ENOENT if @index >= the count.
  */
 GM_API int gm_memory_region(const struct gm_memory *m, size_t index, struct gm_region_info *out);
 
-/* Describe the region holding @gpa. Returns 0, -EINVAL (@out NULL), or -EFAULT (no region). */
+/*
+ * Describe the region holding @gpa, as gm_memory_region().
+ * Returns 0, -EINVAL (as gm_memory_region()), or -EFAULT (no region).
+ */
 GM_API int gm_memory_find(const struct gm_memory *m, gm_gpa_t gpa, struct gm_region_info *out);
 
 /* Sum of all region sizes. */
@@ -157,7 +173,8 @@ GM_API int gm_write(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, si
  * accessed and set *@done to the bytes copied (always set, also on error).
  * Returns 0 if all @len bytes moved, else -EFAULT (hole or end of RAM) or
  * -EACCES (read-only region, writes only) for the byte at @gpa + *@done;
- * -EINVAL if @done is NULL or @buf is NULL with @len > 0.
+ * -EINVAL if @done is NULL or @buf is NULL with @len > 0; -EFAULT with
+ * *@done = 0 if some byte lay in memory a peer truncated (see the top).
  */
 GM_API int gm_read_partial(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t len,
 			   size_t *done);

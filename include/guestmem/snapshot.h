@@ -30,6 +30,14 @@
  * size or layout check failed), -ENOTSUP (a valid file of a version or page
  * size this library does not read), -ECANCELED (the progress callback asked
  * to stop), and errno values from the system calls named.
+ *
+ * Options, infos and statistics are sized structs (abi.h): make them with
+ * GM_OPTS(). Every function that takes one returns -EINVAL for an sz below
+ * sizeof(size_t) and, for options, -E2BIG for an sz larger than this
+ * library's struct with a non-zero byte past it, before doing anything
+ * else; options past the caller's sz take their defaults, and an info or
+ * statistics struct gets at most sz bytes, sz then set to the number
+ * written.
  */
 #ifndef GUESTMEM_SNAPSHOT_H
 #define GUESTMEM_SNAPSHOT_H
@@ -51,8 +59,9 @@ struct gm_snapshot;
  */
 typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
-/* Options of gm_snapshot_save() and the restore functions. NULL = all defaults. */
+/* Options of gm_snapshot_save() and the restore functions. NULL = all defaults (abi.h). */
 struct gm_snapshot_opts {
+	size_t sz;		 /* sizeof(struct gm_snapshot_opts): GM_OPTS(), abi.h */
 	gm_progress_fn progress; /* may be NULL */
 	void *opaque;		 /* passed to @progress */
 	/*
@@ -148,6 +157,7 @@ GM_API void gm_snapshot_close(struct gm_snapshot *s);
 
 /* What gm_snapshot_describe() reports, about the newest file of the chain. */
 struct gm_snapshot_info {
+	size_t sz;		/* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	uint32_t version;	/* format version */
 	uint32_t page_size;	/* 4096 */
 	uint32_t nregions;	/* RAM regions */
@@ -168,6 +178,7 @@ GM_API int gm_snapshot_describe(const struct gm_snapshot *s, struct gm_snapshot_
 
 /* One region of a snapshot, as gm_snapshot_region() reports it. */
 struct gm_snapshot_region {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	gm_gpa_t gpa;
 	uint64_t size;
 	unsigned flags;		/* GM_REGION_* of the saved region */
@@ -282,8 +293,9 @@ GM_API int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapsh
 /* Chunks of lazily restored memory found damaged and filled with zeros. */
 GM_API uint64_t gm_snapshot_lazy_errors(const struct gm_snapshot *s);
 
-/* Options of the migration stream. NULL = all defaults. */
+/* Options of the migration stream. NULL = all defaults (abi.h). */
 struct gm_migrate_opts {
+	size_t sz;		 /* sizeof(struct gm_migrate_opts): GM_OPTS(), abi.h */
 	gm_progress_fn progress; /* send: payload bytes of the current round; may be NULL */
 	void *opaque;
 	/* send: rounds after the first full one before the final round (default 0 = 8). */
@@ -307,6 +319,7 @@ struct gm_migrate_opts {
 
 /* What a migration moved. */
 struct gm_migrate_stats {
+	size_t sz;	      /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	unsigned rounds;      /* including the first full one and the final one */
 	uint64_t pages;	      /* page records sent or applied, zero pages included */
 	uint64_t zero_pages;  /* of those, sent as "zero" without data */

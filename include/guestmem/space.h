@@ -204,6 +204,7 @@ enum gm_window_kind {
  * is discarded.
  */
 struct gm_device_ops {
+	size_t sz;	  /* sizeof(struct gm_device_ops): GM_OPTS(), abi.h */
 	const char *name; /* shown by the dump; copied (NULL: "") */
 	int (*read)(void *opaque, uint64_t offset, unsigned size, uint64_t *val);
 	int (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t val);
@@ -281,8 +282,12 @@ GM_API int gm_space_add_rom_mapping(struct gm_space *s, gm_gpa_t gpa, uint64_t s
 /*
  * Add a device window: accesses to [@gpa, @gpa + @size) call @ops with
  * @opaque (see struct gm_device_ops). The window is not part of the view.
- * Extra errors: -EINVAL @ops NULL, both callbacks NULL, @ops->sizes 0 or
- * with a bit outside GM_ACCESS_ALL, @ops->flags outside GM_DEVICE_ALL_FLAGS.
+ * @ops is a sized struct (abi.h): make it with GM_OPTS() or GM_OPTS_INIT();
+ * fields and callbacks past ops->sz are taken as zero and NULL.
+ * Extra errors: -EINVAL @ops NULL, ops->sz below sizeof(size_t), both
+ * callbacks NULL, @ops->sizes 0 or with a bit outside GM_ACCESS_ALL,
+ * @ops->flags outside GM_DEVICE_ALL_FLAGS; -E2BIG ops->sz is larger than
+ * this library's struct and a byte past it is not zero.
  */
 GM_API int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 			     const struct gm_device_ops *ops, void *opaque, struct gm_window **out);
@@ -507,6 +512,7 @@ struct gm_space_change {
  *   same array as prepare saw. Cannot fail. May be NULL.
  */
 struct gm_space_listener_ops {
+	size_t sz; /* sizeof(struct gm_space_listener_ops): GM_OPTS(), abi.h */
 	int (*prepare)(void *opaque, struct gm_space *s, const struct gm_space_change *changes,
 		       size_t n);
 	void (*rollback)(void *opaque, struct gm_space *s, const struct gm_space_change *changes,
@@ -516,14 +522,17 @@ struct gm_space_listener_ops {
 };
 
 /*
- * Register a listener (ops copied). It is brought up to date at once: if
+ * Register a listener (ops copied). @ops is a sized struct (abi.h):
+ * callbacks past ops->sz are NULL. It is brought up to date at once: if
  * the view has regions, its prepare is called with one GM_CHANGE_ADD per
  * region, then its commit; a veto there fails the registration (nothing
  * registered, rollback not called). Later commits call it after the
  * listeners registered before it.
  * Returns 0 and *@out (may be NULL if the caller never removes it), or
- * -EINVAL (@s or @ops NULL), -EDEADLK (inside a listener callback or with
- * a transaction open in this thread), the veto, -ENOMEM.
+ * -EINVAL (@s or @ops NULL, ops->sz below sizeof(size_t)), -E2BIG (ops->sz
+ * larger than this library's struct with a non-zero byte past it),
+ * -EDEADLK (inside a listener callback or with a transaction open in this
+ * thread), the veto, -ENOMEM.
  * Thread-safety: any thread; takes space->lock.
  */
 GM_API int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops *ops,
@@ -544,6 +553,7 @@ GM_API int gm_space_listener_remove(struct gm_space *s, struct gm_space_listener
 
 /* What gm_space_windows() and gm_space_window_info() report. */
 struct gm_window_info {
+	size_t sz; /* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
 	struct gm_window *window;
 	enum gm_window_kind kind;
 	gm_gpa_t gpa;
@@ -566,14 +576,21 @@ struct gm_window_info {
  * address order: fills at most @max entries of @out and sets *@n to the
  * number of windows. Borrowed pointers in the entries stay valid until the
  * window is removed (take references to keep them longer).
+ * The entries are sized structs (abi.h): out[0].sz, set by the caller
+ * (GM_OPTS), is the size of one entry as the caller was compiled, and
+ * entries are that many bytes apart; each entry filled gets at most that
+ * many bytes and its sz set to the number written.
  * Returns 0; -ENOBUFS if there are more than @max windows (*@n is set,
- * @out holds the first @max); -EINVAL @s or @n NULL, or @out NULL with
- * @max > 0. Thread-safety: any thread (takes space->view_lock).
+ * @out holds the first @max); -EINVAL @s or @n NULL, @out NULL with
+ * @max > 0, or out[0].sz below sizeof(size_t) or not a multiple of the
+ * struct's alignment with @max > 0.
+ * Thread-safety: any thread (takes space->view_lock).
  */
 GM_API int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max, size_t *n);
 
 /*
- * Describe window @w as committed. Returns 0, -EINVAL (NULL argument),
+ * Describe window @w as committed, into the sized struct *@out (abi.h:
+ * set out->sz). Returns 0, -EINVAL (NULL argument, out->sz too small),
  * -ENOENT (@w is not a committed window of @s: another space's, or added
  * in a transaction not yet committed). Thread-safety: as
  * gm_space_windows().
@@ -583,7 +600,8 @@ GM_API int gm_space_window_info(struct gm_space *s, struct gm_window *w,
 
 /*
  * The window holding @gpa in the committed layout (reserved windows
- * included). Returns 0, -EINVAL (@s or @out NULL), -EFAULT (a hole).
+ * included), as gm_space_window_info(). Returns 0, -EINVAL (@s or @out
+ * NULL, out->sz too small), -EFAULT (a hole).
  * Thread-safety: as gm_space_windows().
  */
 GM_API int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out);
@@ -604,6 +622,36 @@ GM_API int gm_space_dirty_enable(struct gm_space *s, bool enabled);
 
 /* Whether gm_space_dirty_enable() last turned tracking on (false for NULL). Thread-safe. */
 GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
+
+/*
+ * Give the host memory behind guest RAM [@gpa, @gpa + @len) back to the
+ * host (a balloon inflating, memory the guest unplugged): each RAM
+ * window's part of the range goes through gm_mapping_discard() with
+ * @flags (GM_DISCARD_LAZY: private anonymous RAM only), so it frees what
+ * really backs it and then reads as zeros, for the guest, the data path
+ * and any other process mapping the same memfd. Where the window's dirty
+ * tracking is on, the discarded pages are marked dirty (their contents
+ * changed to zeros), so an incremental save or a migration carries that.
+ * The committed layout is what counts; KVM slots and views stay as they
+ * are (they map the same, now empty, memory).
+ * *@freed (may be NULL): the bytes of host memory released, summed over
+ * the windows (see gm_mapping_discard()).
+ * Returns 0, or:
+ * -EINVAL   @s NULL, @len 0, the range wraps, a byte of it is not RAM (a
+ *           hole, ROM, MMIO, reserved), a window's part of it is not
+ *           aligned to that window's backing page size (the huge page
+ *           size for hugetlb memory), or an unknown flag;
+ * those of gm_mapping_discard() (-EOPNOTSUPP for RAM backed by a private
+ * mapping of a file, -EACCES, -ENOMEM, errno of madvise()/fallocate()).
+ * The range is checked whole before anything is discarded; a backing that
+ * refuses, or a system call that fails, stops the walk with the windows
+ * before it already discarded.
+ * Thread-safety: any thread; takes space->lock (or runs inside the calling
+ * thread's open transaction, on the committed layout). Accesses to the
+ * range while it is discarded read old data or zeros.
+ */
+GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsigned flags,
+			    uint64_t *freed);
 
 /*
  * Write a human-readable table of the committed layout: a header line, then

@@ -58,9 +58,12 @@ struct gm_vhost_region {
  *            region cannot be mapped by this process (size_t);
  * -EEXIST    two regions overlap in guest-physical or in user addresses;
  * -ERANGE    [mmap_offset, mmap_offset + size) of a regular file (memfd,
- *            tmpfs, hugetlbfs) reaches past its end (a front end that
- *            shrinks the file later can still make accesses fault);
+ *            tmpfs, hugetlbfs) reaches past its end;
  * -ENOMEM, or the errno of fstat() or mmap() (-EBADF, -EACCES, -ENODEV ...).
+ * Each region is mapped with GM_MAP_PEER (mapping.h): a front end that
+ * shrinks an fd it did not seal with F_SEAL_SHRINK makes the accesses
+ * past the new end fail with -EFAULT instead of killing this process with
+ * SIGBUS, and the table reads as gm_vhost_table_truncated().
  * Thread-safe.
  */
 GM_API int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
@@ -74,6 +77,14 @@ GM_API void gm_vhost_table_put(struct gm_vhost_table *t);
 
 /* The guest memory view of @t: borrowed, valid while @t is. */
 GM_API const struct gm_memory *gm_vhost_table_memory(const struct gm_vhost_table *t);
+
+/*
+ * Whether the front end truncated the memory under one of @t's regions
+ * and an access found it (gm_mapping_truncated()). Once true the table's
+ * contents are no longer shared with the front end: a back end stops
+ * using it until the front end sends a new table. Thread-safe.
+ */
+GM_API bool gm_vhost_table_truncated(const struct gm_vhost_table *t);
 
 /* Number of regions of @t. */
 GM_API size_t gm_vhost_table_region_count(const struct gm_vhost_table *t);

@@ -51,6 +51,8 @@
 #ifndef GUESTMEM_KVM_INTERNAL_H
 #define GUESTMEM_KVM_INTERNAL_H
 
+#include "../abi-internal.h"
+
 #include <guestmem/kvm.h>
 #include <guestmem/space.h>
 

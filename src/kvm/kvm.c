@@ -132,20 +132,25 @@ size_t gm_kvm_slot_count(const struct gm_kvm *k)
 	return n;
 }
 
+/* Describe @s into the caller's *@out, whose sz was checked (abi.h). */
 static void describe(const struct gm_kvm *k, const struct kvm_slot *s, struct gm_kvm_slot *out)
 {
-	out->slot = s->id;
-	out->flags = slot_flags(k, s);
-	out->gpa = s->gpa;
-	out->size = s->size;
-	out->host = s->host;
+	struct gm_kvm_slot info = {
+	    .slot = s->id,
+	    .flags = slot_flags(k, s),
+	    .gpa = s->gpa,
+	    .size = s->size,
+	    .host = s->host,
+	};
+
+	(void)GM_ABI_COPY_OUT(out, &info);
 }
 
 int gm_kvm_slot(const struct gm_kvm *k, size_t index, struct gm_kvm_slot *out)
 {
 	int ret = -ENOENT;
 
-	if (k == NULL || out == NULL)
+	if (k == NULL || out == NULL || gm__abi_check_out(out))
 		return -EINVAL;
 	pthread_mutex_lock(lock_of(k));
 	if (index < k->nslots) {
@@ -161,7 +166,7 @@ int gm_kvm_slot_find(const struct gm_kvm *k, gm_gpa_t gpa, struct gm_kvm_slot *o
 	int ret = -ENOENT;
 	size_t i;
 
-	if (k == NULL || out == NULL)
+	if (k == NULL || out == NULL || gm__abi_check_out(out))
 		return -EINVAL;
 	pthread_mutex_lock(lock_of(k));
 	/* The candidate is the last slot starting at or below @gpa. */

@@ -380,6 +380,7 @@ static void kvm_commit(void *opaque, struct gm_space *space, const struct gm_spa
 }
 
 const struct gm_space_listener_ops gm__kvm_listener_ops = {
+    .sz = sizeof(struct gm_space_listener_ops),
     .prepare = kvm_prepare,
     .rollback = kvm_rollback,
     .commit = kvm_commit,

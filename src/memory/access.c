@@ -9,10 +9,16 @@
  * before any byte moves (all-or-nothing), then through a second walk that
  * copies region by region. Fixed width falls back to gm_read()/gm_write(),
  * which is why they share this file.
+ *
+ * Every function that touches guest memory reads this thread's peer fault
+ * count before and returns gm__peer_check() after (mapping-internal.h): an
+ * access that hit memory a peer truncated completed on zeros, and the call
+ * says -EFAULT instead of 0.
  */
 #include <endian.h>
 #include <string.h>
 
+#include "../mapping-internal.h"
 #include "memory-internal.h"
 
 /* Copy @len checked bytes between guest @gpa and @buf, region by region. */
@@ -41,51 +47,56 @@ int gm_read(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t len)
 {
 	const struct gm_region_hot *r;
 	size_t n, ok;
+	unsigned faults;
 	int err;
 
 	if (len == 0)
 		return 0;
 	if (buf == NULL)
 		return -EINVAL;
+	faults = gm__peer_fault_count();
 	/* Common case: one region, one memcpy. */
 	r = piece(m, gpa, len, &n);
 	if (r != NULL && n == len) {
 		memcpy(buf, hva(r, gpa), len);
-		return 0;
+		return gm__peer_check(faults, 0);
 	}
 	err = check_range(m, gpa, len, false, &ok);
 	if (err)
 		return err;
 	copy_checked(m, gpa, buf, len, false);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 int gm_write(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, size_t len)
 {
 	const struct gm_region_hot *r;
 	size_t n, ok;
+	unsigned faults;
 	int err;
 
 	if (len == 0)
 		return 0;
 	if (buf == NULL)
 		return -EINVAL;
+	faults = gm__peer_fault_count();
 	r = piece(m, gpa, len, &n);
 	if (r != NULL && n == len && !(r->flags & GM_REGION_READONLY)) {
 		memcpy(hva(r, gpa), buf, len);
 		mark(r, gpa, len);
-		return 0;
+		return gm__peer_check(faults, 0);
 	}
 	err = check_range(m, gpa, len, true, &ok);
 	if (err)
 		return err;
 	copy_checked(m, gpa, (void *)(uintptr_t)buf, len, true);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 int gm_read_partial(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t len, size_t *done)
 {
 	size_t ok;
+	unsigned faults;
 	int err;
 
 	if (done == NULL)
@@ -93,8 +104,11 @@ int gm_read_partial(const struct gm_memory *m, gm_gpa_t gpa, void *buf, size_t l
 	*done = 0;
 	if (buf == NULL && len > 0)
 		return -EINVAL;
+	faults = gm__peer_fault_count();
 	err = check_range(m, gpa, len, false, &ok);
 	copy_checked(m, gpa, buf, ok, false);
+	if (gm__peer_check(faults, 0))
+		return -EFAULT; /* which bytes were the peer's is unknown: none count */
 	*done = ok;
 	return err;
 }
@@ -103,6 +117,7 @@ int gm_write_partial(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, s
 		     size_t *done)
 {
 	size_t ok;
+	unsigned faults;
 	int err;
 
 	if (done == NULL)
@@ -110,8 +125,11 @@ int gm_write_partial(const struct gm_memory *m, gm_gpa_t gpa, const void *buf, s
 	*done = 0;
 	if (buf == NULL && len > 0)
 		return -EINVAL;
+	faults = gm__peer_fault_count();
 	err = check_range(m, gpa, len, true, &ok);
 	copy_checked(m, gpa, (void *)(uintptr_t)buf, ok, true);
+	if (gm__peer_check(faults, 0))
+		return -EFAULT;
 	*done = ok;
 	return err;
 }
@@ -145,6 +163,7 @@ static void *word_ptr(const struct gm_memory *m, gm_gpa_t gpa, unsigned size,
 static int read_word(const struct gm_memory *m, gm_gpa_t gpa, void *out, unsigned size)
 {
 	const struct gm_region_hot *r;
+	unsigned faults;
 	void *p;
 
 	if (out == NULL)
@@ -152,6 +171,7 @@ static int read_word(const struct gm_memory *m, gm_gpa_t gpa, void *out, unsigne
 	p = word_ptr(m, gpa, size, &r);
 	if (p == NULL)
 		return gm_read(m, gpa, out, size);
+	faults = gm__peer_fault_count();
 	switch (size) {
 	case 1:
 		*(uint8_t *)out = __atomic_load_n((uint8_t *)p, __ATOMIC_RELAXED);
@@ -166,7 +186,7 @@ static int read_word(const struct gm_memory *m, gm_gpa_t gpa, void *out, unsigne
 		*(uint64_t *)out = __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED);
 		break;
 	}
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 /* The write counterpart of read_word(); @val points at a host-order word. */
@@ -174,9 +194,11 @@ static int write_word(const struct gm_memory *m, gm_gpa_t gpa, const void *val, 
 {
 	const struct gm_region_hot *r;
 	void *p = word_ptr(m, gpa, size, &r);
+	unsigned faults;
 
 	if (p == NULL || (r->flags & GM_REGION_READONLY))
 		return gm_write(m, gpa, val, size);
+	faults = gm__peer_fault_count();
 	switch (size) {
 	case 1:
 		__atomic_store_n((uint8_t *)p, *(const uint8_t *)val, __ATOMIC_RELAXED);
@@ -192,7 +214,7 @@ static int write_word(const struct gm_memory *m, gm_gpa_t gpa, const void *val, 
 		break;
 	}
 	gm__mark_word(r, gpa);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 int gm_read_u8(const struct gm_memory *m, gm_gpa_t gpa, uint8_t *out)
@@ -300,6 +322,7 @@ int gm_write_le64(const struct gm_memory *m, gm_gpa_t gpa, uint64_t val)
 int gm_fill(const struct gm_memory *m, gm_gpa_t gpa, int byte, size_t len)
 {
 	size_t done = 0, n = 0;
+	unsigned faults;
 	int err;
 
 	if (len == 0)
@@ -307,6 +330,7 @@ int gm_fill(const struct gm_memory *m, gm_gpa_t gpa, int byte, size_t len)
 	err = check_range(m, gpa, len, true, &n);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	while (done < len) {
 		const struct gm_region_hot *r = piece(m, gpa + done, len - done, &n);
 
@@ -314,7 +338,7 @@ int gm_fill(const struct gm_memory *m, gm_gpa_t gpa, int byte, size_t len)
 		mark(r, gpa + done, n);
 		done += n;
 	}
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 /* Bytes that lie in @gpa's region at or before @gpa (at most @len). @gpa is in RAM. */
@@ -331,6 +355,7 @@ int gm_copy(const struct gm_memory *m, gm_gpa_t dst, gm_gpa_t src, size_t len)
 {
 	const struct gm_region_hot *rs, *rd;
 	size_t done = 0, ns = 0, nd = 0, n = 0;
+	unsigned faults;
 	int err;
 
 	if (len == 0)
@@ -340,6 +365,7 @@ int gm_copy(const struct gm_memory *m, gm_gpa_t dst, gm_gpa_t src, size_t len)
 		err = check_range(m, dst, len, true, &n);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	if (dst <= src || dst - src >= len) {
 		/* Forward: no byte is written before it has been read. */
 		while (done < len) {
@@ -350,7 +376,7 @@ int gm_copy(const struct gm_memory *m, gm_gpa_t dst, gm_gpa_t src, size_t len)
 			mark(rd, dst + done, n);
 			done += n;
 		}
-		return 0;
+		return gm__peer_check(faults, 0);
 	}
 	/* dst overlaps the tail of src: copy from the end backwards. */
 	while (done < len) {
@@ -363,5 +389,5 @@ int gm_copy(const struct gm_memory *m, gm_gpa_t dst, gm_gpa_t src, size_t len)
 		mark(rd, dst + left - n, n);
 		done += n;
 	}
-	return 0;
+	return gm__peer_check(faults, 0);
 }

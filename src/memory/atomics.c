@@ -6,8 +6,11 @@
  * acquire and seq_cst loads and stores inside one slot; everything else,
  * including every invalid argument, comes here. A word must lie in one
  * region and be aligned on the host too; stores mark the page dirty.
+ * A word in memory a peer truncated is accessed on zeros and reported as
+ * -EFAULT (mapping-internal.h).
  */
 
+#include "../mapping-internal.h"
 #include "memory-internal.h"
 
 /* ---- atomics --------------------------------------------------------- */
@@ -74,6 +77,7 @@ static int atomic_load(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, u
 		       int mo)
 {
 	const struct gm_region_hot *r;
+	unsigned faults;
 	void *p;
 	int err;
 
@@ -82,6 +86,7 @@ static int atomic_load(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, u
 	err = atomic_ptr(m, gpa, size, false, &r, &p);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	if (size == 4)
 		*out = mo == __ATOMIC_RELAXED	? __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED)
 		       : mo == __ATOMIC_SEQ_CST ? __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST)
@@ -90,13 +95,14 @@ static int atomic_load(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, u
 		*out = mo == __ATOMIC_RELAXED	? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
 		       : mo == __ATOMIC_SEQ_CST ? __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST)
 						: __atomic_load_n((uint64_t *)p, __ATOMIC_ACQUIRE);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 static int atomic_store(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, uint64_t val,
 			int mo)
 {
 	const struct gm_region_hot *r;
+	unsigned faults;
 	void *p;
 	int err;
 
@@ -105,6 +111,7 @@ static int atomic_store(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, 
 	err = atomic_ptr(m, gpa, size, true, &r, &p);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	if (size == 4) {
 		if (mo == __ATOMIC_RELAXED)
 			__atomic_store_n((uint32_t *)p, (uint32_t)val, __ATOMIC_RELAXED);
@@ -121,7 +128,7 @@ static int atomic_store(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, 
 			__atomic_store_n((uint64_t *)p, val, __ATOMIC_SEQ_CST);
 	}
 	gm__mark_word(r, gpa);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 enum rmw_op { RMW_ADD, RMW_OR };
@@ -132,6 +139,7 @@ static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, en
 {
 	const struct gm_region_hot *r;
 	uint64_t prev;
+	unsigned faults;
 	void *p;
 	int err;
 
@@ -140,6 +148,7 @@ static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, en
 	err = atomic_ptr(m, gpa, size, true, &r, &p);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	if (size == 4)
 		prev = op == RMW_ADD ? __atomic_fetch_add((uint32_t *)p, (uint32_t)val, mo)
 				     : __atomic_fetch_or((uint32_t *)p, (uint32_t)val, mo);
@@ -149,7 +158,7 @@ static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, en
 	gm__mark_word(r, gpa);
 	if (old)
 		*old = prev;
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 /* atomic_rmw() on a 4-byte word, the previous value narrowed into *@old. */
@@ -170,6 +179,7 @@ static int atomic_cmpxchg(const struct gm_memory *m, gm_gpa_t gpa, unsigned size
 {
 	const struct gm_region_hot *r;
 	bool swapped;
+	unsigned faults;
 	void *p;
 	int err;
 
@@ -178,6 +188,7 @@ static int atomic_cmpxchg(const struct gm_memory *m, gm_gpa_t gpa, unsigned size
 	err = atomic_ptr(m, gpa, size, true, &r, &p);
 	if (err)
 		return err;
+	faults = gm__peer_fault_count();
 	if (size == 4) {
 		uint32_t e = (uint32_t)*expected;
 
@@ -189,9 +200,9 @@ static int atomic_cmpxchg(const struct gm_memory *m, gm_gpa_t gpa, unsigned size
 						      failure_order(mo));
 	}
 	if (!swapped)
-		return -EAGAIN;
+		return gm__peer_check(faults, -EAGAIN);
 	gm__mark_word(r, gpa);
-	return 0;
+	return gm__peer_check(faults, 0);
 }
 
 int gm_atomic_load_u32(const struct gm_memory *m, gm_gpa_t gpa, uint32_t *out, int memorder)

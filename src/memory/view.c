@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 
+#include "../abi-internal.h"
 #include "memory-internal.h"
 
 /* A slot table larger than this gets a coarser shift (a few regions per slot). */
@@ -318,41 +319,43 @@ size_t gm_memory_region_count(const struct gm_memory *m)
 	return m->hot.nregions;
 }
 
-static void fill_info(const struct gm_memory *m, uint32_t i, struct gm_region_info *out)
+/* Describe region @i into the caller's *@out (a sized struct: abi.h). */
+static int fill_info(const struct gm_memory *m, uint32_t i, struct gm_region_info *out)
 {
 	const struct gm_region_hot *r = &m->regions[i];
+	struct gm_region_info info = {
+	    .gpa = r->gpa,
+	    .size = r->last - r->gpa + 1,
+	    .host = r->host,
+	    .flags = r->flags,
+	    .mapping = m->cold[i].mapping,
+	    .offset = m->cold[i].offset,
+	    .dirty = (struct gm_dirty *)(void *)r->dirty,
+	    .dirty_offset = r->dirty_offset,
+	};
 
-	out->gpa = r->gpa;
-	out->size = r->last - r->gpa + 1;
-	out->host = r->host;
-	out->flags = r->flags;
-	out->mapping = m->cold[i].mapping;
-	out->offset = m->cold[i].offset;
-	out->dirty = (struct gm_dirty *)(void *)r->dirty;
-	out->dirty_offset = r->dirty_offset;
+	return GM_ABI_COPY_OUT(out, &info);
 }
 
 int gm_memory_region(const struct gm_memory *m, size_t index, struct gm_region_info *out)
 {
-	if (out == NULL)
+	if (out == NULL || gm__abi_check_out(out))
 		return -EINVAL;
 	if (index >= m->hot.nregions)
 		return -ENOENT;
-	fill_info(m, (uint32_t)index, out);
-	return 0;
+	return fill_info(m, (uint32_t)index, out);
 }
 
 int gm_memory_find(const struct gm_memory *m, gm_gpa_t gpa, struct gm_region_info *out)
 {
 	const struct gm_region_hot *r;
 
-	if (out == NULL)
+	if (out == NULL || gm__abi_check_out(out))
 		return -EINVAL;
 	r = gm__region_of(m, gpa);
 	if (r == NULL)
 		return -EFAULT;
-	fill_info(m, (uint32_t)(r - m->regions), out);
-	return 0;
+	return fill_info(m, (uint32_t)(r - m->regions), out);
 }
 
 uint64_t gm_memory_total_size(const struct gm_memory *m)

@@ -129,13 +129,13 @@ uint64_t gm__zero_run(const unsigned char *buf, uint64_t p, uint64_t n, bool *ze
 	return q;
 }
 
-void gm__progress_init(struct progress *p, const struct gm_snapshot_opts *opts, uint64_t total)
+int gm__progress_init(struct progress *p, const struct gm_snapshot_opts *opts, uint64_t total)
 {
-	*p = (struct progress){.total = total};
-	if (opts) {
-		p->fn = opts->progress;
-		p->opaque = opts->opaque;
-	}
+	struct gm_snapshot_opts o;
+	int ret = GM_ABI_COPY_IN(&o, opts);
+
+	*p = (struct progress){.total = total, .fn = o.progress, .opaque = o.opaque};
+	return ret;
 }
 
 int gm__progress_add(struct progress *p, uint64_t n)

@@ -401,7 +401,9 @@ int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts
 
 	if (s == NULL)
 		return -EINVAL;
-	gm__progress_init(&pr, opts, 0); /* lazy_fill_all() counts the total */
+	ret = gm__progress_init(&pr, opts, 0); /* lazy_fill_all() counts the total */
+	if (ret)
+		return ret;
 	ret = gm__chunk_buf_init(&cb);
 	if (ret)
 		return ret;
@@ -437,7 +439,7 @@ void gm__lazy_stop(struct gm_snapshot *s)
 	if (s->nareas > 0) {
 		struct progress pr;
 
-		gm__progress_init(&pr, NULL, 0);
+		(void)gm__progress_init(&pr, NULL, 0); /* no options: cannot fail */
 		lazy_fill_all(s, &s->hbuf, &pr);
 	}
 	gm__chunk_buf_free(&s->hbuf);

@@ -105,46 +105,49 @@ err:
 
 int gm_snapshot_describe(const struct gm_snapshot *s, struct gm_snapshot_info *out)
 {
+	struct gm_snapshot_info info = {0};
 	const struct snap_file *f;
 
 	if (s == NULL || out == NULL)
 		return -EINVAL;
 	f = top_file(s);
-	memset(out, 0, sizeof(*out));
-	out->version = SNAP_VERSION;
-	out->page_size = SNAP_PAGE;
-	out->nregions = f->nregions;
-	out->flags = (f->flags & SNAP_FLAG_DELTA) ? GM_SNAPSHOT_DELTA : 0;
-	out->chain_length = s->nfiles;
-	memcpy(out->id, f->id, 16);
-	memcpy(out->base_id, f->base_id, 16);
-	memcpy(out->base_name, f->base_name, sizeof(out->base_name));
-	out->file_size = f->file_size;
-	out->created_ns = f->created_ns;
+	info.version = SNAP_VERSION;
+	info.page_size = SNAP_PAGE;
+	info.nregions = f->nregions;
+	info.flags = (f->flags & SNAP_FLAG_DELTA) ? GM_SNAPSHOT_DELTA : 0;
+	info.chain_length = s->nfiles;
+	memcpy(info.id, f->id, 16);
+	memcpy(info.base_id, f->base_id, 16);
+	memcpy(info.base_name, f->base_name, sizeof(info.base_name));
+	info.file_size = f->file_size;
+	info.created_ns = f->created_ns;
 	for (uint32_t i = 0; i < f->nregions; i++) {
-		out->ram_size += f->regions[i].size;
-		out->defined_pages += f->regions[i].defined_pages;
-		out->data_pages += f->regions[i].data_pages;
+		info.ram_size += f->regions[i].size;
+		info.defined_pages += f->regions[i].defined_pages;
+		info.data_pages += f->regions[i].data_pages;
 	}
-	return 0;
+	return GM_ABI_COPY_OUT(out, &info);
 }
 
 int gm_snapshot_region(const struct gm_snapshot *s, uint32_t index, struct gm_snapshot_region *out)
 {
+	struct gm_snapshot_region info;
 	const struct snap_region *r;
 
-	if (s == NULL || out == NULL)
+	if (s == NULL || out == NULL || gm__abi_check_out(out))
 		return -EINVAL;
 	if (index >= top_file(s)->nregions)
 		return -ENOENT;
 	r = &top_file(s)->regions[index];
-	out->gpa = r->gpa;
-	out->size = r->size;
-	out->flags = r->flags;
-	out->file_offset = r->file_offset;
-	out->defined_pages = r->defined_pages;
-	out->data_pages = r->data_pages;
-	return 0;
+	info = (struct gm_snapshot_region){
+	    .gpa = r->gpa,
+	    .size = r->size,
+	    .flags = r->flags,
+	    .file_offset = r->file_offset,
+	    .defined_pages = r->defined_pages,
+	    .data_pages = r->data_pages,
+	};
+	return GM_ABI_COPY_OUT(out, &info);
 }
 
 uint64_t gm__snapshot_ram_size(const struct gm_snapshot *s)

@@ -123,7 +123,9 @@ int gm_snapshot_verify(struct gm_snapshot *s, const struct gm_snapshot_opts *opt
 	for (unsigned i = 0; i < s->nfiles; i++)
 		for (uint32_t ri = 0; ri < s->files[i].nregions; ri++)
 			total += s->files[i].regions[ri].data_pages * SNAP_PAGE;
-	gm__progress_init(&pr, opts, total);
+	ret = gm__progress_init(&pr, opts, total);
+	if (ret)
+		return ret;
 	ret = gm__chunk_buf_init(&cb);
 	if (ret)
 		return ret;

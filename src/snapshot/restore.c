@@ -14,7 +14,7 @@
 int gm__check_restorable(const struct gm_memory *m, gm_gpa_t gpa, uint64_t size)
 {
 	while (size > 0) {
-		struct gm_region_info ri;
+		struct gm_region_info ri = GM_OPTS(gm_region_info);
 		uint64_t n;
 
 		if (gm_memory_find(m, gpa, &ri))
@@ -49,7 +49,7 @@ int gm__restore_bytes(const struct gm_memory *m, gm_gpa_t gpa, const unsigned ch
 	size_t total = len;
 
 	while (len > 0) {
-		struct gm_region_info ri;
+		struct gm_region_info ri = GM_OPTS(gm_region_info);
 		unsigned char *host;
 		size_t n;
 
@@ -104,11 +104,13 @@ int gm_snapshot_restore(struct gm_snapshot *s, const struct gm_memory *m,
 
 	if (s == NULL || m == NULL || s->alone)
 		return -EINVAL;
+	ret = gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
+	if (ret)
+		return ret;
 	ret = check_covered(s, m);
 	if (ret)
 		return ret;
 	base = &s->files[0];
-	gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
 	ret = gm__chunk_buf_init(&cb);
 	if (ret)
 		return ret;
@@ -282,11 +284,13 @@ int gm_snapshot_restore_new(struct gm_snapshot *s, enum gm_restore_mode mode,
 
 	if (s == NULL || out == NULL || s->alone)
 		return -EINVAL;
+	ret = gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
+	if (ret)
+		return ret;
 	n = s->files[0].nregions;
 	specs = calloc(n, sizeof(*specs));
 	if (specs == NULL)
 		return -ENOMEM;
-	gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
 	for (uint32_t i = 0; i < n; i++) {
 		const struct snap_region *r = &s->files[0].regions[i];
 

@@ -296,7 +296,7 @@ static int save_write(struct view_regions *v, struct save_layout *sl, const char
 	uint64_t pos = sl->data_off;
 	int ret;
 
-	gm__progress_init(&pr, opts, sl->ram_size);
+	(void)gm__progress_init(&pr, opts, sl->ram_size); /* @opts: gm_snapshot_save()'s own copy */
 	ret = gm__chunk_buf_init(&cb);
 	if (ret == 0)
 		ret = save_file_create(path, sf);
@@ -382,18 +382,22 @@ int gm_snapshot_save(const struct gm_memory *m, const char *path,
 		     const struct gm_snapshot_opts *opts)
 {
 	struct save_file sf = {.fd = -1};
+	struct gm_snapshot_opts o;
 	struct save_layout sl;
 	struct view_regions v;
 	int ret;
 
 	if (m == NULL || path == NULL || path[0] == 0)
 		return -EINVAL;
+	ret = GM_ABI_COPY_IN(&o, opts);
+	if (ret)
+		return ret;
 	ret = gm__view_regions_get(m, &v);
 	if (ret)
 		return ret;
-	ret = save_layout(&v, path, opts, &sl);
+	ret = save_layout(&v, path, &o, &sl);
 	if (ret == 0)
-		ret = save_write(&v, &sl, path, opts, &sf);
+		ret = save_write(&v, &sl, path, &o, &sf);
 	ret = save_commit(&sf, path, &v, ret);
 	save_layout_free(&sl);
 	gm__view_regions_free(&v);

@@ -49,6 +49,8 @@
 #ifndef GUESTMEM_SNAPSHOT_INTERNAL_H
 #define GUESTMEM_SNAPSHOT_INTERNAL_H
 
+#include "../abi-internal.h"
+
 #include <guestmem/memory.h>
 #include <guestmem/snapshot.h>
 
@@ -189,8 +191,12 @@ struct progress {
 	uint64_t total, done, last;
 };
 
-/* A progress of @total bytes reported to @opts' callback (@opts may be NULL). */
-void gm__progress_init(struct progress *p, const struct gm_snapshot_opts *opts, uint64_t total);
+/*
+ * A progress of @total bytes reported to @opts' callback (@opts may be
+ * NULL: no callback). @opts is the caller's sized struct (abi.h): returns
+ * 0, or -EINVAL/-E2BIG for its sz, before anything else is done.
+ */
+int gm__progress_init(struct progress *p, const struct gm_snapshot_opts *opts, uint64_t total);
 int gm__progress_add(struct progress *p, uint64_t n);
 
 /* ---- format.c: an opened snapshot file ---- */

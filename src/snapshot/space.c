@@ -91,7 +91,9 @@ int gm_snapshot_add_to_space(struct gm_snapshot *s, struct gm_space *space,
 
 	if (s == NULL || space == NULL || s->alone)
 		return -EINVAL;
-	gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
+	ret = gm__progress_init(&pr, opts, gm__snapshot_ram_size(s));
+	if (ret)
+		return ret;
 	ret = gm_space_begin(space);
 	if (ret)
 		return ret;

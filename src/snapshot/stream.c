@@ -53,7 +53,7 @@ static void mig_stream_close(struct mig_stream *s, struct gm_migrate_stats *st,
 {
 	st->bytes = s->io.bytes;
 	if (stats)
-		*stats = *st;
+		(void)GM_ABI_COPY_OUT(stats, st); /* its sz was checked on entry */
 	if (s->state)
 		XXH3_freeState(s->state);
 	free(s->buf);
@@ -127,14 +127,10 @@ static int mig_send_pages(struct mig_stream *o, const struct gm_region_info *r, 
 static int mig_send_round(struct mig_stream *o, struct view_regions *v, bool all, unsigned round,
 			  struct gm_migrate_stats *st, const struct gm_migrate_opts *opts)
 {
-	struct progress pr = {0};
+	struct progress pr = {.fn = opts->progress, .opaque = opts->opaque};
 	uint64_t before = st->pages;
 	int ret;
 
-	if (opts) {
-		pr.fn = opts->progress;
-		pr.opaque = opts->opaque;
-	}
 	for (size_t i = 0; i < v->n; i++)
 		pr.total += v->r[i].size;
 	for (size_t i = 0; i < v->n; i++) {
@@ -218,7 +214,7 @@ static int mig_sync(const struct gm_migrate_opts *opts)
 {
 	int ret;
 
-	if (opts == NULL || opts->sync_dirty == NULL)
+	if (opts->sync_dirty == NULL)
 		return 0;
 	ret = opts->sync_dirty(opts->opaque);
 	return ret < 0 ? ret : ret > 0 ? -ECANCELED : 0;
@@ -228,17 +224,25 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		    struct gm_migrate_stats *stats)
 {
 	struct gm_migrate_stats st = {0};
+	struct gm_migrate_opts mo;
 	struct mig_stream o;
-	unsigned max_rounds = opts && opts->max_rounds ? opts->max_rounds : 8;
-	uint64_t stop = opts && opts->stop_pages ? opts->stop_pages : 64;
+	unsigned max_rounds;
+	uint64_t stop;
 	struct view_regions v;
 	unsigned char *hello = NULL;
 	size_t hello_len;
 	unsigned round = 1;
 	int ret;
 
-	if (m == NULL || fd < 0)
+	if (m == NULL || fd < 0 || (stats && gm__abi_check_out(stats)))
 		return -EINVAL;
+	/* From here on only the library's copy of the options is read. */
+	ret = GM_ABI_COPY_IN(&mo, opts);
+	if (ret)
+		return ret;
+	opts = &mo;
+	max_rounds = mo.max_rounds ? mo.max_rounds : 8;
+	stop = mo.stop_pages ? mo.stop_pages : 64;
 	ret = gm__view_regions_get(m, &v);
 	if (ret)
 		return ret;
@@ -280,7 +284,7 @@ int gm_migrate_send(const struct gm_memory *m, int fd, const struct gm_migrate_o
 	if (ret)
 		goto out;
 	/* Final round: writers are stopped, so what is dirty now is all that is left. */
-	if (opts && opts->before_final && opts->before_final(opts->opaque)) {
+	if (mo.before_final && mo.before_final(mo.opaque)) {
 		ret = -ECANCELED;
 		goto out;
 	}
@@ -474,12 +478,15 @@ int gm_migrate_recv(const struct gm_memory *m, int fd, const struct gm_migrate_o
 		    struct gm_migrate_stats *stats)
 {
 	struct mig_rx rx = {.m = m};
+	struct gm_migrate_opts mo;
 	struct mig_stream in;
 	int ret;
 
-	(void)opts;
-	if (m == NULL || fd < 0)
+	if (m == NULL || fd < 0 || (stats && gm__abi_check_out(stats)))
 		return -EINVAL;
+	ret = GM_ABI_COPY_IN(&mo, opts); /* no option applies to the receiver yet */
+	if (ret)
+		return ret;
 	ret = mig_stream_open(&in, fd);
 	while (ret == 0) {
 		unsigned char h[MIG_HDR];

@@ -44,7 +44,7 @@ int gm__view_regions_get(const struct gm_memory *m, struct view_regions *v)
 		goto err;
 	}
 	for (size_t i = 0; i < count; i++) {
-		struct gm_region_info ri;
+		struct gm_region_info ri = GM_OPTS(gm_region_info);
 
 		ret = gm_memory_region(m, i, &ri);
 		if (ret)

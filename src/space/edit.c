@@ -309,19 +309,26 @@ int gm_space_add_rom(struct gm_space *s, gm_gpa_t gpa, uint64_t size, const void
 int gm_space_add_mmio(struct gm_space *s, gm_gpa_t gpa, uint64_t size,
 		      const struct gm_device_ops *ops, void *opaque, struct gm_window **out)
 {
+	struct gm_device_ops o;
 	struct gm_window *w;
 	int err;
 
 	err = check_add_args(s, size, out);
 	if (err)
 		return err;
-	if (!ops || (!ops->read && !ops->write) || ops->sizes == 0 ||
-	    (ops->sizes & ~GM_ACCESS_ALL) || (ops->flags & ~GM_DEVICE_ALL_FLAGS))
+	if (!ops)
 		return fail_early(s, -EINVAL);
-	err = new_window(s, GM_WINDOW_MMIO, ops->name, &w);
+	/* The library's own copy: callbacks past the caller's sz are NULL. */
+	err = GM_ABI_COPY_IN(&o, ops);
+	if (err)
+		return fail_early(s, err);
+	if ((!o.read && !o.write) || o.sizes == 0 || (o.sizes & ~GM_ACCESS_ALL) ||
+	    (o.flags & ~GM_DEVICE_ALL_FLAGS))
+		return fail_early(s, -EINVAL);
+	err = new_window(s, GM_WINDOW_MMIO, o.name, &w);
 	if (err)
 		return err;
-	w->ops = *ops;
+	w->ops = o;
 	w->ops.name = w->name;
 	w->opaque = opaque;
 	return add_window(s, w, gpa, size, out);

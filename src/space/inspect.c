@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static void fill_info(const struct placement *pl, struct gm_window_info *out)
 {
@@ -38,17 +39,38 @@ static void fill_info(const struct placement *pl, struct gm_window_info *out)
 	}
 }
 
+/*
+ * The caller's array of window infos: element @i of @out, whose elements
+ * are @stride bytes apart (the caller's sizeof, its out[0].sz), with its
+ * sz set to @stride before the copy-out (abi.h).
+ */
+static void fill_entry(const struct placement *pl, void *out, size_t stride, size_t i)
+{
+	struct gm_window_info info;
+	unsigned char *dst = (unsigned char *)out + i * stride;
+
+	fill_info(pl, &info);
+	memcpy(dst, &stride, sizeof(stride));
+	(void)GM_ABI_COPY_OUT(dst, &info); /* @stride was checked */
+}
+
 int gm_space_windows(struct gm_space *s, struct gm_window_info *out, size_t max, size_t *n)
 {
 	const struct layout *l;
+	size_t stride = 0;
 	size_t i;
 
-	if (!s || !n || (!out && max))
+	if (!s || !n || (!out && max) || (max && gm__abi_check_out(out)))
+		return -EINVAL;
+	if (max)
+		stride = gm__abi_user_sz(out);
+	/* Any real array's stride is; most garbage (a forgotten sz) is not. */
+	if (stride % _Alignof(struct gm_window_info) != 0)
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
 	l = s->current;
 	for (i = 0; i < l->nplacements && i < max; i++)
-		fill_info(&l->placements[i], &out[i]);
+		fill_entry(&l->placements[i], out, stride, i);
 	*n = l->nplacements;
 	pthread_mutex_unlock(&s->view_lock);
 	return *n > max ? -ENOBUFS : 0;
@@ -58,12 +80,12 @@ int gm_space_window_info(struct gm_space *s, struct gm_window *w, struct gm_wind
 {
 	long i;
 
-	if (!s || !w || !out)
+	if (!s || !w || !out || gm__abi_check_out(out))
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
 	i = find_placement(s->current, w);
 	if (i >= 0)
-		fill_info(&s->current->placements[i], out);
+		fill_entry(&s->current->placements[i], out, gm__abi_user_sz(out), 0);
 	pthread_mutex_unlock(&s->view_lock);
 	return i >= 0 ? 0 : -ENOENT;
 }
@@ -72,12 +94,12 @@ int gm_space_find(struct gm_space *s, gm_gpa_t gpa, struct gm_window_info *out)
 {
 	long i;
 
-	if (!s || !out)
+	if (!s || !out || gm__abi_check_out(out))
 		return -EINVAL;
 	pthread_mutex_lock(&s->view_lock);
 	i = placement_at(s->current, gpa);
 	if (i >= 0)
-		fill_info(&s->current->placements[i], out);
+		fill_entry(&s->current->placements[i], out, gm__abi_user_sz(out), 0);
 	pthread_mutex_unlock(&s->view_lock);
 	return i >= 0 ? 0 : -EFAULT;
 }

@@ -71,6 +71,8 @@
 #ifndef GUESTMEM_SPACE_INTERNAL_H
 #define GUESTMEM_SPACE_INTERNAL_H
 
+#include "../abi-internal.h"
+
 #include <guestmem/space.h>
 
 #include <pthread.h>

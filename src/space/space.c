@@ -114,7 +114,12 @@ int gm_space_listener_add(struct gm_space *s, const struct gm_space_listener_ops
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->ops = *ops;
+	/* The library's own copy: callbacks past the caller's sz are NULL. */
+	err = GM_ABI_COPY_IN(&l->ops, ops);
+	if (err) {
+		free(l);
+		return err;
+	}
 	l->opaque = opaque;
 	pthread_mutex_lock(&s->lock);
 	cur = s->current;

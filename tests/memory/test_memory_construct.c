@@ -271,7 +271,7 @@ static void new_sorts_unsorted_regions(void **state)
 	    {0x50000, PAGE}, {0x10000, 2 * PAGE}, {0x40000, PAGE}, {0x12000, PAGE}, {0, PAGE},
 	};
 	static const gm_gpa_t sorted[5] = {0, 0x10000, 0x12000, 0x40000, 0x50000};
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	struct world w;
 	unsigned char buf[3 * PAGE];
 	size_t i;
@@ -333,7 +333,7 @@ static void get_returns_the_view_and_put_ignores_null(void **state)
 static void empty_view_faults_everywhere(void **state)
 {
 	struct gm_memory *m = NULL;
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	struct iovec iov[2];
 	unsigned char buf[16] = {0};
 	uint8_t v8 = 0;
@@ -409,7 +409,7 @@ static void region_by_index_reports_its_spec(void **state)
 	struct gm_mapping *mp = map_anon(4 * PAGE);
 	struct gm_dirty *d = NULL;
 	struct gm_region_spec s[2];
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	struct gm_memory *m = NULL;
 	unsigned char *host = gm_mapping_host(mp);
 
@@ -452,7 +452,7 @@ static void region_by_index_reports_its_spec(void **state)
 static void find_reports_the_region_holding_an_address(void **state)
 {
 	static const struct gm_range r[3] = {{0x1000, PAGE}, {0x2000, 3}, {0x10000, 2 * PAGE}};
-	struct gm_region_info info;
+	struct gm_region_info info = GM_OPTS(gm_region_info);
 	struct world w;
 
 	(void)state;

@@ -137,7 +137,7 @@ static void migration_under_writers_converges_and_receiver_equals_sender(void **
 	struct gm_mapping *maps[NREGIONS];
 	struct gm_dirty *d[NREGIONS];
 	struct gm_memory *src, *dst;
-	struct gm_migrate_stats st;
+	struct gm_migrate_stats st = GM_OPTS(gm_migrate_stats);
 	struct recv_arg r;
 	pthread_t th;
 	int sv[2], sp_err, sent = 0, join_err = 0;
@@ -164,12 +164,12 @@ static void migration_under_writers_converges_and_receiver_equals_sender(void **
 	for (int i = 0; i < 2; i++)
 		while (__atomic_load_n(&writers[i].writes, __ATOMIC_RELAXED) < 256)
 			sched_yield();
-	struct gm_migrate_opts o = {
-	    .max_rounds = 30, .stop_pages = 64, .before_final = stop_writers};
+	struct gm_migrate_opts o = GM_OPTS(gm_migrate_opts, .max_rounds = 30, .stop_pages = 64,
+					   .before_final = stop_writers);
 	/* Writers and receiver run on this frame: no assertion until all are joined. */
 	sp_err = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
 	if (!sp_err) {
-		r = (struct recv_arg){.m = dst, .fd = sv[1]};
+		r = (struct recv_arg){.m = dst, .fd = sv[1], .st = GM_OPTS(gm_migrate_stats)};
 		start_thread(&th, recv_thread, &r);
 		sent = gm_migrate_send(src, sv[0], &o, &st);
 		if (sent)

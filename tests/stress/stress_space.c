@@ -195,7 +195,8 @@ static int writer_loop(struct shared *sh, unsigned long *rounds)
 {
 	static const unsigned prots[] = {GM_PROT_READ, GM_PROT_READ | GM_PROT_EXEC,
 					 GM_PROT_READ | GM_PROT_WRITE, GM_PROT_ALL};
-	const struct gm_device_ops ops = {.name = "mover", .read = dev_read, .sizes = GM_ACCESS_8};
+	const struct gm_device_ops ops =
+	    GM_OPTS(gm_device_ops, .name = "mover", .read = dev_read, .sizes = GM_ACCESS_8);
 	struct gm_space *s = sh->s;
 	struct gm_window *dev, *plug;
 	unsigned seed = 7;

@@ -1,7 +1,8 @@
 /*
  * gm-vhost-blk - a vhost-user block device back end on guestmem.
  *
- *   gm-vhost-blk --socket PATH --image FILE [--readonly] [--queues N]
+ *   gm-vhost-blk [-r] [-q N] -s PATH -i FILE
+ *   gm-vhost-blk --help | --version
  *
  * Listens on the Unix socket PATH, serves one front end (QEMU's
  * vhost-user-blk-pci) at a time with the raw image FILE, and after each
@@ -27,15 +28,36 @@
 
 static const char *prog = "gm-vhost-blk";
 
+#ifndef GM_TOOLS_VERSION
+#define GM_TOOLS_VERSION "unknown"
+#endif
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: %s --socket PATH --image FILE [--readonly] [--queues N]\n"
-		"  --socket PATH  Unix socket to listen on for the vhost-user front end\n"
-		"  --image FILE   raw disk image to serve\n"
-		"  --readonly     refuse writes (the device is announced read-only)\n"
-		"  --queues N     number of request queues, 1..%u (default 1)\n",
+		"Usage: %s [OPTION]... --socket PATH --image FILE\n"
+		"Serve the raw disk image FILE to a vhost-user-blk front end (QEMU)\n"
+		"on the Unix socket PATH, one connection after another, until SIGTERM.\n"
+		"\n"
+		"  -s, --socket PATH  Unix socket to listen on for the front end\n"
+		"  -i, --image FILE   raw disk image to serve\n"
+		"  -r, --readonly     refuse writes (the device is announced read-only)\n"
+		"  -q, --queues N     number of request queues, 1..%u (default 1)\n"
+		"  -h, --help         print this help and exit\n"
+		"  -V, --version      print the version and exit\n"
+		"\n"
+		"Exit status: 0 when stopped by SIGTERM or SIGINT, 1 when it cannot\n"
+		"start (image, socket), 2 for a usage error.\n",
 		prog, VU_MAX_QUEUES);
+}
+
+/* A usage error: the message, a hint, exit status 2. */
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s: ", prog);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
+	return 2;
 }
 
 static void add_stats(struct blk_stats *sum, const struct blk_stats *s)
@@ -94,9 +116,13 @@ static int listen_on(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
-	    {"readonly", no_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"image", required_argument, NULL, 'i'},
+	    {"readonly", no_argument, NULL, 'r'},
+	    {"queues", required_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;
@@ -112,7 +138,8 @@ int main(int argc, char **argv)
 	int c, lfd, sfd, ret;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((c = getopt_long(argc, argv, "s:i:rq:h", opts, NULL)) != -1) {
+	opterr = 0; /* our own messages: "gm-vhost-blk: ...", not argv[0]'s */
+	while ((c = getopt_long(argc, argv, ":s:i:rq:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sock = optarg;
@@ -126,33 +153,35 @@ int main(int argc, char **argv)
 		case 'q':
 			errno = 0;
 			queues = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || queues < 1 ||
+			if (errno || *end || end == optarg || optarg[0] == '-' || queues < 1 ||
 			    queues > VU_MAX_QUEUES) {
 				fprintf(stderr,
-					"%s: --queues wants a number from 1 to %u, not '%s'\n",
-					prog, VU_MAX_QUEUES, optarg);
+					"%s: --queues wants a number from 1 to %u, not '%s'\n"
+					"Try '%s --help' for more information.\n",
+					prog, VU_MAX_QUEUES, optarg, prog);
 				return 2;
 			}
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+			return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+		case 'V':
+			printf("%s (guestmem) %s\n", prog, GM_TOOLS_VERSION);
+			return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+		case ':':
+			return usage_error("option '%s' needs an argument", argv[optind - 1]);
+		default: {
+			/* optopt: an unknown short option; 0: an unknown long one. */
+			char opt[3] = {'-', (char)optopt, 0};
+
+			return usage_error("unknown option '%s'", optopt ? opt : argv[optind - 1]);
+		}
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	if (!sock || !image) {
-		fprintf(stderr, "%s: %s is required\n", prog,
-			!sock ? "--socket PATH" : "--image FILE");
-		usage(stderr);
-		return 2;
-	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!sock || !image)
+		return usage_error("%s is required", !sock ? "--socket PATH" : "--image FILE");
 	if (blk_open(&blk, image, readonly, err, sizeof(err))) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
@@ -216,6 +245,10 @@ int main(int argc, char **argv)
 		       info.queues_started == 1 ? "" : "s", info.messages, info.tables,
 		       info.tables == 1 ? "" : "s", info.max_regions_seen, info.resubmitted,
 		       info.resubmitted == 1 ? "" : "s");
+		if (info.fds_refused)
+			printf("%s: connection %u: refused %u fd%s of the wrong kind (last: %s)\n",
+			       prog, conns, info.fds_refused, info.fds_refused == 1 ? "" : "s",
+			       info.fd_refusal);
 		char what[64];
 		snprintf(what, sizeof(what), "connection %u stats", conns);
 		print_stats(what, &st, info.regions);

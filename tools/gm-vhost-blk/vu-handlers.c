@@ -362,7 +362,11 @@ static int set_vring_addr(struct vu_server *s, const struct vu_conn *c, struct m
 	return 0;
 }
 
-/* SET_VRING_KICK / CALL / ERR: u64 index | VRING_NOFD, and the fd unless NOFD. */
+/*
+ * SET_VRING_KICK / CALL / ERR: u64 index | VRING_NOFD, and the fd unless
+ * NOFD. The fd must be an eventfd (vu-internal.h, invariant 6); any other
+ * is refused with -EBADF and the queue keeps the fd it had.
+ */
 static int set_vring_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
 			bool *replied)
 {
@@ -374,6 +378,15 @@ static int set_vring_fd(struct vu_server *s, const struct vu_conn *c, struct msg
 	(void)replied;
 	if (!q || (v & ~(uint64_t)(VRING_IDX_MASK | VRING_NOFD)))
 		return DISCONNECT;
+	if (msg->nfds && !vu_is_eventfd(msg->fds[0])) {
+		/* A pipe, socket, epoll fd...: refused; the message's fd is closed. */
+		s->info->fds_refused++;
+		s->info->fd_refusal =
+		    msg->request == REQ_SET_VRING_KICK	 ? "kick fd is not an eventfd"
+		    : msg->request == REQ_SET_VRING_CALL ? "call fd is not an eventfd"
+							 : "err fd is not an eventfd";
+		return -EBADF;
+	}
 	if (msg->nfds) {
 		fd = msg->fds[0];
 		msg->fds[0] = -1; /* kept (invariant 3) */
@@ -385,7 +398,10 @@ static int set_vring_fd(struct vu_server *s, const struct vu_conn *c, struct msg
 						    : &q->err_fd;
 	if (msg->request == REQ_SET_VRING_KICK && q->kick_fd >= 0)
 		epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
-	close_fd(slot);
+	if (msg->request == REQ_SET_VRING_KICK)
+		close_fd(slot);
+	else
+		vu_drop_signal_fd(q, slot); /* the worker may be writing it */
 	*slot = fd;
 	if (msg->request == REQ_SET_VRING_KICK) {
 		/*

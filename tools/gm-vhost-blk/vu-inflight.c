@@ -12,11 +12,16 @@
  * start (vu_inflight_resume()).
  *
  * Invariants:
- *  1. s->inflight_map is NULL or a mapping of s->inflight_len bytes, and
- *     each q->inflight is NULL or points into it (q->inflight_qsize entries),
- *     set and cleared under q->lock by the protocol thread.
+ *  1. s->inflight_map is NULL or the buffer's mapping, and each
+ *     q->inflight is NULL or points into it (q->inflight_qsize entries),
+ *     with q->inflight_map == s->inflight_map; both set and cleared under
+ *     q->lock by the protocol thread.
  *  2. Nothing read from the buffer is trusted: heads are checked against
  *     the queue size and the ring's own size before they are used.
+ *  3. The front end can shrink the buffer's file at any time: it is mapped
+ *     with GM_MAP_PEER, so a store past the new end lands in private zero
+ *     memory instead of raising SIGBUS, and the queue's worker, seeing
+ *     gm_mapping_truncated(), breaks the ring (vu-queue.c).
  */
 #include "vu-internal.h"
 
@@ -108,13 +113,12 @@ void vu_drop_inflight(struct vu_server *s)
 	for (i = 0; i < s->nqueues; i++) {
 		pthread_mutex_lock(&s->q[i].lock);
 		s->q[i].inflight = NULL;
+		s->q[i].inflight_map = NULL;
 		s->q[i].inflight_qsize = 0;
 		pthread_mutex_unlock(&s->q[i].lock);
 	}
-	if (s->inflight_map)
-		munmap(s->inflight_map, s->inflight_len);
+	gm_mapping_put(s->inflight_map);
 	s->inflight_map = NULL;
-	s->inflight_len = 0;
 }
 
 /*
@@ -166,8 +170,8 @@ int vu_set_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg 
 	uint64_t size = get64(msg->p), off = get64(msg->p + 8);
 	uint16_t nq, qsize;
 	size_t per, total;
+	struct gm_mapping *map;
 	struct stat st;
-	void *map;
 	unsigned i;
 	int ret;
 
@@ -180,23 +184,30 @@ int vu_set_inflight_fd(struct vu_server *s, const struct vu_conn *c, struct msg 
 		return -EINVAL;
 	/*
 	 * mmap_size is only the front end's word: a file shorter than the
-	 * window maps, and the first store past its end raises SIGBUS.
+	 * window is refused. One that shrinks later is contained
+	 * (invariant 3).
 	 */
 	if (fstat(msg->fds[0], &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < off + total)
+	if (!S_ISREG(st.st_mode)) {
+		/* A memfd is a regular file; a pipe, socket or device cannot be the buffer. */
+		s->info->fds_refused++;
+		s->info->fd_refusal = "inflight fd is not a regular file or memfd";
+		return -EBADF;
+	}
+	if ((uint64_t)st.st_size < off + total)
 		return -EINVAL;
-	map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, msg->fds[0], (off_t)off);
-	if (map == MAP_FAILED)
-		return -errno;
+	ret = gm_mapping_new_fd(msg->fds[0], off, total, GM_MAP_SHARED | GM_MAP_PEER, &map);
+	if (ret)
+		return ret;
 	vu_drop_inflight(s);
 	s->inflight_map = map;
-	s->inflight_len = total;
 	for (i = 0; i < nq; i++) {
 		struct vu_queue *q = &s->q[i];
 
 		pthread_mutex_lock(&q->lock);
-		q->inflight = (uint8_t *)map + per * i;
+		q->inflight_map = map;
+		q->inflight = (uint8_t *)gm_mapping_host(map) + per * i;
 		q->inflight_qsize = qsize;
 		if_put16(q->inflight + 10, qsize); /* desc_num */
 		q->inflight_check = true;

@@ -26,11 +26,16 @@
  *  3. Every fd that arrives with a message is either kept (kick, call, err
  *     moved into the queue, the slot in msg->fds set to -1) or closed by
  *     vu_close_msg_fds() before the next message is read. Kept fds are
- *     closed when replaced or by vu_reset_queue().
+ *     closed when replaced or by vu_reset_queue(); a call or err fd the
+ *     worker is writing at that moment (outside the lock) is closed by the
+ *     worker once the write returned (vu_drop_signal_fd()).
  *  4. Every message is checked (version, payload size, fd count, index
  *     ranges) before it is acted on; a malformed one ends the connection.
  *  5. Connection state in struct vu_server (features, owner, inflight_map)
  *     is the protocol thread's alone.
+ *  6. Kick, call and err fds are eventfds (checked when they arrive,
+ *     vu_is_eventfd()); no lock is held across a write to one, and every
+ *     such write is bounded (vu-queue.c).
  */
 #ifndef GM_VHOST_BLK_VU_INTERNAL_H
 #define GM_VHOST_BLK_VU_INTERNAL_H
@@ -119,6 +124,12 @@ struct vu_queue {
 	bool layout_valid; /* vq placed at desc/avail/used_gpa below */
 	gm_gpa_t desc_gpa, avail_gpa, used_gpa;
 	int kick_fd, call_fd, err_fd;
+	/*
+	 * The call and err fds the worker is writing outside the lock (-1:
+	 * none), and those of them the protocol thread replaced meanwhile:
+	 * the worker closes these once its write returned (invariant 3).
+	 */
+	int writing[2], retired[2];
 	bool started; /* kicked, not stopped by GET_VRING_BASE */
 	bool enabled;
 	bool stop;   /* worker must exit */
@@ -128,6 +139,7 @@ struct vu_queue {
 	bool thread_running;
 	struct gm_virtq_buf *bufs;
 	/* Inflight tracking (INFLIGHT_SHMFD): this queue's part of the shared buffer. */
+	struct gm_mapping *inflight_map; /* the buffer's mapping (borrowed from s) or NULL */
 	uint8_t *inflight;
 	uint16_t inflight_qsize;
 	uint64_t inflight_counter;
@@ -143,9 +155,8 @@ struct vu_server {
 	uint64_t features, protocol_features;
 	bool owner;
 	struct vu_conn_info *info;
-	int stall_ms;	    /* struct vu_conn's, for each connection */
-	void *inflight_map; /* SET_INFLIGHT_FD mapping, or NULL */
-	size_t inflight_len;
+	int stall_ms;			 /* struct vu_conn's, for each connection */
+	struct gm_mapping *inflight_map; /* SET_INFLIGHT_FD mapping (GM_MAP_PEER), or NULL */
 };
 
 /* One message as read: header fields, payload, and the fds that came with it. */
@@ -192,27 +203,6 @@ static inline void wake_worker(struct vu_queue *q)
 	}
 }
 
-/*
- * Signal the front end's call or err fd @fd (-1: none). The fd is the
- * peer's: it may be any kind of file, and the peer may have made it
- * blocking (the open file, and so O_NONBLOCK, is shared). Write only when
- * poll() says it takes a write now, so a saturated eventfd or a full pipe
- * is skipped instead of blocking the worker under its queue lock. (A peer
- * that fills the fd in the instant between the two calls can still make
- * this one write wait; see the note in vu-queue.c.)
- */
-static inline void signal_fd(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLOUT};
-	uint64_t one = 1;
-
-	if (fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
-		return;
-	if (write(fd, &one, sizeof(one)) < 0) {
-		/* EAGAIN: saturated; the peer has a wake-up pending anyway. */
-	}
-}
-
 static inline void close_fd(int *fd)
 {
 	if (*fd >= 0)
@@ -232,6 +222,13 @@ static inline void close_fd(int *fd)
 int vu_read_msg(const struct vu_conn *c, struct msg *msg);
 /* Close every fd of @msg a handler did not keep (invariant 3). */
 void vu_close_msg_fds(struct msg *msg);
+/*
+ * Whether @fd is an eventfd, what the protocol says kick, call and err fds
+ * are (invariant 6). Reads /proc/self/fdinfo; without /proc, any anonymous
+ * inode (eventfd, epoll, timerfd, signalfd) passes, and the rest (pipes,
+ * sockets, files, devices) is still refused.
+ */
+bool vu_is_eventfd(int fd);
 /*
  * Reply to @msg with @size (<= HDR_SIZE + VU_CONFIG_MAX) payload bytes.
  * Returns 0, STOPPED, STALLED (the front end did not take the reply within
@@ -259,6 +256,17 @@ int vu_handle_message(struct vu_server *s, const struct vu_conn *c, struct msg *
 void *vu_worker(void *arg);
 /* Reset queue @q to its initial state, closing its fds. Called with q->lock held. */
 void vu_reset_queue(struct vu_queue *q);
+/*
+ * Close the call or err fd in *@slot (one of q's), or leave it to the
+ * worker if it is writing it right now; *@slot becomes -1. Called with
+ * q->lock held.
+ */
+void vu_drop_signal_fd(struct vu_queue *q, int *slot);
+/*
+ * Interrupt a worker's write to a front end's fd: installs the no-op
+ * handler of VU_SIGNAL (vu.h), once per process. Returns 0 or -errno.
+ */
+int vu_signal_setup(void);
 
 /* ---- vu-inflight.c: inflight tracking (vhost-user.rst, "Inflight I/O tracking") ---- */
 

@@ -15,13 +15,19 @@
  * message began). So a front end that stops mid-message, or never reads
  * its replies, ends its connection (STALLED) instead of holding the
  * server, and a stop request is seen at once (STOPPED).
+ *
+ * Fd types (invariant 6): vu_is_eventfd() is the check the handlers run on
+ * every kick, call and err fd before they keep it.
  */
 #include "vu-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +38,28 @@ void vu_close_msg_fds(struct msg *msg)
 	for (i = 0; i < msg->nfds; i++)
 		close_fd(&msg->fds[i]);
 	msg->nfds = 0;
+}
+
+bool vu_is_eventfd(int fd)
+{
+	char path[40], buf[512];
+	struct stat st;
+	ssize_t n;
+	int info;
+
+	/* Pipes, sockets, files and devices have a type; anonymous inodes none. */
+	if (fstat(fd, &st) < 0 || (st.st_mode & S_IFMT) != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	info = open(path, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		return errno == ENOENT || errno == EACCES; /* no /proc: the type check above */
+	n = read(info, buf, sizeof(buf) - 1);
+	close(info);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strstr(buf, "\neventfd-count:") != NULL;
 }
 
 /* The monotonic time @ms from now, in ms. */

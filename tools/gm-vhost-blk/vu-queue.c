@@ -10,21 +10,105 @@
  *  1. The ring is walked only when it is started, enabled, has addresses
  *     and a size, and was placed (place_ring()) in the table of this round.
  *  2. A broken ring or one that cannot be placed signals err_fd and stops
- *     (started = false) until the front end kicks it again.
+ *     (started = false) until the front end kicks it again. So does a
+ *     ring whose memory the front end truncated (the table's or the
+ *     inflight buffer's, checked before and after each round): accesses
+ *     there completed on private zeros and failed (GM_MAP_PEER,
+ *     guestmem/mapping.h), and the ring stays broken until the front end
+ *     sends memory that is whole again.
  *  3. A worker never reads a fd of the peer's (kicks are edge-triggered)
- *     and writes one (call, err) only when poll() says the write will not
- *     block. What remains is the instant between that poll() and the
- *     write: a peer that made its call eventfd blocking and saturates it
- *     exactly then can hold one write, and this queue's lock, until it
- *     reads the counter. Closing that needs a write that cannot block
- *     whatever the file's flags (a timer signal to the worker, or
- *     io_uring); it is left for the fd-hardening work of issue 17.
+ *     and writes one (call, err) only after its round, outside the queue's
+ *     lock, when poll() said the write will not block. The peer can still
+ *     make its eventfd blocking and saturate it in the instant between
+ *     poll() and write() (the open file, and so O_NONBLOCK, is shared;
+ *     eventfds take no per-call RWF_NOWAIT on the kernels we run on), so
+ *     each write runs under this worker's timer, which sends VU_SIGNAL
+ *     every VU_WRITE_BOUND_MS until the write returned: a blocked write
+ *     ends with EINTR and the wake-up is dropped (the peer's counter is
+ *     full: it has one pending anyway). The protocol thread never waits
+ *     for such a write: a call or err fd it replaces meanwhile is closed by
+ *     the worker afterwards (vu_drop_signal_fd()).
  */
 #include "vu-internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Older glibc headers do not name the Linux field SIGEV_THREAD_ID uses. */
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+/* What a round asks the worker to signal once it dropped the lock. */
+enum { RAISE_CALL = 1u << 0, RAISE_ERR = 1u << 1 };
+
+static void interrupted(int sig)
+{
+	(void)sig; /* only there so that a blocked write returns EINTR */
+}
+
+static pthread_once_t signal_once = PTHREAD_ONCE_INIT;
+static int signal_err;
+
+static void install_handler(void)
+{
+	struct sigaction sa = {.sa_handler = interrupted}; /* no SA_RESTART */
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VU_SIGNAL, &sa, NULL) < 0)
+		signal_err = -errno;
+}
+
+int vu_signal_setup(void)
+{
+	pthread_once(&signal_once, install_handler);
+	return signal_err;
+}
+
+/*
+ * A timer that sends VU_SIGNAL to the calling thread, unarmed, with the
+ * signal unblocked in this thread. Returns 0 or -errno.
+ */
+static int thread_timer_new(timer_t *timer)
+{
+	struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = VU_SIGNAL};
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, VU_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	sev.sigev_notify_thread_id = gettid();
+	return timer_create(CLOCK_MONOTONIC, &sev, timer) < 0 ? -errno : 0;
+}
+
+/*
+ * Signal the front end's call or err eventfd @fd (-1: none), in at most
+ * about VU_WRITE_BOUND_MS whatever the peer does to it (invariant 3).
+ * Without a timer (@timer_ok false) nothing is written: an unbounded write
+ * is worse than a lost interrupt. Called without q->lock.
+ */
+static void signal_fd(int fd, timer_t timer, bool timer_ok)
+{
+	const long ns = VU_WRITE_BOUND_MS * 1000000L;
+	/* Periodic: a signal that comes before write() blocks is followed by another. */
+	const struct itimerspec arm = {.it_value = {ns / 1000000000L, ns % 1000000000L},
+				       .it_interval = {ns / 1000000000L, ns % 1000000000L}};
+	const struct itimerspec disarm = {{0, 0}, {0, 0}};
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	uint64_t one = 1;
+
+	if (fd < 0 || !timer_ok || poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+		return;
+	if (timer_settime(timer, 0, &arm, NULL) < 0)
+		return;
+	if (write(fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN or EINTR: saturated; the peer has a wake-up pending anyway. */
+	}
+	timer_settime(timer, 0, &disarm, NULL);
+}
 
 /* Place the ring in the table @t. Called with q->lock held. */
 static int place_ring(struct vu_queue *q, const struct gm_vhost_table *t)
@@ -47,10 +131,21 @@ static int place_ring(struct vu_queue *q, const struct gm_vhost_table *t)
 }
 
 /*
- * Serve up to ROUND_BUDGET requests. Returns true if requests may remain.
+ * Whether the front end truncated memory this queue uses: the table's or
+ * the inflight buffer's. Called with q->lock held.
+ */
+static bool peer_truncated(const struct vu_queue *q, const struct gm_vhost_table *t)
+{
+	return gm_vhost_table_truncated(t) ||
+	       (q->inflight_map && gm_mapping_truncated(q->inflight_map));
+}
+
+/*
+ * Serve up to ROUND_BUDGET requests. Returns true if requests may remain;
+ * sets RAISE_* in *@raise for the fds the worker signals after the round.
  * Called with q->lock held.
  */
-static bool serve_round(struct vu_queue *q)
+static bool serve_round(struct vu_queue *q, unsigned *raise)
 {
 	struct vu_server *s = q->s;
 	struct gm_vhost_table *t;
@@ -66,8 +161,8 @@ static bool serve_round(struct vu_queue *q)
 	if (!t)
 		return false;
 	m = gm_vhost_table_memory(t);
-	if (place_ring(q, t)) {
-		signal_fd(q->err_fd);
+	if (peer_truncated(q, t) || place_ring(q, t)) {
+		*raise |= RAISE_ERR;
 		q->started = false;
 		goto out;
 	}
@@ -101,10 +196,10 @@ static bool serve_round(struct vu_queue *q)
 			    s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
 	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
-		signal_fd(q->call_fd);
-	if (gm_virtq_broken(q->vq)) {
+		*raise |= RAISE_CALL;
+	if (gm_virtq_broken(q->vq) || peer_truncated(q, t)) {
 		/* The ring itself is corrupt: the device needs a reset (vring err). */
-		signal_fd(q->err_fd);
+		*raise |= RAISE_ERR;
 		q->started = false;
 		more = false;
 	}
@@ -113,16 +208,43 @@ out:
 	return more;
 }
 
+/*
+ * Signal the fds in @raise after a round, outside the lock (invariant 3).
+ * Called with q->lock held; returns with it held.
+ */
+static void raise_fds(struct vu_queue *q, unsigned raise, timer_t timer, bool timer_ok)
+{
+	int call = (raise & RAISE_CALL) ? q->call_fd : -1;
+	int err = (raise & RAISE_ERR) ? q->err_fd : -1;
+	unsigned i;
+
+	if (call < 0 && err < 0)
+		return;
+	q->writing[0] = call;
+	q->writing[1] = err;
+	pthread_mutex_unlock(&q->lock);
+	signal_fd(call, timer, timer_ok);
+	signal_fd(err, timer, timer_ok);
+	pthread_mutex_lock(&q->lock);
+	for (i = 0; i < 2; i++) {
+		q->writing[i] = -1;
+		close_fd(&q->retired[i]);
+	}
+}
+
 void *vu_worker(void *arg)
 {
 	struct vu_queue *q = arg;
 	struct epoll_event ev;
+	timer_t timer;
+	bool timer_ok, more = false;
 	uint64_t v;
-	bool more = false;
 
 	gm_rcu_register_thread();
+	timer_ok = thread_timer_new(&timer) == 0;
 	for (;;) {
 		int n = epoll_wait(q->epfd, &ev, 1, more ? 0 : -1);
+		unsigned raise = 0;
 
 		if (n < 0 && errno != EINTR)
 			break;
@@ -131,26 +253,35 @@ void *vu_worker(void *arg)
 			pthread_mutex_unlock(&q->lock);
 			break;
 		}
-		if (n > 0 && ev.data.u32 == 1) {
-			/*
-			 * A kick. Its fd is the peer's and is never read (it is
-			 * edge-triggered, vu-handlers.c): nothing the peer does
-			 * to it can block this thread. One that hung up (a pipe
-			 * whose writer is gone) is dropped until the front end
-			 * sets a new one.
-			 */
-			if ((ev.events & (EPOLLHUP | EPOLLERR)) && q->kick_fd >= 0)
-				epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
-		} else if (n > 0) {
-			/* Our own non-blocking eventfd: a stale event reads EAGAIN. */
-			if (read(q->wake_fd, &v, sizeof(v)) < 0) {
-			}
+		/*
+		 * A kick needs nothing more: its eventfd is the peer's and is
+		 * never read (edge-triggered, vu-handlers.c), so nothing the
+		 * peer does to it can block this thread. Our own wake eventfd
+		 * is non-blocking: a stale event reads EAGAIN.
+		 */
+		if (n > 0 && ev.data.u32 != 1 && read(q->wake_fd, &v, sizeof(v)) < 0) {
 		}
-		more = serve_round(q);
+		more = serve_round(q, &raise);
+		raise_fds(q, raise, timer, timer_ok);
 		pthread_mutex_unlock(&q->lock);
 	}
+	if (timer_ok)
+		timer_delete(timer);
 	gm_rcu_unregister_thread();
 	return NULL;
+}
+
+void vu_drop_signal_fd(struct vu_queue *q, int *slot)
+{
+	unsigned i;
+
+	for (i = 0; i < 2; i++) {
+		if (*slot >= 0 && *slot == q->writing[i]) {
+			q->retired[i] = *slot;
+			*slot = -1;
+		}
+	}
+	close_fd(slot);
 }
 
 void vu_reset_queue(struct vu_queue *q)
@@ -158,8 +289,8 @@ void vu_reset_queue(struct vu_queue *q)
 	if (q->kick_fd >= 0)
 		epoll_ctl(q->epfd, EPOLL_CTL_DEL, q->kick_fd, NULL);
 	close_fd(&q->kick_fd);
-	close_fd(&q->call_fd);
-	close_fd(&q->err_fd);
+	vu_drop_signal_fd(q, &q->call_fd);
+	vu_drop_signal_fd(q, &q->err_fd);
 	q->num = 0;
 	q->addr_set = false;
 	q->layout_valid = false;

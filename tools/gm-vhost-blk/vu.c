@@ -29,6 +29,10 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 
 	if (!dev || !out || nqueues == 0 || nqueues > VU_MAX_QUEUES || dev->max_bufs == 0)
 		return -EINVAL;
+	ret = vu_signal_setup();
+	if (ret)
+		return ret;
+	ret = -ENOMEM;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -48,6 +52,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 		q->s = s;
 		q->index = i;
 		q->kick_fd = q->call_fd = q->err_fd = q->wake_fd = q->epfd = -1;
+		q->writing[0] = q->writing[1] = q->retired[0] = q->retired[1] = -1;
 		pthread_mutex_init(&q->lock, NULL);
 		ret = gm_virtq_new(&q->vq);
 		if (ret)
@@ -214,8 +219,9 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		if (ret) {
 			/* No way to tell the front end: do not go on with a state it does not know.
 			 */
-			info->end_reason =
-			    ret == -ENOSYS ? "unsupported request" : "request failed";
+			info->end_reason = ret == -ENOSYS ? "unsupported request"
+					   : ret == -EBADF && info->fd_refusal ? info->fd_refusal
+									       : "request failed";
 			ret = DISCONNECT;
 			break;
 		}

@@ -12,6 +12,7 @@
 
 #include <guestmem/vhost.h>
 #include <guestmem/virtq.h>
+#include <signal.h>
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
@@ -57,12 +58,28 @@ struct vu_conn_info {
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
 	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
+	unsigned fds_refused;	/* kick/call/err fds not eventfds, inflight fds not files */
+	const char *fd_refusal; /* static string: why the last one was refused */
 	const char *end_reason; /* static string */
 };
 
 struct vu_server;
 
-/* A server for @nqueues (1..VU_MAX_QUEUES) queues of @dev. Returns 0, -EINVAL, -ENOMEM. */
+/*
+ * The signal that bounds a worker's write to a front end's call or err
+ * eventfd: a peer can make its eventfd blocking and fill it between the
+ * worker's poll() and its write(), so each write runs under a per-thread
+ * timer that sends this signal every VU_WRITE_BOUND_MS until the write
+ * returned (EINTR if it was blocked). vu_server_new() installs its handler,
+ * a no-op without SA_RESTART; the program must leave this signal alone.
+ */
+#define VU_SIGNAL	  SIGRTMIN
+#define VU_WRITE_BOUND_MS 20
+
+/*
+ * A server for @nqueues (1..VU_MAX_QUEUES) queues of @dev. Installs
+ * VU_SIGNAL's handler. Returns 0, -EINVAL, -ENOMEM, or -errno of sigaction().
+ */
 int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_server **out);
 void vu_server_free(struct vu_server *s);
 

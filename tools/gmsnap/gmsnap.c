@@ -1,17 +1,20 @@
 /*
  * gmsnap - look at guestmem snapshot files (docs/snapshot-format.md).
  *
- *   gmsnap info FILE [--alone]   header, chain and regions (--alone: a delta without its base)
- *   gmsnap verify FILE           check every checksum of FILE and its bases
- *   gmsnap diff A B              which guest pages differ between two saved states
+ *   gmsnap info [-a] FILE   header, chain and regions (-a, --alone: a delta without its base)
+ *   gmsnap verify FILE      check every checksum of FILE and its bases
+ *   gmsnap diff A B         which guest pages differ between two saved states
+ *   gmsnap --help | --version
  *
- * Exit status: 0 fine / identical, 1 damaged / different, 2 usage or I/O
- * error, or a FILE (or a base it names) that is not a regular file.
+ * Exit status, as cmp(1)'s: 0 fine / identical, 1 damaged / different, 2
+ * trouble: a usage or I/O error, or a FILE (or a base it names) that is not
+ * a regular file (docs/man/gmsnap.1).
  * Everything goes through the public API of <guestmem/snapshot.h>.
  */
 #include <guestmem/guestmem.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +62,7 @@ static void complain_not_regular(const char *path, unsigned flags)
 	char *cur = strdup(path);
 
 	for (unsigned depth = 0; cur != NULL && depth < 64; depth++) {
-		struct gm_snapshot_info info;
+		struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 		struct gm_snapshot *s;
 		struct stat st;
 		char *next;
@@ -110,7 +113,7 @@ static int open_or_complain(const char *path, unsigned flags, struct gm_snapshot
 
 static int cmd_info(const char *path, unsigned flags)
 {
-	struct gm_snapshot_info info;
+	struct gm_snapshot_info info = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *s;
 	time_t secs;
 	int ret = open_or_complain(path, flags, &s);
@@ -138,7 +141,7 @@ static int cmd_info(const char *path, unsigned flags)
 	       info.defined_pages, info.data_pages,
 	       info.flags & GM_SNAPSHOT_DELTA ? " or from the base" : "");
 	for (uint32_t i = 0; i < info.nregions; i++) {
-		struct gm_snapshot_region r;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 
 		gm_snapshot_region(s, i, &r);
 		printf("  region %-3" PRIu32 " gpa 0x%016" PRIx64 " size 0x%" PRIx64
@@ -158,7 +161,7 @@ static int show_progress(void *opaque, uint64_t done, uint64_t total)
 
 static int cmd_verify(const char *path)
 {
-	struct gm_snapshot_opts opts = {.progress = show_progress};
+	struct gm_snapshot_opts opts = GM_OPTS(gm_snapshot_opts, .progress = show_progress);
 	struct gm_snapshot *s;
 	gm_gpa_t bad = 0;
 	int ret = open_or_complain(path, 0, &s);
@@ -191,7 +194,7 @@ static void print_run(gm_gpa_t first, gm_gpa_t end)
 static int cmd_diff(const char *pa, const char *pb)
 {
 	const size_t chunk = (size_t)2 << 20;
-	struct gm_snapshot_info ia, ib;
+	struct gm_snapshot_info ia = GM_OPTS(gm_snapshot_info), ib = GM_OPTS(gm_snapshot_info);
 	struct gm_snapshot *a, *b;
 	unsigned char *xa = malloc(chunk), *xb = malloc(chunk);
 	uint64_t differ = 0;
@@ -199,19 +202,23 @@ static int cmd_diff(const char *pa, const char *pb)
 	bool in_run = false;
 	int ret;
 
-	if (xa == NULL || xb == NULL)
-		return 2;
+	if (xa == NULL || xb == NULL) {
+		fprintf(stderr, "gmsnap: %s\n", strerror(ENOMEM));
+		ret = 2;
+		goto out_buffers;
+	}
 	if ((ret = open_or_complain(pa, 0, &a)) != 0)
-		return ret;
+		goto out_buffers;
 	if ((ret = open_or_complain(pb, 0, &b)) != 0) {
 		gm_snapshot_close(a);
-		return ret;
+		goto out_buffers;
 	}
 	gm_snapshot_describe(a, &ia);
 	gm_snapshot_describe(b, &ib);
 	ret = 0;
 	for (uint32_t i = 0; i < ia.nregions || i < ib.nregions; i++) {
-		struct gm_snapshot_region ra, rb;
+		struct gm_snapshot_region ra = GM_OPTS(gm_snapshot_region),
+					  rb = GM_OPTS(gm_snapshot_region);
 
 		if (gm_snapshot_region(a, i, &ra) || gm_snapshot_region(b, i, &rb) ||
 		    ra.gpa != rb.gpa || ra.size != rb.size) {
@@ -221,7 +228,7 @@ static int cmd_diff(const char *pa, const char *pb)
 		}
 	}
 	for (uint32_t i = 0; i < ia.nregions; i++) {
-		struct gm_snapshot_region r;
+		struct gm_snapshot_region r = GM_OPTS(gm_snapshot_region);
 
 		gm_snapshot_region(a, i, &r);
 		for (uint64_t off = 0; off < r.size; off += chunk) {
@@ -259,28 +266,111 @@ static int cmd_diff(const char *pa, const char *pb)
 out:
 	gm_snapshot_close(a);
 	gm_snapshot_close(b);
+out_buffers:
 	free(xa);
 	free(xb);
 	return ret;
 }
 
-static int usage(void)
+#ifndef GM_TOOLS_VERSION
+#define GM_TOOLS_VERSION "unknown"
+#endif
+
+static void usage(FILE *f)
 {
-	fprintf(stderr, "usage: gmsnap info FILE [--alone]\n"
-			"       gmsnap verify FILE\n"
-			"       gmsnap diff A B\n");
+	fprintf(f, "Usage: gmsnap info [-a] FILE\n"
+		   "       gmsnap verify FILE\n"
+		   "       gmsnap diff A B\n"
+		   "Look at guestmem snapshot files.\n"
+		   "\n"
+		   "  info      the header, the chain of bases and the regions of FILE\n"
+		   "  verify    check every checksum of FILE and of its bases\n"
+		   "  diff      list the guest pages that differ between A and B\n"
+		   "\n"
+		   "  -a, --alone    info: read a delta without its base\n"
+		   "  -h, --help     print this help and exit\n"
+		   "  -V, --version  print the version and exit\n"
+		   "\n"
+		   "Exit status: 0 fine or identical, 1 damaged or different, 2 trouble\n"
+		   "(a usage or I/O error).\n");
+}
+
+/* A usage error: the message, a hint, exit status 2. */
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "gmsnap: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'gmsnap --help' for more information.\n");
 	return 2;
+}
+
+static int print_and_exit(void (*print)(FILE *))
+{
+	print(stdout);
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 2;
+}
+
+static void version(FILE *f)
+{
+	fprintf(f, "gmsnap (guestmem) %s\n", GM_TOOLS_VERSION);
 }
 
 int main(int argc, char **argv)
 {
-	if (argc == 3 && !strcmp(argv[1], "info"))
-		return cmd_info(argv[2], 0);
-	if (argc == 4 && !strcmp(argv[1], "info") && !strcmp(argv[3], "--alone"))
-		return cmd_info(argv[2], GM_SNAPSHOT_OPEN_NOBASE);
-	if (argc == 3 && !strcmp(argv[1], "verify"))
-		return cmd_verify(argv[2]);
-	if (argc == 4 && !strcmp(argv[1], "diff"))
-		return cmd_diff(argv[2], argv[3]);
-	return usage();
+	static const struct option opts[] = {
+	    {"alone", no_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const struct {
+		const char *name;
+		int nfiles;
+	} cmds[] = {{"info", 1}, {"verify", 1}, {"diff", 2}};
+	unsigned flags = 0;
+	const char *cmd = NULL;
+	int c, want = 0;
+
+	/*
+	 * Options may come before or after the command and its files (GNU
+	 * getopt permutes); "--" ends them. The first operand is the command.
+	 */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":ahV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			flags |= GM_SNAPSHOT_OPEN_NOBASE;
+			break;
+		case 'h':
+			return print_and_exit(usage);
+		case 'V':
+			return print_and_exit(version);
+		default: {
+			char opt[3] = {'-', (char)optopt, 0};
+
+			return usage_error("unknown option '%s'", optopt ? opt : argv[optind - 1]);
+		}
+		}
+	}
+	if (optind == argc)
+		return usage_error("%s", "a command is required: info, verify or diff");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (!strcmp(argv[optind], cmds[i].name)) {
+			cmd = cmds[i].name;
+			want = cmds[i].nfiles;
+		}
+	}
+	if (cmd == NULL)
+		return usage_error("unknown command '%s'", argv[optind]);
+	optind++;
+	if (argc - optind != want)
+		return usage_error(want == 1 ? "%s wants one FILE" : "%s wants two files, A and B",
+				   cmd);
+	if (flags && strcmp(cmd, "info"))
+		return usage_error("--alone is an option of info, not of %s", cmd);
+	if (!strcmp(cmd, "info"))
+		return cmd_info(argv[optind], flags);
+	if (!strcmp(cmd, "verify"))
+		return cmd_verify(argv[optind]);
+	return cmd_diff(argv[optind], argv[optind + 1]);
 }

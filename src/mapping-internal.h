@@ -1,0 +1,54 @@
+/*
+ * mapping-internal.h - what the layers above need from mapping.c beyond
+ * the public API: the calling thread's count of absorbed peer faults, read
+ * around every non-inline access to guest memory. Hidden: not exported
+ * from the shared library.
+ *
+ * The SIGBUS handler of mapping.c increments gm__peer_faults of the thread
+ * whose access faulted inside a peer mapping (GM_MAP_PEER) and lets the
+ * access complete on zero memory. A copy path reads the counter before and
+ * after touching guest memory; a difference means some byte it moved came
+ * from (or went to) memory the peer had truncated, and it fails with
+ * -EFAULT. Reading the counter is one thread-local load and no fence
+ * instruction, so the data path keeps its speed.
+ */
+#ifndef GUESTMEM_MAPPING_INTERNAL_H
+#define GUESTMEM_MAPPING_INTERNAL_H
+
+#include <guestmem/mapping.h>
+
+#include <errno.h>
+
+/*
+ * initial-exec: a fixed offset from the thread pointer, so reading it is
+ * one load and writing it from the signal handler allocates nothing
+ * (a dynamic TLS block may be allocated on first use, which a signal
+ * handler must not do).
+ */
+#define GM__PEER_TLS __attribute__((tls_model("initial-exec")))
+
+/* Faults absorbed on this thread; written only by this thread's handler. */
+extern _Thread_local unsigned gm__peer_faults GM__PEER_TLS;
+
+/*
+ * The calling thread's count now. The signal fences (compiler barriers, no
+ * instruction) keep the compiler from moving guest accesses across the
+ * read: the handler runs in this thread, between two of its instructions.
+ */
+static inline unsigned gm__peer_fault_count(void)
+{
+	unsigned n;
+
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	n = __atomic_load_n(&gm__peer_faults, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return n;
+}
+
+/* -EFAULT if this thread absorbed a peer fault since it read @before, else @ret. */
+static inline int gm__peer_check(unsigned before, int ret)
+{
+	return gm__peer_fault_count() != before ? -EFAULT : ret;
+}
+
+#endif /* GUESTMEM_MAPPING_INTERNAL_H */
