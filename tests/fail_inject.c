@@ -126,6 +126,8 @@ int __real_poll(struct pollfd *p, nfds_t n, int timeout);
 int __real_eventfd(unsigned init, int flags);
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 int __real_mprotect(void *addr, size_t len, int prot);
+int __real_madvise(void *addr, size_t len, int advice);
+int __real_fallocate64(int fd, int mode, off_t off, off_t len);
 int __real_memfd_create(const char *name, unsigned flags);
 int __real_fcntl64(int fd, int cmd, ...);
 ssize_t __real_readv(int fd, const struct iovec *iov, int n);
@@ -158,6 +160,8 @@ int __wrap_poll(struct pollfd *p, nfds_t n, int timeout);
 int __wrap_eventfd(unsigned init, int flags);
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 int __wrap_mprotect(void *addr, size_t len, int prot);
+int __wrap_madvise(void *addr, size_t len, int advice);
+int __wrap_fallocate64(int fd, int mode, off_t off, off_t len);
 int __wrap_memfd_create(const char *name, unsigned flags);
 int __wrap_fcntl64(int fd, int cmd, ...);
 ssize_t __wrap_readv(int fd, const struct iovec *iov, int n);
@@ -299,6 +303,16 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 int __wrap_mprotect(void *addr, size_t len, int prot)
 {
 	return fi_fail(FI_MMAP, ENOMEM) ? -1 : __real_mprotect(addr, len, prot);
+}
+
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+	return fi_fail(FI_MMAP, ENOMEM) ? -1 : __real_madvise(addr, len, advice);
+}
+
+int __wrap_fallocate64(int fd, int mode, off_t off, off_t len)
+{
+	return fi_fail(FI_FALLOCATE, EIO) ? -1 : __real_fallocate64(fd, mode, off, len);
 }
 
 int __wrap_memfd_create(const char *name, unsigned flags)

@@ -29,8 +29,9 @@ enum {
 	FI_EVENTFD = 1u << 14,
 	FI_THREAD = 1u << 15, /* pthread_create */
 	FI_UFFD = 1u << 16,   /* syscall(SYS_userfaultfd); other system calls pass */
+	FI_FALLOCATE = 1u << 17,
 	FI_ALLOC = FI_MALLOC | FI_XXH | FI_MMAP,
-	FI_ALL = (1u << 17) - 1,
+	FI_ALL = (1u << 18) - 1,
 };
 
 /* Whose calls count: the thread that called fi_arm(), or every other thread. */
@@ -39,7 +40,7 @@ enum fi_scope { FI_THIS_THREAD, FI_OTHER_THREADS };
 /*
  * From now on count the calls in @calls made by @scope's threads; the
  * @nth of them (1 = the next) fails as the real call fails (NULL,
- * MAP_FAILED or -1 with errno ENOMEM for allocations, mprotect, ioctl,
+ * MAP_FAILED or -1 with errno ENOMEM for allocations, mprotect, madvise, ioctl,
  * poll and eventfd, EMFILE for opens and userfaultfd, EIO for the others; EAGAIN returned by
  * pthread_create), and only that one.
  */

@@ -544,6 +544,32 @@ static int st_dirty(struct world *w)
 	return 0;
 }
 
+/*
+ * Memory given back to the host (a balloon): anonymous RAM by madvise(),
+ * the memfd by punching a hole. It reads as zeros after.
+ */
+static int discard(struct world *w, gm_gpa_t gpa)
+{
+	uint64_t freed = 0, v = 1;
+	int ret = gm_space_discard(w->s, gpa, 8 * KiB, 0, &freed);
+
+	if (ret == 0) {
+		assert_int_equal(gm_space_read(w->s, gpa + 8, &v, 8), 0);
+		assert_true(v == 0);
+	}
+	return ret;
+}
+
+static int st_discard_anon(struct world *w)
+{
+	return discard(w, A_GPA + 16 * KiB);
+}
+
+static int st_discard_memfd(struct world *w)
+{
+	return discard(w, B_GPA2);
+}
+
 /* fd I/O without a bounce buffer: A (three regions) out, back into B. */
 static int st_fd_io(struct world *w, bool out)
 {
@@ -1052,6 +1078,8 @@ static const struct step {
     {"gm_migrate_send_space", st_migrate_send, ST_DIRTY},
     {"writes 4", st_scribble, 0},
     {"gm_migrate_recv_space", st_migrate_recv, ST_MEMORY},
+    {"gm_space_discard anonymous", st_discard_anon, ST_MEMORY},
+    {"gm_space_discard memfd", st_discard_memfd, ST_MEMORY},
     {"gm_write_to_fd", st_fd_out, 0},
     {"gm_read_from_fd", st_fd_in, ST_MEMORY},
     {"gm_vhost_mem_new", st_vhost_new, 0},
