@@ -895,6 +895,29 @@ static int st_vhost_add(struct world *w)
 	return gm_vhost_mem_add(w->vm, &r);
 }
 
+/* The front end's dirty log: a page of the memfd, past everything else in it. */
+#define LOG_OFF (192 * KiB)
+
+static int st_vhost_set_log(struct world *w)
+{
+	return gm_vhost_mem_set_log(w->vm, gm_mapping_fd(w->mf), LOG_OFF, 4096);
+}
+
+static int st_vhost_logging(struct world *w)
+{
+	return gm_vhost_mem_set_logging(w->vm, true);
+}
+
+/* The device's write into the request's buffer (st_virtq) is in the log. */
+static int st_vhost_logged(struct world *w)
+{
+	const unsigned char *log = (const unsigned char *)gm_mapping_host(w->mf) + LOG_OFF;
+	uint64_t page = Q_BUF / PAGE;
+
+	assert_true(log[page / 8] & (1u << (page % 8)));
+	return 0;
+}
+
 static int st_vhost_table(struct world *w)
 {
 	gm_gpa_t gpa;
@@ -1085,8 +1108,11 @@ static const struct step {
     {"gm_vhost_mem_new", st_vhost_new, 0},
     {"gm_vhost_mem_set", st_vhost_set, 0},
     {"gm_vhost_mem_add", st_vhost_add, 0},
+    {"gm_vhost_mem_set_log", st_vhost_set_log, 0},
+    {"gm_vhost_mem_set_logging", st_vhost_logging, 0},
     {"gm_vhost_mem_table", st_vhost_table, 0},
     {"virtqueue", st_virtq, 0},
+    {"vhost dirty log marked", st_vhost_logged, 0},
     {"gm_vhost_table_new", st_vhost_table_new, 0},
     {"gm_vhost_mem_remove", st_vhost_remove, 0},
     {"gm_vhost_mem_clear", st_vhost_clear, ST_NOFAIL},
