@@ -187,10 +187,10 @@ GM_API int gm_kvm_dirty_log_start(struct gm_kvm *k);
  * Sync once more (so nothing logged is lost), then clear
  * KVM_MEM_LOG_DIRTY_PAGES on every writable slot (LOGGING -> OFF). Not
  * logging: 0. Returns 0, -EINVAL (@k NULL), or an error of the sync (see
- * gm_kvm_dirty_log_sync()) or of KVM: if the sync fails, the state
- * becomes OFF anyway (the log is gone with the flag); if KVM refuses a
- * flag change, the slots already changed are put back and the state stays
- * LOGGING.
+ * gm_kvm_dirty_log_sync()) or of KVM; either way the state stays LOGGING:
+ * after a failed sync the slots whose log could not be read keep it in
+ * KVM (the other slots' logs are in the bitmaps), and if KVM refuses a
+ * flag change the slots already changed are put back. Call again to stop.
  */
 GM_API int gm_kvm_dirty_log_stop(struct gm_kvm *k);
 

@@ -140,9 +140,13 @@ GM_API int gm_snapshot_save(const struct gm_memory *m, const char *path,
 GM_API int gm_snapshot_open(const char *path, unsigned flags, struct gm_snapshot **out);
 
 /*
- * Close @s. If memory was restored lazily from it, every page not yet
- * filled is filled first (so the memory stays correct after the file is
- * gone); the handler thread is then stopped. NULL is ignored.
+ * Close @s. If memory was restored lazily from it, the handler thread is
+ * stopped and every page not yet filled is filled (so the memory stays
+ * correct after the file is gone), with the buffer allocated for the
+ * handler: closing allocates nothing. A chunk that cannot be read, or
+ * whose pages the kernel refuses to place, then reads as zero (as in
+ * gm_snapshot_map_region()), and nobody can be told: call
+ * gm_snapshot_lazy_finish() first to learn of such errors. NULL is ignored.
  */
 GM_API void gm_snapshot_close(struct gm_snapshot *s);
 
