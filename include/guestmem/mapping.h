@@ -61,6 +61,7 @@
 #ifndef GUESTMEM_MAPPING_H
 #define GUESTMEM_MAPPING_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 
 #ifdef __cplusplus
@@ -69,13 +70,23 @@ extern "C" {
 
 struct gm_mapping;
 
+/*
+ * Progress of a long operation: @done of @total bytes (of guest memory, of
+ * file data or of stream payload: each function says). Called from the
+ * thread that runs the operation, at least once at the end with @done ==
+ * @total when it succeeds. Return 0 to go on, anything else to stop: the
+ * operation then fails with -ECANCELED (a save leaves no file behind).
+ * Used by the snapshot functions and by gm_mapping_prefault().
+ */
+typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
 /* Flags for the constructors. */
 #define GM_MAP_SHARED	 (1u << 0) /* MAP_SHARED: writes reach the fd / other processes */
 #define GM_MAP_READONLY	 (1u << 1) /* PROT_READ only */
 #define GM_MAP_HUGETLB	 (1u << 2) /* explicit huge pages (needs reserved hugepages) */
-#define GM_MAP_THP	 (1u << 3) /* madvise(MADV_HUGEPAGE); the mapping is 2 MiB aligned */
+#define GM_MAP_THP	 (1u << 3) /* madvise(MADV_HUGEPAGE); aligned to gm_mapping_thp_size() */
 #define GM_MAP_POPULATE	 (1u << 4) /* prefault every page now (failure: -EFAULT, Linux 5.14+) */
-#define GM_MAP_NORESERVE (1u << 5) /* MAP_NORESERVE: no swap/commit reservation */
+#define GM_MAP_NORESERVE (1u << 5) /* MAP_NORESERVE: no commit reservation (not hugetlb) */
 #define GM_MAP_DONTDUMP	 (1u << 6) /* madvise(MADV_DONTDUMP): keep guest RAM out of core dumps */
 #define GM_MAP_MERGEABLE (1u << 7) /* madvise(MADV_MERGEABLE): allow KSM */
 #define GM_MAP_GUARD	 (1u << 8) /* an inaccessible page just before and just after */
@@ -91,13 +102,18 @@ struct gm_mapping;
  * -EINVAL   @out NULL, @size 0, unknown flag, GM_MAP_PEER, or a flag
  *           combination that makes no sense (GM_MAP_HUGETLB with GM_MAP_THP);
  * -EOVERFLOW @size plus guard pages / alignment does not fit size_t;
- * -ENOMEM   no address space or memory (or, with GM_MAP_HUGETLB, no huge
- *           pages reserved: the kernel's own errno is passed through);
- * -EFAULT   GM_MAP_POPULATE could not fault a page in (hugetlb with
- *           GM_MAP_NORESERVE and no free huge page);
+ * -ENOMEM   no address space or memory, or, with GM_MAP_HUGETLB, a huge
+ *           page pool too small for @size (see below);
+ * -EFAULT   GM_MAP_POPULATE could not fault a page in;
  * another negative errno from mmap()/madvise().
- * GM_MAP_HUGETLB with GM_MAP_NORESERVE reserves nothing: without
- * GM_MAP_POPULATE a missing huge page is a SIGBUS on first touch.
+ * Hugetlb memory fails early: every huge page is reserved from the pool
+ * when the mapping is made (GM_MAP_NORESERVE is ignored for it), so a
+ * short pool is -ENOMEM here and never a SIGBUS on a later first touch.
+ * The pool is the one of the default huge page size (gm_mapping_page_size()
+ * of the result; gm_mapping_hugepage_info(0, ...) names it and counts its
+ * free pages); it grows through /proc/sys/vm/nr_hugepages or the pool's
+ * nr_hugepages file. One thing reservation cannot cover: a NUMA policy
+ * that allows only nodes whose part of the pool is empty still faults.
  */
 GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out);
 
@@ -120,6 +136,9 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * -ENOMEM   no memory for the object or no address space;
  * -EBADF, -EACCES, -ENODEV ... from fcntl()/fstatfs()/mmap()/madvise(),
  *           or from sigaction() when installing the handler (GM_MAP_PEER).
+ * A hugetlbfs fd is mapped with its pages reserved (GM_MAP_NORESERVE is
+ * ignored): the pages of the window not yet allocated in the file come from
+ * the pool now, and a short pool is -ENOMEM.
  * Without GM_MAP_POPULATE a window past the end of the file maps, and
  * touching a page wholly past it raises SIGBUS (the file may grow later);
  * with GM_MAP_PEER that access is contained like a truncation.
@@ -131,7 +150,8 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
  * Create a memfd called @name (shown in /proc/PID/maps; may not be NULL),
  * size it to @size, and map it shared. gm_mapping_fd() gives the fd to hand
  * to another process (a vhost-user back end). GM_MAP_SHARED is implied.
- * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB.
+ * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB; its huge pages are
+ * reserved at creation as for gm_mapping_new_anon() (short pool: -ENOMEM).
  * Returns 0 and *@out, or the errors of gm_mapping_new_anon() (-EINVAL
  * also for a NULL @name and for GM_MAP_PEER; -EOVERFLOW also when @size rounded up to the
  * memfd's page size does not fit off_t) and those of memfd_create(),
@@ -255,6 +275,39 @@ GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
  */
 GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
 			      uint64_t *freed);
+
+/*
+ * The size of a transparent huge page on this host: the kernel's PMD size
+ * (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size; 2 MiB on x86-64, 512
+ * MiB on arm64 with 64 KiB pages), 2 MiB if the kernel does not say.
+ * GM_MAP_THP mappings start at a multiple of it. Thread-safe.
+ */
+GM_API size_t gm_mapping_thp_size(void);
+
+/* One hugetlb page pool, as gm_mapping_hugepage_info() reads it. A sized struct (abi.h). */
+struct gm_hugepage_info {
+	size_t sz;	     /* sizeof(struct gm_hugepage_info): GM_OPTS(), abi.h */
+	size_t page_size;    /* the pool's huge page size, bytes */
+	uint64_t total;	     /* pages in the pool (nr_hugepages) */
+	uint64_t free;	     /* pages not in use (free_hugepages), reserved ones included */
+	uint64_t reserved;   /* free pages promised to mappings (resv_hugepages) */
+	uint64_t surplus;    /* pages above total, from overcommit (surplus_hugepages) */
+	uint64_t overcommit; /* how many surplus pages may exist (nr_overcommit_hugepages) */
+	char pool[64];	     /* the pool's sysfs directory; its nr_hugepages resizes it */
+};
+
+/*
+ * Read the pool of huge pages of @page_size bytes (0: the default huge page
+ * size, the one GM_MAP_HUGETLB uses) into *@info, so a caller whose hugetlb
+ * mapping failed with -ENOMEM can say which pool was short and by how much:
+ * a mapping of N pages needs N <= free - reserved + overcommit - surplus.
+ * The pool of the default size is also /proc/sys/vm/nr_hugepages.
+ * Returns 0, or -EINVAL (@info NULL or its sz below sizeof(size_t), a
+ * @page_size that is not a power of two of at least 1 KiB), -ENOENT (the
+ * kernel has no pool of that size, or no hugetlb at all), or another errno
+ * of reading sysfs. *@info gets at most its sz bytes (abi.h). Thread-safe.
+ */
+GM_API int gm_mapping_hugepage_info(size_t page_size, struct gm_hugepage_info *info);
 
 #ifdef __cplusplus
 }
