@@ -276,6 +276,46 @@ GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
 GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
 			      uint64_t *freed);
 
+/* Flags of struct gm_prefault_opts. */
+#define GM_PREFAULT_TOUCH (1u << 0) /* touch each page even where MADV_POPULATE_WRITE exists */
+
+/* Options of gm_mapping_prefault() and gm_space_prefault(). NULL = all defaults (abi.h). */
+struct gm_prefault_opts {
+	size_t sz;		 /* sizeof(struct gm_prefault_opts): GM_OPTS(), abi.h */
+	unsigned threads;	 /* threads to fault with, the caller's included; 0: one per
+				    CPU this thread may run on (sched_getaffinity) */
+	unsigned flags;		 /* GM_PREFAULT_* */
+	gm_progress_fn progress; /* bytes faulted in so far of all; may be NULL */
+	void *opaque;		 /* passed to @progress */
+};
+
+/*
+ * Fault in bytes [@offset, @offset + @len) of @m now, with several threads,
+ * so that the guest (or a latency-sensitive device) never waits on a first
+ * touch, and so a backing that cannot supply its memory fails here.
+ * Each page is faulted in once: writable (read-only for a GM_MAP_READONLY
+ * mapping), with madvise(MADV_POPULATE_WRITE/READ) where the kernel has it
+ * (Linux 5.14+), else by touching each page (an atomic add of zero: the
+ * contents do not change, even under concurrent writers). The work is cut
+ * into 2 MiB chunks (one huge page where pages are larger) which the
+ * threads take in turn; the calling thread is one of them, and the only one
+ * that calls @opts->progress (after each chunk it finishes, with the bytes
+ * all threads finished, and once at the end). A NUMA policy set on the
+ * memory (gm_mapping_set_policy()) decides where the pages land, whichever
+ * CPU faults them. Already present pages cost a page-table walk.
+ * Returns 0 when every page is in; -EINVAL (@m NULL, @len 0, @offset or
+ * @len not a multiple of gm_mapping_page_size(), the range leaves the
+ * mapping, an unknown flag), the sized-struct errors of abi.h, -ECANCELED
+ * (@progress returned non-zero: the other threads finish the chunk they
+ * hold and stop; what was faulted in stays), -ENOMEM, -EFAULT (a page
+ * could not be faulted in: a file shorter than the mapping), another errno
+ * of madvise(). Every thread it started has ended when it returns.
+ * Without MADV_POPULATE_* a page that cannot be faulted in raises SIGBUS as
+ * any access would (contained for GM_MAP_PEER). Thread-safe.
+ */
+GM_API int gm_mapping_prefault(struct gm_mapping *m, size_t offset, size_t len,
+			       const struct gm_prefault_opts *opts);
+
 /*
  * The size of a transparent huge page on this host: the kernel's PMD size
  * (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size; 2 MiB on x86-64, 512

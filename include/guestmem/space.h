@@ -654,6 +654,23 @@ GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsi
 			    uint64_t *freed);
 
 /*
+ * Fault in the host memory of every RAM window of the committed layout
+ * (each window's current size, whatever its guest protection), as
+ * gm_mapping_prefault() does for one mapping: @opts->threads threads (0:
+ * one per CPU of the caller's affinity mask) share the work across all
+ * windows, @opts->progress counts bytes of all of them. Typically called
+ * once after the RAM is added and before the vCPUs start.
+ * Returns 0, or -EINVAL (@s NULL), the errors of gm_mapping_prefault()
+ * (-ECANCELED, -EFAULT, -ENOMEM, ...). On an error, windows may be partly
+ * faulted in.
+ * Thread-safety: any thread; holds space->lock only to list the windows
+ * (each mapping is referenced while it is faulted in), so edits may run
+ * meanwhile: a window removed meanwhile is still faulted in (its memory
+ * lives until the prefault drops it), one added meanwhile is not.
+ */
+GM_API int gm_space_prefault(struct gm_space *s, const struct gm_prefault_opts *opts);
+
+/*
  * Write a human-readable table of the committed layout: a header line, then
  * one line per window, or per protection run of a RAM window, in ascending
  * address order:
