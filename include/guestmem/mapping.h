@@ -316,6 +316,38 @@ struct gm_prefault_opts {
 GM_API int gm_mapping_prefault(struct gm_mapping *m, size_t offset, size_t len,
 			       const struct gm_prefault_opts *opts);
 
+/* Modes of struct gm_numa_policy: the kernel's MPOL_* values. */
+#define GM_NUMA_DEFAULT	   0u /* the process's policy (usually: the faulting CPU's node) */
+#define GM_NUMA_PREFERRED  1u /* the first node of @nodes, others when it is full */
+#define GM_NUMA_BIND	   2u /* only the nodes of @nodes; none free: the fault fails */
+#define GM_NUMA_INTERLEAVE 3u /* page by page round the nodes of @nodes */
+
+/* A NUMA memory policy. A sized struct (abi.h): make it with GM_OPTS(). */
+struct gm_numa_policy {
+	size_t sz;	/* sizeof(struct gm_numa_policy): GM_OPTS(), abi.h */
+	unsigned mode;	/* GM_NUMA_* */
+	uint64_t nodes; /* bit n: node n (nodes 0-63); 0 for GM_NUMA_DEFAULT only */
+};
+
+/*
+ * Set the NUMA policy of bytes [@offset, @offset + @len) of @m with mbind()
+ * (the system call; no libnuma): each page is then allocated on the
+ * policy's nodes when it is first faulted in, by any thread (the guest's
+ * vCPUs, gm_mapping_prefault()'s threads). Call it before the memory is
+ * touched: pages already present stay where they are. For a memfd or
+ * another shared fd the policy is the file's, seen by every process
+ * mapping it. A policy lasts as long as the mapping (a later call on the
+ * same range replaces it; GM_NUMA_DEFAULT with nodes 0 removes it).
+ * Returns 0, or -EINVAL (@m or @policy NULL, @len 0, an unknown mode,
+ * nodes 0 with a mode other than GM_NUMA_DEFAULT or nodes with it, the
+ * range not on gm_mapping_page_size() boundaries or leaving the mapping;
+ * from the kernel: a node that does not exist or is not allowed by the
+ * cpuset), the sized-struct errors of abi.h, -ENOSYS (a kernel without
+ * NUMA), -EPERM, -ENOMEM, another errno of mbind(). Thread-safe.
+ */
+GM_API int gm_mapping_set_policy(struct gm_mapping *m, size_t offset, size_t len,
+				 const struct gm_numa_policy *policy);
+
 /*
  * The size of a transparent huge page on this host: the kernel's PMD size
  * (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size; 2 MiB on x86-64, 512

@@ -569,6 +569,8 @@ struct gm_window_info {
 	const char *name;	    /* device / reserved name, "" if none; borrowed */
 	const struct gm_device_ops *ops; /* MMIO: the window's copy; else NULL */
 	void *opaque;			 /* MMIO: the device's opaque */
+	unsigned numa_mode;		 /* RAM: GM_NUMA_* of gm_space_set_policy(); else 0 */
+	uint64_t numa_nodes;		 /* RAM: its node mask; else 0 */
 };
 
 /*
@@ -669,6 +671,31 @@ GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsi
  * lives until the prefault drops it), one added meanwhile is not.
  */
 GM_API int gm_space_prefault(struct gm_space *s, const struct gm_prefault_opts *opts);
+
+/*
+ * Place RAM window @w's host memory on NUMA nodes: @policy (mapping.h:
+ * bind, preferred or interleave over a node mask; GM_NUMA_DEFAULT with
+ * nodes 0 removes it) is applied with gm_mapping_set_policy() to the
+ * window's whole capacity (max_size), so it holds for memory a later
+ * gm_space_resize() brings into use, and it stays with the window while
+ * other windows are added, moved or removed. Pages are placed when first
+ * faulted in: set it right after the add, before the guest or
+ * gm_space_prefault() touches the memory (pages already present stay
+ * where they are). The policy shows in gm_window_info (numa_mode,
+ * numa_nodes) and in the dump (" numa=bind:0x1" after the name). For RAM
+ * on a shared fd the policy is the file's, for every process mapping it.
+ * Not an edit: no transaction, no listener is told (KVM slots map the
+ * same memory).
+ * Returns 0, or -EINVAL (NULL, @w not RAM, a bad policy: see
+ * gm_mapping_set_policy()), -ENOENT (@w is neither a committed window of
+ * @s nor one of the calling thread's open transaction), the sized-struct
+ * errors of abi.h, those of gm_mapping_set_policy() (-ENOSYS without NUMA
+ * in the kernel, -EINVAL for a node that does not exist).
+ * Thread-safety: any thread; takes space->lock (or runs in the calling
+ * thread's transaction).
+ */
+GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
+			       const struct gm_numa_policy *policy);
 
 /*
  * Write a human-readable table of the committed layout: a header line, then

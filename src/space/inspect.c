@@ -27,6 +27,8 @@ static void fill_info(const struct placement *pl, struct gm_window_info *out)
 	    .nparts = pl->nparts,
 	    .dirty = w->dirty,
 	    .name = w->name,
+	    .numa_mode = w->numa_mode,
+	    .numa_nodes = w->numa_nodes,
 	};
 	if (has_memory(w->kind)) {
 		out->mapping = w->mapping;
@@ -218,6 +220,30 @@ static const char *backing_name(const struct gm_window *w)
 	return gm_mapping_fd(w->mapping) >= 0 ? "fd" : "anon";
 }
 
+static const char *numa_mode_name(unsigned mode)
+{
+	switch (mode) {
+	case GM_NUMA_PREFERRED:
+		return "preferred";
+	case GM_NUMA_BIND:
+		return "bind";
+	case GM_NUMA_INTERLEAVE:
+		return "interleave";
+	default:
+		return "default";
+	}
+}
+
+/* " numa=bind:0x3" for a window with a policy, "" for one without. */
+static void format_policy(const struct gm_window *w, char *out, size_t len)
+{
+	if (w->numa_mode == GM_NUMA_DEFAULT)
+		out[0] = '\0';
+	else
+		snprintf(out, len, " numa=%s:0x%" PRIx64, numa_mode_name(w->numa_mode),
+			 w->numa_nodes);
+}
+
 static void dump_layout(const struct layout *l, struct sink *k)
 {
 	size_t i, j;
@@ -229,18 +255,20 @@ static void dump_layout(const struct layout *l, struct sink *k)
 
 		for (j = 0; j < pl->nparts; j++) {
 			const struct part *p = &pl->parts[j];
-			char size[32], prot[4];
+			char size[32], prot[4], numa[48];
 
 			format_size(p->size, size, sizeof(size));
 			prot[0] = p->prot & GM_PROT_READ ? 'r' : '-';
 			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
 			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
 			prot[3] = '\0';
+			format_policy(pl->w, numa, sizeof(numa));
 			/* No trailing blanks when there is no name. */
-			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s\n",
+			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s%s\n",
 			     kind_name(pl->w->kind), pl->gpa + p->offset,
 			     pl->gpa + p->offset + (p->size - 1), size, prot,
-			     pl->w->name[0] ? 9 : 0, backing_name(pl->w), pl->w->name);
+			     pl->w->name[0] || numa[0] ? 9 : 0, backing_name(pl->w), pl->w->name,
+			     numa);
 		}
 	}
 }

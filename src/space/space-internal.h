@@ -99,6 +99,9 @@ struct gm_window {
 	void *opaque;
 	char *name;	    /* never NULL */
 	bool release_armed; /* call ops.release when freed (the add succeeded) */
+	/* RAM: the NUMA policy set on it (numa.c); under lock and view_lock. */
+	unsigned numa_mode;
+	uint64_t numa_nodes;
 };
 
 /* A window's place and protection in one layout. */
