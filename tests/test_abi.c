@@ -67,7 +67,7 @@ _Static_assert(ENDS_AT(gm_migrate_opts, sync_dirty), "gm_migrate_opts has tail p
 _Static_assert(ENDS_AT(gm_device_ops, release), "gm_device_ops has tail padding");
 _Static_assert(ENDS_AT(gm_space_listener_ops, commit), "listener ops have tail padding");
 _Static_assert(ENDS_AT(gm_region_info, dirty_offset), "gm_region_info has tail padding");
-_Static_assert(ENDS_AT(gm_window_info, numa_nodes), "gm_window_info has tail padding");
+_Static_assert(ENDS_AT(gm_window_info, plugged_size), "gm_window_info has tail padding");
 _Static_assert(ENDS_AT(gm_hugepage_info, pool), "gm_hugepage_info has tail padding");
 _Static_assert(ENDS_AT(gm_prefault_opts, opaque), "gm_prefault_opts has tail padding");
 _Static_assert(ENDS_AT(gm_numa_policy, nodes), "gm_numa_policy has tail padding");

@@ -571,6 +571,8 @@ struct gm_window_info {
 	void *opaque;			 /* MMIO: the device's opaque */
 	unsigned numa_mode;		 /* RAM: GM_NUMA_* of gm_space_set_policy(); else 0 */
 	uint64_t numa_nodes;		 /* RAM: its node mask; else 0 */
+	uint64_t block_size;		 /* RAM: gm_space_set_blocks()'s, or 0 (no blocks) */
+	uint64_t plugged_size;		 /* RAM: plugged bytes of max_size (all without blocks) */
 };
 
 /*
@@ -657,7 +659,8 @@ GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsi
 
 /*
  * Fault in the host memory of every RAM window of the committed layout
- * (each window's current size, whatever its guest protection), as
+ * (each window's current size, whatever its guest protection, but no
+ * unplugged block: gm_space_set_blocks()), as
  * gm_mapping_prefault() does for one mapping: @opts->threads threads (0:
  * one per CPU of the caller's affinity mask) share the work across all
  * windows, @opts->progress counts bytes of all of them. Typically called
@@ -696,6 +699,54 @@ GM_API int gm_space_prefault(struct gm_space *s, const struct gm_prefault_opts *
  */
 GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
 			       const struct gm_numa_policy *policy);
+
+/*
+ * Blocks of RAM plugged in and out (what virtio-mem does): a RAM window's
+ * capacity (max_size) is cut into blocks, and each block is plugged (guest
+ * RAM like any other) or unplugged: a hole. An unplugged block is left out
+ * of the view as a part with no protection is (gm_read()/gm_write() and
+ * gm_space_read()/write() say -EFAULT there), its host memory is given
+ * back (gm_mapping_discard()), it has no dirty pages, a snapshot stores
+ * nothing for it, and a listener (the KVM binding) sees the region that
+ * held it removed and the plugged pieces around it added. Plugging a block
+ * back makes it RAM again that reads zeros (marked dirty where tracking is
+ * on). The three functions below are edits: inside a transaction they are
+ * staged and published by its commit; alone each commits itself. The host
+ * memory is discarded by the commit, after the grace period that ends the
+ * last access through the old view.
+ *
+ * gm_space_set_blocks() gives RAM window @w blocks of @block_size bytes, all
+ * plugged (@plugged true) or all unplugged. @block_size: a power of two, at
+ * least GM_PAGE_SIZE, a multiple of the backing's page size (the huge page
+ * size for hugetlb), dividing max_size; the window must start on a page of
+ * its backing. Once per window.
+ * Returns 0, or -EINVAL (NULL, not RAM, a bad block size), -ENOENT (@w not
+ * in the space), -EBUSY (it has blocks already), -EOPNOTSUPP (RAM on a
+ * private mapping of a file: a discard would read back as the file),
+ * -ENOMEM, and the errors common to edits (-EDEADLK, -ECANCELED, a veto).
+ */
+GM_API int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size,
+			       bool plugged);
+
+/*
+ * Plug (gm_space_plug()) or unplug (gm_space_unplug()) the blocks of RAM
+ * window @w that cover bytes [@offset, @offset + @size) of its capacity
+ * (blocks already in that state stay so). A block past the window's
+ * current size may be plugged: it becomes RAM when a resize reaches it.
+ * Returns 0, or -EINVAL (NULL, @w without blocks, @size 0, @offset or
+ * @size not a multiple of the block size, the range leaves max_size),
+ * -ENOENT, and the errors common to edits.
+ */
+GM_API int gm_space_plug(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size);
+GM_API int gm_space_unplug(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size);
+
+/*
+ * Whether the block holding byte @offset of RAM window @w's capacity is
+ * plugged in the committed layout: 1 or 0 (a window without blocks: 1).
+ * Returns -EINVAL (NULL, not RAM, @offset past max_size) or -ENOENT.
+ * Thread-safe.
+ */
+GM_API int gm_space_plugged(struct gm_space *s, struct gm_window *w, uint64_t offset);
 
 /*
  * Write a human-readable table of the committed layout: a header line, then

@@ -30,6 +30,17 @@ static void fill_info(const struct placement *pl, struct gm_window_info *out)
 	    .numa_mode = w->numa_mode,
 	    .numa_nodes = w->numa_nodes,
 	};
+	if (pl->block) {
+		uint64_t first, end, from = 0;
+
+		out->block_size = pl->block;
+		while (next_plugged_run(pl, from, w->capacity, &first, &end)) {
+			out->plugged_size += end - first;
+			from = end;
+		}
+	} else if (w->kind == GM_WINDOW_RAM) {
+		out->plugged_size = w->capacity;
+	}
 	if (has_memory(w->kind)) {
 		out->mapping = w->mapping;
 		out->offset = w->offset;
@@ -234,14 +245,29 @@ static const char *numa_mode_name(unsigned mode)
 	}
 }
 
-/* " numa=bind:0x3" for a window with a policy, "" for one without. */
-static void format_policy(const struct gm_window *w, char *out, size_t len)
+/*
+ * What a RAM window has beyond the columns: " numa=bind:0x3" for a policy,
+ * " blocks=2 MiB plugged=5/8" for blocks; "" for neither.
+ */
+static void format_extra(const struct placement *pl, char *out, size_t len)
 {
-	if (w->numa_mode == GM_NUMA_DEFAULT)
-		out[0] = '\0';
-	else
-		snprintf(out, len, " numa=%s:0x%" PRIx64, numa_mode_name(w->numa_mode),
-			 w->numa_nodes);
+	const struct gm_window *w = pl->w;
+	int n = 0;
+
+	out[0] = '\0';
+	if (w->numa_mode != GM_NUMA_DEFAULT)
+		n = snprintf(out, len, " numa=%s:0x%" PRIx64, numa_mode_name(w->numa_mode),
+			     w->numa_nodes);
+	if (pl->block && n >= 0 && (size_t)n < len) {
+		uint64_t nblocks = w->capacity / pl->block, plugged = 0;
+		char block[32];
+
+		for (uint64_t b = 0; b < nblocks; b++)
+			plugged += block_plugged(pl, b);
+		format_size(pl->block, block, sizeof(block));
+		snprintf(out + n, len - (size_t)n, " blocks=%s plugged=%" PRIu64 "/%" PRIu64, block,
+			 plugged, nblocks);
+	}
 }
 
 static void dump_layout(const struct layout *l, struct sink *k)
@@ -255,14 +281,14 @@ static void dump_layout(const struct layout *l, struct sink *k)
 
 		for (j = 0; j < pl->nparts; j++) {
 			const struct part *p = &pl->parts[j];
-			char size[32], prot[4], numa[48];
+			char size[32], prot[4], numa[128];
 
 			format_size(p->size, size, sizeof(size));
 			prot[0] = p->prot & GM_PROT_READ ? 'r' : '-';
 			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
 			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
 			prot[3] = '\0';
-			format_policy(pl->w, numa, sizeof(numa));
+			format_extra(pl, numa, sizeof(numa));
 			/* No trailing blanks when there is no name. */
 			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s%s\n",
 			     kind_name(pl->w->kind), pl->gpa + p->offset,
