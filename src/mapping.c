@@ -6,8 +6,10 @@
  * the same for anonymous memory, memfds and callers' fds:
  *
  *   1. reserve an inaccessible (PROT_NONE) range big enough for the guards
- *      and for moving the start to the alignment the memory needs (2 MiB
- *      for THP, the huge page size for hugetlb);
+ *      and for moving the start to the alignment the memory needs (the
+ *      kernel's PMD size for THP, gm_mapping_thp_size(); the huge page
+ *      size for hugetlb, whose pages are always reserved here: a short
+ *      pool fails the mmap() instead of a later fault);
  *   2. map the memory itself with MAP_FIXED at an aligned address inside
  *      that reservation;
  *   3. give back the slack before and after; what stays of the

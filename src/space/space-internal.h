@@ -30,6 +30,10 @@
  *   route.c    access routing: gm_space_read()/gm_space_write() to RAM, ROM
  *              and devices
  *   inspect.c  inspection, dirty tracking switch, dump
+ *   discard.c  guest RAM's host memory given back
+ *   prefault.c all RAM faulted in by several threads
+ *   numa.c     a RAM window's NUMA policy
+ *   plug.c     blocks of a RAM window plugged and unplugged (invariant 8)
  *
  * Invariants (gm__space_invariants_ok() checks them; code cites them):
  *  1. The placements of a layout are sorted by gpa and pairwise disjoint; in
