@@ -408,7 +408,8 @@ static void kvm_slots_follow_the_blocks(void **state)
 	vm = ioctl(kvm, 0xAE01 /* KVM_CREATE_VM */, 0);
 	if (vm < 0) {
 		close(kvm);
-		print_message("skipped: KVM_CREATE_VM failed\n");
+		print_message(
+		    "skipped: KVM_CREATE_VM failed here (no usable KVM, or qemu-user, which does not pass KVM ioctls on)\n");
 		skip();
 	}
 	guest_new(&g, 16 * MiB, 0);
