@@ -967,7 +967,7 @@ static int allocated_bytes(int fd, uint64_t *bytes)
 /* Punch [@offset, @offset + @len) of @m out of its fd; *@freed: the blocks it released. */
 static int discard_fd(struct gm_mapping *m, size_t offset, size_t len, uint64_t *freed)
 {
-	uint64_t before = 0, after = 0; /* gcc -m32 cannot see allocated_bytes() set them */
+	uint64_t before = 0, after = 0;
 	int err = allocated_bytes(m->fd, &before);
 
 	if (err)

@@ -195,6 +195,19 @@ static bool serve_round(struct vu_queue *q, unsigned *raise)
 		vu_complete(q, m, req.head,
 			    s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
 	}
+	/*
+	 * The used ring is logged by the view at its guest address; a front
+	 * end that names another address for it (log_guest_addr) has it
+	 * logged there too. A ring whose log would leave the log is stopped.
+	 */
+	if ((done || notify_pending) && q->log_used && q->log_gpa != q->used_gpa &&
+	    gm_vhost_mem_logging(s->tables) &&
+	    gm_vhost_table_log(t, q->log_gpa, 8 + 8ull * q->num) == -ERANGE) {
+		*raise |= RAISE_ERR;
+		q->started = false;
+		more = false;
+		goto out;
+	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		*raise |= RAISE_CALL;
 	if (gm_virtq_broken(q->vq) || peer_truncated(q, t)) {
@@ -293,6 +306,8 @@ void vu_reset_queue(struct vu_queue *q)
 	vu_drop_signal_fd(q, &q->err_fd);
 	q->num = 0;
 	q->addr_set = false;
+	q->log_used = false;
+	q->log_gpa = 0;
 	q->layout_valid = false;
 	q->started = false;
 	q->enabled = false;
