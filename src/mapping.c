@@ -1009,7 +1009,8 @@ GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, u
 			 : (flags & GM_DISCARD_LAZY) ? MADV_FREE
 						     : MADV_DONTNEED;
 		/* Counting reads pagemap: only for a caller who asks. */
-		err = freed ? resident_bytes(addr, len, (m->flags & GM_MAP_SHARED) != 0, &bytes) : 0;
+		err =
+		    freed ? resident_bytes(addr, len, (m->flags & GM_MAP_SHARED) != 0, &bytes) : 0;
 		if (!err && madvise(addr, len, advice) < 0)
 			err = -errno;
 	}
