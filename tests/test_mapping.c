@@ -288,9 +288,29 @@ static void anon_readonly_faults_on_write(void **state)
 	gm_mapping_put(m);
 }
 
-static void thp_mapping_is_2mib_aligned_and_advised(void **state)
+/* The kernel's PMD size, read here independently of the library; 0 if absent. */
+static size_t pmd_size(void)
+{
+	long v = read_long("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+
+	return v > 0 ? (size_t)v : 0;
+}
+
+static void thp_size_is_the_kernels_pmd_size(void **state)
+{
+	(void)state;
+	if (pmd_size() == 0) {
+		assert_int_equal(gm_mapping_thp_size(), 2 * MiB);
+		print_message("skipped: the kernel does not say its PMD size\n");
+		skip();
+	}
+	assert_int_equal(gm_mapping_thp_size(), pmd_size());
+}
+
+static void thp_mapping_is_pmd_aligned_and_advised(void **state)
 {
 	struct gm_mapping *m;
+	size_t pmd = pmd_size();
 	char *p;
 
 	(void)state;
@@ -304,14 +324,14 @@ static void thp_mapping_is_2mib_aligned_and_advised(void **state)
 		assert_int_equal(gm_mapping_new_anon(page * (size_t)(1 + 100 * i), GM_MAP_THP, &m),
 				 0);
 		p = gm_mapping_host(m);
-		assert_true((uintptr_t)p % (2 * MiB) == 0);
+		assert_true((uintptr_t)p % pmd == 0);
 		assert_true(has_vmflag(p, "hg"));
 		p[gm_mapping_size(m) - 1] = 1;
 		gm_mapping_put(m);
 	}
 }
 
-static void thp_memfd_is_2mib_aligned_and_advised(void **state)
+static void thp_memfd_is_pmd_aligned_and_advised(void **state)
 {
 	struct gm_mapping *m;
 	char *p;
@@ -323,7 +343,7 @@ static void thp_memfd_is_2mib_aligned_and_advised(void **state)
 	}
 	assert_int_equal(gm_mapping_new_memfd("gm-thp", 3 * MiB, GM_MAP_THP, &m), 0);
 	p = gm_mapping_host(m);
-	assert_true((uintptr_t)p % (2 * MiB) == 0);
+	assert_true((uintptr_t)p % pmd_size() == 0);
 	assert_true(has_vmflag(p, "hg"));
 	gm_mapping_put(m);
 }
@@ -769,7 +789,7 @@ static void fd_size_past_size_max_with_guards_is_eoverflow(void **state)
 
 /* ---- hugetlb ---- */
 
-static void hugetlb_without_reserved_pages_fails_with_kernel_errno(void **state)
+static void hugetlb_short_pool_fails_at_creation(void **state)
 {
 	struct gm_mapping *m = (struct gm_mapping *)&m;
 
@@ -783,11 +803,68 @@ static void hugetlb_without_reserved_pages_fails_with_kernel_errno(void **state)
 	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB, &m), -ENOMEM);
 	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_GUARD, &m), -ENOMEM);
 	assert_int_equal(gm_mapping_new_memfd("huge", 2 * MiB, GM_MAP_HUGETLB, &m), -ENOMEM);
-	/* No reservation asked: prefaulting is what fails, and says so. */
+	/*
+	 * GM_MAP_NORESERVE does not make hugetlb memory lazy: without the
+	 * reservation these would map and die of SIGBUS on the first touch.
+	 */
+	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE, &m),
+			 -ENOMEM);
 	assert_int_equal(
 	    gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE | GM_MAP_POPULATE, &m),
-	    -EFAULT);
+	    -ENOMEM);
+	assert_int_equal(
+	    gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE | GM_MAP_SHARED, &m),
+	    -ENOMEM);
+	assert_int_equal(
+	    gm_mapping_new_memfd("huge", 2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE, &m), -ENOMEM);
 	assert_ptr_equal(m, (struct gm_mapping *)&m);
+}
+
+static void hugepage_info_names_the_pool(void **state)
+{
+	struct gm_hugepage_info info = GM_OPTS(gm_hugepage_info);
+	struct gm_hugepage_info small = {.sz = GM_OFFSETOFEND(gm_hugepage_info, total)};
+	long hp_kib = -1;
+	char line[128], want[64];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	(void)state;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %ld kB", &hp_kib) == 1)
+			break;
+	fclose(f);
+	if (hp_kib <= 0) {
+		assert_int_equal(gm_mapping_hugepage_info(0, &info), -ENOENT);
+		print_message("skipped: kernel without hugetlb pages\n");
+		skip();
+	}
+	assert_int_equal(gm_mapping_hugepage_info(0, &info), 0);
+	assert_int_equal(info.sz, sizeof(info));
+	assert_int_equal(info.page_size, (size_t)hp_kib << 10);
+	/* The default size's pool is the one /proc/sys/vm/nr_hugepages sizes. */
+	assert_int_equal(info.total, read_long("/proc/sys/vm/nr_hugepages"));
+	assert_int_equal(info.overcommit, read_long("/proc/sys/vm/nr_overcommit_hugepages"));
+	assert_true(info.free <= info.total + info.surplus);
+	snprintf(want, sizeof(want), "/sys/kernel/mm/hugepages/hugepages-%ldkB", hp_kib);
+	assert_string_equal(info.pool, want);
+	assert_int_equal(gm_mapping_hugepage_info(info.page_size, &info), 0);
+	assert_int_equal(info.page_size, (size_t)hp_kib << 10);
+
+	/* A short struct gets its sz of bytes, nothing past. */
+	small.free = 12345;
+	assert_int_equal(gm_mapping_hugepage_info(0, &small), 0);
+	assert_int_equal(small.sz, GM_OFFSETOFEND(gm_hugepage_info, total));
+	assert_int_equal(small.total, info.total);
+	assert_int_equal(small.free, 12345);
+
+	/* No pool of 8 KiB pages anywhere; bad sizes and structs. */
+	assert_int_equal(gm_mapping_hugepage_info(8192, &info), -ENOENT);
+	assert_int_equal(gm_mapping_hugepage_info(3000, &info), -EINVAL);
+	assert_int_equal(gm_mapping_hugepage_info(512, &info), -EINVAL);
+	assert_int_equal(gm_mapping_hugepage_info(0, NULL), -EINVAL);
+	info.sz = 2;
+	assert_int_equal(gm_mapping_hugepage_info(0, &info), -EINVAL);
 }
 
 static void hugetlb_maps_huge_pages_with_huge_guards(void **state)
@@ -1165,8 +1242,9 @@ int main(void)
 	    cmocka_unit_test(anon_is_zeroed_private_and_writable),
 	    cmocka_unit_test(anon_shared_is_seen_across_fork),
 	    cmocka_unit_test(anon_readonly_faults_on_write),
-	    cmocka_unit_test(thp_mapping_is_2mib_aligned_and_advised),
-	    cmocka_unit_test(thp_memfd_is_2mib_aligned_and_advised),
+	    cmocka_unit_test(thp_size_is_the_kernels_pmd_size),
+	    cmocka_unit_test(thp_mapping_is_pmd_aligned_and_advised),
+	    cmocka_unit_test(thp_memfd_is_pmd_aligned_and_advised),
 	    cmocka_unit_test(populate_prefaults_every_page),
 	    cmocka_unit_test(noreserve_sets_vm_noreserve),
 	    cmocka_unit_test(dontdump_keeps_memory_out_of_core_dumps),
@@ -1187,7 +1265,8 @@ int main(void)
 	    cmocka_unit_test(anon_rejects_bad_arguments),
 	    cmocka_unit_test(sizes_near_size_max_fail_cleanly),
 	    cmocka_unit_test(fd_size_past_size_max_with_guards_is_eoverflow),
-	    cmocka_unit_test(hugetlb_without_reserved_pages_fails_with_kernel_errno),
+	    cmocka_unit_test(hugetlb_short_pool_fails_at_creation),
+	    cmocka_unit_test(hugepage_info_names_the_pool),
 	    cmocka_unit_test(hugetlb_maps_huge_pages_with_huge_guards),
 	    cmocka_unit_test(protect_readonly_then_write_faults),
 	    cmocka_unit_test(protect_rejects_bad_ranges),

@@ -50,14 +50,7 @@ extern "C" {
 
 struct gm_snapshot;
 
-/*
- * Progress of a long operation: @done of @total bytes (of guest memory, of
- * file data or of stream payload: each function says). Called from the
- * thread that runs the operation, at least once at the end with @done ==
- * @total when it succeeds. Return 0 to go on, anything else to stop: the
- * operation then fails with -ECANCELED (a save leaves no file behind).
- */
-typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+/* gm_progress_fn, the progress callback of long operations, is in mapping.h. */
 
 /* Options of gm_snapshot_save() and the restore functions. NULL = all defaults (abi.h). */
 struct gm_snapshot_opts {
