@@ -14,9 +14,9 @@
  * liburing reads with acquire; gm_virtq_push() publishes the used index
  * with release: a driver that sees the entry sees the data.
  *
- * Requests that need no file I/O (GET_ID, refusals) and the rare ones
- * whose buffers need more iovecs than a slot has, DISCARD and
- * WRITE_ZEROES are served at once, synchronously, in start().
+ * start() serves at once, synchronously: requests without file data to
+ * move (GET_ID, refusals), DISCARD and WRITE_ZEROES (fallocate), and the
+ * rare read or write whose buffers need more iovecs than a slot holds.
  *
  * Built without liburing (meson found none), blk_uring_probe() says so and
  * main.c serves with --aio=sync.

@@ -41,6 +41,8 @@ typedef void (*vu_done_fn)(void *arg, uint16_t head, uint32_t used);
  * completed before the round ends, so none is in flight while the queue
  * is unlocked (vu-internal.h, invariant 1) and the round's memory table
  * outlives its I/O (invariant 2). All calls come from the queue's worker.
+ * Requests re-served from the inflight buffer at ring start go through
+ * handle(), one at a time, in the order they were first taken.
  */
 struct vu_batch_ops {
 	/* A context for queue @qidx, at its worker's start; NULL: serve it with handle(). */
