@@ -30,6 +30,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1469,6 +1470,107 @@ static void reads_mark_the_guest_pages_they_fill_dirty(void **state)
 }
 
 #ifdef GM_HAVE_LIBURING
+/*
+ * pwritev2() as the file system would answer a non-blocking write
+ * (RWF_NOWAIT): as it does (PW_REAL), "cannot" (PW_NOWAIT_UNSUPPORTED:
+ * ext4), "would block" (PW_WOULD_BLOCK), or with only the first 512
+ * bytes (PW_SHORT). Blocking calls always go through. With 64-bit off_t
+ * (the whole project: -D_FILE_OFFSET_BITS=64) glibc names it pwritev64v2.
+ */
+enum { PW_REAL, PW_NOWAIT_UNSUPPORTED, PW_WOULD_BLOCK, PW_SHORT };
+ssize_t __real_pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int flags);
+static int pwritev2_mode;
+static unsigned pwritev2_nowait_calls, pwritev2_blocking_calls;
+
+ssize_t __wrap_pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+{
+	int mode = __atomic_load_n(&pwritev2_mode, __ATOMIC_ACQUIRE);
+
+	if (!(flags & RWF_NOWAIT)) {
+		__atomic_fetch_add(&pwritev2_blocking_calls, 1, __ATOMIC_RELAXED);
+		return __real_pwritev64v2(fd, iov, n, off, flags);
+	}
+	__atomic_fetch_add(&pwritev2_nowait_calls, 1, __ATOMIC_RELAXED);
+	if (mode == PW_NOWAIT_UNSUPPORTED || mode == PW_WOULD_BLOCK) {
+		errno = mode == PW_WOULD_BLOCK ? EAGAIN : EOPNOTSUPP;
+		return -1;
+	}
+	if (mode == PW_SHORT && n > 0 && iov[0].iov_len > 512) {
+		struct iovec first = {iov[0].iov_base, 512};
+
+		/* Without RWF_NOWAIT: this file system (ext4) may not take it. */
+		return __real_pwritev64v2(fd, &first, 1, off, flags & ~RWF_NOWAIT);
+	}
+	return __real_pwritev64v2(fd, iov, n, off, flags);
+}
+
+/* Write 8 KiB over two buffers at sector @sector with pattern @fill; check it in the image. */
+static void write_two_and_check(struct fe *f, uint64_t sector, uint8_t fill)
+{
+	struct seg two[2] = {{DATA, 4096, false}, {DATA + 3 * 4096, 4096, false}};
+	uint8_t buf[8192];
+	unsigned i;
+
+	memset(gm_host_ptr(f->m, DATA, 4096), fill, 4096);
+	memset(gm_host_ptr(f->m, DATA + 3 * 4096, 4096), fill + 1, 4096);
+	__atomic_store_n(&largest_submission, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&pwritev2_nowait_calls, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&pwritev2_blocking_calls, 0, __ATOMIC_RELAXED);
+	assert_int_equal(run(f, 0, T_OUT, sector, two, 2).status, 0);
+	image_read(f, sector * 512, buf, sizeof(buf));
+	for (i = 0; i < 8192; i++)
+		assert_int_equal(buf[i], i < 4096 ? fill : fill + 1);
+}
+
+/*
+ * A write is done at once in the worker when that cannot punt it to a
+ * kernel thread: without blocking if the file system can (RWF_NOWAIT);
+ * what would block goes to the ring, the rest of a short one too; and
+ * once the file system said it cannot write without blocking, every
+ * write is one blocking pwritev2() in the worker.
+ */
+static void writes_go_to_the_ring_only_when_they_would_block(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct blk_stats st;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	__atomic_store_n(&pwritev2_mode, PW_WOULD_BLOCK, __ATOMIC_RELEASE);
+	write_two_and_check(&f, 50, 0x41);
+	assert_int_equal(pwritev2_nowait_calls, 1);
+	assert_int_equal(largest_submission, 1);
+	__atomic_store_n(&pwritev2_mode, PW_SHORT, __ATOMIC_RELEASE);
+	write_two_and_check(&f, 60, 0x51);
+	assert_int_equal(pwritev2_nowait_calls, 1);
+	assert_int_equal(largest_submission, 1); /* the 7.5 KiB left */
+	__atomic_store_n(&pwritev2_mode, PW_NOWAIT_UNSUPPORTED, __ATOMIC_RELEASE);
+	write_two_and_check(&f, 70, 0x61);
+	assert_int_equal(pwritev2_nowait_calls, 1);
+	assert_int_equal(pwritev2_blocking_calls, 1);
+	assert_int_equal(largest_submission, 0);
+	write_two_and_check(&f, 80, 0x71); /* remembered: no second try */
+	assert_int_equal(pwritev2_nowait_calls, 0);
+	assert_int_equal(pwritev2_blocking_calls, 1);
+	assert_int_equal(largest_submission, 0);
+	fe_stop(&f);
+	blk_stats_take(&f.blk, &st, false);
+	assert_int_equal(st.out, 4);
+	assert_int_equal(st.uring, 4);
+	assert_int_equal(st.bytes_written, 4 * 8192);
+	assert_int_equal(st.failed, 0);
+	fe_fini(&f);
+}
+
+static int teardown_pwritev2(void **state)
+{
+	__atomic_store_n(&pwritev2_mode, PW_REAL, __ATOMIC_RELEASE);
+	return fe_teardown(state);
+}
+#endif
+
+#ifdef GM_HAVE_LIBURING
 static int teardown_ring_setup(void **state)
 {
 	__atomic_store_n(&fail_ring_setup, 0, __ATOMIC_RELEASE);
@@ -1587,6 +1689,8 @@ int main(void)
 	const struct CMUnitTest uring_only[] = {
 	    cmocka_unit_test_teardown(io_uring_setup_failure_falls_back_to_sync,
 				      teardown_ring_setup),
+	    cmocka_unit_test_teardown(writes_go_to_the_ring_only_when_they_would_block,
+				      teardown_pwritev2),
 	};
 #endif
 	const struct CMUnitTest unavailable[] = {cmocka_unit_test(io_uring_unavailable)};

@@ -15,8 +15,10 @@
  * with release: a driver that sees the entry sees the data.
  *
  * start() serves at once, synchronously: requests without file data to
- * move (GET_ID, refusals), DISCARD and WRITE_ZEROES (fallocate), and the
- * rare read or write whose buffers need more iovecs than a slot holds.
+ * move (GET_ID, refusals), DISCARD and WRITE_ZEROES (fallocate), the rare
+ * read or write whose buffers need more iovecs than a slot holds, and a
+ * write that would otherwise only be punted to a kernel worker thread
+ * (write_now(): on ext4, every buffered write).
  *
  * Built without liburing (meson found none), blk_uring_probe() says so and
  * main.c serves with --aio=sync.
@@ -32,6 +34,7 @@
 #include <liburing.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #define URING_DEPTH 128u	       /* requests in flight per queue, at most */
 #define URING_IOV   (BLK_SEG_MAX + 2u) /* iovecs of one request, at most */
@@ -48,8 +51,9 @@ struct slot {
 struct blk_uring {
 	struct io_uring ring;
 	struct blk_dev *b;
-	unsigned inflight; /* slots started and not ended */
-	unsigned nfree;	   /* free slots: free_slots[0..nfree) */
+	unsigned inflight;    /* slots started and not ended */
+	bool blocking_writes; /* the image's file system has no RWF_NOWAIT writes */
+	unsigned nfree;	      /* free slots: free_slots[0..nfree) */
 	unsigned free_slots[URING_DEPTH];
 	struct slot slots[URING_DEPTH];
 };
@@ -167,6 +171,94 @@ static void uring_close(void *ctx)
 	free(u);
 }
 
+/*
+ * @n more bytes of @sl moved (0 < n <= what was left). Returns true if it
+ * is whole; otherwise the iovecs now start where the data stopped.
+ */
+static bool advance(struct slot *sl, uint64_t n)
+{
+	sl->moved += n;
+	if (sl->moved == sl->io.len)
+		return true;
+	/* Skip the iovecs that were moved whole, and the moved part of the next. */
+	while (n >= sl->iov[sl->first].iov_len) {
+		n -= sl->iov[sl->first].iov_len;
+		sl->first++;
+	}
+	sl->iov[sl->first].iov_base = (uint8_t *)sl->iov[sl->first].iov_base + n;
+	sl->iov[sl->first].iov_len -= (size_t)n;
+	return false;
+}
+
+/*
+ * The CQE of @sl said @res. Returns true if the request ended (*@err its
+ * outcome), false if what is left of it was queued again: a short
+ * transfer goes on where it stopped, EAGAIN/EINTR start over.
+ */
+static bool slot_result(struct blk_uring *u, struct slot *sl, int res, int *err)
+{
+	*err = 0;
+	if (res == -EAGAIN || res == -EINTR) {
+		prep(u, sl);
+		return false;
+	}
+	if (res < 0) {
+		*err = res;
+		return true;
+	}
+	if (sl->io.op == BLK_OP_FLUSH)
+		return true;
+	if (res == 0 || (uint64_t)res > sl->io.len - sl->moved) {
+		*err = -EIO; /* no progress: the image shrank under us */
+		return true;
+	}
+	if (advance(sl, (uint64_t)res))
+		return true;
+	prep(u, sl);
+	return false;
+}
+
+/*
+ * Write @sl in this thread if that does not punt it to a kernel worker.
+ * io_uring hands a buffered write that cannot be done without blocking to
+ * an io-wq thread, and on a file system without non-blocking buffered
+ * writes (ext4) that is every write: a thread switch per request, which
+ * costs more CPU than the copy into the page cache itself. So a write is
+ * first tried here with RWF_NOWAIT; if the file system cannot do that at
+ * all (EOPNOTSUPP, remembered), writes are done here blocking, one
+ * pwritev() per request, as the sync path does (which takes one per
+ * buffer); if it only would block now (EAGAIN), it goes to the ring.
+ * Returns true if the request ended (*@err its outcome).
+ */
+static bool write_now(struct blk_uring *u, struct slot *sl, int *err)
+{
+	for (;;) {
+		int flags = u->blocking_writes ? 0 : RWF_NOWAIT;
+		ssize_t n = pwritev2(u->b->fd, sl->iov + sl->first, (int)(sl->niov - sl->first),
+				     (off_t)(sl->io.off + sl->moved), flags);
+
+		*err = n < 0 ? -errno : 0;
+		if (*err == -EINTR)
+			continue;
+		if (*err == -EOPNOTSUPP && flags) {
+			u->blocking_writes = true;
+			continue;
+		}
+		if (*err == -EAGAIN && flags)
+			return false;
+		if (*err)
+			return true;
+		if (n == 0 || (uint64_t)n > sl->io.len - sl->moved) {
+			*err = -EIO;
+			return true;
+		}
+		if (advance(sl, (uint64_t)n))
+			return true;
+		if (flags)
+			return false; /* the rest would block: to the ring */
+	}
+}
+
 static int uring_start(void *ctx, const struct gm_memory *m, uint16_t head,
 		       const struct gm_virtq_buf *bufs, size_t n, uint32_t *used)
 {
@@ -195,53 +287,19 @@ static int uring_start(void *ctx, const struct gm_memory *m, uint16_t head,
 			return 0;
 		}
 	}
-	u->nfree--;
-	u->inflight++;
-	sl->head = head;
+	__atomic_fetch_add(&u->b->stats.uring, 1, __ATOMIC_RELAXED);
 	sl->first = 0;
 	sl->niov = (unsigned)niov;
 	sl->moved = 0;
+	if (sl->io.op == BLK_OP_WRITE && write_now(u, sl, &ret)) {
+		*used = blk_end(u->b, m, &sl->io, ret);
+		return 0;
+	}
+	u->nfree--;
+	u->inflight++;
+	sl->head = head;
 	prep(u, sl);
-	__atomic_fetch_add(&u->b->stats.uring, 1, __ATOMIC_RELAXED);
 	return 1;
-}
-
-/*
- * The CQE of @sl said @res. Returns true if the request ended (*@err its
- * outcome), false if what is left of it was queued again: a short
- * transfer goes on where it stopped, EAGAIN/EINTR start over.
- */
-static bool slot_result(struct blk_uring *u, struct slot *sl, int res, int *err)
-{
-	uint64_t left = (uint64_t)res;
-
-	*err = 0;
-	if (res == -EAGAIN || res == -EINTR) {
-		prep(u, sl);
-		return false;
-	}
-	if (res < 0) {
-		*err = res;
-		return true;
-	}
-	if (sl->io.op == BLK_OP_FLUSH)
-		return true;
-	if (res == 0 || left > sl->io.len - sl->moved) {
-		*err = -EIO; /* no progress: the image shrank under us */
-		return true;
-	}
-	sl->moved += left;
-	if (sl->moved == sl->io.len)
-		return true;
-	/* Skip the iovecs the kernel filled, and the filled part of the next. */
-	while (left >= sl->iov[sl->first].iov_len) {
-		left -= sl->iov[sl->first].iov_len;
-		sl->first++;
-	}
-	sl->iov[sl->first].iov_base = (uint8_t *)sl->iov[sl->first].iov_base + left;
-	sl->iov[sl->first].iov_len -= (size_t)left;
-	prep(u, sl);
-	return false;
 }
 
 static void uring_finish(void *ctx, const struct gm_memory *m, vu_done_fn done, void *arg)

@@ -28,7 +28,7 @@ struct blk_stats {
 	uint64_t failed;      /* completed with VIRTIO_BLK_S_IOERR */
 	uint64_t malformed;   /* chain refused by the virtqueue walk */
 	uint64_t bytes_read, bytes_written;
-	uint64_t uring; /* requests whose I/O went through io_uring */
+	uint64_t uring; /* reads, writes, flushes served on the io_uring path (blk-uring.c) */
 };
 
 /* How requests move data (--aio). */
