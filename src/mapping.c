@@ -881,7 +881,7 @@ static int allocated_bytes(int fd, uint64_t *bytes)
 /* Punch [@offset, @offset + @len) of @m out of its fd; *@freed: the blocks it released. */
 static int discard_fd(struct gm_mapping *m, size_t offset, size_t len, uint64_t *freed)
 {
-	uint64_t before, after;
+	uint64_t before = 0, after = 0;
 	int err = allocated_bytes(m->fd, &before);
 
 	if (err)

@@ -71,7 +71,7 @@ _Static_assert(ENDS_AT(gm_window_info, opaque), "gm_window_info has tail padding
 _Static_assert(ENDS_AT(gm_snapshot_info, created_ns), "gm_snapshot_info has tail padding");
 _Static_assert(ENDS_AT(gm_snapshot_region, data_pages), "gm_snapshot_region has tail padding");
 _Static_assert(ENDS_AT(gm_migrate_stats, final_pages), "gm_migrate_stats has tail padding");
-_Static_assert(ENDS_AT(gm_kvm_slot, host), "gm_kvm_slot has tail padding");
+_Static_assert(ENDS_AT(gm_kvm_slot, size), "gm_kvm_slot has tail padding");
 
 /* ---- the helper ---- */
 

@@ -77,6 +77,24 @@ static struct gm_memory *view_of(int fd, struct gm_mapping **peer)
 }
 
 /* Run @fn in a child with core dumps off; returns its wait status. */
+/*
+ * Valgrind delivers the SIGBUS of a page past the end of a file itself, and
+ * not as the kernel does: inside its own memset() the fault is reported at
+ * the data written rather than at the page, and a child that exits from a
+ * handler has its status replaced by valgrind's leak verdict. The tests that
+ * depend on either say so and skip there.
+ */
+static void skip_under_valgrind(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		print_message("skipped: running under valgrind, which delivers SIGBUS of a "
+			      "truncated file mapping in its own way\n");
+		skip();
+	}
+}
+
 static int in_child(void (*fn)(void))
 {
 	struct rlimit no_core = {0, 0};
@@ -182,6 +200,7 @@ static void sigbus_outside_peer_mappings_reaches_the_previous_handler(void **sta
 	int status;
 
 	(void)state;
+	skip_under_valgrind();
 	status = in_child(chained_child);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 42);
@@ -280,6 +299,7 @@ static void every_checked_accessor_reports_the_fault(void **state)
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_valgrind();
 	m = view_of(fd, &peer);
 	assert_int_equal(ftruncate(fd, 0), 0);
 	/* One page each: a replaced page does not fault again. The exported, not the inline, forms.

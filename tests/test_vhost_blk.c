@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "threads.h"
 #include "vhost_blk_frontend.h"
 
 /* ---- tests: normal traffic ---- */
@@ -1155,7 +1156,7 @@ static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **stat
 	offer(&f, &f.q[0], 0);
 	assert_false(wait_used(&f, &f.q[0], &id, &len, 100));
 	/* Set up again (features, owner, rings) but without a memory table. */
-	set_u64(&f, SET_FEATURES, get_u64(&f, GET_FEATURES));
+	set_u64(&f, SET_FEATURES, get_u64(&f, GET_FEATURES) & ~(1ull << VU_F_LOG_ALL));
 	send_msg(&f, SET_OWNER, V1, NULL, 0, NULL, 0);
 	place_rings_again(&f);
 	/* The old table is gone: a request waits for the next one. */
@@ -1172,6 +1173,326 @@ static void reset_owner_stops_the_rings_and_forgets_the_memory_table(void **stat
 	assert_int_equal(status, 0);
 	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA, 1))[0], img_byte(9 * 512));
 	assert_int_equal(run(&f, 0, T_IN, 7, &(struct seg){DATA, 512, true}, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* ---- the dirty log (live migration) ---- */
+
+#define LOG_BYTES 4096u /* the log memfd; RAM_SIZE needs 128 bytes of it */
+
+/* A zeroed memfd for a log, mapped so the test reads the bits the back end sets. */
+static int log_memfd(unsigned char **bytes)
+{
+	int fd = memfd_create("test-log", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, LOG_BYTES), 0);
+	*bytes = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(*bytes != MAP_FAILED);
+	return fd;
+}
+
+/* SET_LOG_BASE with @size bytes of @fd from offset 0; returns the u64 reply. */
+static uint64_t set_log_base(struct fe *f, int fd, uint64_t size)
+{
+	uint64_t p[2] = {size, 0}, v = ~0ull;
+
+	send_msg(f, SET_LOG_BASE, V1, p, sizeof(p), &fd, 1);
+	assert_int_equal(recv_reply(f, SET_LOG_BASE, &v, sizeof(v)), 8);
+	return v;
+}
+
+/* SET_FEATURES with LOG_ALL on or off (and everything else offered); returns the ack. */
+static uint64_t log_all(struct fe *f, bool on)
+{
+	uint64_t feat = get_u64(f, GET_FEATURES) & ~(1ull << VU_F_LOG_ALL);
+
+	if (on)
+		feat |= 1ull << VU_F_LOG_ALL;
+	return acked(f, SET_FEATURES, &feat, 8, NULL, 0);
+}
+
+/* Assert that exactly the pages @want[0..n) are set in the first 128 bytes of @log, then clear. */
+static void expect_logged(unsigned char *log, const uint64_t *want, size_t n)
+{
+	uint64_t page;
+	size_t i, found = 0;
+
+	for (page = 0; page < RAM_SIZE / 4096; page++) {
+		bool set = (__atomic_load_n(&log[page / 8], __ATOMIC_ACQUIRE) >> (page % 8)) & 1;
+		bool wanted = false;
+
+		for (i = 0; i < n; i++)
+			wanted |= want[i] == page;
+		if (set != wanted)
+			print_error("page %llu: %s\n", (unsigned long long)page,
+				    set ? "logged, not written" : "written, not logged");
+		assert_int_equal(set, wanted);
+		found += set;
+	}
+	assert_int_equal(found, n);
+	for (i = 128; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0); /* nothing past the log's 128 bytes */
+	memset(log, 0, LOG_BYTES);
+}
+
+/*
+ * With LOG_ALL on, the log holds exactly the guest pages the back end
+ * wrote: the data of an IN request, a GET_ID buffer, the status bytes and
+ * the used ring (page 18 of queue 0); also through an indirect
+ * descriptor. Front-end writes (descriptors, headers) are not the back
+ * end's, and nothing is logged while LOG_ALL is off.
+ */
+static void log_holds_exactly_the_pages_the_back_end_wrote(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	const uint64_t used = 0x12000 / 4096, status = 0x13800 / 4096, data = DATA / 4096;
+	gm_gpa_t table = DATA + 0x10000;
+	struct fe_queue *q;
+	uint32_t id, len;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	q = &f.q[0];
+	assert_int_equal(log_all(&f, true), 1); /* no log yet: refused, connection goes on */
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, NULL, 0); /* LOG_ALL is off */
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data, data + 1}, 4);
+	assert_int_equal(run1(&f, T_GET_ID, 0, DATA + 0x3000, 20, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data + 3}, 3);
+	assert_int_equal(run1(&f, T_OUT, 4, DATA + 0x4000, 512, false).status, 0);
+	expect_logged(log, (uint64_t[]){used, status}, 2);
+	/* An indirect table at DATA + 64 KiB: header, 4 KiB of data at DATA + 20 KiB, status. */
+	assert_int_equal(gm_write_le32(f.m, q->hdr, T_IN), 0);
+	assert_int_equal(gm_write_le32(f.m, q->hdr + 4, 0), 0);
+	assert_int_equal(gm_write_le64(f.m, q->hdr + 8, 6), 0);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 0, q->hdr, 16, 1, 1);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 1, DATA + 0x5000, 4096, 1 | 2, 2);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 2, q->status, 1, 2, 0);
+	put_desc(&f, q, 0, table, 48, 4, 0);
+	offer(&f, q, 0);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 4097);
+	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA + 0x5000, 1))[0], img_byte(6 * 512));
+	expect_logged(log, (uint64_t[]){used, status, data + 5}, 3);
+	/* Off again: nothing more is logged. */
+	assert_int_equal(log_all(&f, false), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, NULL, 0);
+	fe_stop(&f);
+	assert_int_equal(f.info.log_bases, 1);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * A log too small for the guest's memory is refused (non-zero reply, and
+ * LOG_ALL refused after it) and never written; one that fits is taken. A
+ * log refused while logging is on ends the connection: the back end could
+ * only go on logging into a log the front end has let go.
+ */
+static void log_too_small_for_the_guest_is_refused(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	size_t i;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(set_log_base(&f, lfd, 120), 1); /* 960 pages < 1024 */
+	assert_int_equal(log_all(&f, true), 1);
+	assert_int_equal(run1(&f, T_IN, 3, RAM_SIZE - 4096, 4096, true).status, 0);
+	for (i = 0; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0);
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(run1(&f, T_IN, 3, RAM_SIZE - 4096, 4096, true).status, 0);
+	assert_true(log[127] & 0x80); /* the last page of RAM */
+	/* Logging on and the next log does not fit: the connection ends. */
+	send_msg(&f, SET_LOG_BASE, V1, (uint64_t[]){64, 0}, 16, &lfd, 1);
+	assert_int_equal(wait_backend_closed(&f), -EPROTO);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * LOG_ALL switched on and off, and the log replaced by a bigger one, while
+ * two queues serve traffic: no request fails, and once SET_LOG_BASE is
+ * answered the old log gets no bit more (no worker still writes through a
+ * table that marks it).
+ */
+static void logging_toggled_and_log_replaced_under_traffic(void **state)
+{
+	static struct fe f;
+	static struct traffic t[2];
+	pthread_t th[2];
+	unsigned char *log_a, *log_b;
+	int a = log_memfd(&log_a), b = log_memfd(&log_b);
+	uint64_t acks = 0, base_a, base_b = ~0ull;
+	unsigned i, stray = 0;
+
+	(void)state;
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	base_a = set_log_base(&f, a, 128);
+	for (i = 0; i < 2; i++) {
+		t[i] = (struct traffic){.f = &f, .qi = i, .rounds = 150};
+		start_thread(&th[i], traffic_thread, &t[i]);
+	}
+	for (i = 0; i < 10; i++) {
+		acks |= log_all(&f, i % 2 == 0);
+		usleep(2000);
+	}
+	acks |= log_all(&f, true);
+	usleep(5000);
+	base_b = set_log_base(&f, b, 256);
+	memset(log_a, 0, LOG_BYTES);
+	usleep(20000);
+	for (i = 0; i < LOG_BYTES; i++)
+		stray += log_a[i] != 0;
+	assert_int_equal(join_threads(th, 2), 0);
+	traffic_assert_ok(&t[0]);
+	traffic_assert_ok(&t[1]);
+	assert_int_equal(base_a, 0);
+	assert_int_equal(base_b, 0);
+	assert_int_equal(acks, 0);
+	assert_int_equal(stray, 0);
+	/* The new log is the one in use. */
+	memset(log_b, 0, LOG_BYTES);
+	assert_int_equal(run(&f, 1, T_IN, 3, &(struct seg){DATA, 4096, true}, 1).status, 0);
+	assert_true(log_b[DATA / 4096 / 8] & (1u << (DATA / 4096 % 8)));
+	fe_stop(&f);
+	assert_int_equal(f.info.log_bases, 2);
+	fe_fini(&f);
+	munmap(log_a, LOG_BYTES);
+	munmap(log_b, LOG_BYTES);
+	close(a);
+	close(b);
+}
+
+/* SET_VRING_ADDR for queue 0 of @f with @flags and log_guest_addr @log; returns the ack. */
+static uint64_t vring_addr_logged(struct fe *f, uint32_t flags, uint64_t log)
+{
+	struct fe_queue *q = &f->q[0];
+	uint32_t a[10] = {0, flags};
+	uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, log};
+
+	memcpy(a + 2, ua, sizeof(ua));
+	return acked(f, SET_VRING_ADDR, a, 40, NULL, 0);
+}
+
+/*
+ * VHOST_VRING_F_LOG with a log_guest_addr other than the used ring's own
+ * guest address: the used ring is logged there too (vhost-user.rst says
+ * that address is the one to log). One whose ring would leave the log
+ * stops the ring instead of writing past the log.
+ */
+static void used_ring_is_logged_at_log_guest_addr(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	const uint64_t used = 0x12000 / 4096, status = 0x13800 / 4096, data = DATA / 4096;
+	uint32_t id, len;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(vring_addr_logged(&f, 1, 0x300000), 0);
+	assert_int_equal(vring_addr_logged(&f, 2, 0x300000), 1); /* unknown flag: refused */
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	/* 0x300000 = page 768: the used ring (8 + 8 * 64 bytes) lies in it. */
+	expect_logged(log, (uint64_t[]){used, status, data, 768}, 4);
+	/* The same address as the ring's own: nothing more. */
+	assert_int_equal(vring_addr_logged(&f, 1, 0x12000), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data}, 3);
+	/* Past the 1024 pages of the log: the ring stops, the log is not written past. */
+	assert_int_equal(vring_addr_logged(&f, 1, RAM_SIZE - 8), 0);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 0, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	/* The request is served (its data, status and used entry), then the ring stops. */
+	assert_true(wait_used(&f, &f.q[0], &id, &len, 5000));
+	for (size_t i = 128; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0);
+	memset(log, 0, LOG_BYTES);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 1, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 200));
+	fe_stop(&f);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * The switchover of a migration: GET_VRING_BASE stops a ring with requests
+ * still arriving; the index it returns is the used index in guest memory
+ * (every request taken was completed, none is in flight), nothing more is
+ * served, and a new connection started from that index serves exactly the
+ * rest: each request once, none lost.
+ */
+static void get_vring_base_hands_over_every_request_exactly_once(void **state)
+{
+	static struct fe f;
+	struct fe_queue *q;
+	uint32_t st[2], base, w, id, len, seen = 0;
+	unsigned i, served = 0;
+	uint8_t status;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	q = &f.q[0];
+	/* Eight reads, one per slot, each into its own 4 KiB: offered as fast as possible. */
+	for (i = 0; i < 8; i++)
+		offer(
+		    &f, q,
+		    build(&f, q, i, T_IN, 8 * i, &(struct seg){DATA + 4096ull * i, 4096, true}, 1));
+	vring_state(&f, GET_VRING_BASE, 0, 0);
+	assert_int_equal(recv_reply(&f, GET_VRING_BASE, st, sizeof(st)), 8);
+	assert_int_equal(st[0], 0);
+	base = st[1];
+	assert_true(base <= 8);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* used index == base: nothing in flight */
+	usleep(50 * 1000);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* stopped: nothing more served */
+	while (wait_used(&f, q, &id, &len, 0))
+		seen |= 1u << (id / SLOT_DESCS);
+	assert_int_equal(disconnect_fe(&f), 0);
+	/* The destination: the same rings, from base on. */
+	fe_resume(&f, &base);
+	assert_int_equal(write(q->kick, &(uint64_t){1}, 8), 8);
+	for (i = base; i < 8; i++) {
+		assert_true(wait_used(&f, q, &id, &len, 5000));
+		assert_int_equal(seen & (1u << (id / SLOT_DESCS)), 0); /* not done twice */
+		seen |= 1u << (id / SLOT_DESCS);
+		assert_int_equal(len, 4097);
+	}
+	assert_false(wait_used(&f, q, &id, &len, 50));
+	assert_int_equal(seen, 0xff);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(gm_read_u8(f.m, q->status + i, &status), 0);
+		assert_int_equal(status, 0);
+		assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA + 4096ull * i, 1))[0],
+				 img_byte(8 * i * 512));
+		served++;
+	}
+	assert_int_equal(served, 8);
 	fe_stop(&f);
 	fe_fini(&f);
 }
@@ -1681,6 +2002,12 @@ int main(void)
 	    cmocka_unit_test_teardown(
 		inflight_buffer_truncated_by_the_front_end_breaks_the_ring_not_the_backend,
 		fe_teardown),
+	    cmocka_unit_test_teardown(log_holds_exactly_the_pages_the_back_end_wrote, fe_teardown),
+	    cmocka_unit_test_teardown(log_too_small_for_the_guest_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(logging_toggled_and_log_replaced_under_traffic, fe_teardown),
+	    cmocka_unit_test_teardown(used_ring_is_logged_at_log_guest_addr, fe_teardown),
+	    cmocka_unit_test_teardown(get_vring_base_hands_over_every_request_exactly_once,
+				      fe_teardown),
 	    cmocka_unit_test_teardown(many_requests_in_one_kick_complete_each_as_it_finishes,
 				      fe_teardown),
 	    cmocka_unit_test_teardown(reads_mark_the_guest_pages_they_fill_dirty, fe_teardown),

@@ -102,11 +102,11 @@ struct kvm_run; /* <linux/kvm.h> */
 /* One KVM memory slot as the binding set it (gm_kvm_slot(), gm_kvm_slot_find()). */
 struct gm_kvm_slot {
 	size_t sz;	/* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
+	void *host;	/* userspace_addr (beside sz: no padding on any 32-bit ABI) */
 	uint32_t slot;	/* KVM slot id */
 	uint32_t flags; /* KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES as given to KVM */
 	gm_gpa_t gpa;	/* guest_phys_addr */
 	uint64_t size;	/* memory_size */
-	void *host;	/* userspace_addr */
 };
 
 /*

@@ -222,6 +222,19 @@ static bool serve_round(struct vu_queue *q, void *batch, unsigned *raise)
 		/* Invariant 4: nothing stays in flight past the round (and the table t). */
 		s->dev.batch.finish(batch, m, batch_done, &r);
 	}
+	/*
+	 * The used ring is logged by the view at its guest address; a front
+	 * end that names another address for it (log_guest_addr) has it
+	 * logged there too. A ring whose log would leave the log is stopped.
+	 */
+	if ((done || notify_pending) && q->log_used && q->log_gpa != q->used_gpa &&
+	    gm_vhost_mem_logging(s->tables) &&
+	    gm_vhost_table_log(t, q->log_gpa, 8 + 8ull * q->num) == -ERANGE) {
+		*raise |= RAISE_ERR;
+		q->started = false;
+		more = false;
+		goto out;
+	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		*raise |= RAISE_CALL;
 	if (gm_virtq_broken(q->vq) || peer_truncated(q, t)) {
@@ -327,6 +340,8 @@ void vu_reset_queue(struct vu_queue *q)
 	vu_drop_signal_fd(q, &q->err_fd);
 	q->num = 0;
 	q->addr_set = false;
+	q->log_used = false;
+	q->log_gpa = 0;
 	q->layout_valid = false;
 	q->started = false;
 	q->enabled = false;

@@ -5,7 +5,9 @@
  * Unix socket at a time, keeps the guest memory table in a gm_vhost_mem,
  * runs one worker thread per queue (epoll on the queue's kick eventfd),
  * walks the rings with gm_virtq and hands each request to the device's
- * handler. blk.c is the device; main.c the program around it.
+ * handler. blk.c is the device; main.c the program around it, which
+ * gives each connection a server of its own, so several front ends (a
+ * migration's source and destination) are served at once.
  */
 #ifndef GM_VHOST_BLK_VU_H
 #define GM_VHOST_BLK_VU_H
@@ -16,6 +18,7 @@
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
+#define VU_F_LOG_ALL	       26 /* VHOST_F_LOG_ALL: the dirty log is on */
 #define VU_F_INDIRECT_DESC     28
 #define VU_F_EVENT_IDX	       29
 #define VU_F_PROTOCOL_FEATURES 30
@@ -23,6 +26,7 @@
 
 /* Protocol feature bits (vhost-user.rst). */
 #define VU_PF_MQ		  0
+#define VU_PF_LOG_SHMFD		  1
 #define VU_PF_REPLY_ACK		  3
 #define VU_PF_CONFIG		  9
 #define VU_PF_INFLIGHT_SHMFD	  12
@@ -76,6 +80,11 @@ struct vu_device {
 	void (*bad_request)(void *opaque);
 	struct vu_batch_ops batch; /* all zero: every request through handle() */
 	void *opaque;
+	/*
+	 * Tests only (GM_VHOST_BLK_TEST_BREAK_LOG=1): ack VHOST_F_LOG_ALL but
+	 * log nothing, to show that a migration's checks catch lost writes.
+	 */
+	bool break_log;
 };
 
 /* What a connection did; reset at each new connection. */
@@ -88,6 +97,8 @@ struct vu_conn_info {
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
 	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
+	uint64_t log_bases;	/* dirty logs attached (SET_LOG_BASE) */
+	uint64_t log_pages;	/* pages set in the log when the connection ended */
 	unsigned fds_refused;	/* kick/call/err fds not eventfds, inflight fds not files */
 	const char *fd_refusal; /* static string: why the last one was refused */
 	const char *end_reason; /* static string */
