@@ -60,29 +60,41 @@ if [ "$MODE" = bench ]; then
 	# Sequential direct I/O over the whole disk, one phase per block size
 	# and direction; the host samples the back end's CPU time between the
 	# begin and end lines, so pause around them while the disk is idle.
-	# A phase is OP-BS[xPASSES], e.g. read-131072x4: PASSES times over the disk.
+	# A phase is OP-BS[xPASSES][qDEPTH], e.g. read-131072x4: PASSES times
+	# over the disk; read-4096q16: 16 dd processes at once, each over its
+	# own sixteenth of the disk, so up to 16 requests are outstanding.
 	for phase in $BENCH_PHASES; do
 		op=${phase%%-*}
 		bs=${phase#*-}
 		passes=1
+		depth=1
+		case "$bs" in *q*) depth=${bs#*q}; bs=${bs%q*} ;; esac
 		case "$bs" in *x*) passes=${bs#*x}; bs=${bs%x*} ;; esac
-		count=$((DISK_SIZE / bs))
+		count=$((DISK_SIZE / bs / depth))
 		say "begin $phase"
 		sleep 2
 		t=$(now)
 		rc=0
 		i=0
 		while [ $i -lt "$passes" ] && [ $rc = 0 ]; do
-			if [ "$op" = write ]; then
-				dd if=/dev/zero of=/dev/vda bs="$bs" count="$count" oflag=direct 2>/tmp/dd.err
-			else
-				dd if=/dev/vda of=/dev/null bs="$bs" count="$count" iflag=direct 2>/tmp/dd.err
-			fi
-			rc=$?
+			pids=""
+			j=0
+			while [ $j -lt "$depth" ]; do
+				if [ "$op" = write ]; then
+					dd if=/dev/zero of=/dev/vda bs="$bs" count="$count" seek=$((j * count)) oflag=direct 2>/tmp/dd.err &
+				else
+					dd if=/dev/vda of=/dev/null bs="$bs" count="$count" skip=$((j * count)) iflag=direct 2>/tmp/dd.err &
+				fi
+				pids="$pids $!"
+				j=$((j + 1))
+			done
+			for pid in $pids; do
+				wait "$pid" || rc=$?
+			done
 			i=$((i + 1))
 		done
 		secs=$(since "$t")
-		say "end $phase rc=$rc bytes=$((count * bs * passes)) secs=$secs"
+		say "end $phase rc=$rc bytes=$((count * depth * bs * passes)) secs=$secs"
 		sleep 2
 	done
 	finish

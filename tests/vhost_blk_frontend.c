@@ -53,6 +53,8 @@ static void check(const char *err)
 		fail_msg("%s", err);
 }
 
+enum blk_aio fe_aio = BLK_AIO_SYNC;
+
 /* The front end fe_init() set up and fe_fini() has not yet freed. */
 static struct fe *fe_live;
 
@@ -324,6 +326,7 @@ void fe_init(struct fe *f, unsigned nq, bool readonly)
 	}
 	close(fd);
 	assert_int_equal(blk_open(&f->blk, f->img_path, readonly, err, sizeof(err)), 0);
+	f->blk.aio = fe_aio;
 	blk_vu_device(&f->blk, &dev);
 	assert_int_equal(vu_server_new(&dev, nq, &f->srv), 0);
 	assert_int_equal(gm_mapping_new_memfd("test-guest", RAM_SIZE, 0, &f->map), 0);
@@ -776,6 +779,8 @@ void scenario_several_queues_serve_in_parallel(unsigned rounds, unsigned tables)
 	assert_int_equal(st.in, MAX_Q * rounds);
 	assert_int_equal(st.out, MAX_Q * rounds);
 	assert_int_equal(st.bytes_read, MAX_Q * rounds * 8192ull);
+	/* With io_uring, each queue's worker served its queue through its own ring. */
+	assert_int_equal(st.uring, fe_aio == BLK_AIO_URING ? 2ull * MAX_Q * rounds : 0);
 	fe_stop(&f);
 	assert_int_equal(f.info.queues_started, MAX_Q);
 	fe_fini(&f);

@@ -117,6 +117,9 @@ struct traffic {
 	char first[192];
 };
 
+/* How fe_init()'s block device serves requests (default BLK_AIO_SYNC). */
+extern enum blk_aio fe_aio;
+
 /* ---- connection ---- */
 
 /* A cmocka teardown: disconnect and free the front end a failed test left. */

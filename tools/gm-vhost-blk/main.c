@@ -1,7 +1,7 @@
 /*
  * gm-vhost-blk - a vhost-user block device back end on guestmem.
  *
- *   gm-vhost-blk [-r] [-q N] -s PATH -i FILE
+ *   gm-vhost-blk [-r] [-q N] [--aio=sync|io_uring] -s PATH -i FILE
  *   gm-vhost-blk --help | --version
  *
  * Listens on the Unix socket PATH and serves the raw image FILE to every
@@ -14,6 +14,8 @@
  * counters are the process's. Prints one summary line and one stats line
  * per connection (the counters since the previous connection ended), and a
  * total stats line on SIGTERM or SIGINT.
+ * Requests go through io_uring unless --aio=sync or the kernel refuses a
+ * ring (a line says so, and the program serves with sync).
  */
 #include "blk.h"
 #include "vu.h"
@@ -80,6 +82,9 @@ static void usage(FILE *f)
 		"  -i, --image FILE   raw disk image to serve\n"
 		"  -r, --readonly     refuse writes (the device is announced read-only)\n"
 		"  -q, --queues N     number of request queues, 1..%u (default 1)\n"
+		"      --aio=MODE     how requests reach the image: io_uring (the default;\n"
+		"                     sync if the kernel has no io_uring) or sync (blocking\n"
+		"                     system calls, one request at a time per queue)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -111,10 +116,11 @@ static void print_stats(const char *what, const struct blk_stats *s, size_t regi
 {
 	printf("%s: %s: requests in=%" PRIu64 " out=%" PRIu64 " flush=%" PRIu64 " get_id=%" PRIu64
 	       " discard=%" PRIu64 " write_zeroes=%" PRIu64 " unsupported=%" PRIu64
-	       " failed=%" PRIu64 " malformed=%" PRIu64 "; bytes read=%" PRIu64 " written=%" PRIu64
-	       "; memory regions=%zu\n",
+	       " failed=%" PRIu64 " malformed=%" PRIu64 " io_uring=%" PRIu64 "; bytes read=%" PRIu64
+	       " written=%" PRIu64 "; memory regions=%zu\n",
 	       prog, what, s->in, s->out, s->flush, s->get_id, s->discard, s->write_zeroes,
-	       s->unsupported, s->failed, s->malformed, s->bytes_read, s->bytes_written, regions);
+	       s->unsupported, s->failed, s->malformed, s->uring, s->bytes_read, s->bytes_written,
+	       regions);
 }
 
 static int listen_on(const char *path)
@@ -193,12 +199,14 @@ int main(int argc, char **argv)
 	    {"image", required_argument, NULL, 'i'},
 	    {"readonly", no_argument, NULL, 'r'},
 	    {"queues", required_argument, NULL, 'q'},
+	    {"aio", required_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;
+	enum blk_aio aio = BLK_AIO_URING;
 	unsigned long queues = 1;
 	struct blk_stats total = {0};
 	struct blk_dev blk;
@@ -232,6 +240,19 @@ int main(int argc, char **argv)
 					"%s: --queues wants a number from 1 to %u, not '%s'\n"
 					"Try '%s --help' for more information.\n",
 					prog, VU_MAX_QUEUES, optarg, prog);
+				return 2;
+			}
+			break;
+		case 'A':
+			if (strcmp(optarg, "sync") == 0) {
+				aio = BLK_AIO_SYNC;
+			} else if (strcmp(optarg, "io_uring") == 0) {
+				aio = BLK_AIO_URING;
+			} else {
+				fprintf(stderr,
+					"%s: --aio wants sync or io_uring, not '%s'\n"
+					"Try '%s --help' for more information.\n",
+					prog, optarg, prog);
 				return 2;
 			}
 			break;
@@ -269,6 +290,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: cannot set up signal handling: %s\n", prog, strerror(errno));
 		return 1;
 	}
+	if (aio == BLK_AIO_URING && blk_uring_probe(err, sizeof(err))) {
+		fprintf(stderr, "%s: %s: serving with --aio=sync\n", prog, err);
+		aio = BLK_AIO_SYNC;
+	}
+	blk.aio = aio;
 	blk_vu_device(&blk, &dev);
 	dev.break_log = getenv("GM_VHOST_BLK_TEST_BREAK_LOG") != NULL &&
 			strcmp(getenv("GM_VHOST_BLK_TEST_BREAK_LOG"), "1") == 0;
@@ -285,9 +311,9 @@ int main(int argc, char **argv)
 	lfd = listen_on(sock);
 	if (lfd < 0)
 		return 1;
-	printf("%s: serving %s (%" PRIu64 " bytes, %s) on %s with %lu queue%s\n", prog, image,
-	       blk.size, readonly ? "read-only" : "read-write", sock, queues,
-	       queues > 1 ? "s" : "");
+	printf("%s: serving %s (%" PRIu64 " bytes, %s) on %s with %lu queue%s, aio %s\n", prog,
+	       image, blk.size, readonly ? "read-only" : "read-write", sock, queues,
+	       queues > 1 ? "s" : "", aio == BLK_AIO_URING ? "io_uring" : "sync");
 	for (;;) {
 		struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN},
 					{.fd = sfd, .events = POLLIN},

@@ -35,6 +35,35 @@
 #define VU_CONFIG_MAX 256u /* largest config space a message may carry */
 #define VU_MAX_QUEUES 64u
 
+/* A request a batch finished (struct vu_batch_ops): its head and used length. */
+typedef void (*vu_done_fn)(void *arg, uint16_t head, uint32_t used);
+
+/*
+ * Optional: serve a queue's requests in batches. A worker's round starts
+ * each request it pops, then has the device submit them at once and
+ * complete each as it finishes; every request a round started has
+ * completed before the round ends, so none is in flight while the queue
+ * is unlocked (vu-internal.h, invariant 1) and the round's memory table
+ * outlives its I/O (invariant 2). All calls come from the queue's worker.
+ * Requests re-served from the inflight buffer at ring start go through
+ * handle(), one at a time, in the order they were first taken.
+ */
+struct vu_batch_ops {
+	/* A context for queue @qidx, at its worker's start; NULL: serve it with handle(). */
+	void *(*open)(void *opaque, unsigned qidx);
+	void (*close)(void *ctx);
+	unsigned depth; /* at most this many requests started between two finish() calls */
+	/*
+	 * Take request @head, buffers @bufs[0..n) (reused by the next pop).
+	 * Returns 0 if it was served now (*@used: its used length), or 1 if
+	 * it waits for finish().
+	 */
+	int (*start)(void *ctx, const struct gm_memory *m, uint16_t head,
+		     const struct gm_virtq_buf *bufs, size_t n, uint32_t *used);
+	/* Submit what start() left and wait for all of it, calling @done for each as it ends. */
+	void (*finish)(void *ctx, const struct gm_memory *m, vu_done_fn done, void *arg);
+};
+
 struct vu_device {
 	uint64_t features; /* device feature bits, without the four above */
 	size_t max_bufs;   /* longest chain the device takes (seg_max + 2) */
@@ -49,6 +78,7 @@ struct vu_device {
 			   const struct gm_virtq_buf *bufs, size_t n);
 	/* A request gm_virtq_pop() refused as malformed (returned with length 0). */
 	void (*bad_request)(void *opaque);
+	struct vu_batch_ops batch; /* all zero: every request through handle() */
 	void *opaque;
 	/*
 	 * Tests only (GM_VHOST_BLK_TEST_BREAK_LOG=1): ack VHOST_F_LOG_ALL but
