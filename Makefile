@@ -7,6 +7,8 @@
 #   make demo-linux Debian's Linux kernel under QEMU does block I/O on a
 #                   vhost-user-blk disk served by gm-vhost-blk
 #                   (DEMO_BACKEND=qsd: by qemu-storage-daemon instead)
+#   make demo-migrate that guest, doing disk I/O on gm-vhost-blk, is
+#                   live-migrated (pre-copy) to a second QEMU process
 #   make check      the whole test suite: normal, ASan+UBSan, 32-bit x86,
 #                   32-bit ARM (armhf, under qemu-user), TSan (concurrency
 #                   tests), valgrind (unit tests), every fuzz target for
@@ -34,7 +36,7 @@
 SANITIZE_UB := -Dc_args=-fno-sanitize-recover=all -Dc_link_args=-fno-sanitize-recover=all
 
 FORCE:
-.PHONY: FORCE all deps demo demo-linux bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux check-deb deb abi-update coverage bench fuzz clean
+.PHONY: FORCE all deps demo demo-linux demo-migrate bench-vhost-blk check check-normal check-asan check-i386 check-armhf check-tsan check-valgrind check-fuzz check-linux check-deb deb abi-update coverage bench fuzz clean
 
 all: build/build.ninja
 	ninja -C build
@@ -88,6 +90,10 @@ DEMO_BACKEND ?= gm
 demo-linux: all
 	scripts/demo-linux.sh --install --backend $(DEMO_BACKEND) \
 		--gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
+
+demo-migrate: all
+	@scripts/deps.sh demo-linux || echo "demo-migrate: could not install the demo-linux packages"
+	scripts/demo-migrate.sh --gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
 
 check:
 	@scripts/deps.sh base i386 armhf package

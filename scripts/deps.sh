@@ -7,15 +7,16 @@ set -eu
 set_pkgs() {
 	case "$1" in
 	# groff-base: test 'man' renders every manual page (groff -man -ww).
-	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev groff-base" ;;
+	# liburing-dev: gm-vhost-blk's --aio=io_uring (optional at build time).
+	base) echo "meson ninja-build pkg-config gcc g++ clang libcmocka-dev liburcu-dev valgrind libclang-rt-14-dev libxxhash-dev groff-base liburing-dev" ;;
 	# qemu-user-static runs the 32-bit programs where the kernel cannot
 	# (scripts/i386-mode.sh).
-	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386 qemu-user-static" ;;
+	i386) echo "gcc-multilib g++-multilib libcmocka-dev:i386 liburcu-dev:i386 libxxhash-dev:i386 liburing-dev:i386 qemu-user-static" ;;
 	# 32-bit ARM host (cross/armhf.txt): clang as the cross compiler with
 	# the cross binutils, libc and libgcc (gcc-arm-linux-gnueabihf itself
 	# conflicts with gcc-multilib, which the i386 set needs), the :armhf
 	# libraries to link and run against, and qemu-user to run the tests.
-	armhf) echo "clang binutils-arm-linux-gnueabihf libc6-dev-armhf-cross libgcc-12-dev-armhf-cross libstdc++-12-dev-armhf-cross qemu-user-static libc6:armhf libstdc++6:armhf libcmocka-dev:armhf liburcu-dev:armhf libxxhash-dev:armhf" ;;
+	armhf) echo "clang binutils-arm-linux-gnueabihf libc6-dev-armhf-cross libgcc-12-dev-armhf-cross libstdc++-12-dev-armhf-cross qemu-user-static libc6:armhf libstdc++6:armhf libcmocka-dev:armhf liburcu-dev:armhf libxxhash-dev:armhf liburing-dev:armhf" ;;
 	demo-linux) echo "qemu-system-x86 qemu-system-common qemu-utils linux-image-amd64 busybox-static cpio kmod" ;;
 	# `make coverage`: gcovr reads the gcov data of the -Db_coverage build.
 	coverage) echo "gcovr" ;;

@@ -60,30 +60,107 @@ if [ "$MODE" = bench ]; then
 	# Sequential direct I/O over the whole disk, one phase per block size
 	# and direction; the host samples the back end's CPU time between the
 	# begin and end lines, so pause around them while the disk is idle.
-	# A phase is OP-BS[xPASSES], e.g. read-131072x4: PASSES times over the disk.
+	# A phase is OP-BS[xPASSES][qDEPTH], e.g. read-131072x4: PASSES times
+	# over the disk; read-4096q16: 16 dd processes at once, each over its
+	# own sixteenth of the disk, so up to 16 requests are outstanding.
 	for phase in $BENCH_PHASES; do
 		op=${phase%%-*}
 		bs=${phase#*-}
 		passes=1
+		depth=1
+		case "$bs" in *q*) depth=${bs#*q}; bs=${bs%q*} ;; esac
 		case "$bs" in *x*) passes=${bs#*x}; bs=${bs%x*} ;; esac
-		count=$((DISK_SIZE / bs))
+		count=$((DISK_SIZE / bs / depth))
 		say "begin $phase"
 		sleep 2
 		t=$(now)
 		rc=0
 		i=0
 		while [ $i -lt "$passes" ] && [ $rc = 0 ]; do
-			if [ "$op" = write ]; then
-				dd if=/dev/zero of=/dev/vda bs="$bs" count="$count" oflag=direct 2>/tmp/dd.err
-			else
-				dd if=/dev/vda of=/dev/null bs="$bs" count="$count" iflag=direct 2>/tmp/dd.err
-			fi
-			rc=$?
+			pids=""
+			j=0
+			while [ $j -lt "$depth" ]; do
+				if [ "$op" = write ]; then
+					dd if=/dev/zero of=/dev/vda bs="$bs" count="$count" seek=$((j * count)) oflag=direct 2>/tmp/dd.err &
+				else
+					dd if=/dev/vda of=/dev/null bs="$bs" count="$count" skip=$((j * count)) iflag=direct 2>/tmp/dd.err &
+				fi
+				pids="$pids $!"
+				j=$((j + 1))
+			done
+			for pid in $pids; do
+				wait "$pid" || rc=$?
+			done
 			i=$((i + 1))
 		done
 		secs=$(since "$t")
-		say "end $phase rc=$rc bytes=$((count * bs * passes)) secs=$secs"
+		say "end $phase rc=$rc bytes=$((count * depth * bs * passes)) secs=$secs"
 		sleep 2
+	done
+	finish
+fi
+
+if [ "$MODE" = migrate ]; then
+	# scripts/demo-migrate.sh moves this guest to another QEMU while this
+	# loop runs. Each round writes a pattern of its own to one of SLOTS
+	# 1 MiB slots (direct, then fsync: a FLUSH), reads it back direct, and
+	# reads it once more through the page cache: that read has the back end
+	# write guest RAM (page cache pages), which then stay there. The loop
+	# ends when the host has written MIGRATED at FLAG_OFF on the disk
+	# (after the migration) or after MIG_SECS seconds. Then every slot is
+	# read again from the page cache, then past it: a page the back end
+	# wrote during the migration that did not reach the destination (a
+	# dirty log that lost it) shows as a wrong checksum.
+	# gm-hold (tests/linux/gm-hold.c), if the host built it: DMA into one
+	# long-lived buffer, checked HOLD_MS later, cycling HOLD_N regions.
+	hold_pid=
+	if [ -x /bin/gm-hold ]; then
+		/bin/gm-hold /dev/vda "$HOLD_OFF" "$HOLD_N" "$HOLD_LEN" "$HOLD_MS" /tmp/hold-stop &
+		hold_pid=$!
+	fi
+	say "migrate-ready"
+	ended=
+	t0=$(now)
+	i=0
+	bad=0
+	while awk -v a="$t0" -v b="$(now)" -v d="$MIG_SECS" 'BEGIN { exit !(b - a < d) }'; do
+		flag=$(dd if=/dev/vda bs=4096 skip=$((FLAG_OFF / 4096)) count=1 iflag=direct 2>/dev/null | head -c 8)
+		[ "$flag" = MIGRATED ] && { ended=", ended by the host's flag"; break; }
+		slot=$((i % SLOTS))
+		off=$((WR_OFF + slot * 1048576))
+		yes "gm-migrate round $i" | head -c 1048576 >/tmp/p
+		want=$(md5sum /tmp/p | cut -d' ' -f1)
+		dd if=/tmp/p of=/dev/vda bs=65536 seek=$((off / 65536)) oflag=direct conv=notrunc,fsync 2>/dev/null || bad=$((bad + 1))
+		sum=$(dd if=/dev/vda bs=4096 skip=$((off / 4096)) count=256 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "round $i: slot $slot read back md5 $sum, wrote $want"; }
+		sum=$(dd if=/dev/vda bs=65536 skip=$((off / 65536)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "round $i: slot $slot through the page cache md5 $sum, wrote $want"; }
+		i=$((i + 1))
+	done
+	check rounds $bad "$i rounds in $(since "$t0") s, $bad failed${ended:-}"
+	if [ -n "$hold_pid" ]; then
+		: >/tmp/hold-stop
+		wait "$hold_pid"
+	fi
+	say "rounds $i"
+	# Every slot again: from the page cache (what the back end wrote into
+	# guest RAM, possibly on the source), then from the disk.
+	for how in cached slots; do
+		bad=0
+		slot=0
+		while [ $slot -lt $SLOTS ] && [ $slot -lt $i ]; do
+			last=$(((i - 1 - slot) / SLOTS * SLOTS + slot))
+			want=$(yes "gm-migrate round $last" | head -c 1048576 | md5sum | cut -d' ' -f1)
+			off=$((WR_OFF + slot * 1048576))
+			if [ $how = cached ]; then
+				sum=$(dd if=/dev/vda bs=65536 skip=$((off / 65536)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+			else
+				sum=$(dd if=/dev/vda bs=65536 skip=$((off / 65536)) count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			fi
+			[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "slot $slot ($how): md5 $sum, expected round $last's $want"; }
+			slot=$((slot + 1))
+		done
+		check $how $bad "$slot slots hold their last round's pattern ($how)"
 	done
 	finish
 fi

@@ -162,8 +162,9 @@ lg_wait_socket() {
 
 # lg_start_backend KIND SOCK IMAGE LOG [QUEUES [ro]]: KIND gm
 # (gm-vhost-blk at $GM_VHOST_BLK) or qsd (qemu-storage-daemon); "ro"
-# exports the image read-only. Sets LG_PID and adds it to LG_PIDS (what
-# lg_stop_all stops).
+# exports the image read-only. LG_GM_ARGS (e.g. --aio=sync) is added to
+# gm-vhost-blk's options, LG_QSD_FILE_OPTS (e.g. ,aio=io_uring) to qsd's
+# file node. Sets LG_PID and adds it to LG_PIDS (what lg_stop_all stops).
 LG_PIDS=""
 lg_start_backend() {
 	local kind=$1 sock=$2 img=$3 log=$4 queues=${5:-1} ro=${6:-}
@@ -173,12 +174,14 @@ lg_start_backend() {
 	case "$kind" in
 	gm)
 		[ -x "${GM_VHOST_BLK:-}" ] || { echo "gm-vhost-blk not found at '${GM_VHOST_BLK:-}'"; return 1; }
-		"$GM_VHOST_BLK" --socket "$sock" --image "$img" --queues "$queues" "${gm_ro[@]}" >"$log" 2>&1 &
+		# shellcheck disable=SC2086 # LG_GM_ARGS: words on purpose
+		"$GM_VHOST_BLK" --socket "$sock" --image "$img" --queues "$queues" "${gm_ro[@]}" \
+			${LG_GM_ARGS:-} >"$log" 2>&1 &
 		;;
 	qsd)
 		command -v qemu-storage-daemon >/dev/null || { echo "qemu-storage-daemon not installed"; return 1; }
 		qemu-storage-daemon \
-			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off$qsd_ro" \
+			--blockdev "driver=file,node-name=disk,filename=$img,cache.direct=off${LG_QSD_FILE_OPTS:-}$qsd_ro" \
 			--export "type=vhost-user-blk,id=e0,node-name=disk,addr.type=unix,addr.path=$sock,writable=$qsd_wr,num-queues=$queues" \
 			>"$log" 2>&1 &
 		;;
@@ -221,7 +224,7 @@ lg_stop_all() {
 # lg_start_qemu INITRD CONSOLE_LOG TIMEOUT MEM_MIB APPEND SOCK...: boot the
 # kernel with guest RAM in a shared memfd (the back ends map it) and one
 # vhost-user-blk disk per socket (/dev/vda, /dev/vdb, ... in that order).
-# Runs in the background; sets QEMU_PID.
+# Runs in the background; sets QEMU_PID. LG_SMP: vCPUs (default 1).
 lg_start_qemu() {
 	local initrd=$1 log=$2 tmo=$3 mem=$4 append=$5 i=0 sock
 	shift 5
@@ -234,7 +237,7 @@ lg_start_qemu() {
 	done
 	: >"$log"
 	timeout -k 5 "$tmo" qemu-system-x86_64 \
-		-accel "$ACCEL" -machine pc,memory-backend=mem "${cpu[@]}" -smp 1 -m "${mem}M" \
+		-accel "$ACCEL" -machine pc,memory-backend=mem "${cpu[@]}" -smp "${LG_SMP:-1}" -m "${mem}M" \
 		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-chardev "file,id=con,path=$log" -serial chardev:con \

@@ -17,7 +17,10 @@
  *     so a writer that saw the old (set) bit has its data visible to the
  *     collector by then (see gm_dirty_collect()).
  *  4. refs is at least 1 while anyone holds the bitmap, and hot.enabled is
- *     0 or 1 (written only by gm_dirty_set_enabled()).
+ *     0, 1, or 2 for a mapped bitmap (written only by gm_dirty_set_enabled()).
+ *  5. A mapped bitmap (map != NULL) is shared with another process that
+ *     clears bits on its own: every mark is an atomic OR (hot.enabled == 2
+ *     tells the inline path), and its bits lie inside map, which it holds.
  * gm__dirty_invariants_ok() checks 1 and 4 on the bitmap as it is now; 2
  * and 3 are orderings between threads, which tests/stress/stress_dirty.c
  * attacks.
@@ -25,6 +28,7 @@
 #include <guestmem/dirty.h>
 #include <guestmem/static/dirty-inline.h>
 
+#include <endian.h>
 #include <linux/membarrier.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -37,6 +41,7 @@ struct gm_dirty {
 	struct gm_dirty_hot hot; /* first: inline writers cast to it */
 	size_t nwords;
 	unsigned long refs;
+	struct gm_mapping *map; /* gm_dirty_new_mapped(): holds the bits; else NULL */
 };
 
 /*
@@ -93,6 +98,35 @@ int gm_dirty_new(uint64_t size, struct gm_dirty **out)
 	return 0;
 }
 
+int gm_dirty_new_mapped(struct gm_mapping *map, size_t offset, uint64_t size, struct gm_dirty **out)
+{
+	struct gm_dirty *d;
+	uint64_t npages;
+	size_t end;
+
+	if (map == NULL || out == NULL || offset % sizeof(uint64_t) != 0 || size < 8)
+		return -EINVAL;
+	if (__BYTE_ORDER != __LITTLE_ENDIAN)
+		return -ENOTSUP; /* a word's bit i would not be byte i / 8's bit i % 8 */
+	size -= size % 8;	 /* whole words only (invariant 1 without masking) */
+	if (gm_u64_to_size(size, &end) || gm_add_overflow_size(end, offset, &end))
+		return -ERANGE;
+	if (end > gm_mapping_size(map))
+		return -ERANGE;
+	if (gm_mul_overflow_u64(size, 8, &npages))
+		return -EOVERFLOW;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return -ENOMEM;
+	d->hot.bits = (uint64_t *)(void *)((unsigned char *)gm_mapping_host(map) + offset);
+	d->hot.npages = npages;
+	d->nwords = (size_t)(size / 8);
+	d->refs = 1;
+	d->map = gm_mapping_get(map);
+	*out = d;
+	return 0;
+}
+
 struct gm_dirty *gm_dirty_get(struct gm_dirty *d)
 {
 	__atomic_fetch_add(&d->refs, 1, __ATOMIC_RELAXED);
@@ -106,7 +140,10 @@ void gm_dirty_put(struct gm_dirty *d)
 	/* ACQ_REL: the last put sees every other holder's writes before freeing. */
 	if (__atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	free(d->hot.bits);
+	if (d->map != NULL)
+		gm_mapping_put(d->map);
+	else
+		free(d->hot.bits);
 	free(d);
 }
 
@@ -117,7 +154,8 @@ uint64_t gm_dirty_npages(const struct gm_dirty *d)
 
 void gm_dirty_set_enabled(struct gm_dirty *d, bool enabled)
 {
-	__atomic_store_n(&d->hot.enabled, enabled ? 1 : 0, __ATOMIC_SEQ_CST);
+	/* Invariant 5: a mapped bitmap tells the inline path never to skip the OR. */
+	__atomic_store_n(&d->hot.enabled, !enabled ? 0 : d->map ? 2 : 1, __ATOMIC_SEQ_CST);
 	/* Every writer's next check of hot.enabled sees the new value. */
 	barrier_all_threads();
 }
@@ -140,9 +178,10 @@ static void set_bits(struct gm_dirty *d, uint64_t first, uint64_t last)
 			mask &= ~(uint64_t)0 << (first % 64);
 		if (w == lw)
 			mask &= ~(uint64_t)0 >> (63 - last % 64);
-		/* Test first: pages already dirty cost a load, not a locked op.
+		/* Test first: pages already dirty cost a load, not a locked op
+		 * (never for a mapped bitmap: invariant 5).
 		 * RELEASE pairs with the ACQUIRE exchange in gm_dirty_collect(). */
-		if ((__atomic_load_n(word, __ATOMIC_RELAXED) & mask) != mask)
+		if (d->map != NULL || (__atomic_load_n(word, __ATOMIC_RELAXED) & mask) != mask)
 			__atomic_fetch_or(word, mask, __ATOMIC_RELEASE);
 	}
 }
@@ -288,5 +327,11 @@ bool gm__dirty_invariants_ok(const struct gm_dirty *d)
 	last = __atomic_load_n(&d->hot.bits[d->nwords - 1], __ATOMIC_RELAXED);
 	if (d->hot.npages % 64 != 0 && (last >> (d->hot.npages % 64)) != 0)
 		return false; /* 1: no bit past npages */
-	return __atomic_load_n(&d->refs, __ATOMIC_RELAXED) >= 1 && (enabled == 0 || enabled == 1);
+	if (d->map != NULL &&
+	    ((unsigned char *)d->hot.bits < (unsigned char *)gm_mapping_host(d->map) ||
+	     (unsigned char *)(d->hot.bits + d->nwords) >
+		 (unsigned char *)gm_mapping_host(d->map) + gm_mapping_size(d->map)))
+		return false; /* 5 */
+	return __atomic_load_n(&d->refs, __ATOMIC_RELAXED) >= 1 &&
+	       (enabled == 0 || enabled == 1 || (enabled == 2 && d->map != NULL)); /* 4, 5 */
 }

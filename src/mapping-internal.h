@@ -11,6 +11,9 @@
  * from (or went to) memory the peer had truncated, and it fails with
  * -EFAULT. Reading the counter is one thread-local load and no fence
  * instruction, so the data path keeps its speed.
+ *
+ * Also the prefault engine (mapping-prefault.c), which the space layer
+ * runs over all of a guest's RAM at once.
  */
 #ifndef GUESTMEM_MAPPING_INTERNAL_H
 #define GUESTMEM_MAPPING_INTERNAL_H
@@ -50,5 +53,21 @@ static inline int gm__peer_check(unsigned before, int ret)
 {
 	return gm__peer_fault_count() != before ? -EFAULT : ret;
 }
+
+/* One range for gm__prefault(): @len bytes at @host, a multiple of @page. */
+struct gm__prefault_range {
+	char *host;
+	size_t len;
+	size_t page; /* the backing's page size: one touch per page */
+	bool write;  /* fault in writable (MADV_POPULATE_WRITE), else readable */
+};
+
+/*
+ * Fault in every page of @ranges (@nranges may be 0) as gm_mapping_prefault()
+ * describes, with @opts (NULL: defaults; a caller's sized struct, checked
+ * here). The ranges must stay mapped until it returns.
+ */
+int gm__prefault(const struct gm__prefault_range *ranges, size_t nranges,
+		 const struct gm_prefault_opts *opts);
 
 #endif /* GUESTMEM_MAPPING_INTERNAL_H */

@@ -6,8 +6,10 @@
  * the same for anonymous memory, memfds and callers' fds:
  *
  *   1. reserve an inaccessible (PROT_NONE) range big enough for the guards
- *      and for moving the start to the alignment the memory needs (2 MiB
- *      for THP, the huge page size for hugetlb);
+ *      and for moving the start to the alignment the memory needs (the
+ *      kernel's PMD size for THP, gm_mapping_thp_size(); the huge page
+ *      size for hugetlb, whose pages are always reserved here: a short
+ *      pool fails the mmap() instead of a later fault);
  *   2. map the memory itself with MAP_FIXED at an aligned address inside
  *      that reservation;
  *   3. give back the slack before and after; what stays of the
@@ -60,6 +62,7 @@
  */
 #include <guestmem/mapping.h>
 
+#include "abi-internal.h"
 #include "mapping-internal.h"
 
 #include <errno.h>
@@ -82,8 +85,11 @@
 #define F_SEAL_SHRINK 0x0002
 #endif
 
-/* THP uses PMD-sized pages: 2 MiB on x86-64 (and arm64 with 4 KiB pages). */
-#define THP_ALIGN ((size_t)2 << 20)
+/*
+ * What to assume when the kernel does not say: the PMD size of x86-64 and
+ * of arm64 with 4 KiB pages. Only a fallback; the real sizes are read.
+ */
+#define PMD_FALLBACK ((size_t)2 << 20)
 
 struct gm_mapping {
 	unsigned refs;		/* atomic (invariant 4) */
@@ -373,7 +379,7 @@ static size_t default_huge_page_size(void)
 {
 	char line[128];
 	unsigned long kib;
-	size_t size = THP_ALIGN;
+	size_t size = PMD_FALLBACK;
 	FILE *f = fopen("/proc/meminfo", "re");
 
 	if (!f)
@@ -386,6 +392,78 @@ static size_t default_huge_page_size(void)
 	}
 	fclose(f);
 	return size;
+}
+
+/*
+ * Read one unsigned number from the file @path. Returns 0 and *@v, or
+ * -errno of open()/read(), or -EINVAL if it does not hold a number.
+ */
+static int read_u64_file(const char *path, uint64_t *v)
+{
+	char buf[32];
+	ssize_t n;
+	char *end;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -EINVAL;
+	buf[n] = '\0';
+	errno = 0;
+	*v = strtoull(buf, &end, 10);
+	if (end == buf || errno)
+		return -EINVAL;
+	return 0;
+}
+
+GM_API size_t gm_mapping_thp_size(void)
+{
+	/* Read once: the PMD size is fixed for the life of the kernel. */
+	static size_t cached;
+	size_t size = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+	uint64_t v;
+
+	if (size)
+		return size;
+	if (read_u64_file("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", &v) == 0 &&
+	    v >= host_page_size() && v <= SIZE_MAX / 2 && (v & (v - 1)) == 0)
+		size = (size_t)v;
+	else
+		size = PMD_FALLBACK;
+	__atomic_store_n(&cached, size, __ATOMIC_RELAXED);
+	return size;
+}
+
+GM_API int gm_mapping_hugepage_info(size_t page_size, struct gm_hugepage_info *info)
+{
+	static const char *const names[] = {"nr_hugepages", "free_hugepages", "resv_hugepages",
+					    "surplus_hugepages", "nr_overcommit_hugepages"};
+	struct gm_hugepage_info out = {.sz = sizeof(out)};
+	uint64_t *fields[] = {&out.total, &out.free, &out.reserved, &out.surplus, &out.overcommit};
+	char path[160];
+	int n, err;
+
+	if (!info || gm__abi_check_out(info))
+		return -EINVAL;
+	if (page_size == 0)
+		page_size = default_huge_page_size();
+	if (page_size < 1024 || (page_size & (page_size - 1)))
+		return -EINVAL;
+	out.page_size = page_size;
+	n = snprintf(out.pool, sizeof(out.pool), "/sys/kernel/mm/hugepages/hugepages-%zukB",
+		     page_size >> 10);
+	if (n < 0 || (size_t)n >= sizeof(out.pool))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", out.pool, names[i]);
+		err = read_u64_file(path, fields[i]);
+		if (err)
+			return err; /* -ENOENT: no pool of that size */
+	}
+	return GM_ABI_COPY_OUT(info, &out);
 }
 
 /*
@@ -476,8 +554,14 @@ static int map_memory(struct gm_mapping *m, const struct map_request *req)
 	size_t total, head, tail;
 	char *res, *host;
 	int prot = (m->flags & GM_MAP_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
-	int mmap_flags =
-	    req->mmap_flags | MAP_FIXED | ((m->flags & GM_MAP_NORESERVE) ? MAP_NORESERVE : 0);
+	/*
+	 * Hugetlb memory is always reserved, whatever GM_MAP_NORESERVE says:
+	 * the kernel then takes the huge pages from the pool at mmap() time
+	 * and a short pool fails here with -ENOMEM. Unreserved, a missing
+	 * huge page is a SIGBUS on whichever access first touches it.
+	 */
+	bool noreserve = (m->flags & GM_MAP_NORESERVE) && m->page == host_page_size();
+	int mmap_flags = req->mmap_flags | MAP_FIXED | (noreserve ? MAP_NORESERVE : 0);
 	int populate_by_madvise = 0;
 	int err;
 
@@ -583,9 +667,10 @@ static int check_common(size_t size, unsigned flags, struct gm_mapping **out)
 }
 
 /*
- * The alignment of the start for @m's flags and size. GM_MAP_THP needs
- * 2 MiB. Without it, memory of small pages that can hold a 2 MiB page
- * starts 2 MiB aligned too, as the kernel places large anonymous mmap()s:
+ * The alignment of the start for @m's flags and size. GM_MAP_THP needs a
+ * THP's size (gm_mapping_thp_size()). Without it, memory of small pages
+ * that can hold a THP starts THP aligned too, as the kernel places large
+ * anonymous mmap()s:
  * THP under the system's "always" policy can then back all of it, where a
  * start off by one small page leaves every 2 MiB of it on small pages (and
  * the data path on TLB misses). Best effort: a size above half the address
@@ -593,10 +678,12 @@ static int check_common(size_t size, unsigned flags, struct gm_mapping **out)
  */
 static size_t start_align(const struct gm_mapping *m)
 {
-	if (THP_ALIGN <= m->page)
+	size_t thp = gm_mapping_thp_size();
+
+	if (thp <= m->page)
 		return m->page;
-	if ((m->flags & GM_MAP_THP) || (m->size >= THP_ALIGN && m->size <= SIZE_MAX / 2))
-		return THP_ALIGN;
+	if ((m->flags & GM_MAP_THP) || (m->size >= thp && m->size <= SIZE_MAX / 2))
+		return thp;
 	return m->page;
 }
 
@@ -893,7 +980,7 @@ static int allocated_bytes(int fd, uint64_t *bytes)
 /* Punch [@offset, @offset + @len) of @m out of its fd; *@freed: the blocks it released. */
 static int discard_fd(struct gm_mapping *m, size_t offset, size_t len, uint64_t *freed)
 {
-	uint64_t before, after;
+	uint64_t before = 0, after = 0;
 	int err = allocated_bytes(m->fd, &before);
 
 	if (err)
@@ -902,9 +989,13 @@ static int discard_fd(struct gm_mapping *m, size_t offset, size_t len, uint64_t 
 	if (fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)(m->fd_offset + offset), (off_t)len) < 0)
 		return errno == ENOTSUP ? -EOPNOTSUPP : -errno;
-	err = allocated_bytes(m->fd, &after);
-	if (err)
-		return err;
+	/*
+	 * The hole is punched: the discard happened, and an error now would
+	 * tell the caller the memory is as it was. Without a second count
+	 * the bytes freed are not known: say none.
+	 */
+	if (allocated_bytes(m->fd, &after) < 0)
+		after = before;
 	*freed = before > after ? before - after : 0;
 	return 0;
 }
@@ -934,7 +1025,9 @@ GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, u
 		advice = (m->flags & GM_MAP_SHARED)  ? MADV_REMOVE
 			 : (flags & GM_DISCARD_LAZY) ? MADV_FREE
 						     : MADV_DONTNEED;
-		err = resident_bytes(addr, len, (m->flags & GM_MAP_SHARED) != 0, &bytes);
+		/* Counting reads pagemap: only for a caller who asks. */
+		err =
+		    freed ? resident_bytes(addr, len, (m->flags & GM_MAP_SHARED) != 0, &bytes) : 0;
 		if (!err && madvise(addr, len, advice) < 0)
 			err = -errno;
 	}

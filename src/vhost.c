@@ -24,6 +24,21 @@
  *     region exactly once.
  *  4. vm->cur holds one reference on the table it points to, or is NULL;
  *     a table that left vm->cur is put only after a grace period.
+ *  5. The dirty log (gm_vhost_mem_set_log()): while vm->log is set, every
+ *     table vm publishes carries it (t->log, the view's regions marking
+ *     into it at their guest-physical pages) and lies inside it; while
+ *     vm->logging is on, vm->log is set and enabled. A table that does not
+ *     fit the log is refused while logging is on; while it is off the
+ *     (stale) log is detached instead. gm_vhost_mem_set_log() returns only
+ *     when every table of vm other than the one in force is freed
+ *     (vm->census counts the live ones), so no thread still writes through
+ *     a table that marks no log, or an older one.
+ *
+ * The log and the dirty layer: the log is a gm_dirty (dirty.h) whose bits
+ * are the front end's shared bytes (gm_dirty_new_mapped()), so marking is
+ * the data path's own, through the view's regions (gm_region_spec.dirty,
+ * dirty_offset = the region's guest address); only the bitmap's storage
+ * and its always-OR rule differ from a space's tracking bitmaps.
  */
 #include <guestmem/vhost.h>
 
@@ -34,7 +49,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "dirty-internal.h"
 
 struct vhost_entry {
 	gm_gpa_t gpa;
@@ -46,7 +64,9 @@ struct vhost_entry {
 };
 
 struct gm_vhost_table {
-	unsigned long refs; /* __atomic only */
+	unsigned long refs;    /* __atomic only */
+	unsigned long *census; /* the holder's count of live tables, or NULL (invariant 5) */
+	struct gm_dirty *log;  /* one reference, or NULL (invariant 5) */
 	struct gm_memory *mem;
 	size_t n;
 	struct vhost_entry *by_gpa;	     /* invariant 3 */
@@ -58,7 +78,18 @@ struct gm_vhost_mem {
 	struct gm_vhost_table *cur; /* invariant 4; __atomic load/exchange */
 	size_t max;
 	uint64_t generation; /* __atomic; written under @lock */
+	/* Invariant 5; all under @lock. */
+	unsigned long *census; /* live tables + 1 for vm; __atomic; freed at 0 */
+	struct gm_dirty *log;  /* one reference, or NULL */
+	bool logging;	       /* __atomic loads outside @lock */
 };
+
+/* Drop one count of @census (a table freed, or the holder); free it at 0. */
+static void census_put(unsigned long *census)
+{
+	if (census && __atomic_sub_fetch(census, 1, __ATOMIC_ACQ_REL) == 0)
+		free(census);
+}
 
 /*
  * Checks of one region that need no other region (invariant 2), all before
@@ -137,15 +168,32 @@ static void free_table(struct gm_vhost_table *t)
 		gm_mapping_put(t->by_gpa[i].map);
 	free(t->by_gpa);
 	free(t->by_uaddr);
+	gm_dirty_put(t->log);
+	census_put(t->census);
 	free(t);
+}
+
+/* Whether @n entries lie inside the pages of @log (invariant 5). */
+static bool fits_log(const struct gm_dirty *log, const struct vhost_entry *e, size_t n)
+{
+	uint64_t pages = gm_dirty_npages(log);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		/* Non-wrapping (invariant 2): the last byte's page is in the log. */
+		if (((e[i].gpa + e[i].size - 1) >> GM_PAGE_SHIFT) >= pages)
+			return false;
+	return true;
 }
 
 /*
  * Build a table from @n mapped entries, taking over their mapping
- * references whatever the outcome. Checks invariants 2 and 3 across regions.
+ * references whatever the outcome. Checks invariants 2 and 3 across
+ * regions. @log (may be NULL) is the log its regions mark into (-ERANGE if
+ * a region leaves it); @census (may be NULL) the holder's count of tables.
  */
-static int build_table(struct vhost_entry *entries, size_t n, size_t max,
-		       struct gm_vhost_table **out)
+static int build_table(struct vhost_entry *entries, size_t n, size_t max, struct gm_dirty *log,
+		       unsigned long *census, struct gm_vhost_table **out)
 {
 	struct gm_region_spec *specs = NULL;
 	struct gm_vhost_table *t;
@@ -159,6 +207,17 @@ static int build_table(struct vhost_entry *entries, size_t n, size_t max,
 	t->n = n;
 	t->by_gpa = entries;
 	entries = NULL;
+	if (census) {
+		__atomic_fetch_add(census, 1, __ATOMIC_RELAXED);
+		t->census = census;
+	}
+	if (log) {
+		t->log = gm_dirty_get(log);
+		if (!fits_log(log, t->by_gpa, n)) {
+			ret = -ERANGE;
+			goto err_table;
+		}
+	}
 	if (n > max) {
 		ret = -E2BIG;
 		goto err_table;
@@ -188,6 +247,9 @@ static int build_table(struct vhost_entry *entries, size_t n, size_t max,
 		specs[i].size = t->by_gpa[i].size;
 		specs[i].mapping = t->by_gpa[i].map;
 		specs[i].offset = t->by_gpa[i].delta;
+		/* Guest-physical pages of the log (invariant 5). */
+		specs[i].dirty = log;
+		specs[i].dirty_offset = t->by_gpa[i].gpa;
 	}
 	ret = gm_memory_new(specs, n, &t->mem);
 	if (ret)
@@ -208,14 +270,15 @@ err_entries:
 	return ret;
 }
 
-int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
-		       struct gm_vhost_table **out)
+/* Check and map @n regions into *@out (a new array). */
+static int map_entries(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
+		       struct vhost_entry **out)
 {
 	struct vhost_entry *entries;
 	size_t i;
 	int ret;
 
-	if (!out || (!regions && n > 0))
+	if (!regions && n > 0)
 		return -EINVAL;
 	if (n > max_regions)
 		return -E2BIG;
@@ -233,13 +296,28 @@ int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t m
 		if (ret)
 			goto err_unmap;
 	}
-	return build_table(entries, n, max_regions, out);
+	*out = entries;
+	return 0;
 
 err_unmap:
 	while (i--)
 		gm_mapping_put(entries[i].map);
 	free(entries);
 	return ret;
+}
+
+int gm_vhost_table_new(const struct gm_vhost_region *regions, size_t n, size_t max_regions,
+		       struct gm_vhost_table **out)
+{
+	struct vhost_entry *entries;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = map_entries(regions, n, max_regions, &entries);
+	if (ret)
+		return ret;
+	return build_table(entries, n, max_regions, NULL, NULL, out);
 }
 
 struct gm_vhost_table *gm_vhost_table_get(struct gm_vhost_table *t)
@@ -358,6 +436,12 @@ int gm_vhost_mem_new(size_t max_regions, struct gm_vhost_mem **out)
 	vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return -ENOMEM;
+	vm->census = calloc(1, sizeof(*vm->census));
+	if (!vm->census) {
+		free(vm);
+		return -ENOMEM;
+	}
+	*vm->census = 1; /* vm's own count */
 	pthread_mutex_init(&vm->lock, NULL);
 	vm->max = max_regions;
 	*out = vm;
@@ -388,23 +472,58 @@ void gm_vhost_mem_free(struct gm_vhost_mem *vm)
 		return;
 	gm_vhost_mem_clear(vm);
 	pthread_mutex_destroy(&vm->lock);
+	census_put(vm->census);
 	free(vm);
+}
+
+/*
+ * Build @vm's next table from @n entries (taking them over) with the log in
+ * force, and publish it: invariant 5 (a table that leaves the log is
+ * refused while logging is on, and detaches the stale log otherwise).
+ * Called with vm->lock held.
+ */
+static int build_and_publish(struct gm_vhost_mem *vm, struct vhost_entry *e, size_t n)
+{
+	struct gm_dirty *log = vm->log;
+	struct gm_vhost_table *t;
+	int ret;
+
+	if (log && !fits_log(log, e, n)) {
+		if (vm->logging) {
+			size_t i;
+
+			for (i = 0; i < n; i++)
+				gm_mapping_put(e[i].map);
+			free(e);
+			return -ERANGE;
+		}
+		log = NULL;
+	}
+	ret = build_table(e, n, vm->max, log, vm->census, &t);
+	if (ret)
+		return ret;
+	if (vm->log && !log) {
+		gm_dirty_put(vm->log);
+		vm->log = NULL;
+	}
+	publish(vm, t);
+	return 0;
 }
 
 int gm_vhost_mem_set(struct gm_vhost_mem *vm, const struct gm_vhost_region *regions, size_t n)
 {
-	struct gm_vhost_table *t;
+	struct vhost_entry *e;
 	int ret;
 
 	if (!vm)
 		return -EINVAL;
-	ret = gm_vhost_table_new(regions, n, vm->max, &t);
+	ret = map_entries(regions, n, vm->max, &e);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&vm->lock);
-	publish(vm, t);
+	ret = build_and_publish(vm, e, n);
 	pthread_mutex_unlock(&vm->lock);
-	return 0;
+	return ret;
 }
 
 /*
@@ -432,7 +551,6 @@ static int copy_entries(const struct gm_vhost_mem *vm, size_t extra, struct vhos
 
 int gm_vhost_mem_add(struct gm_vhost_mem *vm, const struct gm_vhost_region *region)
 {
-	struct gm_vhost_table *t;
 	struct vhost_entry *e;
 	size_t n, i;
 	int ret;
@@ -453,10 +571,7 @@ int gm_vhost_mem_add(struct gm_vhost_mem *vm, const struct gm_vhost_region *regi
 	ret = map_region(region, &e[n]);
 	if (ret)
 		goto err_entries;
-	ret = build_table(e, n + 1, vm->max, &t);
-	if (ret)
-		goto out;
-	publish(vm, t);
+	ret = build_and_publish(vm, e, n + 1);
 	goto out;
 
 err_entries:
@@ -470,7 +585,6 @@ out:
 
 int gm_vhost_mem_remove(struct gm_vhost_mem *vm, const struct gm_vhost_region *region)
 {
-	struct gm_vhost_table *t;
 	struct vhost_entry *e;
 	size_t n, i, hit = SIZE_MAX;
 	int ret;
@@ -494,9 +608,7 @@ int gm_vhost_mem_remove(struct gm_vhost_mem *vm, const struct gm_vhost_region *r
 	}
 	gm_mapping_put(e[hit].map);
 	memmove(&e[hit], &e[hit + 1], (n - hit - 1) * sizeof(*e));
-	ret = build_table(e, n - 1, vm->max, &t);
-	if (!ret)
-		publish(vm, t);
+	ret = build_and_publish(vm, e, n - 1);
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
@@ -509,6 +621,12 @@ void gm_vhost_mem_clear(struct gm_vhost_mem *vm)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->cur)
 		publish(vm, NULL);
+	if (vm->log) {
+		gm_dirty_set_enabled(vm->log, false);
+		gm_dirty_put(vm->log);
+		vm->log = NULL;
+	}
+	__atomic_store_n(&vm->logging, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&vm->lock);
 }
 
@@ -528,6 +646,141 @@ struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm)
 uint64_t gm_vhost_mem_generation(const struct gm_vhost_mem *vm)
 {
 	return __atomic_load_n(&vm->generation, __ATOMIC_RELAXED);
+}
+
+/*
+ * Wait until every table of @vm but the one in force is freed (invariant
+ * 5): holders put them when their requests are done. Called with vm->lock
+ * held, so no table is built meanwhile.
+ */
+static void drain(struct gm_vhost_mem *vm)
+{
+	unsigned long want = 1 + (vm->cur != NULL);
+	const struct timespec nap = {0, 100 * 1000};
+
+	while (__atomic_load_n(vm->census, __ATOMIC_ACQUIRE) > want)
+		nanosleep(&nap, NULL);
+}
+
+/* Map the log's window and wrap it in a gm_dirty (gm_vhost_mem_set_log()'s checks). */
+static int map_log(int fd, uint64_t mmap_offset, uint64_t size, struct gm_dirty **out)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t start = gm_align_down(mmap_offset, page), last;
+	size_t delta = (size_t)(mmap_offset - start), len, total;
+	struct gm_mapping *map;
+	struct stat st;
+	int ret;
+
+	if (fd < 0 || mmap_offset % 8 != 0 || size < 8)
+		return -EINVAL;
+	if (gm_add_overflow_u64(mmap_offset, size - 1, &last))
+		return -EOVERFLOW;
+	if (gm_u64_to_size(size, &len) || gm_add_overflow_size(len, delta, &total))
+		return -EOVERFLOW;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* A log past the end of its file would raise SIGBUS when marked. */
+	if (S_ISREG(st.st_mode) && (st.st_size < 0 || size > (uint64_t)st.st_size ||
+				    mmap_offset > (uint64_t)st.st_size - size))
+		return -ERANGE;
+	/*
+	 * GM_MAP_PEER: a front end that shrinks its log file makes our marks
+	 * land on private zero pages instead of killing the back end.
+	 */
+	ret = gm_mapping_new_fd(fd, start, total, GM_MAP_SHARED | GM_MAP_PEER, &map);
+	if (ret)
+		return ret;
+	ret = gm_dirty_new_mapped(map, delta, size, out);
+	gm_mapping_put(map); /* the bitmap holds its own reference */
+	return ret;
+}
+
+int gm_vhost_mem_set_log(struct gm_vhost_mem *vm, int fd, uint64_t mmap_offset, uint64_t size)
+{
+	struct gm_vhost_table *t = NULL;
+	struct gm_dirty *log, *old;
+	struct vhost_entry *e;
+	size_t n;
+	int ret;
+
+	if (!vm)
+		return -EINVAL;
+	ret = map_log(fd, mmap_offset, size, &log);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->logging)
+		gm_dirty_set_enabled(log, true);
+	if (vm->cur) {
+		/* The table in force again, now marking into @log (invariant 5). */
+		ret = copy_entries(vm, 0, &e, &n);
+		if (ret)
+			goto err_unlock;
+		ret = build_table(e, n, vm->max, log, vm->census, &t);
+		if (ret)
+			goto err_unlock;
+	}
+	old = vm->log;
+	vm->log = log;
+	if (t)
+		publish(vm, t);
+	drain(vm);
+	pthread_mutex_unlock(&vm->lock);
+	gm_dirty_put(old);
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&vm->lock);
+	gm_dirty_put(log);
+	return ret;
+}
+
+int gm_vhost_mem_set_logging(struct gm_vhost_mem *vm, bool on)
+{
+	int ret = 0;
+
+	if (!vm)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	if (on && !vm->log) {
+		ret = -ENOENT;
+	} else {
+		/* Every table alive carries vm->log (invariant 5): one switch for all. */
+		if (vm->log)
+			gm_dirty_set_enabled(vm->log, on);
+		__atomic_store_n(&vm->logging, on, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+bool gm_vhost_mem_logging(struct gm_vhost_mem *vm)
+{
+	return __atomic_load_n(&vm->logging, __ATOMIC_ACQUIRE);
+}
+
+uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&vm->lock);
+	n = vm->log ? gm_dirty_count(vm->log) : 0;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+int gm_vhost_table_log(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t len)
+{
+	uint64_t last;
+
+	if (!t->log || len == 0)
+		return 0;
+	if (gm_add_overflow_u64(gpa, len - 1, &last) ||
+	    (last >> GM_PAGE_SHIFT) >= gm_dirty_npages(t->log))
+		return -ERANGE;
+	gm__dirty_mark_tracked(t->log, gpa, len);
+	return 0;
 }
 
 /* One entry of a table on its own (invariant 2). */
@@ -571,6 +824,9 @@ bool gm__vhost_invariants_ok(const struct gm_vhost_table *t)
 		if (gm_memory_region(t->mem, i, &info) || info.gpa != e->gpa ||
 		    info.size != e->size || info.mapping != e->map || info.offset != e->delta)
 			return false;
+		/* Invariant 5: every region marks the log at its guest-physical pages. */
+		if (info.dirty != t->log || (t->log && info.dirty_offset != e->gpa))
+			return false;
 	}
 	/* Each region exactly once in by_uaddr (invariant 3). */
 	for (i = 0; i < t->n; i++) {
@@ -592,6 +848,12 @@ bool gm__vhost_mem_invariants_ok(struct gm_vhost_mem *vm)
 	pthread_mutex_lock(&vm->lock);
 	t = vm->cur;
 	ok = !t || (t->n <= vm->max && gm__vhost_invariants_ok(t));
+	/* Invariant 5: the table in force carries the log and lies inside it. */
+	if (t && vm->log)
+		ok = ok && t->log == vm->log && fits_log(vm->log, t->by_gpa, t->n);
+	if (vm->logging)
+		ok = ok && vm->log && gm_dirty_enabled(vm->log);
+	ok = ok && __atomic_load_n(vm->census, __ATOMIC_RELAXED) >= 1 + (t != NULL);
 	pthread_mutex_unlock(&vm->lock);
 	return ok;
 }

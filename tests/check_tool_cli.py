@@ -64,6 +64,7 @@ def main():
             (["--socket"], 2, "needs an argument"),
             (["--image", "x.img"], 2, "--socket PATH is required"),
             (["-s", sock, "-i", "x.img", "--queues", "0"], 2, "--queues"),
+            (["-s", sock, "-i", "x.img", "--aio=posix"], 2, "--aio wants sync or io_uring"),
             (["-s", sock, "-i", "x.img", "extra"], 2, "unexpected argument 'extra'"),
             (["-s", sock, "-i", os.path.join(d, "missing.img")], 1, "missing.img"),
         ]

@@ -3,9 +3,9 @@
 
   check_vhost_blk_stop.py GM_VHOST_BLK
 
-1. A front end sends half a message and stalls: the next front end waiting
-   to connect is still served, once the first one's stall timeout (5 s)
-   has passed.
+1. A front end sends half a message and stalls: the next front end that
+   connects is still served. Two front ends connected at once (a
+   migration's source and destination) are both served at once.
 2. Another front end stalls mid-message and SIGTERM arrives: the program
    exits within a second (three under user-mode emulation, which starts
    slowly), with status 0, its socket file removed, and says it stopped.
@@ -93,6 +93,19 @@ def main():
             print("next front end served after %.1f s (stall timeout 5 s)" % (time.monotonic() - t0))
             stalled.close()
             waiting.close()
+
+            # 1b. Two front ends connected at once (a migration's source and
+            # destination QEMU) are both served at once: the second does not
+            # wait for the first, idle but connected, to go away.
+            first = connect(sock)
+            second = connect(sock)
+            for s_ in (second, first):
+                s_.sendall(header(GET_FEATURES, 0))
+                if len(recv_exactly(s_, 12 + 8, 2)) != 20:
+                    fail("two front ends connected at once: one got no reply within 2 s")
+            first.close()
+            second.close()
+            print("two front ends connected at once were both served")
 
             # 2. SIGTERM while a front end is stalled mid-message, with a
             #    saturated blocking call eventfd and a kicked queue.

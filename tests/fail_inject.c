@@ -29,8 +29,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -40,6 +43,8 @@ static pthread_t fi_thread;
 static unsigned long fi_left; /* atomic: counted calls until the failure */
 static bool fi_fired;	      /* atomic */
 static const char *fi_name;   /* the call that failed; read after fi_fired */
+static unsigned fi_saved;     /* the mask fi_suspend() took away */
+static unsigned fi_depth;     /* fi_suspend() calls not yet resumed */
 
 void fi_arm(unsigned calls, enum fi_scope scope, unsigned long nth)
 {
@@ -48,14 +53,28 @@ void fi_arm(unsigned calls, enum fi_scope scope, unsigned long nth)
 	__atomic_store_n(&fi_thread, pthread_self(), __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_left, nth, __ATOMIC_RELAXED);
 	__atomic_store_n(&fi_fired, false, __ATOMIC_RELAXED);
+	fi_depth = 0;
 	/* Publishes the fields above to the wrappers' acquire load in fi_fail(). */
 	__atomic_store_n(&fi_mask, calls, __ATOMIC_RELEASE);
 }
 
 bool fi_disarm(void)
 {
+	fi_depth = 0;
 	__atomic_store_n(&fi_mask, 0, __ATOMIC_RELEASE);
 	return __atomic_load_n(&fi_fired, __ATOMIC_ACQUIRE);
+}
+
+void fi_suspend(void)
+{
+	if (fi_depth++ == 0)
+		fi_saved = __atomic_exchange_n(&fi_mask, 0, __ATOMIC_ACQ_REL);
+}
+
+void fi_resume(void)
+{
+	if (--fi_depth == 0)
+		__atomic_store_n(&fi_mask, fi_saved, __ATOMIC_RELEASE);
 }
 
 const char *fi_failed_call(void)
@@ -106,6 +125,17 @@ int __real_ioctl(int fd, unsigned long req, ...);
 int __real_poll(struct pollfd *p, nfds_t n, int timeout);
 int __real_eventfd(unsigned init, int flags);
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+int __real_mprotect(void *addr, size_t len, int prot);
+int __real_madvise(void *addr, size_t len, int advice);
+int __real_fallocate64(int fd, int mode, off_t off, off_t len);
+int __real_memfd_create(const char *name, unsigned flags);
+int __real_fcntl64(int fd, int cmd, ...);
+ssize_t __real_readv(int fd, const struct iovec *iov, int n);
+ssize_t __real_preadv64(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __real_writev(int fd, const struct iovec *iov, int n);
+ssize_t __real_pwritev64(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
+long __real_syscall(long nr, ...);
 
 void *__wrap_malloc(size_t len);
 void *__wrap_calloc(size_t n, size_t len);
@@ -129,6 +159,17 @@ int __wrap_ioctl(int fd, unsigned long req, ...);
 int __wrap_poll(struct pollfd *p, nfds_t n, int timeout);
 int __wrap_eventfd(unsigned init, int flags);
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+int __wrap_mprotect(void *addr, size_t len, int prot);
+int __wrap_madvise(void *addr, size_t len, int advice);
+int __wrap_fallocate64(int fd, int mode, off_t off, off_t len);
+int __wrap_memfd_create(const char *name, unsigned flags);
+int __wrap_fcntl64(int fd, int cmd, ...);
+ssize_t __wrap_readv(int fd, const struct iovec *iov, int n);
+ssize_t __wrap_preadv64(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n);
+ssize_t __wrap_pwritev64(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
+long __wrap_syscall(long nr, ...);
 
 void *__wrap_malloc(size_t len)
 {
@@ -257,4 +298,82 @@ int __wrap_eventfd(unsigned init, int flags)
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
 	return fi_fail(FI_THREAD, 0) ? EAGAIN : __real_pthread_create(t, attr, fn, arg);
+}
+
+int __wrap_mprotect(void *addr, size_t len, int prot)
+{
+	return fi_fail(FI_MMAP, ENOMEM) ? -1 : __real_mprotect(addr, len, prot);
+}
+
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+	return fi_fail(FI_MMAP, ENOMEM) ? -1 : __real_madvise(addr, len, advice);
+}
+
+int __wrap_fallocate64(int fd, int mode, off_t off, off_t len)
+{
+	return fi_fail(FI_FALLOCATE, EIO) ? -1 : __real_fallocate64(fd, mode, off, len);
+}
+
+int __wrap_memfd_create(const char *name, unsigned flags)
+{
+	return fi_fail(FI_OPEN, EMFILE) ? -1 : __real_memfd_create(name, flags);
+}
+
+/* Only the commands that make a descriptor count (the others cannot run out of anything). */
+int __wrap_fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && fi_fail(FI_OPEN, EMFILE))
+		return -1;
+	return __real_fcntl64(fd, cmd, arg);
+}
+
+ssize_t __wrap_readv(int fd, const struct iovec *iov, int n)
+{
+	return fi_fail(FI_READ, EIO) ? -1 : __real_readv(fd, iov, n);
+}
+
+ssize_t __wrap_preadv64(int fd, const struct iovec *iov, int n, off_t off)
+{
+	return fi_fail(FI_READ, EIO) ? -1 : __real_preadv64(fd, iov, n, off);
+}
+
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n)
+{
+	return fi_fail(FI_WRITE, EIO) ? -1 : __real_writev(fd, iov, n);
+}
+
+ssize_t __wrap_pwritev64(int fd, const struct iovec *iov, int n, off_t off)
+{
+	return fi_fail(FI_WRITE, EIO) ? -1 : __real_pwritev64(fd, iov, n, off);
+}
+
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
+{
+	return fi_fail(FI_WRITE, EIO) ? -1 : __real_send(fd, buf, len, flags);
+}
+
+/*
+ * Only userfaultfd counts (glibc has no wrapper for it, so the library
+ * calls syscall()); membarrier and the rest pass. Every system call takes
+ * at most six word-sized arguments, so passing six on is exact.
+ */
+long __wrap_syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (nr == SYS_userfaultfd && fi_fail_call(FI_UFFD, EMFILE, "userfaultfd"))
+		return -1;
+	return __real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

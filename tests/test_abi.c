@@ -67,11 +67,14 @@ _Static_assert(ENDS_AT(gm_migrate_opts, sync_dirty), "gm_migrate_opts has tail p
 _Static_assert(ENDS_AT(gm_device_ops, release), "gm_device_ops has tail padding");
 _Static_assert(ENDS_AT(gm_space_listener_ops, commit), "listener ops have tail padding");
 _Static_assert(ENDS_AT(gm_region_info, dirty_offset), "gm_region_info has tail padding");
-_Static_assert(ENDS_AT(gm_window_info, opaque), "gm_window_info has tail padding");
+_Static_assert(ENDS_AT(gm_window_info, plugged_size), "gm_window_info has tail padding");
+_Static_assert(ENDS_AT(gm_hugepage_info, pool), "gm_hugepage_info has tail padding");
+_Static_assert(ENDS_AT(gm_prefault_opts, opaque), "gm_prefault_opts has tail padding");
+_Static_assert(ENDS_AT(gm_numa_policy, nodes), "gm_numa_policy has tail padding");
 _Static_assert(ENDS_AT(gm_snapshot_info, created_ns), "gm_snapshot_info has tail padding");
 _Static_assert(ENDS_AT(gm_snapshot_region, data_pages), "gm_snapshot_region has tail padding");
 _Static_assert(ENDS_AT(gm_migrate_stats, final_pages), "gm_migrate_stats has tail padding");
-_Static_assert(ENDS_AT(gm_kvm_slot, host), "gm_kvm_slot has tail padding");
+_Static_assert(ENDS_AT(gm_kvm_slot, size), "gm_kvm_slot has tail padding");
 
 /* ---- the helper ---- */
 
@@ -221,7 +224,8 @@ static void windows_array_uses_the_caller_s_element_size(void **state)
 	assert_int_equal(big[2].wi.sz, 0xa5a5a5a5a5a5a5a5ull & SIZE_MAX); /* past @n */
 
 	memset(old, POISE, sizeof(old));
-	((struct gm_window_info *)(void *)old[0])->sz = sizeof(old[0]);
+	n = sizeof(old[0]); /* the sz of the first element, stored without a struct access */
+	memcpy(old[0], &n, sizeof(n));
 	assert_int_equal(gm_space_windows(s, (struct gm_window_info *)(void *)old, 3, &n), 0);
 	for (size_t i = 0; i < 2; i++) {
 		struct gm_window_info got;

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <guestmem/dirty.h>
+#include <guestmem/mapping.h>
 
 #include "dirty-internal.h"
 
@@ -663,6 +664,55 @@ static void collect_during_marking_sees_each_page_once(void **state)
 	gm_dirty_put(d);
 }
 
+/*
+ * A bitmap in a shared mapping (a vhost-user log): the vhost-user layout
+ * (page p is bit p % 8 of byte p / 8), whole words only, nothing written
+ * outside its bytes, and the mapping kept alive by the bitmap.
+ */
+static void mapped_bitmap_uses_the_byte_layout_and_stays_inside(void **state)
+{
+	struct gm_mapping *map = NULL;
+	struct gm_dirty *d = NULL;
+	unsigned char *b;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(gm_mapping_new_memfd("log", 4096, 0, &map), 0);
+	b = gm_mapping_host(map);
+	assert_int_equal(gm_dirty_new_mapped(NULL, 0, 64, &d), -EINVAL);
+	assert_int_equal(gm_dirty_new_mapped(map, 0, 64, NULL), -EINVAL);
+	assert_int_equal(gm_dirty_new_mapped(map, 4, 64, &d), -EINVAL);
+	assert_int_equal(gm_dirty_new_mapped(map, 8, 7, &d), -EINVAL);
+	assert_int_equal(gm_dirty_new_mapped(map, 8, 4096, &d), -ERANGE);
+	assert_int_equal(gm_dirty_new_mapped(map, 4096, 8, &d), -ERANGE);
+	assert_int_equal(gm_dirty_new_mapped(map, 8, UINT64_MAX, &d), -ERANGE);
+	/* 20 bytes: two whole words, 128 pages; bytes 24..27 are never touched. */
+	assert_int_equal(gm_dirty_new_mapped(map, 8, 20, &d), 0);
+	gm_mapping_put(map); /* the bitmap keeps it */
+	expect_ok(d);
+	assert_int_equal(gm_dirty_npages(d), 128);
+	assert_false(gm_dirty_enabled(d));
+	gm_dirty_set_enabled(d, true);
+	assert_true(gm_dirty_enabled(d));
+	expect_ok(d);
+	gm_dirty_mark(d, 9 * PAGE, 1);
+	gm_dirty_mark(d, 127 * PAGE, 10 * PAGE); /* clipped at the last page */
+	assert_int_equal(b[8 + 1], 1u << 1);
+	assert_int_equal(b[8 + 15], 1u << 7);
+	for (i = 0; i < 4096; i++)
+		if (i != 9 && i != 23)
+			assert_int_equal(b[i], 0);
+	/* The other process clears a bit; the next mark sets it again. */
+	__atomic_store_n(&b[9], 0, __ATOMIC_RELAXED);
+	gm_dirty_mark(d, 9 * PAGE, 1);
+	assert_int_equal(b[9], 1u << 1);
+	assert_int_equal(gm_dirty_count(d), 2);
+	gm_dirty_set_enabled(d, false);
+	assert_false(gm_dirty_enabled(d));
+	expect_ok(d);
+	gm_dirty_put(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -690,6 +740,7 @@ int main(void)
 	    cmocka_unit_test(count_and_test_track_single_pages),
 	    cmocka_unit_test(concurrent_marking_loses_no_bit),
 	    cmocka_unit_test(collect_during_marking_sees_each_page_once),
+	    cmocka_unit_test(mapped_bitmap_uses_the_byte_layout_and_stays_inside),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -288,9 +288,29 @@ static void anon_readonly_faults_on_write(void **state)
 	gm_mapping_put(m);
 }
 
-static void thp_mapping_is_2mib_aligned_and_advised(void **state)
+/* The kernel's PMD size, read here independently of the library; 0 if absent. */
+static size_t pmd_size(void)
+{
+	long v = read_long("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+
+	return v > 0 ? (size_t)v : 0;
+}
+
+static void thp_size_is_the_kernels_pmd_size(void **state)
+{
+	(void)state;
+	if (pmd_size() == 0) {
+		assert_int_equal(gm_mapping_thp_size(), 2 * MiB);
+		print_message("skipped: the kernel does not say its PMD size\n");
+		skip();
+	}
+	assert_int_equal(gm_mapping_thp_size(), pmd_size());
+}
+
+static void thp_mapping_is_pmd_aligned_and_advised(void **state)
 {
 	struct gm_mapping *m;
+	size_t pmd = pmd_size();
 	char *p;
 
 	(void)state;
@@ -304,7 +324,7 @@ static void thp_mapping_is_2mib_aligned_and_advised(void **state)
 		assert_int_equal(gm_mapping_new_anon(page * (size_t)(1 + 100 * i), GM_MAP_THP, &m),
 				 0);
 		p = gm_mapping_host(m);
-		assert_true((uintptr_t)p % (2 * MiB) == 0);
+		assert_true((uintptr_t)p % pmd == 0);
 		assert_true(has_vmflag(p, "hg"));
 		p[gm_mapping_size(m) - 1] = 1;
 		gm_mapping_put(m);
@@ -312,36 +332,36 @@ static void thp_mapping_is_2mib_aligned_and_advised(void **state)
 }
 
 /*
- * Without GM_MAP_THP, memory of small pages that can hold a 2 MiB page
- * still starts 2 MiB aligned (guard pages or not, anonymous or memfd), so
- * a system-wide THP policy of "always" can back all of it; smaller
- * memory, and memory of hugetlb pages, keeps its page alignment only.
+ * Without GM_MAP_THP, memory of small pages that can hold a THP still
+ * starts THP aligned (guard pages or not, anonymous or memfd), so a
+ * system-wide THP policy of "always" can back all of it.
  */
-static void large_mapping_is_2mib_aligned_without_thp(void **state)
+static void large_mapping_is_thp_aligned_without_thp_flag(void **state)
 {
 	static const unsigned flags[] = {0, GM_MAP_GUARD, GM_MAP_SHARED | GM_MAP_GUARD,
 					 GM_MAP_NORESERVE | GM_MAP_GUARD};
+	size_t thp = gm_mapping_thp_size();
 	struct gm_mapping *m;
 	char *p;
 
 	(void)state;
 	for (int i = 0; i < 4; i++) {
-		/* Sizes that are not whole 2 MiB pages land anywhere unless aligned. */
-		assert_int_equal(
-		    gm_mapping_new_anon(2 * MiB + page * (size_t)(100 * i), flags[i], &m), 0);
+		/* Sizes that are not whole THPs land anywhere unless aligned. */
+		assert_int_equal(gm_mapping_new_anon(thp + page * (size_t)(100 * i), flags[i], &m),
+				 0);
 		p = gm_mapping_host(m);
-		assert_true((uintptr_t)p % (2 * MiB) == 0);
+		assert_true((uintptr_t)p % thp == 0);
 		assert_false(has_vmflag(p, "hg"));
 		p[gm_mapping_size(m) - 1] = 1;
 		gm_mapping_put(m);
 		assert_int_equal(
-		    gm_mapping_new_memfd("gm-big", 3 * MiB, flags[i] & GM_MAP_GUARD, &m), 0);
-		assert_true((uintptr_t)gm_mapping_host(m) % (2 * MiB) == 0);
+		    gm_mapping_new_memfd("gm-big", thp + thp / 2, flags[i] & GM_MAP_GUARD, &m), 0);
+		assert_true((uintptr_t)gm_mapping_host(m) % thp == 0);
 		gm_mapping_put(m);
 	}
 }
 
-static void thp_memfd_is_2mib_aligned_and_advised(void **state)
+static void thp_memfd_is_pmd_aligned_and_advised(void **state)
 {
 	struct gm_mapping *m;
 	char *p;
@@ -353,7 +373,7 @@ static void thp_memfd_is_2mib_aligned_and_advised(void **state)
 	}
 	assert_int_equal(gm_mapping_new_memfd("gm-thp", 3 * MiB, GM_MAP_THP, &m), 0);
 	p = gm_mapping_host(m);
-	assert_true((uintptr_t)p % (2 * MiB) == 0);
+	assert_true((uintptr_t)p % pmd_size() == 0);
 	assert_true(has_vmflag(p, "hg"));
 	gm_mapping_put(m);
 }
@@ -799,7 +819,7 @@ static void fd_size_past_size_max_with_guards_is_eoverflow(void **state)
 
 /* ---- hugetlb ---- */
 
-static void hugetlb_without_reserved_pages_fails_with_kernel_errno(void **state)
+static void hugetlb_short_pool_fails_at_creation(void **state)
 {
 	struct gm_mapping *m = (struct gm_mapping *)&m;
 
@@ -813,11 +833,68 @@ static void hugetlb_without_reserved_pages_fails_with_kernel_errno(void **state)
 	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB, &m), -ENOMEM);
 	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_GUARD, &m), -ENOMEM);
 	assert_int_equal(gm_mapping_new_memfd("huge", 2 * MiB, GM_MAP_HUGETLB, &m), -ENOMEM);
-	/* No reservation asked: prefaulting is what fails, and says so. */
+	/*
+	 * GM_MAP_NORESERVE does not make hugetlb memory lazy: without the
+	 * reservation these would map and die of SIGBUS on the first touch.
+	 */
+	assert_int_equal(gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE, &m),
+			 -ENOMEM);
 	assert_int_equal(
 	    gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE | GM_MAP_POPULATE, &m),
-	    -EFAULT);
+	    -ENOMEM);
+	assert_int_equal(
+	    gm_mapping_new_anon(2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE | GM_MAP_SHARED, &m),
+	    -ENOMEM);
+	assert_int_equal(
+	    gm_mapping_new_memfd("huge", 2 * MiB, GM_MAP_HUGETLB | GM_MAP_NORESERVE, &m), -ENOMEM);
 	assert_ptr_equal(m, (struct gm_mapping *)&m);
+}
+
+static void hugepage_info_names_the_pool(void **state)
+{
+	struct gm_hugepage_info info = GM_OPTS(gm_hugepage_info);
+	struct gm_hugepage_info small = {.sz = GM_OFFSETOFEND(gm_hugepage_info, total)};
+	long hp_kib = -1;
+	char line[128], want[64];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	(void)state;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %ld kB", &hp_kib) == 1)
+			break;
+	fclose(f);
+	if (hp_kib <= 0) {
+		assert_int_equal(gm_mapping_hugepage_info(0, &info), -ENOENT);
+		print_message("skipped: kernel without hugetlb pages\n");
+		skip();
+	}
+	assert_int_equal(gm_mapping_hugepage_info(0, &info), 0);
+	assert_int_equal(info.sz, sizeof(info));
+	assert_int_equal(info.page_size, (size_t)hp_kib << 10);
+	/* The default size's pool is the one /proc/sys/vm/nr_hugepages sizes. */
+	assert_int_equal(info.total, read_long("/proc/sys/vm/nr_hugepages"));
+	assert_int_equal(info.overcommit, read_long("/proc/sys/vm/nr_overcommit_hugepages"));
+	assert_true(info.free <= info.total + info.surplus);
+	snprintf(want, sizeof(want), "/sys/kernel/mm/hugepages/hugepages-%ldkB", hp_kib);
+	assert_string_equal(info.pool, want);
+	assert_int_equal(gm_mapping_hugepage_info(info.page_size, &info), 0);
+	assert_int_equal(info.page_size, (size_t)hp_kib << 10);
+
+	/* A short struct gets its sz of bytes, nothing past. */
+	small.free = 12345;
+	assert_int_equal(gm_mapping_hugepage_info(0, &small), 0);
+	assert_int_equal(small.sz, GM_OFFSETOFEND(gm_hugepage_info, total));
+	assert_int_equal(small.total, info.total);
+	assert_int_equal(small.free, 12345);
+
+	/* No pool of 8 KiB pages anywhere; bad sizes and structs. */
+	assert_int_equal(gm_mapping_hugepage_info(8192, &info), -ENOENT);
+	assert_int_equal(gm_mapping_hugepage_info(3000, &info), -EINVAL);
+	assert_int_equal(gm_mapping_hugepage_info(512, &info), -EINVAL);
+	assert_int_equal(gm_mapping_hugepage_info(0, NULL), -EINVAL);
+	info.sz = 2;
+	assert_int_equal(gm_mapping_hugepage_info(0, &info), -EINVAL);
 }
 
 static void hugetlb_maps_huge_pages_with_huge_guards(void **state)
@@ -1195,9 +1272,10 @@ int main(void)
 	    cmocka_unit_test(anon_is_zeroed_private_and_writable),
 	    cmocka_unit_test(anon_shared_is_seen_across_fork),
 	    cmocka_unit_test(anon_readonly_faults_on_write),
-	    cmocka_unit_test(thp_mapping_is_2mib_aligned_and_advised),
-	    cmocka_unit_test(thp_memfd_is_2mib_aligned_and_advised),
-	    cmocka_unit_test(large_mapping_is_2mib_aligned_without_thp),
+	    cmocka_unit_test(thp_size_is_the_kernels_pmd_size),
+	    cmocka_unit_test(thp_mapping_is_pmd_aligned_and_advised),
+	    cmocka_unit_test(thp_memfd_is_pmd_aligned_and_advised),
+	    cmocka_unit_test(large_mapping_is_thp_aligned_without_thp_flag),
 	    cmocka_unit_test(populate_prefaults_every_page),
 	    cmocka_unit_test(noreserve_sets_vm_noreserve),
 	    cmocka_unit_test(dontdump_keeps_memory_out_of_core_dumps),
@@ -1218,7 +1296,8 @@ int main(void)
 	    cmocka_unit_test(anon_rejects_bad_arguments),
 	    cmocka_unit_test(sizes_near_size_max_fail_cleanly),
 	    cmocka_unit_test(fd_size_past_size_max_with_guards_is_eoverflow),
-	    cmocka_unit_test(hugetlb_without_reserved_pages_fails_with_kernel_errno),
+	    cmocka_unit_test(hugetlb_short_pool_fails_at_creation),
+	    cmocka_unit_test(hugepage_info_names_the_pool),
 	    cmocka_unit_test(hugetlb_maps_huge_pages_with_huge_guards),
 	    cmocka_unit_test(protect_readonly_then_write_faults),
 	    cmocka_unit_test(protect_rejects_bad_ranges),

@@ -77,6 +77,41 @@ static struct gm_memory *view_of(int fd, struct gm_mapping **peer)
 }
 
 /* Run @fn in a child with core dumps off; returns its wait status. */
+/*
+ * Valgrind delivers the SIGBUS of a page past the end of a file itself, and
+ * not as the kernel does: inside its own memset() the fault is reported at
+ * the data written rather than at the page, and a child that exits from a
+ * handler has its status replaced by valgrind's leak verdict. The tests that
+ * depend on either say so and skip there.
+ */
+static void skip_under_valgrind(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		print_message("skipped: running under valgrind, which delivers SIGBUS of a "
+			      "truncated file mapping in its own way\n");
+		skip();
+	}
+}
+
+/*
+ * Under qemu-user (the armhf run) a SIGBUS past a file's end is the
+ * emulator's own: it does not reach the program's handler as the kernel's
+ * does (qemu-user 7.2 dies of "uncaught target signal 7"), so no test that
+ * faults in a peer mapping can run there.
+ */
+static void skip_under_emulator(void)
+{
+	const char *emu = getenv("GM_EMULATOR");
+
+	if (emu != NULL && emu[0] != 0) {
+		print_message("skipped: under qemu-user a SIGBUS past a file's end is the "
+			      "emulator's, not the library's to contain\n");
+		skip();
+	}
+}
+
 static int in_child(void (*fn)(void))
 {
 	struct rlimit no_core = {0, 0};
@@ -182,6 +217,8 @@ static void sigbus_outside_peer_mappings_reaches_the_previous_handler(void **sta
 	int status;
 
 	(void)state;
+	skip_under_valgrind();
+	skip_under_emulator();
 	status = in_child(chained_child);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 42);
@@ -231,6 +268,7 @@ static void truncated_peer_memory_fails_with_efault_and_the_rest_works(void **st
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_emulator();
 	m = view_of(fd, &peer);
 	assert_false(gm_mapping_sealed(peer));
 	memset(pat, 0x5a, sizeof(pat));
@@ -280,6 +318,8 @@ static void every_checked_accessor_reports_the_fault(void **state)
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_valgrind();
+	skip_under_emulator();
 	m = view_of(fd, &peer);
 	assert_int_equal(ftruncate(fd, 0), 0);
 	/* One page each: a replaced page does not fault again. The exported, not the inline, forms.
@@ -327,6 +367,7 @@ static void inline_accesses_are_counted_not_checked(void **state)
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_emulator();
 	m = view_of(fd, &peer);
 	assert_int_equal(ftruncate(fd, 0), 0);
 	before = gm_mapping_fault_count();
@@ -367,6 +408,7 @@ static void a_fault_is_counted_on_its_own_thread(void **state)
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_emulator();
 	m = view_of(fd, &peer);
 	assert_int_equal(ftruncate(fd, 0), 0);
 	assert_int_equal(gm_read(m, 0, buf, sizeof(buf)), -EFAULT);
@@ -442,6 +484,7 @@ static void vhost_table_of_a_truncated_fd_fails_and_says_so(void **state)
 	int fd = memfd_of(NPAGES * page, false);
 
 	(void)state;
+	skip_under_emulator();
 	r.fd = fd;
 	assert_int_equal(gm_vhost_table_new(&r, 1, 1, &t), 0);
 	assert_false(gm_vhost_table_truncated(t));

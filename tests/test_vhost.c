@@ -25,6 +25,8 @@
 
 #include "vhost-internal.h"
 
+#include "threads.h"
+
 #define MiB ((uint64_t)1 << 20)
 #define UA  0x7f0000000000ull
 
@@ -299,6 +301,314 @@ static void holder_arguments_are_checked(void **state)
 	gm_vhost_table_put(NULL);
 }
 
+/* ---- the dirty log ---- */
+
+/* A zeroed memfd of @size bytes for a log, and a mapping of it to read bits. */
+static int log_memfd(size_t size, unsigned char **bytes)
+{
+	int fd = memfd_create("test-vhost-log", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	*bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(*bytes != MAP_FAILED);
+	return fd;
+}
+
+static bool log_bit(const unsigned char *log, uint64_t page)
+{
+	return (__atomic_load_n(&log[page / 8], __ATOMIC_RELAXED) >> (page % 8)) & 1;
+}
+
+/* The pages whose bits are set in the first @bytes bytes of @log, as a count. */
+static unsigned log_pages(const unsigned char *log, size_t bytes)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < bytes; i++)
+		n += (unsigned)__builtin_popcount(log[i]);
+	return n;
+}
+
+/*
+ * Two regions (gpa 0 and 4 MiB, 1 MiB each): with logging on, exactly the
+ * guest-physical pages written are logged, whatever the write (bytes, a
+ * word, a range crossing a page, reads from a file, an explicit mark); with
+ * logging off nothing is.
+ */
+static void log_marks_exactly_the_guest_pages_written(void **state)
+{
+	int fd = pattern_memfd(2 * MiB, 0), data = pattern_memfd(8192, 7), lfd;
+	struct gm_vhost_region r[2] = {region(0, MiB, UA, 0, fd),
+				       region(4 * MiB, MiB, UA + 16 * MiB, MiB, fd)};
+	struct gm_vhost_mem *vm;
+	struct gm_vhost_table *t;
+	const struct gm_memory *m;
+	unsigned char *log, buf[8192] = {0};
+	size_t done;
+
+	(void)state;
+	lfd = log_memfd(4096, &log);
+	assert_int_equal(gm_vhost_mem_new(8, &vm), 0);
+	assert_int_equal(gm_vhost_mem_set(vm, r, 2), 0);
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), -ENOENT); /* no log yet */
+	/* 5 MiB = 1280 pages = 160 bytes, at offset 8 of the fd. */
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 8, 160), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	t = gm_vhost_mem_table(vm);
+	m = gm_vhost_table_memory(t);
+	assert_int_equal(gm_write_u8(m, 0x3000, 1), 0);
+	assert_int_equal(log_pages(log, 4096), 0); /* logging off */
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), 0);
+	assert_true(gm_vhost_mem_logging(vm));
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	assert_int_equal(gm_write_u8(m, 0x3000, 1), 0);				  /* page 3 */
+	assert_int_equal(gm_write_le32(m, 4 * MiB + 0x10, 5), 0);		  /* page 1024 */
+	assert_int_equal(gm_write(m, 4 * MiB + 0x1800 + 0x1000, buf, 0x1000), 0); /* 1026, 1027 */
+	assert_int_equal(gm_read_from_fd(m, 0x20000, data, 0, 8192, &done), 0);	  /* 32, 33 */
+	assert_int_equal(done, 8192);
+	assert_int_equal(gm_vhost_table_log(t, 0x80000, 1), 0); /* 128 */
+	assert_int_equal(gm_vhost_mem_log_count(vm), 7);
+	assert_int_equal(log_pages(log, 4096), 7);
+	assert_true(log_bit(log + 8, 3) && log_bit(log + 8, 1024) && log_bit(log + 8, 1026) &&
+		    log_bit(log + 8, 1027) && log_bit(log + 8, 32) && log_bit(log + 8, 33) &&
+		    log_bit(log + 8, 128));
+	/* Reads mark nothing; a mark past the log is refused, nothing written. */
+	assert_int_equal(gm_read(m, 0x5000, buf, 16), 0);
+	assert_int_equal(gm_vhost_table_log(t, 1280 * 4096 - 1, 2), -ERANGE);
+	assert_int_equal(gm_vhost_table_log(t, UINT64_MAX, 2), -ERANGE);
+	assert_int_equal(log_pages(log, 4096), 7);
+	/* The front end collects (clears) a page; the next write logs it again. */
+	__atomic_store_n(&log[8 + 3 / 8], 0, __ATOMIC_RELAXED);
+	assert_int_equal(gm_write_u8(m, 0x3001, 2), 0);
+	assert_true(log_bit(log + 8, 3));
+	/* Off again: writes log nothing more. */
+	assert_int_equal(gm_vhost_mem_set_logging(vm, false), 0);
+	memset(log, 0, 4096);
+	assert_int_equal(gm_write_u8(m, 0x7000, 1), 0);
+	assert_int_equal(gm_vhost_table_log(t, 0x7000, 1), 0);
+	assert_int_equal(log_pages(log, 4096), 0);
+	gm_vhost_table_put(t);
+	gm_vhost_mem_free(vm);
+	munmap(log, 4096);
+	close(lfd);
+	close(fd);
+	close(data);
+}
+
+/* A log that does not cover the guest is refused and never written past. */
+static void log_too_small_for_the_guest_is_refused(void **state)
+{
+	int fd = pattern_memfd(2 * MiB, 0), lfd;
+	struct gm_vhost_region r[2] = {region(0, MiB, UA, 0, fd),
+				       region(4 * MiB, MiB, UA + 16 * MiB, MiB, fd)};
+	struct gm_vhost_region big = region(8 * MiB, MiB, UA + 32 * MiB, 0, fd);
+	struct gm_vhost_mem *vm;
+	struct gm_vhost_table *t;
+	unsigned char *log;
+
+	(void)state;
+	lfd = log_memfd(4096, &log);
+	assert_int_equal(gm_vhost_mem_new(8, &vm), 0);
+	assert_int_equal(gm_vhost_mem_set(vm, r, 2), 0);
+	/* Argument checks. */
+	assert_int_equal(gm_vhost_mem_set_log(NULL, lfd, 0, 160), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_logging(NULL, true), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_log(vm, -1, 0, 160), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 4, 160), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 7), -EINVAL);
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 4096 - 152, 160), -ERANGE); /* past EOF */
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 8, UINT64_MAX - 7), -EOVERFLOW);
+	/* 152 bytes = 1216 pages: the region at 4 MiB ends at page 1279. */
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 152), -ERANGE);
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), -ENOENT); /* nothing attached */
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 160), 0);
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), 0);
+	/* While logging, a region past the log is refused; the table stays. */
+	assert_int_equal(gm_vhost_mem_add(vm, &big), -ERANGE);
+	assert_int_equal(gm_vhost_mem_set(vm, &big, 1), -ERANGE);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	t = gm_vhost_mem_table(vm);
+	assert_int_equal(gm_vhost_table_region_count(t), 2);
+	assert_int_equal(gm_write_u8(gm_vhost_table_memory(t), 5 * MiB - 1, 1), 0);
+	assert_true(log_bit(log, 1279));
+	gm_vhost_table_put(t);
+	/* Logging off: a bigger table is taken and the stale log dropped. */
+	assert_int_equal(gm_vhost_mem_set_logging(vm, false), 0);
+	assert_int_equal(gm_vhost_mem_add(vm, &big), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), -ENOENT);
+	memset(log, 0, 4096);
+	t = gm_vhost_mem_table(vm);
+	assert_int_equal(gm_write_u8(gm_vhost_table_memory(t), 9 * MiB - 1, 1), 0);
+	assert_int_equal(gm_vhost_table_log(t, 0, 1), 0);
+	assert_int_equal(log_pages(log, 4096), 0);
+	gm_vhost_table_put(t);
+	/* A log big enough for the new table is taken. */
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 288), 0);
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	gm_vhost_mem_clear(vm);
+	assert_false(gm_vhost_mem_logging(vm));
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	gm_vhost_mem_free(vm);
+	munmap(log, 4096);
+	close(lfd);
+	close(fd);
+}
+
+struct set_log_arg {
+	struct gm_vhost_mem *vm;
+	int fd;
+	int ret;
+	int done; /* __atomic */
+};
+
+static void *set_log_thread(void *arg)
+{
+	struct set_log_arg *a = arg;
+
+	a->ret = gm_vhost_mem_set_log(a->vm, a->fd, 0, 160);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Attaching a log returns only when nobody holds a table that does not
+ * mark into it: until then a writer could write an unlogged page after
+ * the front end was told the log is in place.
+ */
+static void set_log_waits_for_tables_without_the_log(void **state)
+{
+	int fd = pattern_memfd(MiB, 0), lfd;
+	struct gm_vhost_region r = region(0, MiB, UA, 0, fd);
+	struct set_log_arg a = {0};
+	struct gm_vhost_table *old, *cur;
+	unsigned char *log;
+	pthread_t th;
+	int early;
+
+	(void)state;
+	lfd = log_memfd(4096, &log);
+	assert_int_equal(gm_vhost_mem_new(8, &a.vm), 0);
+	assert_int_equal(gm_vhost_mem_set(a.vm, &r, 1), 0);
+	old = gm_vhost_mem_table(a.vm);
+	assert_int_equal(gm_vhost_mem_set(a.vm, &r, 1), 0); /* an older table, still held */
+	a.fd = lfd;
+	start_thread(&th, set_log_thread, &a);
+	usleep(100 * 1000);
+	early = __atomic_load_n(&a.done, __ATOMIC_ACQUIRE);
+	gm_vhost_table_put(old);
+	assert_int_equal(join_threads(&th, 1), 0);
+	assert_int_equal(early, 0);
+	assert_int_equal(a.ret, 0);
+	cur = gm_vhost_mem_table(a.vm);
+	assert_int_equal(gm_vhost_mem_set_logging(a.vm, true), 0);
+	assert_int_equal(gm_write_u8(gm_vhost_table_memory(cur), 0x2000, 1), 0);
+	assert_true(log_bit(log, 2));
+	gm_vhost_table_put(cur);
+	gm_vhost_mem_free(a.vm);
+	munmap(log, 4096);
+	close(lfd);
+	close(fd);
+}
+
+#define TOGGLES 40
+
+struct toggle_writer {
+	struct gm_vhost_mem *vm;
+	int stop; /* __atomic */
+	/*
+	 * __atomic. Odd: the test is switching logging; 2k + 2: switch k is
+	 * done and logging is on[k] until the phase moves again.
+	 */
+	unsigned phase;
+	bool on[TOGGLES];
+	unsigned long writes, logged_expected;
+	uint64_t missed; /* a write inside an "on" phase whose bit was clear */
+	const unsigned char *log;
+};
+
+/*
+ * Write page after page (256 pages). A write that began and ended within
+ * one phase with logging on (the switch to it had returned, the next had
+ * not begun) must have its bit set when the write returns.
+ */
+static void *toggle_writer_thread(void *arg)
+{
+	struct toggle_writer *w = arg;
+	unsigned long i = 0;
+
+	gm_rcu_register_thread();
+	while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) {
+		struct gm_vhost_table *t = gm_vhost_mem_table(w->vm);
+		uint64_t page = i++ % 256;
+		unsigned p0 = __atomic_load_n(&w->phase, __ATOMIC_ACQUIRE), p1;
+		int ret = gm_write_u8(gm_vhost_table_memory(t), page * 4096 + 1, (uint8_t)i);
+
+		p1 = __atomic_load_n(&w->phase, __ATOMIC_ACQUIRE);
+		if (ret == 0) {
+			__atomic_fetch_add(&w->writes, 1, __ATOMIC_RELAXED);
+			if (p0 == p1 && p0 % 2 == 0 && p0 > 0 && w->on[p0 / 2 - 1]) {
+				w->logged_expected++;
+				if (!((__atomic_load_n(&w->log[page / 8], __ATOMIC_ACQUIRE) >>
+				       (page % 8)) &
+				      1))
+					w->missed++;
+			}
+		}
+		gm_vhost_table_put(t);
+	}
+	gm_rcu_unregister_thread();
+	return NULL;
+}
+
+/* Logging switched on and off while a thread writes: no write seen "on" goes unlogged. */
+static void logging_toggled_under_writes_loses_no_page(void **state)
+{
+	int fd = pattern_memfd(MiB, 0), lfd, i;
+	struct gm_vhost_region r = region(0, MiB, UA, 0, fd);
+	struct toggle_writer w = {0};
+	unsigned char *log;
+	bool toggles_ok = true;
+	pthread_t th;
+
+	(void)state;
+	lfd = log_memfd(4096, &log);
+	w.log = log;
+	assert_int_equal(gm_vhost_mem_new(8, &w.vm), 0);
+	assert_int_equal(gm_vhost_mem_set(w.vm, &r, 1), 0);
+	assert_int_equal(gm_vhost_mem_set_log(w.vm, lfd, 0, 32), 0);
+	start_thread(&th, toggle_writer_thread, &w);
+	for (i = 0; i < TOGGLES; i++) {
+		unsigned long w0, n;
+
+		__atomic_store_n(&w.phase, 2 * i + 1, __ATOMIC_RELEASE);
+		toggles_ok &= gm_vhost_mem_set_logging(w.vm, i % 2 == 0) == 0;
+		w.on[i] = i % 2 == 0;
+		__atomic_store_n(&w.phase, 2 * i + 2, __ATOMIC_RELEASE);
+		/* Some writes in every phase, however loaded the machine (5 s at most). */
+		w0 = __atomic_load_n(&w.writes, __ATOMIC_RELAXED);
+		for (n = 0; n < 2500 && __atomic_load_n(&w.writes, __ATOMIC_RELAXED) < w0 + 20; n++)
+			usleep(2000);
+		if (i % 5 == 0)
+			toggles_ok &= gm_vhost_mem_set(w.vm, &r, 1) == 0; /* keeps the log */
+	}
+	__atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(join_threads(&th, 1), 0);
+	assert_true(toggles_ok);
+	assert_true(w.logged_expected > 0);
+	assert_true(w.writes > w.logged_expected);
+	assert_int_equal(w.missed, 0);
+	assert_true(gm__vhost_mem_invariants_ok(w.vm));
+	gm_vhost_mem_free(w.vm);
+	munmap(log, 4096);
+	close(lfd);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +621,10 @@ int main(void)
 	    cmocka_unit_test(add_and_remove_change_only_their_region),
 	    cmocka_unit_test(replaced_table_stays_mapped_for_its_holder),
 	    cmocka_unit_test(holder_arguments_are_checked),
+	    cmocka_unit_test(log_marks_exactly_the_guest_pages_written),
+	    cmocka_unit_test(log_too_small_for_the_guest_is_refused),
+	    cmocka_unit_test(set_log_waits_for_tables_without_the_log),
+	    cmocka_unit_test(logging_toggled_under_writes_loses_no_page),
 	};
 	int ret;
 

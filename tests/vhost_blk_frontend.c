@@ -53,6 +53,8 @@ static void check(const char *err)
 		fail_msg("%s", err);
 }
 
+enum blk_aio fe_aio = BLK_AIO_SYNC;
+
 /* The front end fe_init() set up and fe_fini() has not yet freed. */
 static struct fe *fe_live;
 
@@ -324,6 +326,7 @@ void fe_init(struct fe *f, unsigned nq, bool readonly)
 	}
 	close(fd);
 	assert_int_equal(blk_open(&f->blk, f->img_path, readonly, err, sizeof(err)), 0);
+	f->blk.aio = fe_aio;
 	blk_vu_device(&f->blk, &dev);
 	assert_int_equal(vu_server_new(&dev, nq, &f->srv), 0);
 	assert_int_equal(gm_mapping_new_memfd("test-guest", RAM_SIZE, 0, &f->map), 0);
@@ -363,8 +366,13 @@ uint8_t img_byte(uint64_t off)
  * Negotiate everything and start @f->nq rings over one memory region;
  * @before_kick (may be NULL) runs when the rings are placed but not started.
  */
-void fe_start_with(struct fe *f, uint64_t features_off,
-		   void (*before_kick)(struct fe *f, void *arg), void *arg)
+/*
+ * Connect and negotiate, then place the rings: fresh ones from index 0, or
+ * (@base not NULL) the rings as they are in guest memory, from @base[i] on
+ * (a destination taking over after GET_VRING_BASE).
+ */
+static void start(struct fe *f, uint64_t features_off, void (*before_kick)(struct fe *f, void *arg),
+		  void *arg, const uint32_t *base)
 {
 	struct region_msg r = {0, RAM_SIZE, UA, 0};
 	uint8_t p[512];
@@ -375,11 +383,13 @@ void fe_start_with(struct fe *f, uint64_t features_off,
 	connect_fe(f);
 	feat = get_u64(f, GET_FEATURES);
 	assert_true(feat & (1ull << VU_F_PROTOCOL_FEATURES));
-	set_u64(f, SET_FEATURES, feat & ~features_off);
+	/* LOG_ALL only once a log is attached (migration, test_vhost_blk.c). */
+	assert_true(feat & (1ull << VU_F_LOG_ALL));
+	set_u64(f, SET_FEATURES, feat & ~features_off & ~(1ull << VU_F_LOG_ALL));
 	pf = get_u64(f, GET_PROTOCOL_FEATURES);
 	assert_int_equal(pf, (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |
-				 (1ull << VU_PF_INFLIGHT_SHMFD));
+				 (1ull << VU_PF_INFLIGHT_SHMFD) | (1ull << VU_PF_LOG_SHMFD));
 	set_u64(f, SET_PROTOCOL_FEATURES, pf);
 	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
 	send_msg(f, SET_OWNER, V1, NULL, 0, NULL, 0);
@@ -389,12 +399,14 @@ void fe_start_with(struct fe *f, uint64_t features_off,
 		uint32_t a[10] = {i, 0};
 		uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, 0};
 
-		memset(gm_host_ptr(f->m, q->desc, 0x3000), 0, 0x3000);
-		q->avail_idx = q->used_seen = 0;
+		if (!base) {
+			memset(gm_host_ptr(f->m, q->desc, 0x3000), 0, 0x3000);
+			q->avail_idx = q->used_seen = 0;
+		}
 		vring_state(f, SET_VRING_NUM, i, QSIZE);
 		memcpy(a + 2, ua, sizeof(ua));
 		send_msg(f, SET_VRING_ADDR, V1, a, 40, NULL, 0);
-		vring_state(f, SET_VRING_BASE, i, 0);
+		vring_state(f, SET_VRING_BASE, i, base ? base[i] : 0);
 	}
 	if (before_kick)
 		before_kick(f, arg);
@@ -410,9 +422,20 @@ void fe_start_with(struct fe *f, uint64_t features_off,
 	sync_fe(f);
 }
 
+void fe_start_with(struct fe *f, uint64_t features_off,
+		   void (*before_kick)(struct fe *f, void *arg), void *arg)
+{
+	start(f, features_off, before_kick, arg, NULL);
+}
+
 void fe_start(struct fe *f, uint64_t features_off)
 {
 	fe_start_with(f, features_off, NULL, NULL);
+}
+
+void fe_resume(struct fe *f, const uint32_t *base)
+{
+	start(f, 0, NULL, NULL, base);
 }
 
 static const char *put_desc_r(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr,
@@ -756,6 +779,8 @@ void scenario_several_queues_serve_in_parallel(unsigned rounds, unsigned tables)
 	assert_int_equal(st.in, MAX_Q * rounds);
 	assert_int_equal(st.out, MAX_Q * rounds);
 	assert_int_equal(st.bytes_read, MAX_Q * rounds * 8192ull);
+	/* With io_uring, each queue's worker served its queue through its own ring. */
+	assert_int_equal(st.uring, fe_aio == BLK_AIO_URING ? 2ull * MAX_Q * rounds : 0);
 	fe_stop(&f);
 	assert_int_equal(f.info.queues_started, MAX_Q);
 	fe_fini(&f);

@@ -44,6 +44,8 @@ enum {
 	SET_OWNER = 3,
 	RESET_OWNER = 4,
 	SET_MEM_TABLE = 5,
+	SET_LOG_BASE = 6,
+	SET_LOG_FD = 7,
 	SET_VRING_NUM = 8,
 	SET_VRING_ADDR = 9,
 	SET_VRING_BASE = 10,
@@ -115,6 +117,9 @@ struct traffic {
 	char first[192];
 };
 
+/* How fe_init()'s block device serves requests (default BLK_AIO_SYNC). */
+extern enum blk_aio fe_aio;
+
 /* ---- connection ---- */
 
 /* A cmocka teardown: disconnect and free the front end a failed test left. */
@@ -172,6 +177,12 @@ uint8_t img_byte(uint64_t off);
 void fe_start_with(struct fe *f, uint64_t features_off,
 		   void (*before_kick)(struct fe *f, void *arg), void *arg);
 void fe_start(struct fe *f, uint64_t features_off);
+/*
+ * Connect again and take the rings over as they are in guest memory from
+ * the indices @base[0 .. nq) that GET_VRING_BASE gave (a migration's
+ * destination); requests already offered are served once kicked.
+ */
+void fe_resume(struct fe *f, const uint32_t *base);
 
 void put_desc(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr, uint32_t len,
 	      uint16_t flags, uint16_t next);

@@ -39,6 +39,8 @@ struct gmvm_opts {
 	const char *kvm_device; /* --kvm DEVICE (default /dev/kvm) */
 	bool timing;		/* --timing: print how long the phases took */
 	uint64_t bench_exits;	/* --bench-exits N: the payload only does exits */
+	bool numa;		/* --numa: RAM on the nodes with memory, policies printed */
+	bool balloon;		/* --balloon: high RAM in blocks, given back after the run */
 };
 
 /* The hot-plug device (hotplug.c). */
@@ -115,6 +117,14 @@ struct gmvm {
 	uint64_t exits;
 	uint64_t first_exit_ns; /* CLOCK_MONOTONIC of the first exit (--timing) */
 };
+
+/*
+ * density.c: --numa and --balloon before the payload runs (policies set
+ * and printed; blocks, prefault), and the balloon step after it (blocks of
+ * high RAM unplugged, the host RSS drop printed). Return 0 or -1 (said).
+ */
+int gmvm_density_setup(struct gmvm *vm);
+int gmvm_balloon_step(struct gmvm *vm);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t gmvm_now_ns(void);

@@ -77,6 +77,9 @@ static void usage(FILE *f)
 	      "  --restore-mode copy|lazy  how --restore fills guest RAM (default copy)\n"
 	      "  --kvm DEVICE        the KVM device (default /dev/kvm)\n"
 	      "  --timing            print how long set-up, start and the run took\n"
+	      "  --numa              place RAM on the NUMA nodes with memory; print each policy\n"
+	      "  --balloon           prefault all RAM; after the run give high RAM back in\n"
+	      "                      2 MiB blocks and print the host RSS drop\n"
 	      "  --bench-exits N     benchmark: the payload does N port and N MMIO exits only\n"
 	      "SIZE takes a K, M or G suffix.\n",
 	      f);
@@ -146,6 +149,10 @@ static int parse_options(int argc, char **argv, struct gmvm_opts *o)
 			o->dirty_stats = true;
 		} else if (strcmp(a, "--timing") == 0) {
 			o->timing = true;
+		} else if (strcmp(a, "--numa") == 0) {
+			o->numa = true;
+		} else if (strcmp(a, "--balloon") == 0) {
+			o->balloon = true;
 		} else if (strcmp(a, "--help") == 0) {
 			usage(stdout);
 			exit(0);
@@ -447,6 +454,10 @@ int main(int argc, char **argv)
 	}
 	t_layout = gmvm_now_ns() - t_layout;
 
+	/* 4b. --numa, --balloon: placement and blocks before anything touches the RAM. */
+	if (gmvm_density_setup(&vm) < 0)
+		goto out;
+
 	/* 5. Guest memory contents: the payload and boot information, or a snapshot. */
 	if (vm.opts.restore != NULL) {
 		if (gmvm_snapshot_restore(&vm) < 0)
@@ -516,6 +527,9 @@ int main(int argc, char **argv)
 	} else {
 		status = vm.control.snapshot_taken ? 0 : verdict(&vm);
 	}
+	/* 11. --balloon: the guest is done with its high RAM; the host takes it back. */
+	if (vm.opts.balloon && gmvm_balloon_step(&vm) < 0)
+		status = EXIT_CHECKS_FAILED;
 	t_end = gmvm_now_ns();
 	if (vm.opts.timing) {
 		gmvm_say("timing: memory set-up (layout, %llu MiB of RAM, KVM slots): %.3f ms",

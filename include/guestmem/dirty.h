@@ -26,6 +26,7 @@
 #define GUESTMEM_DIRTY_H
 
 #include <guestmem/addr.h>
+#include <guestmem/mapping.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,24 @@ struct gm_dirty;
  * -ENOMEM.
  */
 GM_API int gm_dirty_new(uint64_t size, struct gm_dirty **out);
+
+/*
+ * A bitmap kept in @size bytes of a shared mapping, from byte @offset of
+ * @map: a log another process reads and clears (a vhost-user front end's
+ * dirty log, vhost.h). Bit i of the little-endian 64-bit word w is page
+ * 64 * w + i, which on a little-endian host is bit i % 8 of byte i / 8, the
+ * vhost-user layout. It covers (@size / 8) * 64 pages (whole words: a
+ * trailing part word is never touched). Every mark is an atomic OR, never
+ * skipped because the bit looked set (the other process clears bits
+ * without this process's membarrier). The bitmap holds a reference on @map;
+ * the bytes are not cleared. Tracking starts disabled.
+ * Returns 0 and *@out holding one reference, or -EINVAL (@map or @out
+ * NULL, @offset not 8-byte aligned, @size < 8), -ERANGE ([@offset,
+ * @offset + @size) leaves the mapping), -ENOTSUP (a big-endian host, where
+ * the word and byte layouts differ), -EOVERFLOW, -ENOMEM.
+ */
+GM_API int gm_dirty_new_mapped(struct gm_mapping *map, size_t offset, uint64_t size,
+			       struct gm_dirty **out);
 
 /* Take a reference on @d (the caller holds one already) and return it. */
 GM_API struct gm_dirty *gm_dirty_get(struct gm_dirty *d);

@@ -102,11 +102,11 @@ struct kvm_run; /* <linux/kvm.h> */
 /* One KVM memory slot as the binding set it (gm_kvm_slot(), gm_kvm_slot_find()). */
 struct gm_kvm_slot {
 	size_t sz;	/* set by the caller (GM_OPTS), then to the bytes filled: abi.h */
+	void *host;	/* userspace_addr (beside sz: no padding on any 32-bit ABI) */
 	uint32_t slot;	/* KVM slot id */
 	uint32_t flags; /* KVM_MEM_READONLY, KVM_MEM_LOG_DIRTY_PAGES as given to KVM */
 	gm_gpa_t gpa;	/* guest_phys_addr */
 	uint64_t size;	/* memory_size */
-	void *host;	/* userspace_addr */
 };
 
 /*
@@ -187,10 +187,10 @@ GM_API int gm_kvm_dirty_log_start(struct gm_kvm *k);
  * Sync once more (so nothing logged is lost), then clear
  * KVM_MEM_LOG_DIRTY_PAGES on every writable slot (LOGGING -> OFF). Not
  * logging: 0. Returns 0, -EINVAL (@k NULL), or an error of the sync (see
- * gm_kvm_dirty_log_sync()) or of KVM: if the sync fails, the state
- * becomes OFF anyway (the log is gone with the flag); if KVM refuses a
- * flag change, the slots already changed are put back and the state stays
- * LOGGING.
+ * gm_kvm_dirty_log_sync()) or of KVM; either way the state stays LOGGING:
+ * after a failed sync the slots whose log could not be read keep it in
+ * KVM (the other slots' logs are in the bitmaps), and if KVM refuses a
+ * flag change the slots already changed are put back. Call again to stop.
  */
 GM_API int gm_kvm_dirty_log_stop(struct gm_kvm *k);
 

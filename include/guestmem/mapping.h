@@ -61,6 +61,7 @@
 #ifndef GUESTMEM_MAPPING_H
 #define GUESTMEM_MAPPING_H
 
+#include <guestmem/abi.h>
 #include <guestmem/addr.h>
 
 #ifdef __cplusplus
@@ -69,13 +70,23 @@ extern "C" {
 
 struct gm_mapping;
 
+/*
+ * Progress of a long operation: @done of @total bytes (of guest memory, of
+ * file data or of stream payload: each function says). Called from the
+ * thread that runs the operation, at least once at the end with @done ==
+ * @total when it succeeds. Return 0 to go on, anything else to stop: the
+ * operation then fails with -ECANCELED (a save leaves no file behind).
+ * Used by the snapshot functions and by gm_mapping_prefault().
+ */
+typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
 /* Flags for the constructors. */
 #define GM_MAP_SHARED	 (1u << 0) /* MAP_SHARED: writes reach the fd / other processes */
 #define GM_MAP_READONLY	 (1u << 1) /* PROT_READ only */
 #define GM_MAP_HUGETLB	 (1u << 2) /* explicit huge pages (needs reserved hugepages) */
-#define GM_MAP_THP	 (1u << 3) /* madvise(MADV_HUGEPAGE); the mapping is 2 MiB aligned */
+#define GM_MAP_THP	 (1u << 3) /* madvise(MADV_HUGEPAGE); aligned to gm_mapping_thp_size() */
 #define GM_MAP_POPULATE	 (1u << 4) /* prefault every page now (failure: -EFAULT, Linux 5.14+) */
-#define GM_MAP_NORESERVE (1u << 5) /* MAP_NORESERVE: no swap/commit reservation */
+#define GM_MAP_NORESERVE (1u << 5) /* MAP_NORESERVE: no commit reservation (not hugetlb) */
 #define GM_MAP_DONTDUMP	 (1u << 6) /* madvise(MADV_DONTDUMP): keep guest RAM out of core dumps */
 #define GM_MAP_MERGEABLE (1u << 7) /* madvise(MADV_MERGEABLE): allow KSM */
 #define GM_MAP_GUARD	 (1u << 8) /* an inaccessible page just before and just after */
@@ -87,20 +98,26 @@ struct gm_mapping;
 /*
  * Map @size bytes of zeroed anonymous memory.
  * GM_MAP_SHARED makes it MAP_SHARED|MAP_ANONYMOUS (shared across fork()).
- * Memory of small pages of 2 MiB or more starts 2 MiB aligned, GM_MAP_THP
- * or not (as the kernel places large anonymous mmap()s), so the system's
- * THP policy can back it with huge pages; gm_mapping_new_memfd() alike.
+ * Memory of small pages of gm_mapping_thp_size() or more starts at a
+ * multiple of it, GM_MAP_THP or not (as the kernel places large anonymous
+ * mmap()s), so the system's THP policy can back it with huge pages;
+ * gm_mapping_new_memfd() alike.
  * Returns 0 and *@out holding one reference, or:
  * -EINVAL   @out NULL, @size 0, unknown flag, GM_MAP_PEER, or a flag
  *           combination that makes no sense (GM_MAP_HUGETLB with GM_MAP_THP);
  * -EOVERFLOW @size plus guard pages / alignment does not fit size_t;
- * -ENOMEM   no address space or memory (or, with GM_MAP_HUGETLB, no huge
- *           pages reserved: the kernel's own errno is passed through);
- * -EFAULT   GM_MAP_POPULATE could not fault a page in (hugetlb with
- *           GM_MAP_NORESERVE and no free huge page);
+ * -ENOMEM   no address space or memory, or, with GM_MAP_HUGETLB, a huge
+ *           page pool too small for @size (see below);
+ * -EFAULT   GM_MAP_POPULATE could not fault a page in;
  * another negative errno from mmap()/madvise().
- * GM_MAP_HUGETLB with GM_MAP_NORESERVE reserves nothing: without
- * GM_MAP_POPULATE a missing huge page is a SIGBUS on first touch.
+ * Hugetlb memory fails early: every huge page is reserved from the pool
+ * when the mapping is made (GM_MAP_NORESERVE is ignored for it), so a
+ * short pool is -ENOMEM here and never a SIGBUS on a later first touch.
+ * The pool is the one of the default huge page size (gm_mapping_page_size()
+ * of the result; gm_mapping_hugepage_info(0, ...) names it and counts its
+ * free pages); it grows through /proc/sys/vm/nr_hugepages or the pool's
+ * nr_hugepages file. One thing reservation cannot cover: a NUMA policy
+ * that allows only nodes whose part of the pool is empty still faults.
  */
 GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **out);
 
@@ -123,6 +140,9 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * -ENOMEM   no memory for the object or no address space;
  * -EBADF, -EACCES, -ENODEV ... from fcntl()/fstatfs()/mmap()/madvise(),
  *           or from sigaction() when installing the handler (GM_MAP_PEER).
+ * A hugetlbfs fd is mapped with its pages reserved (GM_MAP_NORESERVE is
+ * ignored): the pages of the window not yet allocated in the file come from
+ * the pool now, and a short pool is -ENOMEM.
  * Without GM_MAP_POPULATE a window past the end of the file maps, and
  * touching a page wholly past it raises SIGBUS (the file may grow later);
  * with GM_MAP_PEER that access is contained like a truncation.
@@ -134,7 +154,8 @@ GM_API int gm_mapping_new_fd(int fd, uint64_t offset, size_t size, unsigned flag
  * Create a memfd called @name (shown in /proc/PID/maps; may not be NULL),
  * size it to @size, and map it shared. gm_mapping_fd() gives the fd to hand
  * to another process (a vhost-user back end). GM_MAP_SHARED is implied.
- * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB.
+ * GM_MAP_HUGETLB creates the memfd with MFD_HUGETLB; its huge pages are
+ * reserved at creation as for gm_mapping_new_anon() (short pool: -ENOMEM).
  * Returns 0 and *@out, or the errors of gm_mapping_new_anon() (-EINVAL
  * also for a NULL @name and for GM_MAP_PEER; -EOVERFLOW also when @size rounded up to the
  * memfd's page size does not fit off_t) and those of memfd_create(),
@@ -237,7 +258,8 @@ GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
  * pages of their own before (present and not the shared zero page:
  * /proc/self/pagemap, mincore() for shared memory), and for an fd the drop
  * of its allocated blocks (st_blocks), so a range that was a hole already
- * frees 0. Reading a discarded range of shared memory (a memfd, shared
+ * frees 0 (and 0 too when the blocks cannot be counted after the hole is
+ * punched: the discard is done, and reported as done). Reading a discarded range of shared memory (a memfd, shared
  * anonymous memory) allocates zeroed pages again; reading private
  * anonymous memory does not.
  *
@@ -258,6 +280,111 @@ GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
  */
 GM_API int gm_mapping_discard(struct gm_mapping *m, size_t offset, size_t len, unsigned flags,
 			      uint64_t *freed);
+
+/* Flags of struct gm_prefault_opts. */
+#define GM_PREFAULT_TOUCH (1u << 0) /* touch each page even where MADV_POPULATE_WRITE exists */
+
+/* Options of gm_mapping_prefault() and gm_space_prefault(). NULL = all defaults (abi.h). */
+struct gm_prefault_opts {
+	size_t sz;		 /* sizeof(struct gm_prefault_opts): GM_OPTS(), abi.h */
+	unsigned threads;	 /* threads to fault with, the caller's included; 0: one per
+				    CPU this thread may run on (sched_getaffinity) */
+	unsigned flags;		 /* GM_PREFAULT_* */
+	gm_progress_fn progress; /* bytes faulted in so far of all; may be NULL */
+	void *opaque;		 /* passed to @progress */
+};
+
+/*
+ * Fault in bytes [@offset, @offset + @len) of @m now, with several threads,
+ * so that the guest (or a latency-sensitive device) never waits on a first
+ * touch, and so a backing that cannot supply its memory fails here.
+ * Each page is faulted in once: writable (read-only for a GM_MAP_READONLY
+ * mapping), with madvise(MADV_POPULATE_WRITE/READ) where the kernel has it
+ * (Linux 5.14+), else by touching each page (an atomic add of zero: the
+ * contents do not change, even under concurrent writers). The work is cut
+ * into 2 MiB chunks (one huge page where pages are larger) which the
+ * threads take in turn; the calling thread is one of them, and the only one
+ * that calls @opts->progress (after each chunk it finishes, with the bytes
+ * all threads finished, and once at the end). A NUMA policy set on the
+ * memory (gm_mapping_set_policy()) decides where the pages land, whichever
+ * CPU faults them. Already present pages cost a page-table walk.
+ * Returns 0 when every page is in; -EINVAL (@m NULL, @len 0, @offset or
+ * @len not a multiple of gm_mapping_page_size(), the range leaves the
+ * mapping, an unknown flag), the sized-struct errors of abi.h, -ECANCELED
+ * (@progress returned non-zero: the other threads finish the chunk they
+ * hold and stop; what was faulted in stays), -ENOMEM, -EFAULT (a page
+ * could not be faulted in: a file shorter than the mapping), another errno
+ * of madvise(). Every thread it started has ended when it returns.
+ * Without MADV_POPULATE_* a page that cannot be faulted in raises SIGBUS as
+ * any access would (contained for GM_MAP_PEER). Thread-safe.
+ */
+GM_API int gm_mapping_prefault(struct gm_mapping *m, size_t offset, size_t len,
+			       const struct gm_prefault_opts *opts);
+
+/* Modes of struct gm_numa_policy: the kernel's MPOL_* values. */
+#define GM_NUMA_DEFAULT	   0u /* the process's policy (usually: the faulting CPU's node) */
+#define GM_NUMA_PREFERRED  1u /* the first node of @nodes, others when it is full */
+#define GM_NUMA_BIND	   2u /* only the nodes of @nodes; none free: the fault fails */
+#define GM_NUMA_INTERLEAVE 3u /* page by page round the nodes of @nodes */
+
+/* A NUMA memory policy. A sized struct (abi.h): make it with GM_OPTS(). */
+struct gm_numa_policy {
+	size_t sz;	/* sizeof(struct gm_numa_policy): GM_OPTS(), abi.h */
+	unsigned mode;	/* GM_NUMA_* */
+	uint64_t nodes; /* bit n: node n (nodes 0-63); 0 for GM_NUMA_DEFAULT only */
+};
+
+/*
+ * Set the NUMA policy of bytes [@offset, @offset + @len) of @m with mbind()
+ * (the system call; no libnuma): each page is then allocated on the
+ * policy's nodes when it is first faulted in, by any thread (the guest's
+ * vCPUs, gm_mapping_prefault()'s threads). Call it before the memory is
+ * touched: pages already present stay where they are. For a memfd or
+ * another shared fd the policy is the file's, seen by every process
+ * mapping it. A policy lasts as long as the mapping (a later call on the
+ * same range replaces it; GM_NUMA_DEFAULT with nodes 0 removes it).
+ * Returns 0, or -EINVAL (@m or @policy NULL, @len 0, an unknown mode,
+ * nodes 0 with a mode other than GM_NUMA_DEFAULT or nodes with it, the
+ * range not on gm_mapping_page_size() boundaries or leaving the mapping;
+ * from the kernel: a node that does not exist or is not allowed by the
+ * cpuset), the sized-struct errors of abi.h, -ENOSYS (a kernel without
+ * NUMA), -EPERM, -ENOMEM, another errno of mbind(). Thread-safe.
+ */
+GM_API int gm_mapping_set_policy(struct gm_mapping *m, size_t offset, size_t len,
+				 const struct gm_numa_policy *policy);
+
+/*
+ * The size of a transparent huge page on this host: the kernel's PMD size
+ * (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size; 2 MiB on x86-64, 512
+ * MiB on arm64 with 64 KiB pages), 2 MiB if the kernel does not say.
+ * GM_MAP_THP mappings start at a multiple of it. Thread-safe.
+ */
+GM_API size_t gm_mapping_thp_size(void);
+
+/* One hugetlb page pool, as gm_mapping_hugepage_info() reads it. A sized struct (abi.h). */
+struct gm_hugepage_info {
+	size_t sz;	     /* sizeof(struct gm_hugepage_info): GM_OPTS(), abi.h */
+	size_t page_size;    /* the pool's huge page size, bytes */
+	uint64_t total;	     /* pages in the pool (nr_hugepages) */
+	uint64_t free;	     /* pages not in use (free_hugepages), reserved ones included */
+	uint64_t reserved;   /* free pages promised to mappings (resv_hugepages) */
+	uint64_t surplus;    /* pages above total, from overcommit (surplus_hugepages) */
+	uint64_t overcommit; /* how many surplus pages may exist (nr_overcommit_hugepages) */
+	char pool[64];	     /* the pool's sysfs directory; its nr_hugepages resizes it */
+};
+
+/*
+ * Read the pool of huge pages of @page_size bytes (0: the default huge page
+ * size, the one GM_MAP_HUGETLB uses) into *@info, so a caller whose hugetlb
+ * mapping failed with -ENOMEM can say which pool was short and by how much:
+ * a mapping of N pages needs N <= free - reserved + overcommit - surplus.
+ * The pool of the default size is also /proc/sys/vm/nr_hugepages.
+ * Returns 0, or -EINVAL (@info NULL or its sz below sizeof(size_t), a
+ * @page_size that is not a power of two of at least 1 KiB), -ENOENT (the
+ * kernel has no pool of that size, or no hugetlb at all), or another errno
+ * of reading sysfs. *@info gets at most its sz bytes (abi.h). Thread-safe.
+ */
+GM_API int gm_mapping_hugepage_info(size_t page_size, struct gm_hugepage_info *info);
 
 #ifdef __cplusplus
 }

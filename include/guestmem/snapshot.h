@@ -50,14 +50,7 @@ extern "C" {
 
 struct gm_snapshot;
 
-/*
- * Progress of a long operation: @done of @total bytes (of guest memory, of
- * file data or of stream payload: each function says). Called from the
- * thread that runs the operation, at least once at the end with @done ==
- * @total when it succeeds. Return 0 to go on, anything else to stop: the
- * operation then fails with -ECANCELED (a save leaves no file behind).
- */
-typedef int (*gm_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+/* gm_progress_fn, the progress callback of long operations, is in mapping.h. */
 
 /* Options of gm_snapshot_save() and the restore functions. NULL = all defaults (abi.h). */
 struct gm_snapshot_opts {
@@ -140,9 +133,13 @@ GM_API int gm_snapshot_save(const struct gm_memory *m, const char *path,
 GM_API int gm_snapshot_open(const char *path, unsigned flags, struct gm_snapshot **out);
 
 /*
- * Close @s. If memory was restored lazily from it, every page not yet
- * filled is filled first (so the memory stays correct after the file is
- * gone); the handler thread is then stopped. NULL is ignored.
+ * Close @s. If memory was restored lazily from it, the handler thread is
+ * stopped and every page not yet filled is filled (so the memory stays
+ * correct after the file is gone), with the buffer allocated for the
+ * handler: closing allocates nothing. A chunk that cannot be read, or
+ * whose pages the kernel refuses to place, then reads as zero (as in
+ * gm_snapshot_map_region()), and nobody can be told: call
+ * gm_snapshot_lazy_finish() first to learn of such errors. NULL is ignored.
  */
 GM_API void gm_snapshot_close(struct gm_snapshot *s);
 

@@ -569,6 +569,10 @@ struct gm_window_info {
 	const char *name;	    /* device / reserved name, "" if none; borrowed */
 	const struct gm_device_ops *ops; /* MMIO: the window's copy; else NULL */
 	void *opaque;			 /* MMIO: the device's opaque */
+	unsigned numa_mode;		 /* RAM: GM_NUMA_* of gm_space_set_policy(); else 0 */
+	uint64_t numa_nodes;		 /* RAM: its node mask; else 0 */
+	uint64_t block_size;		 /* RAM: gm_space_set_blocks()'s, or 0 (no blocks) */
+	uint64_t plugged_size;		 /* RAM: plugged bytes of max_size (all without blocks) */
 };
 
 /*
@@ -652,6 +656,97 @@ GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
  */
 GM_API int gm_space_discard(struct gm_space *s, gm_gpa_t gpa, uint64_t len, unsigned flags,
 			    uint64_t *freed);
+
+/*
+ * Fault in the host memory of every RAM window of the committed layout
+ * (each window's current size, whatever its guest protection, but no
+ * unplugged block: gm_space_set_blocks()), as
+ * gm_mapping_prefault() does for one mapping: @opts->threads threads (0:
+ * one per CPU of the caller's affinity mask) share the work across all
+ * windows, @opts->progress counts bytes of all of them. Typically called
+ * once after the RAM is added and before the vCPUs start.
+ * Returns 0, or -EINVAL (@s NULL), the errors of gm_mapping_prefault()
+ * (-ECANCELED, -EFAULT, -ENOMEM, ...). On an error, windows may be partly
+ * faulted in.
+ * Thread-safety: any thread; holds space->lock only to list the windows
+ * (each mapping is referenced while it is faulted in), so edits may run
+ * meanwhile: a window removed meanwhile is still faulted in (its memory
+ * lives until the prefault drops it), one added meanwhile is not.
+ */
+GM_API int gm_space_prefault(struct gm_space *s, const struct gm_prefault_opts *opts);
+
+/*
+ * Place RAM window @w's host memory on NUMA nodes: @policy (mapping.h:
+ * bind, preferred or interleave over a node mask; GM_NUMA_DEFAULT with
+ * nodes 0 removes it) is applied with gm_mapping_set_policy() to the
+ * window's whole capacity (max_size), so it holds for memory a later
+ * gm_space_resize() brings into use, and it stays with the window while
+ * other windows are added, moved or removed. Pages are placed when first
+ * faulted in: set it right after the add, before the guest or
+ * gm_space_prefault() touches the memory (pages already present stay
+ * where they are). The policy shows in gm_window_info (numa_mode,
+ * numa_nodes) and in the dump (" numa=bind:0x1" after the name). For RAM
+ * on a shared fd the policy is the file's, for every process mapping it.
+ * Not an edit: no transaction, no listener is told (KVM slots map the
+ * same memory).
+ * Returns 0, or -EINVAL (NULL, @w not RAM, a bad policy: see
+ * gm_mapping_set_policy()), -ENOENT (@w is neither a committed window of
+ * @s nor one of the calling thread's open transaction), the sized-struct
+ * errors of abi.h, those of gm_mapping_set_policy() (-ENOSYS without NUMA
+ * in the kernel, -EINVAL for a node that does not exist).
+ * Thread-safety: any thread; takes space->lock (or runs in the calling
+ * thread's transaction).
+ */
+GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
+			       const struct gm_numa_policy *policy);
+
+/*
+ * Blocks of RAM plugged in and out (what virtio-mem does): a RAM window's
+ * capacity (max_size) is cut into blocks, and each block is plugged (guest
+ * RAM like any other) or unplugged: a hole. An unplugged block is left out
+ * of the view as a part with no protection is (gm_read()/gm_write() and
+ * gm_space_read()/write() say -EFAULT there), its host memory is given
+ * back (gm_mapping_discard()), it has no dirty pages, a snapshot stores
+ * nothing for it, and a listener (the KVM binding) sees the region that
+ * held it removed and the plugged pieces around it added. Plugging a block
+ * back makes it RAM again that reads zeros (marked dirty where tracking is
+ * on). The three functions below are edits: inside a transaction they are
+ * staged and published by its commit; alone each commits itself. The host
+ * memory is discarded by the commit, after the grace period that ends the
+ * last access through the old view.
+ *
+ * gm_space_set_blocks() gives RAM window @w blocks of @block_size bytes, all
+ * plugged (@plugged true) or all unplugged. @block_size: a power of two, at
+ * least GM_PAGE_SIZE, a multiple of the backing's page size (the huge page
+ * size for hugetlb), dividing max_size; the window must start on a page of
+ * its backing. Once per window.
+ * Returns 0, or -EINVAL (NULL, not RAM, a bad block size), -ENOENT (@w not
+ * in the space), -EBUSY (it has blocks already), -EOPNOTSUPP (RAM on a
+ * private mapping of a file: a discard would read back as the file),
+ * -ENOMEM, and the errors common to edits (-EDEADLK, -ECANCELED, a veto).
+ */
+GM_API int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size,
+			       bool plugged);
+
+/*
+ * Plug (gm_space_plug()) or unplug (gm_space_unplug()) the blocks of RAM
+ * window @w that cover bytes [@offset, @offset + @size) of its capacity
+ * (blocks already in that state stay so). A block past the window's
+ * current size may be plugged: it becomes RAM when a resize reaches it.
+ * Returns 0, or -EINVAL (NULL, @w without blocks, @size 0, @offset or
+ * @size not a multiple of the block size, the range leaves max_size),
+ * -ENOENT, and the errors common to edits.
+ */
+GM_API int gm_space_plug(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size);
+GM_API int gm_space_unplug(struct gm_space *s, struct gm_window *w, uint64_t offset, uint64_t size);
+
+/*
+ * Whether the block holding byte @offset of RAM window @w's capacity is
+ * plugged in the committed layout: 1 or 0 (a window without blocks: 1).
+ * Returns -EINVAL (NULL, not RAM, @offset past max_size) or -ENOENT.
+ * Thread-safe.
+ */
+GM_API int gm_space_plugged(struct gm_space *s, struct gm_window *w, uint64_t offset);
 
 /*
  * Write a human-readable table of the committed layout: a header line, then

@@ -152,7 +152,10 @@ GM_API int gm_vhost_mem_add(struct gm_vhost_mem *vm, const struct gm_vhost_regio
  */
 GM_API int gm_vhost_mem_remove(struct gm_vhost_mem *vm, const struct gm_vhost_region *region);
 
-/* Drop the table in force (VHOST_USER_RESET_OWNER, disconnect). Same rules. */
+/*
+ * Drop the table in force, the log and logging (VHOST_USER_RESET_OWNER,
+ * disconnect). Same rules.
+ */
 GM_API void gm_vhost_mem_clear(struct gm_vhost_mem *vm);
 
 /*
@@ -166,6 +169,67 @@ GM_API struct gm_vhost_table *gm_vhost_mem_table(struct gm_vhost_mem *vm);
 
 /* Number of table replacements so far (set, add, remove, clear): a generation. */
 GM_API uint64_t gm_vhost_mem_generation(const struct gm_vhost_mem *vm);
+
+/*
+ * The dirty log (live migration, vhost-user.rst "Migration").
+ *
+ * The front end shares a log: one bit per 4 KiB guest-physical page, page
+ * p being bit p % 8 of byte p / 8. While logging is on, every byte the back
+ * end writes into guest memory through a table's view is logged: the view's
+ * regions mark into the log (a gm_dirty over the shared bytes, dirty.h,
+ * gm_dirty_new_mapped()), so gm_write(), gm_read_from_fd(), gm_mark_dirty()
+ * and the virtqueue's used-ring stores all log by guest-physical address,
+ * whatever address form the front end used. Each mark is an atomic OR done
+ * after the data store and before the call returns, so a later release
+ * store (the used index) cannot become visible before the page's bit.
+ *
+ * Rules kept by the holder (vhost.c, invariant 5): while a log is attached,
+ * every table published carries it and lies inside it; a table that does
+ * not fit is refused while logging is on, and detaches the (stale) log
+ * while logging is off.
+ */
+
+/*
+ * Attach the front end's log (VHOST_USER_SET_LOG_BASE): @size bytes of @fd
+ * from @mmap_offset, covering (@size / 8) * 64 pages. The fd is borrowed.
+ * The table in force is rebuilt to mark into it and published; this returns
+ * only when no table of @vm that marks an older log, or none, is still held
+ * by anyone (so the front end may drop the old log once answered). It waits
+ * for holders to put their tables: callers must not hold one.
+ * Logging on or off is kept.
+ * Returns 0, or -EINVAL (@vm NULL, @fd < 0, @mmap_offset not 8-byte aligned,
+ * @size < 8), -ERANGE (the log does not cover every region of the table in
+ * force, or the window leaves @fd's file), -ENOTSUP (big-endian host),
+ * -EOVERFLOW, -ENOMEM, or mmap()'s errno. On error nothing changed.
+ */
+GM_API int gm_vhost_mem_set_log(struct gm_vhost_mem *vm, int fd, uint64_t mmap_offset,
+				uint64_t size);
+
+/*
+ * Turn logging on or off (VHOST_F_LOG_ALL in VHOST_USER_SET_FEATURES), also
+ * while other threads write. When this returns every thread's later write
+ * through a table of @vm sees the new state (gm_dirty_set_enabled()).
+ * Returns 0, -EINVAL (@vm NULL), -ENOENT (on without a log attached).
+ */
+GM_API int gm_vhost_mem_set_logging(struct gm_vhost_mem *vm, bool on);
+
+/* Whether logging is on. */
+GM_API bool gm_vhost_mem_logging(struct gm_vhost_mem *vm);
+
+/*
+ * Pages of the attached log set now (0 without a log): bits the front end
+ * has not collected yet, whoever set them. Takes @vm's writer lock.
+ */
+GM_API uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm);
+
+/*
+ * Log [@gpa, @gpa + @len) in @t's log explicitly, if logging is on: for
+ * writes the view does not see (a used ring logged at the front end's
+ * log_guest_addr, VHOST_VRING_F_LOG). Returns 0 (also when logging is off
+ * or @t has no log, or @len is 0), -ERANGE (nothing marked) if the range
+ * wraps or reaches past the log.
+ */
+GM_API int gm_vhost_table_log(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t len);
 
 #ifdef __cplusplus
 }

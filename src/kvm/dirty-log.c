@@ -146,14 +146,16 @@ int gm_kvm_dirty_log_stop(struct gm_kvm *k)
 	if (k == NULL)
 		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
+	/*
+	 * A slot whose log could not be read keeps it in KVM: logging stays
+	 * on, so the pages it holds are not lost and a retry can stop.
+	 */
 	if (k->logging) {
-		int r;
-
 		ret = sync_all(k);
-		k->logging = false;
-		r = reflag_all(k); /* on failure, logging is back on (invariant 3) */
-		if (r)
-			ret = r;
+		if (ret == 0) {
+			k->logging = false;
+			ret = reflag_all(k); /* on failure, logging is back on (invariant 3) */
+		}
 	}
 	pthread_mutex_unlock(&k->lock);
 	return ret;

@@ -36,7 +36,13 @@ int gm_kvm_new(int vm_fd, struct gm_space *space, struct gm_space *io, struct gm
 		goto err_free;
 	}
 	k->kvm_limit = k->limit = (uint32_t)ret;
-	k->readonly_ok = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+	/* An error is not an answer: taken as "no", every later ROM would be refused. */
+	ret = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM);
+	if (ret < 0) {
+		ret = -errno;
+		goto err_free;
+	}
+	k->readonly_ok = ret > 0;
 	k->id_used = calloc(k->kvm_limit, sizeof(bool));
 	if (k->id_used == NULL) {
 		ret = -ENOMEM;

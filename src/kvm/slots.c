@@ -215,8 +215,11 @@ static void undo_push(struct gm_kvm *k, enum undo_kind kind, const struct kvm_sl
 /*
  * Undo everything in k->undo, last first, and empty it. KVM calls here
  * only put back what KVM accepted a moment ago, so they are not expected
- * to fail; if one does there is no better state to go to, and the table
- * keeps following what KVM has (invariant 1).
+ * to fail; one that does (the kernel short of memory for a moment) is
+ * tried once more, as the alternative is KVM out of step with the space
+ * (a region without a slot, or a slot without a region). If it fails
+ * again there is no better state to go to, and the table keeps following
+ * what KVM has (invariant 1).
  */
 static void undo_all(struct gm_kvm *k)
 {
@@ -226,13 +229,15 @@ static void undo_all(struct gm_kvm *k)
 
 		if (u->kind == UNDO_CREATED) {
 			i = slot_index_at(k, u->slot.gpa);
-			if (i < k->nslots && kvm_delete(k, k->slots[i].id) == 0) {
+			if (i < k->nslots && (kvm_delete(k, k->slots[i].id) == 0 ||
+					      kvm_delete(k, k->slots[i].id) == 0)) {
 				struct kvm_slot s = k->slots[i];
 
 				table_remove(k, i);
 				slot_put(&s);
 			}
-		} else if (table_reserve(k) == 0 && gm__kvm_slot_create(k, &u->slot) == 0) {
+		} else if (table_reserve(k) == 0 && (gm__kvm_slot_create(k, &u->slot) == 0 ||
+						     gm__kvm_slot_create(k, &u->slot) == 0)) {
 			/* Its id is free again: what was created after the delete is undone. */
 			table_insert(k, &u->slot);
 		} else {

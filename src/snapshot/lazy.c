@@ -14,8 +14,9 @@
  *   any failure no fault can be served past (the handler cannot wait for
  *     events, a page cannot be placed) -> lazy_abandon(): unregister every
  *     area (waking its waiters), chunks at 0 -> 2, counted (invariant 6)
- *   gm_snapshot_close() -> gm__lazy_stop(): lazy_finish, stop eventfd ->
- *     join handler -> unregister areas -> close uffd
+ *   gm_snapshot_close() -> gm__lazy_stop(): stop eventfd -> join handler ->
+ *     fill what is left with the handler's buffer -> unregister areas ->
+ *     close uffd
  */
 #include "snapshot-internal.h"
 
@@ -356,45 +357,58 @@ out:
 	return ret;
 }
 
-int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts *opts)
+/*
+ * Fill every chunk of @s's lazy areas still unfilled, with @cb as scratch,
+ * counting in @pr. Returns 0, the progress callback's -ECANCELED, the
+ * error that stopped lazy filling, or -EBADMSG if a chunk was found
+ * damaged meanwhile.
+ */
+static int lazy_fill_all(struct gm_snapshot *s, struct chunk_buf *cb, struct progress *pr)
 {
-	struct progress pr;
-	struct chunk_buf cb;
-	uint64_t errors_before;
+	uint64_t errors_before = gm_snapshot_lazy_errors(s);
 	size_t nareas;
-	int ret;
+	int ret = 0;
 
-	if (s == NULL)
-		return -EINVAL;
-	ret = gm__progress_init(&pr, opts, 0); /* the total is counted under the lock below */
-	if (ret)
-		return ret;
-	ret = gm__chunk_buf_init(&cb);
-	if (ret)
-		return ret;
-	errors_before = gm_snapshot_lazy_errors(s);
 	pthread_mutex_lock(&s->lock);
 	nareas = s->nareas;
 	for (size_t i = 0; i < nareas; i++)
-		pr.total += s->areas[i]->size;
+		pr->total += s->areas[i]->size;
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nareas && ret == 0; i++) {
 		struct lazy_area *a = s->areas[i]; /* stable: areas are only appended */
 		const struct snap_region *r = &s->files[0].regions[a->region];
 
 		for (uint64_t c = 0; c < r->nchunks && ret == 0; c++) {
-			lazy_fill_chunk(s, a, c, &cb);
+			lazy_fill_chunk(s, a, c, cb);
 			/* The handler may hold the chunk (state 1): wait for its copy. */
 			while (__atomic_load_n(&a->state[c], __ATOMIC_ACQUIRE) != 2)
 				sched_yield();
-			ret = gm__progress_add(&pr, chunk_pages(r->npages, c) * SNAP_PAGE);
+			ret = gm__progress_add(pr, chunk_pages(r->npages, c) * SNAP_PAGE);
 		}
 	}
-	gm__chunk_buf_free(&cb);
 	if (ret == 0)
 		ret = __atomic_load_n(&s->lazy_dead, __ATOMIC_ACQUIRE);
 	if (ret == 0 && gm_snapshot_lazy_errors(s) != errors_before)
 		ret = -EBADMSG;
+	return ret;
+}
+
+int gm_snapshot_lazy_finish(struct gm_snapshot *s, const struct gm_snapshot_opts *opts)
+{
+	struct progress pr;
+	struct chunk_buf cb;
+	int ret;
+
+	if (s == NULL)
+		return -EINVAL;
+	ret = gm__progress_init(&pr, opts, 0); /* lazy_fill_all() counts the total */
+	if (ret)
+		return ret;
+	ret = gm__chunk_buf_init(&cb);
+	if (ret)
+		return ret;
+	ret = lazy_fill_all(s, &cb, &pr);
+	gm__chunk_buf_free(&cb);
 	return ret;
 }
 
@@ -403,17 +417,30 @@ uint64_t gm_snapshot_lazy_errors(const struct gm_snapshot *s)
 	return s ? __atomic_load_n(&s->lazy_errors, __ATOMIC_RELAXED) : 0;
 }
 
+/*
+ * The handler is stopped first, so that its buffer (allocated before the
+ * first area was registered) fills what is left: closing allocates
+ * nothing, and cannot leave memory unfilled because an allocation failed.
+ * A thread that faults meanwhile waits for that fill.
+ */
 void gm__lazy_stop(struct gm_snapshot *s)
 {
-	if (s->nareas > 0)
-		gm_snapshot_lazy_finish(s, NULL);
 	if (s->thread_started) {
 		uint64_t one = 1;
 
-		if (write(s->stopfd, &one, sizeof(one)) != sizeof(one)) {
-			/* An eventfd write of 1 cannot fail short of a bug. */
-		}
+		/*
+		 * Adding 1 to an eventfd fails only on a signal (or a bad fd,
+		 * a bug): try until it is done, or the join would wait forever.
+		 */
+		while (write(s->stopfd, &one, sizeof(one)) != sizeof(one) && errno != EBADF)
+			;
 		pthread_join(s->thread, NULL);
+	}
+	if (s->nareas > 0) {
+		struct progress pr;
+
+		(void)gm__progress_init(&pr, NULL, 0); /* no options: cannot fail */
+		lazy_fill_all(s, &s->hbuf, &pr);
 	}
 	gm__chunk_buf_free(&s->hbuf);
 	for (size_t i = 0; i < s->nareas; i++)

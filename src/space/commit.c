@@ -10,50 +10,73 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/*
+ * The region of @pl's bytes [@first, @end) of part @p (a plugged run of it),
+ * id and slot not yet assigned.
+ */
+static struct gm_space_region part_region(const struct placement *pl, const struct part *p,
+					  uint64_t first, uint64_t end)
+{
+	struct gm_window *w = pl->w;
+
+	/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3). */
+	return (struct gm_space_region){
+	    .gpa = pl->gpa + first,
+	    .size = end - first,
+	    .host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset + (size_t)first,
+	    .mapping = w->mapping,
+	    .offset = w->offset + (size_t)first,
+	    .flags = region_flags(w->kind, p->prot),
+	    .prot = p->prot,
+	    .dirty = w->dirty,
+	    .dirty_offset = w->dirty ? first : 0,
+	    .window = w,
+	    .kind = w->kind,
+	};
+}
+
+/*
+ * Walk the regions of staging layout @l (invariants 4 and 8: each part
+ * with a protection, cut at unplugged blocks), storing them in @r when it
+ * is not NULL. Returns how many there are.
+ */
+static size_t walk_regions(const struct layout *l, struct gm_space_region *r)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < l->nplacements; i++) {
+		const struct placement *pl = &l->placements[i];
+
+		if (!has_memory(pl->w->kind))
+			continue;
+		for (size_t j = 0; j < pl->nparts; j++) {
+			const struct part *p = &pl->parts[j];
+			uint64_t end = p->offset + p->size, first, run_end, from = p->offset;
+
+			if (p->prot == GM_PROT_NONE)
+				continue;
+			while (next_plugged_run(pl, from, end, &first, &run_end)) {
+				if (r)
+					r[count] = part_region(pl, p, first, run_end);
+				count++;
+				from = run_end;
+			}
+		}
+	}
+	return count;
+}
+
 /* The regions of staging layout @l, ids and slots not yet assigned (invariant 4). */
 static int derive_regions(const struct layout *l, struct gm_space_region **out, size_t *n)
 {
 	struct gm_space_region *r = NULL;
-	size_t i, j, count = 0, k = 0;
+	size_t count = walk_regions(l, NULL);
 
-	for (i = 0; i < l->nplacements; i++)
-		if (has_memory(l->placements[i].w->kind))
-			for (j = 0; j < l->placements[i].nparts; j++)
-				count += l->placements[i].parts[j].prot != GM_PROT_NONE;
 	if (count) {
 		r = calloc(count, sizeof(*r));
 		if (!r)
 			return -ENOMEM;
-	}
-	for (i = 0; i < l->nplacements; i++) {
-		const struct placement *pl = &l->placements[i];
-		struct gm_window *w = pl->w;
-
-		if (!has_memory(w->kind))
-			continue;
-		for (j = 0; j < pl->nparts; j++) {
-			const struct part *p = &pl->parts[j];
-
-			if (p->prot == GM_PROT_NONE)
-				continue;
-			/* Fits size_t: a RAM/ROM window's bytes lie in its mapping (invariant 3).
-			 */
-			r[k] = (struct gm_space_region){
-			    .gpa = pl->gpa + p->offset,
-			    .size = p->size,
-			    .host = (unsigned char *)gm_mapping_host(w->mapping) + w->offset +
-				    (size_t)p->offset,
-			    .mapping = w->mapping,
-			    .offset = w->offset + (size_t)p->offset,
-			    .flags = region_flags(w->kind, p->prot),
-			    .prot = p->prot,
-			    .dirty = w->dirty,
-			    .dirty_offset = w->dirty ? p->offset : 0,
-			    .window = w,
-			    .kind = w->kind,
-			};
-			k++;
-		}
+		walk_regions(l, r);
 	}
 	*out = r;
 	*n = count;
@@ -261,6 +284,7 @@ int gm__space_commit_locked(struct gm_space *s)
 {
 	struct layout *l = s->staging;
 	struct gm_space_change *ch = NULL;
+	struct gm__plug_delta delta = {0};
 	size_t nch = 0;
 	uint64_t next_id = s->next_id;
 	int err = s->doom;
@@ -277,6 +301,9 @@ int gm__space_commit_locked(struct gm_space *s)
 	err = build_view(l->regions, l->nregions, &l->view);
 	if (err)
 		goto out;
+	err = gm__plug_delta(s->current, l, &delta);
+	if (err)
+		goto out;
 	if (nch) {
 		err = listeners_prepare(s, ch, nch);
 		if (err)
@@ -291,7 +318,14 @@ int gm__space_commit_locked(struct gm_space *s)
 	 * section: waiting for a grace period there would wait for itself. */
 	if (!gm_rcu_read_ongoing())
 		gm__space_reclaim(s);
+	/*
+	 * After the grace period, so no reader of the old view still writes
+	 * into a block being discarded (inside a read section: at once; a
+	 * device writing into memory its guest unplugged is the guest's race).
+	 */
+	gm__plug_apply(&delta);
 out:
+	free(delta.runs);
 	/* An add whose own commit fails has failed: its device is not told. */
 	if (err && s->implicit_add)
 		s->implicit_add->release_armed = false;

@@ -27,7 +27,20 @@ static void fill_info(const struct placement *pl, struct gm_window_info *out)
 	    .nparts = pl->nparts,
 	    .dirty = w->dirty,
 	    .name = w->name,
+	    .numa_mode = w->numa_mode,
+	    .numa_nodes = w->numa_nodes,
 	};
+	if (pl->block) {
+		uint64_t first, end, from = 0;
+
+		out->block_size = pl->block;
+		while (next_plugged_run(pl, from, w->capacity, &first, &end)) {
+			out->plugged_size += end - first;
+			from = end;
+		}
+	} else if (w->kind == GM_WINDOW_RAM) {
+		out->plugged_size = w->capacity;
+	}
 	if (has_memory(w->kind)) {
 		out->mapping = w->mapping;
 		out->offset = w->offset;
@@ -218,6 +231,45 @@ static const char *backing_name(const struct gm_window *w)
 	return gm_mapping_fd(w->mapping) >= 0 ? "fd" : "anon";
 }
 
+static const char *numa_mode_name(unsigned mode)
+{
+	switch (mode) {
+	case GM_NUMA_PREFERRED:
+		return "preferred";
+	case GM_NUMA_BIND:
+		return "bind";
+	case GM_NUMA_INTERLEAVE:
+		return "interleave";
+	default:
+		return "default";
+	}
+}
+
+/*
+ * What a RAM window has beyond the columns: " numa=bind:0x3" for a policy,
+ * " blocks=2 MiB plugged=5/8" for blocks; "" for neither.
+ */
+static void format_extra(const struct placement *pl, char *out, size_t len)
+{
+	const struct gm_window *w = pl->w;
+	int n = 0;
+
+	out[0] = '\0';
+	if (w->numa_mode != GM_NUMA_DEFAULT)
+		n = snprintf(out, len, " numa=%s:0x%" PRIx64, numa_mode_name(w->numa_mode),
+			     w->numa_nodes);
+	if (pl->block && n >= 0 && (size_t)n < len) {
+		uint64_t nblocks = w->capacity / pl->block, plugged = 0;
+		char block[32];
+
+		for (uint64_t b = 0; b < nblocks; b++)
+			plugged += block_plugged(pl, b);
+		format_size(pl->block, block, sizeof(block));
+		snprintf(out + n, len - (size_t)n, " blocks=%s plugged=%" PRIu64 "/%" PRIu64, block,
+			 plugged, nblocks);
+	}
+}
+
 static void dump_layout(const struct layout *l, struct sink *k)
 {
 	size_t i, j;
@@ -229,18 +281,20 @@ static void dump_layout(const struct layout *l, struct sink *k)
 
 		for (j = 0; j < pl->nparts; j++) {
 			const struct part *p = &pl->parts[j];
-			char size[32], prot[4];
+			char size[32], prot[4], numa[128];
 
 			format_size(p->size, size, sizeof(size));
 			prot[0] = p->prot & GM_PROT_READ ? 'r' : '-';
 			prot[1] = p->prot & GM_PROT_WRITE ? 'w' : '-';
 			prot[2] = p->prot & GM_PROT_EXEC ? 'x' : '-';
 			prot[3] = '\0';
+			format_extra(pl, numa, sizeof(numa));
 			/* No trailing blanks when there is no name. */
-			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s\n",
+			emit(k, "%-9s 0x%016" PRIx64 " 0x%016" PRIx64 " %-10s %-4s %-*s%s%s\n",
 			     kind_name(pl->w->kind), pl->gpa + p->offset,
 			     pl->gpa + p->offset + (p->size - 1), size, prot,
-			     pl->w->name[0] ? 9 : 0, backing_name(pl->w), pl->w->name);
+			     pl->w->name[0] || numa[0] ? 9 : 0, backing_name(pl->w), pl->w->name,
+			     numa);
 		}
 	}
 }

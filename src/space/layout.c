@@ -63,6 +63,9 @@ void gm__placement_free_parts(struct placement *pl)
 	free(pl->parts);
 	pl->parts = NULL;
 	pl->nparts = 0;
+	free(pl->plugged);
+	pl->plugged = NULL;
+	pl->block = 0;
 }
 
 /* Called with space->lock held. NULL is ignored. */
@@ -99,10 +102,21 @@ int gm__layout_clone(const struct layout *src, struct layout **out)
 		struct placement *pl = &l->placements[i];
 
 		*pl = src->placements[i];
+		pl->plugged = NULL;
 		pl->parts = malloc(pl->nparts * sizeof(*pl->parts));
 		if (!pl->parts)
 			goto err_unwind;
 		memcpy(pl->parts, src->placements[i].parts, pl->nparts * sizeof(*pl->parts));
+		if (pl->block) {
+			size_t bytes = gm__plug_words(pl) * sizeof(uint64_t);
+
+			pl->plugged = malloc(bytes);
+			if (!pl->plugged) {
+				free(pl->parts);
+				goto err_unwind;
+			}
+			memcpy(pl->plugged, src->placements[i].plugged, bytes);
+		}
 		pl->w->refs++;
 		l->nplacements++;
 	}
@@ -240,21 +254,40 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 		/* 6: each layout holds one reference. */
 		if (w->refs == 0)
 			return false;
-		/* 4 */
+		/* 8 */
+		if (pl->block) {
+			uint64_t nblocks = w->capacity / pl->block;
+
+			if (w->kind != GM_WINDOW_RAM || !pl->plugged ||
+			    (pl->block & (pl->block - 1)) || pl->block % GM_PAGE_SIZE ||
+			    pl->block % gm_mapping_page_size(w->mapping) || w->capacity % pl->block)
+				return false;
+			if (nblocks % 64 && pl->plugged[nblocks / 64] >> (nblocks % 64))
+				return false;
+		} else if (pl->plugged) {
+			return false;
+		}
+		/* 4, and 8: a part's regions are its plugged runs. */
 		if (published && has_memory(w->kind)) {
 			for (j = 0; j < pl->nparts; j++) {
 				const struct part *p = &pl->parts[j];
-				const struct gm_space_region *r;
+				uint64_t from = p->offset, first, run_end;
 
 				if (p->prot == GM_PROT_NONE)
 					continue;
-				if (k >= l->nregions)
-					return false;
-				r = &l->regions[k++];
-				if (r->window != w || r->gpa != pl->gpa + p->offset ||
-				    r->size != p->size || r->prot != p->prot || r->id == 0 ||
-				    r->id >= s->next_id)
-					return false;
+				while (next_plugged_run(pl, from, p->offset + p->size, &first,
+							&run_end)) {
+					const struct gm_space_region *r;
+
+					if (k >= l->nregions)
+						return false;
+					r = &l->regions[k++];
+					if (r->window != w || r->gpa != pl->gpa + first ||
+					    r->size != run_end - first || r->prot != p->prot ||
+					    r->id == 0 || r->id >= s->next_id)
+						return false;
+					from = run_end;
+				}
 			}
 		}
 	}

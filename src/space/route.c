@@ -131,11 +131,20 @@ static int device_access(const struct gm_window *w, uint64_t wsize, uint64_t off
 	return 0;
 }
 
-/* Whether bytes [@off, @off + @len) of RAM/ROM placement @pl allow the access. */
+/*
+ * Whether bytes [@off, @off + @len) of RAM/ROM placement @pl allow the
+ * access: -EFAULT if one lies in an unplugged block (a hole, as in the
+ * view), -EACCES if a part's protection refuses it.
+ */
 static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, bool write)
 {
 	unsigned need = write ? GM_PROT_WRITE : GM_PROT_READ;
+	uint64_t first, run_end;
 	size_t i;
+
+	if (pl->block && (!next_plugged_run(pl, off, off + len, &first, &run_end) || first != off ||
+			  run_end != off + len))
+		return -EFAULT;
 
 	for (i = 0; i < pl->nparts; i++) {
 		const struct part *p = &pl->parts[i];

@@ -30,6 +30,10 @@
  *   route.c    access routing: gm_space_read()/gm_space_write() to RAM, ROM
  *              and devices
  *   inspect.c  inspection, dirty tracking switch, dump
+ *   discard.c  guest RAM's host memory given back
+ *   prefault.c all RAM faulted in by several threads
+ *   numa.c     a RAM window's NUMA policy
+ *   plug.c     blocks of a RAM window plugged and unplugged (invariant 8)
  *
  * Invariants (gm__space_invariants_ok() checks them; code cites them):
  *  1. The placements of a layout are sorted by gpa and pairwise disjoint; in
@@ -58,6 +62,13 @@
  *     open, and that thread holds space->lock; staging is non-NULL exactly
  *     then. Only the owner writes owner, so a thread comparing it with its
  *     own token needs no lock.
+ *  8. A placement with block != 0 is RAM; block is a power of two, a
+ *     multiple of GM_PAGE_SIZE and of its mapping's page size, and divides
+ *     the window's capacity; plugged has capacity / block bits (the bits
+ *     past them in its last word are 0). A published layout's regions
+ *     leave out every unplugged block (so the view has a hole there), and
+ *     the host memory of a block unplugged in the current layout has been
+ *     discarded (gm__space_apply_plug(), commit.c).
  *
  * Transaction state (per space, under space->lock):
  *
@@ -99,6 +110,9 @@ struct gm_window {
 	void *opaque;
 	char *name;	    /* never NULL */
 	bool release_armed; /* call ops.release when freed (the add succeeded) */
+	/* RAM: the NUMA policy set on it (numa.c); under lock and view_lock. */
+	unsigned numa_mode;
+	uint64_t numa_nodes;
 };
 
 /* A window's place and protection in one layout. */
@@ -108,6 +122,9 @@ struct placement {
 	uint64_t size;
 	struct part *parts;
 	size_t nparts;
+	/* RAM in blocks (invariant 8): the block size or 0, and one bit per block of capacity. */
+	uint64_t block;
+	uint64_t *plugged; /* bit b set: block b is plugged; NULL when block is 0 */
 };
 
 /* One arrangement of the space; immutable once published (see above). */
@@ -231,6 +248,41 @@ static inline long placement_at(const struct layout *l, gm_gpa_t gpa)
 	return (long)lo;
 }
 
+/* Whether block @b of @pl is plugged (a placement without blocks: all are). */
+static inline bool block_plugged(const struct placement *pl, uint64_t b)
+{
+	return !pl->block || (pl->plugged[b / 64] >> (b % 64) & 1);
+}
+
+/*
+ * The first run of plugged bytes of @pl at or after window offset @from and
+ * before @end: true and [*@first, *@last_end) clipped to [@from, @end), or
+ * false if there is none.
+ */
+static inline bool next_plugged_run(const struct placement *pl, uint64_t from, uint64_t end,
+				    uint64_t *first, uint64_t *run_end)
+{
+	uint64_t b;
+
+	if (from >= end)
+		return false;
+	if (!pl->block) {
+		*first = from;
+		*run_end = end;
+		return true;
+	}
+	b = from / pl->block;
+	while (b * pl->block < end && !block_plugged(pl, b))
+		b++;
+	if (b * pl->block >= end)
+		return false;
+	*first = b * pl->block > from ? b * pl->block : from;
+	while (b * pl->block < end && block_plugged(pl, b))
+		b++;
+	*run_end = b * pl->block < end ? b * pl->block : end;
+	return true;
+}
+
 /* Index of @w in @l, or -1. Compares pointers only: @w may be stale. */
 static inline long find_placement(const struct layout *l, const struct gm_window *w)
 {
@@ -295,6 +347,38 @@ int gm__space_edit_end(struct gm_space *s, bool implicit, int err);
 
 /* Commit the outermost transaction; called by its owner with space->lock held. Closes it. */
 int gm__space_commit_locked(struct gm_space *s);
+
+/* ---- plug.c: blocks of RAM windows ---- */
+
+/* The plugged bitmap's size in 64-bit words for @pl (block != 0). */
+size_t gm__plug_words(const struct placement *pl);
+
+/* Blocks whose state a commit changes: runs of one window, all plugged or all unplugged. */
+struct gm__plug_run {
+	struct gm_window *w;
+	uint64_t offset, size; /* window bytes */
+	bool plug;
+};
+struct gm__plug_delta {
+	struct gm__plug_run *runs;
+	size_t n;
+};
+
+/*
+ * What committing @l over @old changes in blocks: the runs unplugged in @l
+ * that were plugged in @old (or whose window or blocks are new), and the
+ * runs plugged in @l that were unplugged in @old. Returns 0 or -ENOMEM.
+ * Called with space->lock held, before the listeners run.
+ */
+int gm__plug_delta(const struct layout *old, const struct layout *l, struct gm__plug_delta *d);
+/*
+ * Do to host memory what @d says, once @l is published: an unplugged run
+ * is discarded (gm_mapping_discard()) and its dirty bits cleared; a
+ * plugged one is marked dirty where tracking is on (it now reads zeros).
+ * Cannot fail (a discard that fails leaves memory in use, nothing else).
+ * The windows are those of the current layout, with space->lock held.
+ */
+void gm__plug_apply(const struct gm__plug_delta *d);
 /*
  * Free the retired layouts after a grace period. Called with space->lock
  * held, outside any read section of this thread (invariant 5).

@@ -286,7 +286,28 @@ def case_too_big(gmvm, payload):
                          "--low-ram / --high-ram"])
 
 
+def case_balloon(gmvm, payload):
+    status, out, _ = run(gmvm, "--payload", payload, "--numa", "--balloon")
+    expect_status(status, 0)
+    expect_lines(out, [
+        re.compile(r"gmvm: numa: RAM 0x0-0xffffff \(16 MiB\): (bind|interleave) over nodes 0x[0-9a-f]+$"),
+        re.compile(r"gmvm: numa: RAM 0x100000000-0x103ffffff \(64 MiB\): (bind|interleave) over nodes 0x[0-9a-f]+$"),
+        re.compile(r"gmvm: balloon: high RAM in 32 blocks of 2 MiB; all RAM faulted in by every CPU in [0-9.]+ ms"),
+        re.compile(r"ram +0x0000000100000000 0x0000000103ffffff 64 MiB +rwx  anon +numa=\w+:0x[0-9a-f]+ blocks=2 MiB plugged=32/32$"),
+        "gmvm: all checks passed",
+    ])
+    # The guest ran as in a default run; then 62 MiB went back to the host.
+    expect_exactly(guest_lines(out), GUEST_DEFAULT)
+    drop = [l for l in out if l.startswith("gmvm: balloon: the guest gave back")]
+    if len(drop) != 1:
+        raise Failure("no balloon step")
+    m = re.search(r"31 blocks of 2 MiB above 4 GiB: host RSS (\d+) -> (\d+) MiB \(-(\d+) MiB\)", drop[0])
+    if not m or int(m.group(3)) < 60:
+        raise Failure("the host got less than 60 MiB back: %r" % drop[0])
+
+
 CASES = {
+    "balloon": case_balloon,
     "default": case_default,
     "protect-text": case_protect_text,
     "dirty-stats": case_dirty_stats,

@@ -429,8 +429,8 @@ static void fd_io_faults_before_moving_any_byte(void **state)
 /*
  * A transfer whose batch is one iovec is one read()/pread()/write()/
  * pwrite() (what /dev/zero serves fastest), several are one readv() and
- * kin: the injected failure of the plain call reaches exactly the
- * one-piece transfers, as their errno with nothing moved.
+ * kin: the injected failure names the call each transfer made, and comes
+ * back as its errno with nothing moved.
  */
 static void fd_io_one_piece_is_a_plain_call(void **state)
 {
@@ -461,10 +461,12 @@ static void fd_io_one_piece_is_a_plain_call(void **state)
 	assert_string_equal(fi_failed_call(), "pwrite64");
 	expect_pat(&w, 0x10000, PAGE);
 
-	/* Three pieces: one readv(), which the injection does not see. */
-	fi_arm(FI_READ | FI_WRITE, FI_THIS_THREAD, 1);
+	/* Three pieces: one readv() for all of them. */
+	fi_arm(FI_READ, FI_THIS_THREAD, 1);
+	assert_int_equal(gm_read_from_fd(w.m, 0x11000 - 200, p[0], -1, 400, &done), -EIO);
+	assert_true(fi_disarm());
+	assert_string_equal(fi_failed_call(), "readv");
 	assert_int_equal(gm_read_from_fd(w.m, 0x11000 - 200, p[0], -1, 400, &done), 0);
-	assert_false(fi_disarm());
 	assert_int_equal(done, 400);
 	expect_bytes(&w, 0x11000 - 200, data, 400);
 	close(fd);

@@ -138,8 +138,15 @@ static void registry_survives_churn_and_never_maps_over_reused_memory(void **sta
 	pthread_barrier_t go;
 	volatile int stop = 0;
 	unsigned i;
+	const char *emu = getenv("GM_EMULATOR");
 
 	(void)state;
+	/* Under qemu-user (armhf) the SIGBUS of a truncated file is the emulator's. */
+	if (emu != NULL && emu[0] != 0) {
+		print_message("skipped: under qemu-user a SIGBUS past a file's end is the "
+			      "emulator's, not the library's to contain\n");
+		skip();
+	}
 	pthread_barrier_init(&go, NULL, FAULTERS + WITNESSES);
 	for (i = 0; i < FAULTERS + WITNESSES; i++) {
 		memset(&c[i], 0, sizeof(c[i]));

@@ -4,7 +4,8 @@
  * replacing the memory table under them (SET_MEM_TABLE, ADD_MEM_REG,
  * REM_MEM_REG). The same scenarios as test_vhost_blk.c's multi-queue
  * cases, with more rounds and tables; `make check` also runs it under
- * ThreadSanitizer. The fake front end is vhost_blk_frontend.c.
+ * ThreadSanitizer. Both request paths: --aio=sync, then io_uring where
+ * this kernel and build have it. The fake front end is vhost_blk_frontend.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <stdio.h>
 
 #include "vhost_blk_frontend.h"
 
@@ -39,6 +41,16 @@ int main(void)
 	    cmocka_unit_test_teardown(several_queues_serve_in_parallel, fe_teardown),
 	};
 
+	char why_not[128];
+	int failed;
+
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	fe_aio = BLK_AIO_SYNC;
+	failed = cmocka_run_group_tests_name("aio sync", tests, NULL, NULL);
+	if (blk_uring_probe(why_not, sizeof(why_not))) {
+		printf("skipped: the io_uring run: %s\n", why_not);
+		return failed;
+	}
+	fe_aio = BLK_AIO_URING;
+	return failed | cmocka_run_group_tests_name("aio io_uring", tests, NULL, NULL);
 }

@@ -6,6 +6,11 @@
  * bytes (the data of a read or of GET_ID, then one status byte). The
  * header and the segments may be split across descriptors anywhere, so
  * both directions are treated as byte streams over the buffers.
+ *
+ * A request is served in two steps, blk_start() and blk_end() (blk.h):
+ * the synchronous path (blk_handle()) does the file I/O between them with
+ * blocking calls, the io_uring path (blk-uring.c) submits it and ends the
+ * request when its completion arrives.
  */
 #include "blk.h"
 
@@ -198,19 +203,41 @@ static uint8_t do_ranges(struct blk_dev *b, const struct gm_memory *m, const str
 	return S_OK;
 }
 
-static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *m,
-			   const struct gm_virtq_buf *bufs, size_t n)
+/* Write @status and count the outcome. Returns @used, or 0 if the status had nowhere to go. */
+static uint32_t finish(struct blk_dev *b, const struct gm_memory *m, gm_gpa_t status_gpa,
+		       uint8_t status, uint32_t used)
 {
-	struct blk_dev *b = opaque;
+	if (status == S_UNSUPP)
+		count(&b->stats.unsupported, 1);
+	else if (status != S_OK)
+		count(&b->stats.failed, 1);
+	if (status != S_OK)
+		used = 1;
+	if (gm_write_u8(m, status_gpa, status))
+		return 0;
+	return used;
+}
+
+/* Keep @s's buffers in @io: the queue's array is reused by the next pop. */
+static void keep_stream(struct blk_io *io, const struct stream *s, uint64_t skip)
+{
+	io->nbufs = s->n;
+	memcpy(io->bufs, s->b, s->n * sizeof(*s->b));
+	io->skip = skip;
+}
+
+int blk_start(struct blk_dev *b, const struct gm_memory *m, const struct gm_virtq_buf *bufs,
+	      size_t n, struct blk_io *io, uint32_t *used)
+{
 	struct stream r = {bufs, 0, 0}, w;
 	uint8_t hdr[16], status = S_OK;
 	struct copy_ctx hc = {m, hdr};
-	uint32_t type, used = 1;
+	uint32_t type;
 	uint64_t sector, data;
 	gm_gpa_t status_gpa;
 	size_t i;
 
-	(void)qidx;
+	*used = 1;
 	/* gm_virtq_pop() guarantees: readable buffers first, then writable ones. */
 	while (r.n < n && !bufs[r.n].writable)
 		r.len += bufs[r.n++].len;
@@ -223,6 +250,7 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 	if (w.n == 0 || w.b[w.n - 1].len == 0 ||
 	    gm_add_overflow_u64(w.b[w.n - 1].gpa, w.b[w.n - 1].len - 1, &status_gpa)) {
 		count(&b->stats.failed, 1);
+		*used = 0;
 		return 0;
 	}
 	if (r.len < sizeof(hdr) || for_pieces(&r, 0, sizeof(hdr), gather_piece, &hc)) {
@@ -233,41 +261,41 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 	memcpy(&sector, hdr + 8, 8);
 	type = le32toh(type);
 	sector = le64toh(sector);
+	io->status_gpa = status_gpa;
 	switch (type) {
-	case T_IN: {
-		struct io_ctx io = {m, b->fd, 0, true};
-
+	case T_IN:
 		count(&b->stats.in, 1);
 		data = w.len - 1;
 		/* Data in device-readable buffers would mean writing into them: refuse. */
 		if (r.len != sizeof(hdr) || w.len > UINT32_MAX || data % SECTOR ||
-		    image_range(b, sector, data, &io.off) ||
-		    for_pieces(&w, 0, data, io_piece, &io)) {
+		    image_range(b, sector, data, &io->off)) {
 			status = S_IOERR;
 			break;
 		}
-		count(&b->stats.bytes_read, data);
-		used = (uint32_t)w.len; /* data + status, checked above */
-		break;
-	}
-	case T_OUT: {
-		struct io_ctx io = {m, b->fd, 0, false};
-
+		io->op = BLK_OP_READ;
+		io->len = data;
+		keep_stream(io, &w, 0);
+		return 1;
+	case T_OUT:
 		count(&b->stats.out, 1);
 		data = r.len - sizeof(hdr);
-		if (b->readonly || data % SECTOR || image_range(b, sector, data, &io.off) ||
-		    for_pieces(&r, sizeof(hdr), data, io_piece, &io)) {
+		if (b->readonly || data % SECTOR || image_range(b, sector, data, &io->off)) {
 			status = S_IOERR;
 			break;
 		}
-		count(&b->stats.bytes_written, data);
-		break;
-	}
+		io->op = BLK_OP_WRITE;
+		io->len = data;
+		keep_stream(io, &r, sizeof(hdr));
+		return 1;
 	case T_FLUSH:
 		count(&b->stats.flush, 1);
-		if (!b->readonly && fdatasync(b->fd))
-			status = S_IOERR;
-		break;
+		if (b->readonly)
+			break;
+		io->op = BLK_OP_FLUSH;
+		io->off = io->len = 0;
+		io->nbufs = 0;
+		io->skip = 0;
+		return 1;
 	case T_GET_ID: {
 		struct copy_ctx c = {m, (uint8_t *)b->id};
 		uint64_t k = w.len - 1 < BLK_ID_BYTES ? w.len - 1 : BLK_ID_BYTES;
@@ -277,7 +305,7 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 			status = S_IOERR;
 			break;
 		}
-		used = (uint32_t)k + 1;
+		*used = (uint32_t)k + 1;
 		break;
 	}
 	case T_DISCARD:
@@ -290,15 +318,100 @@ static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *
 		break;
 	}
 out:
-	if (status == S_UNSUPP)
-		count(&b->stats.unsupported, 1);
-	else if (status != S_OK)
-		count(&b->stats.failed, 1);
-	if (status != S_OK)
-		used = 1;
-	if (gm_write_u8(m, status_gpa, status))
-		return 0;
-	return used;
+	*used = finish(b, m, status_gpa, status, *used);
+	return 0;
+}
+
+/* @io's data as the stream for_pieces() walks. */
+static struct stream io_stream(const struct blk_io *io)
+{
+	struct stream s = {io->bufs, io->nbufs, io->skip + io->len};
+
+	return s;
+}
+
+int blk_io_sync(const struct blk_dev *b, const struct gm_memory *m, const struct blk_io *io)
+{
+	struct io_ctx c = {m, b->fd, io->off, io->op == BLK_OP_READ};
+	struct stream s = io_stream(io);
+
+	if (io->op == BLK_OP_FLUSH)
+		return fdatasync(b->fd) ? -errno : 0;
+	return for_pieces(&s, io->skip, io->len, io_piece, &c);
+}
+
+struct iov_ctx {
+	const struct gm_memory *m;
+	struct iovec *iov;
+	size_t max, n;
+	bool to_guest;
+};
+
+static int iov_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
+{
+	struct iov_ctx *c = ctx;
+	size_t got;
+	int ret;
+
+	(void)pos;
+	if (c->n == c->max)
+		return -ENOBUFS;
+	ret = c->to_guest ? gm_to_iovec_write(c->m, gpa, len, c->iov + c->n, c->max - c->n, &got)
+			  : gm_to_iovec(c->m, gpa, len, c->iov + c->n, c->max - c->n, &got);
+	if (ret == 0)
+		c->n += got;
+	return ret;
+}
+
+int blk_io_iovec(const struct gm_memory *m, const struct blk_io *io, struct iovec *iov, size_t max,
+		 size_t *niov)
+{
+	struct iov_ctx c = {m, iov, max, 0, io->op == BLK_OP_READ};
+	struct stream s = io_stream(io);
+	int ret = for_pieces(&s, io->skip, io->len, iov_piece, &c);
+
+	*niov = c.n;
+	return ret;
+}
+
+static int dirty_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
+{
+	(void)pos;
+	return gm_mark_dirty(ctx, gpa, len);
+}
+
+void blk_io_mark_dirty(const struct gm_memory *m, const struct blk_io *io)
+{
+	struct stream s = io_stream(io);
+
+	if (io->op == BLK_OP_READ)
+		for_pieces(&s, io->skip, io->len, dirty_piece, (void *)m);
+}
+
+uint32_t blk_end(struct blk_dev *b, const struct gm_memory *m, const struct blk_io *io, int err)
+{
+	uint32_t used = 1;
+
+	if (err == 0 && io->op == BLK_OP_READ) {
+		count(&b->stats.bytes_read, io->len);
+		used = (uint32_t)io->len + 1; /* data + status: blk_start() checked it fits */
+	} else if (err == 0 && io->op == BLK_OP_WRITE) {
+		count(&b->stats.bytes_written, io->len);
+	}
+	return finish(b, m, io->status_gpa, err ? S_IOERR : S_OK, used);
+}
+
+static uint32_t blk_handle(void *opaque, unsigned qidx, const struct gm_memory *m,
+			   const struct gm_virtq_buf *bufs, size_t n)
+{
+	struct blk_dev *b = opaque;
+	struct blk_io io;
+	uint32_t used;
+
+	(void)qidx;
+	if (blk_start(b, m, bufs, n, &io, &used) == 0)
+		return used;
+	return blk_end(b, m, &io, blk_io_sync(b, m, &io));
 }
 
 static void blk_get_config(void *opaque, unsigned nqueues, uint8_t *cfg)
@@ -346,6 +459,8 @@ void blk_vu_device(struct blk_dev *b, struct vu_device *dev)
 	dev->handle = blk_handle;
 	dev->bad_request = blk_bad_request;
 	dev->opaque = b;
+	if (b->aio == BLK_AIO_URING)
+		blk_uring_ops(b, dev);
 }
 
 /* What a file of mode @mode is, for a message that refuses it. */

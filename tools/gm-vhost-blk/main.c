@@ -1,25 +1,35 @@
 /*
  * gm-vhost-blk - a vhost-user block device back end on guestmem.
  *
- *   gm-vhost-blk [-r] [-q N] -s PATH -i FILE
+ *   gm-vhost-blk [-r] [-q N] [--aio=sync|io_uring] -s PATH -i FILE
  *   gm-vhost-blk --help | --version
  *
- * Listens on the Unix socket PATH, serves one front end (QEMU's
- * vhost-user-blk-pci) at a time with the raw image FILE, and after each
- * connection waits for the next. Prints one summary line and one stats
- * line per connection, and a total stats line on SIGTERM or SIGINT.
+ * Listens on the Unix socket PATH and serves the raw image FILE to every
+ * front end (QEMU's vhost-user-blk-pci) that connects, several at once (up
+ * to MAX_CONNS): a live migration's source and destination QEMU both
+ * connect, and the destination's rings start only once the source's were
+ * stopped (GET_VRING_BASE), so both write the one image, in order. Each
+ * connection has its own thread and device state (struct vu_server, its
+ * memory table, rings, dirty log); the image, its lock and the request
+ * counters are the process's. Prints one summary line and one stats line
+ * per connection (the counters since the previous connection ended), and a
+ * total stats line on SIGTERM or SIGINT.
+ * Requests go through io_uring unless --aio=sync or the kernel refuses a
+ * ring (a line says so, and the program serves with sync).
  */
 #include "blk.h"
 #include "vu.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,6 +42,35 @@ static const char *prog = "gm-vhost-blk";
 #define GM_TOOLS_VERSION "unknown"
 #endif
 
+#define MAX_CONNS 8u /* front ends served at once (a migration needs two) */
+
+/* One connection: its thread, its own server (device state), and how it ended. */
+struct conn {
+	unsigned id;
+	int fd;
+	int stop_fd; /* the process's stop eventfd: readable once stopping */
+	int done_fd; /* written when the connection ended */
+	struct vu_server *srv;
+	struct vu_conn_info info;
+	int ret;
+	bool running;
+	int done; /* __atomic: the thread has finished */
+	pthread_t thread;
+};
+
+static void *conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	uint64_t one = 1;
+
+	c->ret = vu_serve(c->srv, c->fd, c->stop_fd, &c->info);
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	if (write(c->done_fd, &one, sizeof(one)) < 0) {
+		/* A saturated eventfd is still readable: the main loop wakes. */
+	}
+	return NULL;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -43,6 +82,9 @@ static void usage(FILE *f)
 		"  -i, --image FILE   raw disk image to serve\n"
 		"  -r, --readonly     refuse writes (the device is announced read-only)\n"
 		"  -q, --queues N     number of request queues, 1..%u (default 1)\n"
+		"      --aio=MODE     how requests reach the image: io_uring (the default;\n"
+		"                     sync if the kernel has no io_uring) or sync (blocking\n"
+		"                     system calls, one request at a time per queue)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -74,10 +116,11 @@ static void print_stats(const char *what, const struct blk_stats *s, size_t regi
 {
 	printf("%s: %s: requests in=%" PRIu64 " out=%" PRIu64 " flush=%" PRIu64 " get_id=%" PRIu64
 	       " discard=%" PRIu64 " write_zeroes=%" PRIu64 " unsupported=%" PRIu64
-	       " failed=%" PRIu64 " malformed=%" PRIu64 "; bytes read=%" PRIu64 " written=%" PRIu64
-	       "; memory regions=%zu\n",
+	       " failed=%" PRIu64 " malformed=%" PRIu64 " io_uring=%" PRIu64 "; bytes read=%" PRIu64
+	       " written=%" PRIu64 "; memory regions=%zu\n",
 	       prog, what, s->in, s->out, s->flush, s->get_id, s->discard, s->write_zeroes,
-	       s->unsupported, s->failed, s->malformed, s->bytes_read, s->bytes_written, regions);
+	       s->unsupported, s->failed, s->malformed, s->uring, s->bytes_read, s->bytes_written,
+	       regions);
 }
 
 static int listen_on(const char *path)
@@ -105,12 +148,48 @@ static int listen_on(const char *path)
 		fprintf(stderr, "%s: socket: %s\n", prog, strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, MAX_CONNS) < 0) {
 		fprintf(stderr, "%s: cannot listen on %s: %s\n", prog, path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/* Join connection @c's thread, print how it ended, and free its server. */
+static void reap(struct conn *c, struct blk_dev *blk, struct blk_stats *total, size_t *last_regions)
+{
+	struct vu_conn_info *info = &c->info;
+	struct blk_stats st;
+	char what[64];
+	int ret;
+
+	pthread_join(c->thread, NULL);
+	ret = c->ret;
+	blk_stats_take(blk, &st, true);
+	add_stats(total, &st);
+	*last_regions = info->regions;
+	printf("%s: connection %u: %s%s%s; features 0x%" PRIx64 ", protocol features 0x%" PRIx64
+	       ", %u ring start%s, %" PRIu64 " messages, %" PRIu64
+	       " memory table%s (at most %zu regions), %" PRIu64
+	       " request%s re-served from the inflight buffer, %" PRIu64 " dirty log%s, %" PRIu64
+	       " log pages set at the end\n",
+	       prog, c->id, info->end_reason ? info->end_reason : "ended",
+	       ret && ret != -EPROTO ? ": " : "", ret && ret != -EPROTO ? strerror(-ret) : "",
+	       info->features, info->protocol_features, info->queues_started,
+	       info->queues_started == 1 ? "" : "s", info->messages, info->tables,
+	       info->tables == 1 ? "" : "s", info->max_regions_seen, info->resubmitted,
+	       info->resubmitted == 1 ? "" : "s", info->log_bases, info->log_bases == 1 ? "" : "s",
+	       info->log_pages);
+	if (info->fds_refused)
+		printf("%s: connection %u: refused %u fd%s of the wrong kind (last: %s)\n", prog,
+		       c->id, info->fds_refused, info->fds_refused == 1 ? "" : "s",
+		       info->fd_refusal);
+	snprintf(what, sizeof(what), "connection %u stats", c->id);
+	print_stats(what, &st, info->regions);
+	vu_server_free(c->srv);
+	c->srv = NULL;
+	c->running = false;
 }
 
 int main(int argc, char **argv)
@@ -120,22 +199,24 @@ int main(int argc, char **argv)
 	    {"image", required_argument, NULL, 'i'},
 	    {"readonly", no_argument, NULL, 'r'},
 	    {"queues", required_argument, NULL, 'q'},
+	    {"aio", required_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;
+	enum blk_aio aio = BLK_AIO_URING;
 	unsigned long queues = 1;
-	struct blk_stats total = {0}, st;
+	struct blk_stats total = {0};
 	struct blk_dev blk;
 	struct vu_device dev;
-	struct vu_server *srv;
+	struct conn conns[MAX_CONNS] = {0};
 	char err[512], *end;
 	sigset_t sigs;
-	unsigned conns = 0;
+	unsigned nconns = 0, i;
 	size_t last_regions = 0;
-	int c, lfd, sfd, ret;
+	int c, lfd, sfd, stop_fd, done_fd;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	opterr = 0; /* our own messages: "gm-vhost-blk: ...", not argv[0]'s */
@@ -159,6 +240,19 @@ int main(int argc, char **argv)
 					"%s: --queues wants a number from 1 to %u, not '%s'\n"
 					"Try '%s --help' for more information.\n",
 					prog, VU_MAX_QUEUES, optarg, prog);
+				return 2;
+			}
+			break;
+		case 'A':
+			if (strcmp(optarg, "sync") == 0) {
+				aio = BLK_AIO_SYNC;
+			} else if (strcmp(optarg, "io_uring") == 0) {
+				aio = BLK_AIO_URING;
+			} else {
+				fprintf(stderr,
+					"%s: --aio wants sync or io_uring, not '%s'\n"
+					"Try '%s --help' for more information.\n",
+					prog, optarg, prog);
 				return 2;
 			}
 			break;
@@ -196,26 +290,39 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: cannot set up signal handling: %s\n", prog, strerror(errno));
 		return 1;
 	}
+	if (aio == BLK_AIO_URING && blk_uring_probe(err, sizeof(err))) {
+		fprintf(stderr, "%s: %s: serving with --aio=sync\n", prog, err);
+		aio = BLK_AIO_SYNC;
+	}
+	blk.aio = aio;
 	blk_vu_device(&blk, &dev);
-	ret = vu_server_new(&dev, (unsigned)queues, &srv);
-	if (ret) {
-		fprintf(stderr, "%s: cannot create the server: %s\n", prog, strerror(-ret));
+	dev.break_log = getenv("GM_VHOST_BLK_TEST_BREAK_LOG") != NULL &&
+			strcmp(getenv("GM_VHOST_BLK_TEST_BREAK_LOG"), "1") == 0;
+	if (dev.break_log)
+		printf("%s: GM_VHOST_BLK_TEST_BREAK_LOG=1: the dirty log is broken on purpose\n",
+		       prog);
+	/* Stop: readable for every connection at once (never read). */
+	stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (stop_fd < 0 || done_fd < 0) {
+		fprintf(stderr, "%s: eventfd: %s\n", prog, strerror(errno));
 		return 1;
 	}
 	lfd = listen_on(sock);
 	if (lfd < 0)
 		return 1;
-	printf("%s: serving %s (%" PRIu64 " bytes, %s) on %s with %lu queue%s\n", prog, image,
-	       blk.size, readonly ? "read-only" : "read-write", sock, queues,
-	       queues > 1 ? "s" : "");
+	printf("%s: serving %s (%" PRIu64 " bytes, %s) on %s with %lu queue%s, aio %s\n", prog,
+	       image, blk.size, readonly ? "read-only" : "read-write", sock, queues,
+	       queues > 1 ? "s" : "", aio == BLK_AIO_URING ? "io_uring" : "sync");
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN},
-					{.fd = sfd, .events = POLLIN}};
-		struct vu_conn_info info;
-		struct signalfd_siginfo si;
-		int cfd;
+		struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN},
+					{.fd = sfd, .events = POLLIN},
+					{.fd = done_fd, .events = POLLIN}};
+		struct conn *cn = NULL;
+		uint64_t v;
+		int cfd, ret;
 
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 3, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			fprintf(stderr, "%s: poll: %s\n", prog, strerror(errno));
@@ -223,43 +330,59 @@ int main(int argc, char **argv)
 		}
 		if (pfd[1].revents)
 			break;
+		if (pfd[2].revents) {
+			if (read(done_fd, &v, sizeof(v)) < 0) {
+			}
+			for (i = 0; i < MAX_CONNS; i++)
+				if (conns[i].running &&
+				    __atomic_load_n(&conns[i].done, __ATOMIC_ACQUIRE))
+					reap(&conns[i], &blk, &total, &last_regions);
+		}
+		if (!pfd[0].revents)
+			continue;
 		cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (cfd < 0) {
 			fprintf(stderr, "%s: accept: %s\n", prog, strerror(errno));
 			continue;
 		}
-		conns++;
-		printf("%s: connection %u: front end connected\n", prog, conns);
-		ret = vu_serve(srv, cfd, sfd, &info);
-		blk_stats_take(&blk, &st, true);
-		add_stats(&total, &st);
-		last_regions = info.regions;
-		printf("%s: connection %u: %s%s%s; features 0x%" PRIx64
-		       ", protocol features 0x%" PRIx64 ", %u ring start%s, %" PRIu64
-		       " messages, %" PRIu64 " memory table%s (at most %zu regions), %" PRIu64
-		       " request%s re-served from the inflight buffer\n",
-		       prog, conns, info.end_reason ? info.end_reason : "ended",
-		       ret && ret != -EPROTO ? ": " : "",
-		       ret && ret != -EPROTO ? strerror(-ret) : "", info.features,
-		       info.protocol_features, info.queues_started,
-		       info.queues_started == 1 ? "" : "s", info.messages, info.tables,
-		       info.tables == 1 ? "" : "s", info.max_regions_seen, info.resubmitted,
-		       info.resubmitted == 1 ? "" : "s");
-		if (info.fds_refused)
-			printf("%s: connection %u: refused %u fd%s of the wrong kind (last: %s)\n",
-			       prog, conns, info.fds_refused, info.fds_refused == 1 ? "" : "s",
-			       info.fd_refusal);
-		char what[64];
-		snprintf(what, sizeof(what), "connection %u stats", conns);
-		print_stats(what, &st, info.regions);
-		if (poll(&pfd[1], 1, 0) > 0 && read(sfd, &si, sizeof(si)) > 0) {
-			pfd[1].revents = POLLIN;
-			break;
+		for (i = 0; i < MAX_CONNS && !cn; i++)
+			if (!conns[i].running)
+				cn = &conns[i];
+		nconns++;
+		if (!cn) {
+			printf("%s: connection %u: refused, %u front ends are served already\n",
+			       prog, nconns, MAX_CONNS);
+			close(cfd);
+			continue;
 		}
+		memset(cn, 0, sizeof(*cn));
+		cn->id = nconns;
+		cn->fd = cfd;
+		cn->stop_fd = stop_fd;
+		cn->done_fd = done_fd;
+		ret = vu_server_new(&dev, (unsigned)queues, &cn->srv);
+		if (ret == 0 && pthread_create(&cn->thread, NULL, conn_thread, cn) != 0)
+			ret = -EAGAIN;
+		if (ret) {
+			fprintf(stderr, "%s: connection %u: cannot serve it: %s\n", prog, nconns,
+				strerror(-ret));
+			vu_server_free(cn->srv);
+			close(cfd);
+			continue;
+		}
+		cn->running = true;
+		printf("%s: connection %u: front end connected\n", prog, nconns);
 	}
-	printf("%s: stopping after %u connection%s\n", prog, conns, conns == 1 ? "" : "s");
+	/* Every connection sees the stop at once, also mid-message. */
+	if (write(stop_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+	}
+	for (i = 0; i < MAX_CONNS; i++)
+		if (conns[i].running)
+			reap(&conns[i], &blk, &total, &last_regions);
+	printf("%s: stopping after %u connection%s\n", prog, nconns, nconns == 1 ? "" : "s");
 	print_stats("total stats", &total, last_regions);
-	vu_server_free(srv);
+	close(stop_fd);
+	close(done_fd);
 	blk_close(&blk);
 	close(lfd);
 	unlink(sock);

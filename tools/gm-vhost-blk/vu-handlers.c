@@ -52,7 +52,7 @@ static struct vu_queue *msg_queue(struct vu_server *s, uint32_t index)
 static uint64_t offered_features(const struct vu_server *s)
 {
 	return s->dev.features | (1ull << VU_F_INDIRECT_DESC) | (1ull << VU_F_EVENT_IDX) |
-	       (1ull << VU_F_PROTOCOL_FEATURES) | (1ull << VU_F_VERSION_1);
+	       (1ull << VU_F_PROTOCOL_FEATURES) | (1ull << VU_F_VERSION_1) | (1ull << VU_F_LOG_ALL);
 }
 
 static void set_queue_features(struct vu_server *s)
@@ -126,11 +126,25 @@ static int set_features(struct vu_server *s, const struct vu_conn *c, struct msg
 			bool *replied)
 {
 	uint64_t v = get64(msg->p);
+	bool log_all = (v & (1ull << VU_F_LOG_ALL)) != 0;
+	int ret;
 
 	(void)c;
 	(void)replied;
 	if (v & ~offered_features(s))
 		return -EINVAL;
+	/*
+	 * The dirty log follows LOG_ALL, switched before the reply: once the
+	 * front end is answered, every later write of every worker is logged
+	 * (or not). Only with a log the last SET_LOG_BASE attached.
+	 */
+	if (log_all != gm_vhost_mem_logging(s->tables) && !s->dev.break_log) {
+		if (log_all && !s->log_ok)
+			return -EINVAL;
+		ret = gm_vhost_mem_set_logging(s->tables, log_all);
+		if (ret)
+			return ret;
+	}
 	s->features = v;
 	s->info->features = v;
 	set_queue_features(s);
@@ -242,6 +256,47 @@ static int rem_mem_reg(struct vu_server *s, const struct vu_conn *c, struct msg 
 	return ret;
 }
 
+/* ---- the dirty log (vhost-user.rst, "Migration") ---- */
+
+/*
+ * SET_LOG_BASE with LOG_SHMFD: u64 mmap size, u64 mmap offset, and the
+ * log's fd. Answered with a u64 (0: taken) once the log is in place and no
+ * worker writes through a table that does not mark it
+ * (gm_vhost_mem_set_log()). A log that cannot be taken (too small for the
+ * memory table, a bad window) is answered non-zero and LOG_ALL is refused
+ * until a good one comes; if logging is on meanwhile, the log in use would
+ * no longer be the front end's, so the connection ends instead.
+ */
+static int set_log_base(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+			bool *replied)
+{
+	int ret;
+
+	if (!(s->protocol_features & (1ull << VU_PF_LOG_SHMFD)))
+		return DISCONNECT; /* the payload would be a kernel-style address */
+	ret = gm_vhost_mem_set_log(s->tables, msg->fds[0], get64(msg->p + 8), get64(msg->p));
+	s->log_ok = ret == 0;
+	if (ret && gm_vhost_mem_logging(s->tables))
+		return DISCONNECT;
+	if (ret == 0)
+		s->info->log_bases++;
+	*replied = true;
+	return vu_reply_u64(c, msg, ret ? 1 : 0);
+}
+
+/*
+ * SET_LOG_FD: an eventfd to tell the front end the log changed. Optional;
+ * the front end reads the log on its own schedule, so the fd is not kept.
+ */
+static int set_log_fd(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
+{
+	(void)s;
+	(void)c;
+	(void)msg;
+	(void)replied;
+	return 0;
+}
+
 /* ---- vring state: u32 index, u32 num ---- */
 
 /* The queue @msg names, locked, and its u32 argument; NULL if out of range. */
@@ -345,17 +400,20 @@ static int set_vring_addr(struct vu_server *s, const struct vu_conn *c, struct m
 			  bool *replied)
 {
 	struct vu_queue *q = msg_queue(s, get32(msg->p));
+	uint32_t flags = get32(msg->p + 4);
 
 	(void)c;
 	(void)replied;
 	if (!q)
 		return DISCONNECT;
-	if (get32(msg->p + 4) != 0)
-		return -ENOTSUP; /* VHOST_VRING_F_LOG: no dirty logging */
+	if (flags & ~VRING_F_LOG)
+		return -ENOTSUP;
 	pthread_mutex_lock(&q->lock);
 	q->desc_ua = get64(msg->p + 8);
 	q->used_ua = get64(msg->p + 16);
 	q->avail_ua = get64(msg->p + 24);
+	q->log_gpa = get64(msg->p + 32);
+	q->log_used = (flags & VRING_F_LOG) != 0;
 	q->addr_set = true;
 	q->layout_valid = false;
 	pthread_mutex_unlock(&q->lock);
@@ -472,6 +530,8 @@ static const struct request_row requests[] = {
     {REQ_SET_OWNER, 0, NULL, FDS_NONE, set_owner},
     {REQ_RESET_OWNER, 0, NULL, FDS_NONE, reset_owner},
     {REQ_SET_MEM_TABLE, 0, mem_table_size_ok, FDS_PER_REGION, set_mem_table},
+    {REQ_SET_LOG_BASE, 16, NULL, FDS_ONE, set_log_base},
+    {REQ_SET_LOG_FD, 0, NULL, FDS_ONE, set_log_fd},
     {REQ_SET_VRING_NUM, 8, NULL, FDS_NONE, set_vring_num},
     {REQ_SET_VRING_ADDR, 40, NULL, FDS_NONE, set_vring_addr},
     {REQ_SET_VRING_BASE, 8, NULL, FDS_NONE, set_vring_base},

@@ -55,6 +55,8 @@ enum {
 	REQ_SET_OWNER = 3,
 	REQ_RESET_OWNER = 4,
 	REQ_SET_MEM_TABLE = 5,
+	REQ_SET_LOG_BASE = 6,
+	REQ_SET_LOG_FD = 7,
 	REQ_SET_VRING_NUM = 8,
 	REQ_SET_VRING_ADDR = 9,
 	REQ_SET_VRING_BASE = 10,
@@ -86,12 +88,14 @@ enum {
 #define MEM_SLOTS	  32u /* GET_MAX_MEM_SLOTS */
 #define REGION_SIZE	  32u
 #define VRING_NOFD	  0x100u
+#define VRING_F_LOG	  0x1u /* SET_VRING_ADDR flags: log the used ring at log_guest_addr */
 #define VRING_IDX_MASK	  0xffu
 #define ROUND_BUDGET	  256u /* requests per round before the queue lock is dropped */
 
 #define PROTOCOL_FEATURES                                                          \
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | \
-	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_INFLIGHT_SHMFD))
+	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_INFLIGHT_SHMFD) |    \
+	 (1ull << VU_PF_LOG_SHMFD))
 
 /* Returned by a handler for a message that ends the connection. */
 #define DISCONNECT (-EPROTO)
@@ -120,6 +124,8 @@ struct vu_queue {
 	struct gm_virtq *vq;
 	uint32_t num; /* 0: not set */
 	uint64_t desc_ua, avail_ua, used_ua;
+	uint64_t log_gpa; /* log_guest_addr of SET_VRING_ADDR, if log_used */
+	bool log_used;	  /* VRING_F_LOG: the used ring is logged at log_gpa */
 	bool addr_set;
 	bool layout_valid; /* vq placed at desc/avail/used_gpa below */
 	gm_gpa_t desc_gpa, avail_gpa, used_gpa;
@@ -154,6 +160,7 @@ struct vu_server {
 	/* Connection state: protocol thread only (invariant 5). */
 	uint64_t features, protocol_features;
 	bool owner;
+	bool log_ok; /* the last SET_LOG_BASE was taken: LOG_ALL may be turned on */
 	struct vu_conn_info *info;
 	int stall_ms;			 /* struct vu_conn's, for each connection */
 	struct gm_mapping *inflight_map; /* SET_INFLIGHT_FD mapping (GM_MAP_PEER), or NULL */

@@ -140,19 +140,34 @@ static bool peer_truncated(const struct vu_queue *q, const struct gm_vhost_table
 	       (q->inflight_map && gm_mapping_truncated(q->inflight_map));
 }
 
+/* A round's batch: where finish() gives its requests back. */
+struct batch_round {
+	struct vu_queue *q;
+	const struct gm_memory *m;
+};
+
+static void batch_done(void *arg, uint16_t head, uint32_t used)
+{
+	struct batch_round *r = arg;
+
+	vu_complete(r->q, r->m, head, used);
+}
+
 /*
- * Serve up to ROUND_BUDGET requests. Returns true if requests may remain;
- * sets RAISE_* in *@raise for the fds the worker signals after the round.
- * Called with q->lock held.
+ * Serve up to ROUND_BUDGET requests, through the device's batch
+ * operations if @batch (their context) is not NULL. Returns true if
+ * requests may remain; sets RAISE_* in *@raise for the fds the worker
+ * signals after the round. Called with q->lock held.
  */
-static bool serve_round(struct vu_queue *q, unsigned *raise)
+static bool serve_round(struct vu_queue *q, void *batch, unsigned *raise)
 {
 	struct vu_server *s = q->s;
 	struct gm_vhost_table *t;
 	const struct gm_memory *m;
 	struct gm_virtq_req req;
 	bool more = false, notify = false, empty, notify_pending = false;
-	unsigned done = 0;
+	unsigned done = 0, started = 0;
+	uint32_t used;
 	int ret;
 
 	if (!q->started || !q->enabled || !q->addr_set || q->num == 0)
@@ -172,7 +187,7 @@ static bool serve_round(struct vu_queue *q, unsigned *raise)
 		notify_pending = true;
 	}
 	for (;;) {
-		if (done == ROUND_BUDGET) {
+		if (done == ROUND_BUDGET || (batch && started == s->dev.batch.depth)) {
 			more = true;
 			break;
 		}
@@ -192,8 +207,33 @@ static bool serve_round(struct vu_queue *q, unsigned *raise)
 			vu_complete(q, m, req.head, 0);
 			continue;
 		}
-		vu_complete(q, m, req.head,
-			    s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
+		if (!batch) {
+			vu_complete(q, m, req.head,
+				    s->dev.handle(s->dev.opaque, q->index, m, q->bufs, req.nbufs));
+		} else if (s->dev.batch.start(batch, m, req.head, q->bufs, req.nbufs, &used)) {
+			started++;
+		} else {
+			vu_complete(q, m, req.head, used);
+		}
+	}
+	if (started) {
+		struct batch_round r = {q, m};
+
+		/* Invariant 4: nothing stays in flight past the round (and the table t). */
+		s->dev.batch.finish(batch, m, batch_done, &r);
+	}
+	/*
+	 * The used ring is logged by the view at its guest address; a front
+	 * end that names another address for it (log_guest_addr) has it
+	 * logged there too. A ring whose log would leave the log is stopped.
+	 */
+	if ((done || notify_pending) && q->log_used && q->log_gpa != q->used_gpa &&
+	    gm_vhost_mem_logging(s->tables) &&
+	    gm_vhost_table_log(t, q->log_gpa, 8 + 8ull * q->num) == -ERANGE) {
+		*raise |= RAISE_ERR;
+		q->started = false;
+		more = false;
+		goto out;
 	}
 	if ((done || notify_pending) && gm_virtq_need_notify(q->vq, m, &notify) == 0 && notify)
 		*raise |= RAISE_CALL;
@@ -235,13 +275,18 @@ static void raise_fds(struct vu_queue *q, unsigned raise, timer_t timer, bool ti
 void *vu_worker(void *arg)
 {
 	struct vu_queue *q = arg;
+	const struct vu_batch_ops *ops = &q->s->dev.batch;
 	struct epoll_event ev;
 	timer_t timer;
 	bool timer_ok, more = false;
+	void *batch = NULL;
 	uint64_t v;
 
 	gm_rcu_register_thread();
 	timer_ok = thread_timer_new(&timer) == 0;
+	/* The worker's own: a batch context is used by this thread only. */
+	if (ops->open)
+		batch = ops->open(q->s->dev.opaque, q->index);
 	for (;;) {
 		int n = epoll_wait(q->epfd, &ev, 1, more ? 0 : -1);
 		unsigned raise = 0;
@@ -261,10 +306,12 @@ void *vu_worker(void *arg)
 		 */
 		if (n > 0 && ev.data.u32 != 1 && read(q->wake_fd, &v, sizeof(v)) < 0) {
 		}
-		more = serve_round(q, &raise);
+		more = serve_round(q, batch, &raise);
 		raise_fds(q, raise, timer, timer_ok);
 		pthread_mutex_unlock(&q->lock);
 	}
+	if (batch)
+		ops->close(batch);
 	if (timer_ok)
 		timer_delete(timer);
 	gm_rcu_unregister_thread();
@@ -293,6 +340,8 @@ void vu_reset_queue(struct vu_queue *q)
 	vu_drop_signal_fd(q, &q->err_fd);
 	q->num = 0;
 	q->addr_set = false;
+	q->log_used = false;
+	q->log_gpa = 0;
 	q->layout_valid = false;
 	q->started = false;
 	q->enabled = false;

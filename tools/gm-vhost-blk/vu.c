@@ -116,7 +116,10 @@ static void stop_all(struct vu_server *s)
 		pthread_mutex_unlock(&q->lock);
 	}
 	vu_drop_inflight(s);
+	if (s->info)
+		s->info->log_pages = gm_vhost_mem_log_count(s->tables);
 	gm_vhost_mem_clear(s->tables);
+	s->log_ok = false;
 	s->features = 0;
 	s->protocol_features = 0;
 	s->owner = false;

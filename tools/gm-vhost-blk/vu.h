@@ -5,7 +5,9 @@
  * Unix socket at a time, keeps the guest memory table in a gm_vhost_mem,
  * runs one worker thread per queue (epoll on the queue's kick eventfd),
  * walks the rings with gm_virtq and hands each request to the device's
- * handler. blk.c is the device; main.c the program around it.
+ * handler. blk.c is the device; main.c the program around it, which
+ * gives each connection a server of its own, so several front ends (a
+ * migration's source and destination) are served at once.
  */
 #ifndef GM_VHOST_BLK_VU_H
 #define GM_VHOST_BLK_VU_H
@@ -16,6 +18,7 @@
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
+#define VU_F_LOG_ALL	       26 /* VHOST_F_LOG_ALL: the dirty log is on */
 #define VU_F_INDIRECT_DESC     28
 #define VU_F_EVENT_IDX	       29
 #define VU_F_PROTOCOL_FEATURES 30
@@ -23,6 +26,7 @@
 
 /* Protocol feature bits (vhost-user.rst). */
 #define VU_PF_MQ		  0
+#define VU_PF_LOG_SHMFD		  1
 #define VU_PF_REPLY_ACK		  3
 #define VU_PF_CONFIG		  9
 #define VU_PF_INFLIGHT_SHMFD	  12
@@ -30,6 +34,35 @@
 
 #define VU_CONFIG_MAX 256u /* largest config space a message may carry */
 #define VU_MAX_QUEUES 64u
+
+/* A request a batch finished (struct vu_batch_ops): its head and used length. */
+typedef void (*vu_done_fn)(void *arg, uint16_t head, uint32_t used);
+
+/*
+ * Optional: serve a queue's requests in batches. A worker's round starts
+ * each request it pops, then has the device submit them at once and
+ * complete each as it finishes; every request a round started has
+ * completed before the round ends, so none is in flight while the queue
+ * is unlocked (vu-internal.h, invariant 1) and the round's memory table
+ * outlives its I/O (invariant 2). All calls come from the queue's worker.
+ * Requests re-served from the inflight buffer at ring start go through
+ * handle(), one at a time, in the order they were first taken.
+ */
+struct vu_batch_ops {
+	/* A context for queue @qidx, at its worker's start; NULL: serve it with handle(). */
+	void *(*open)(void *opaque, unsigned qidx);
+	void (*close)(void *ctx);
+	unsigned depth; /* at most this many requests started between two finish() calls */
+	/*
+	 * Take request @head, buffers @bufs[0..n) (reused by the next pop).
+	 * Returns 0 if it was served now (*@used: its used length), or 1 if
+	 * it waits for finish().
+	 */
+	int (*start)(void *ctx, const struct gm_memory *m, uint16_t head,
+		     const struct gm_virtq_buf *bufs, size_t n, uint32_t *used);
+	/* Submit what start() left and wait for all of it, calling @done for each as it ends. */
+	void (*finish)(void *ctx, const struct gm_memory *m, vu_done_fn done, void *arg);
+};
 
 struct vu_device {
 	uint64_t features; /* device feature bits, without the four above */
@@ -45,7 +78,13 @@ struct vu_device {
 			   const struct gm_virtq_buf *bufs, size_t n);
 	/* A request gm_virtq_pop() refused as malformed (returned with length 0). */
 	void (*bad_request)(void *opaque);
+	struct vu_batch_ops batch; /* all zero: every request through handle() */
 	void *opaque;
+	/*
+	 * Tests only (GM_VHOST_BLK_TEST_BREAK_LOG=1): ack VHOST_F_LOG_ALL but
+	 * log nothing, to show that a migration's checks catch lost writes.
+	 */
+	bool break_log;
 };
 
 /* What a connection did; reset at each new connection. */
@@ -58,6 +97,8 @@ struct vu_conn_info {
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
 	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
+	uint64_t log_bases;	/* dirty logs attached (SET_LOG_BASE) */
+	uint64_t log_pages;	/* pages set in the log when the connection ended */
 	unsigned fds_refused;	/* kick/call/err fds not eventfds, inflight fds not files */
 	const char *fd_refusal; /* static string: why the last one was refused */
 	const char *end_reason; /* static string */

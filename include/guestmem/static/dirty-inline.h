@@ -27,7 +27,7 @@ extern "C" {
 struct gm_dirty_hot {
 	uint64_t *bits;	 /* one bit per page, 64 pages per word */
 	uint64_t npages; /* bits in use */
-	int enabled;	 /* accessed only with __atomic builtins */
+	int enabled;	 /* 0 off, 1 on, 2 on and shared; __atomic builtins only */
 };
 
 /*
@@ -43,16 +43,23 @@ struct gm_dirty_hot {
 static inline void gm__dirty_mark_page(struct gm_dirty_hot *d, uint64_t offset)
 {
 	uint64_t page, *w, bit;
+	int e = __atomic_load_n(&d->enabled, __ATOMIC_RELAXED);
 
-	if (!__atomic_load_n(&d->enabled, __ATOMIC_RELAXED))
+	if (!e)
 		return;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	page = offset >> GM_PAGE_SHIFT;
 	w = &d->bits[page >> 6];
 	bit = (uint64_t)1 << (page & 63);
-	/* Test first: a page already dirty costs a load, not a locked op. */
-	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
-		__atomic_fetch_or(w, bit, __ATOMIC_RELEASE);
+	/*
+	 * Test first: a page already dirty costs a load, not a locked op. Not
+	 * for a bitmap another process clears (e == 2, gm_dirty_new_mapped()):
+	 * no membarrier reaches that collector, so every mark is the atomic
+	 * OR, which also orders the data store before the bit.
+	 */
+	if (e == 1 && (__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+		return;
+	__atomic_fetch_or(w, bit, __ATOMIC_RELEASE);
 }
 
 #ifdef __cplusplus

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""A small QMP client for scripts/demo-migrate.sh (QEMU's JSON monitor).
+
+  qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   run one command, print its "return"
+  qmp.py SOCKET wait-migration SECONDS     poll query-migrate until it ends;
+                                           print "status total_ms downtime_ms"
+
+Connects to a QMP Unix socket, leaves capabilities negotiation mode, and
+runs the command. Exit status 0 on success, 1 on a QMP error or timeout.
+"""
+import json
+import socket
+import sys
+import time
+
+
+class Qmp:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.buf = b""
+        self.read()  # the greeting
+        self.cmd("qmp_capabilities")
+
+    def read(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("QMP connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, args=None):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            r = self.read()
+            if "event" in r:
+                continue  # asynchronous events are not replies
+            if "error" in r:
+                raise RuntimeError("%s: %s" % (name, r["error"].get("desc", r["error"])))
+            return r.get("return")
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        q = Qmp(sys.argv[1])
+        if sys.argv[2] == "wait-migration":
+            deadline = time.monotonic() + float(sys.argv[3])
+            while True:
+                r = q.cmd("query-migrate")
+                st = r.get("status", "none")
+                if st in ("completed", "failed", "cancelled"):
+                    print(st, r.get("total-time", -1), r.get("downtime", -1))
+                    return 0 if st == "completed" else 1
+                if time.monotonic() > deadline:
+                    print("timeout", -1, -1)
+                    return 1
+                time.sleep(0.1)
+        args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+        print(json.dumps(q.cmd(sys.argv[2], args)))
+        return 0
+    except (OSError, EOFError, RuntimeError, ValueError) as e:
+        print("qmp: %s" % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
