@@ -618,6 +618,7 @@ static void listeners_see_a_read_only_zero_region(void **state)
 static void zero_block_has_no_dirty_pages(void **state)
 {
 	struct guest g;
+	uint64_t bits[8 * MiB / GM_PAGE_SIZE / 64];
 	struct gm_window_info info = GM_OPTS(gm_window_info);
 	unsigned char b = 1;
 
@@ -636,6 +637,12 @@ static void zero_block_has_no_dirty_pages(void **state)
 	assert_int_equal(gm_dirty_count(info.dirty), 6 * MiB / GM_PAGE_SIZE);
 	for (uint64_t p = 2 * MiB / GM_PAGE_SIZE; p < 4 * MiB / GM_PAGE_SIZE; p++)
 		assert_false(gm_dirty_test(info.dirty, p));
+	/* A discard over the whole window marks its plugged pages only. */
+	assert_int_equal(gm_dirty_collect(info.dirty, 0, bits, 8 * MiB / GM_PAGE_SIZE / 64), 0);
+	assert_int_equal(gm_dirty_count(info.dirty), 0);
+	assert_int_equal(gm_space_discard(g.s, 0, 8 * MiB, 0, NULL), 0);
+	assert_int_equal(gm_dirty_count(info.dirty), 6 * MiB / GM_PAGE_SIZE);
+	assert_false(gm_dirty_test(info.dirty, 3 * MiB / GM_PAGE_SIZE));
 	assert_int_equal(gm_space_plug(g.s, g.w, 2 * MiB, 2 * MiB), 0);
 	assert_int_equal(gm_dirty_count(info.dirty), 8 * MiB / GM_PAGE_SIZE);
 	gm_space_free(g.s);

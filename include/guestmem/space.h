@@ -635,7 +635,9 @@ GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
  * really backs it and then reads as zeros, for the guest, the data path
  * and any other process mapping the same memfd. Where the window's dirty
  * tracking is on, the discarded pages are marked dirty (their contents
- * changed to zeros), so an incremental save or a migration carries that.
+ * changed to zeros), so an incremental save or a migration carries that;
+ * those of unplugged blocks are not (they have no dirty pages:
+ * gm_space_set_blocks()).
  * The committed layout is what counts; KVM slots and views stay as they
  * are (they map the same, now empty, memory).
  * *@freed (may be NULL): the bytes of host memory released, summed over
