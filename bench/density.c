@@ -123,7 +123,7 @@ static struct gm_space *blocks_guest(size_t len, size_t block, struct gm_window 
 
 	check(gm_space_new(0, &s), "space");
 	check(gm_space_add_ram(s, 0, len, 0, 0, w), "add RAM");
-	check(gm_space_set_blocks(s, *w, block, true), "blocks");
+	check(gm_space_set_blocks(s, *w, block, GM_BLOCKS_PLUGGED), "blocks");
 	check(gm_space_window_info(s, *w, &info), "info");
 	memset(info.host, 0x5a, len);
 	return s;

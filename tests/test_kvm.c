@@ -325,6 +325,42 @@ static void guest_write_to_rom_exits_and_is_refused(void **state)
 	fixture_close(&f);
 }
 
+/*
+ * High RAM in 64 KiB blocks whose unplugged ones read as zeros
+ * (GM_BLOCKS_ZERO): the guest reads zeros from an unplugged block and its
+ * write there exits and is refused, as for a ROM; the block stays zero.
+ */
+static void guest_reads_zeros_from_a_zero_block_and_its_write_is_refused(void **state)
+{
+	uint8_t code[256], *p = code, b = 0x11;
+	struct fixture f;
+	struct gm_kvm_slot s = GM_OPTS(gm_kvm_slot);
+	uint64_t v = 0x1111, block = HIGH_GPA + 0x10000;
+
+	(void)state;
+	fixture_open(&f);
+	assert_int_equal(gm_space_write(f.mem, DATA, &v, sizeof(v)), 0);
+	assert_int_equal(gm_space_write(f.mem, block + 0x10, &b, 1), 0);
+	assert_int_equal(
+	    gm_space_set_blocks(f.mem, f.high, 0x10000, GM_BLOCKS_PLUGGED | GM_BLOCKS_ZERO), 0);
+	assert_int_equal(gm_space_unplug(f.mem, f.high, 0x10000, 0x10000), 0);
+	assert_int_equal(gm_kvm_slot_find(f.k, block, &s), 0);
+	assert_int_equal(s.flags, KVM_MEM_READONLY);
+	kg_load_rax(&p, block + 0x10);
+	kg_store_rax(&p, DATA);
+	kg_mov_rax_imm(&p, 0x99);
+	kg_store_al(&p, block + 0x20);
+	load_guest(&f, code, p);
+	run_guest(&f);
+	assert_int_equal(f.nexits, 1);
+	assert_int_equal(f.errs[0], -EACCES);
+	assert_int_equal(gm_space_read(f.mem, DATA, &v, sizeof(v)), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(gm_space_read(f.mem, block + 0x20, &b, 1), 0);
+	assert_int_equal(b, 0);
+	fixture_close(&f);
+}
+
 static void guest_mmio_read_is_answered_by_device(void **state)
 {
 	uint8_t code[256], *p = code;
@@ -733,6 +769,7 @@ int main(void)
 	    cmocka_unit_test(guest_write_shows_in_dirty_bitmap),
 	    cmocka_unit_test(stopping_the_log_keeps_what_the_guest_dirtied),
 	    cmocka_unit_test(guest_write_to_rom_exits_and_is_refused),
+	    cmocka_unit_test(guest_reads_zeros_from_a_zero_block_and_its_write_is_refused),
 	    cmocka_unit_test(guest_mmio_read_is_answered_by_device),
 	    cmocka_unit_test(guest_port_out_and_rep_outsb_reach_devices),
 	    cmocka_unit_test(removing_a_region_removes_its_slot_and_frees_the_id),

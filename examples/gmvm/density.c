@@ -103,7 +103,8 @@ static int set_numa(struct gmvm *vm)
 static int prepare_balloon(struct gmvm *vm)
 {
 	uint64_t t0, before = rss_bytes();
-	int ret = gm_space_set_blocks(vm->mem_space, vm->ram_high, BALLOON_BLOCK, true);
+	int ret =
+	    gm_space_set_blocks(vm->mem_space, vm->ram_high, BALLOON_BLOCK, GM_BLOCKS_PLUGGED);
 
 	if (ret < 0)
 		return gmvm_fail(ret, "--balloon: blocks: %s", strerror(-ret));

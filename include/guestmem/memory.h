@@ -61,7 +61,8 @@ struct gm_memory;
 #define GM_REGION_READONLY  (1u << 0) /* the library refuses writes (-EACCES) */
 #define GM_REGION_ROM	    (1u << 1) /* informational: the region is a ROM window */
 #define GM_REGION_NOEXEC    (1u << 2) /* informational: the guest may not execute it */
-#define GM_REGION_ALL_FLAGS 0x7u
+#define GM_REGION_ZERO	    (1u << 3) /* zeros, not data: snapshots skip it (with READONLY) */
+#define GM_REGION_ALL_FLAGS 0xfu
 
 /*
  * One region of a view: @size bytes of guest memory at @gpa, backed by the

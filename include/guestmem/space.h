@@ -635,7 +635,9 @@ GM_API bool gm_space_dirty_enabled(const struct gm_space *s);
  * really backs it and then reads as zeros, for the guest, the data path
  * and any other process mapping the same memfd. Where the window's dirty
  * tracking is on, the discarded pages are marked dirty (their contents
- * changed to zeros), so an incremental save or a migration carries that.
+ * changed to zeros), so an incremental save or a migration carries that;
+ * those of unplugged blocks are not (they have no dirty pages:
+ * gm_space_set_blocks()).
  * The committed layout is what counts; KVM slots and views stay as they
  * are (they map the same, now empty, memory).
  * *@freed (may be NULL): the bytes of host memory released, summed over
@@ -700,10 +702,15 @@ GM_API int gm_space_prefault(struct gm_space *s, const struct gm_prefault_opts *
 GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
 			       const struct gm_numa_policy *policy);
 
+/* gm_space_set_blocks() flags. */
+#define GM_BLOCKS_PLUGGED (1u << 0) /* every block starts plugged */
+#define GM_BLOCKS_ZERO	  (1u << 1) /* unplugged blocks read as zeros (writes refused) */
+
 /*
  * Blocks of RAM plugged in and out (what virtio-mem does): a RAM window's
  * capacity (max_size) is cut into blocks, and each block is plugged (guest
- * RAM like any other) or unplugged: a hole. An unplugged block is left out
+ * RAM like any other) or unplugged: a hole (or zeros, GM_BLOCKS_ZERO
+ * below). An unplugged block is left out
  * of the view as a part with no protection is (gm_read()/gm_write() and
  * gm_space_read()/write() say -EFAULT there), its host memory is given
  * back (gm_mapping_discard()), it has no dirty pages, a snapshot stores
@@ -716,17 +723,32 @@ GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
  * last access through the old view.
  *
  * gm_space_set_blocks() gives RAM window @w blocks of @block_size bytes, all
- * plugged (@plugged true) or all unplugged. @block_size: a power of two, at
- * least GM_PAGE_SIZE, a multiple of the backing's page size (the huge page
- * size for hugetlb), dividing max_size; the window must start on a page of
- * its backing. Once per window.
- * Returns 0, or -EINVAL (NULL, not RAM, a bad block size), -ENOENT (@w not
- * in the space), -EBUSY (it has blocks already), -EOPNOTSUPP (RAM on a
- * private mapping of a file: a discard would read back as the file),
- * -ENOMEM, and the errors common to edits (-EDEADLK, -ECANCELED, a veto).
+ * plugged (@flags has GM_BLOCKS_PLUGGED) or all unplugged. @block_size: a
+ * power of two, at least GM_PAGE_SIZE, a multiple of the backing's page
+ * size (the huge page size for hugetlb), dividing max_size; the window must
+ * start on a page of its backing. Once per window.
+ * GM_BLOCKS_ZERO: the window's unplugged blocks read as zeros instead of
+ * being holes (a virtio-mem device without
+ * VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE, whose guest may still read them).
+ * Each run of them (within a part the guest may access) is a view region
+ * flagged GM_REGION_READONLY | GM_REGION_ZERO, with no dirty bitmap,
+ * backed by one anonymous PROT_READ mapping of the window's capacity that
+ * is never written (reads find the kernel's shared zero page: no host
+ * memory is spent), so: gm_read() and gm_space_read() give zeros; gm_write()
+ * and gm_space_write() are refused with -EACCES; the KVM binding makes it
+ * a KVM_MEM_READONLY slot, where a guest's write exits as for a ROM
+ * (gm_kvm_handle_mmio() refuses it); a save stores nothing for it and a
+ * restore never writes it (-EACCES if the file has data there). The
+ * window's own memory for the block stays discarded; plugging the block
+ * gives it back to the view, zeroed and writable.
+ * Returns 0, or -EINVAL (NULL, not RAM, a bad block size, an unknown flag),
+ * -ENOENT (@w not in the space), -EBUSY (it has blocks already),
+ * -EOPNOTSUPP (RAM on a private mapping of a file: a discard would read
+ * back as the file), -ENOMEM (also: no address space for the zero
+ * mapping), and the errors common to edits (-EDEADLK, -ECANCELED, a veto).
  */
 GM_API int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size,
-			       bool plugged);
+			       unsigned flags);
 
 /*
  * Plug (gm_space_plug()) or unplug (gm_space_unplug()) the blocks of RAM

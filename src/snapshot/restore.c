@@ -19,7 +19,9 @@ int gm__check_restorable(const struct gm_memory *m, gm_gpa_t gpa, uint64_t size)
 
 		if (gm_memory_find(m, gpa, &ri))
 			return -EFAULT;
-		if ((ri.flags & GM_REGION_ROM) || (gm_mapping_flags(ri.mapping) & GM_MAP_READONLY))
+		/* Read-only host memory (a ROM, a zero block's mapping) would fault. */
+		if ((ri.flags & (GM_REGION_ROM | GM_REGION_ZERO)) ||
+		    (gm_mapping_flags(ri.mapping) & GM_MAP_READONLY))
 			return -EACCES;
 		n = ri.size - (gpa - ri.gpa);
 		if (n >= size)

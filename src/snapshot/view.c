@@ -49,7 +49,8 @@ int gm__view_regions_get(const struct gm_memory *m, struct view_regions *v)
 		ret = gm_memory_region(m, i, &ri);
 		if (ret)
 			goto err;
-		if (ri.flags & GM_REGION_ROM)
+		/* A ROM is the caller's; zeros of an unplugged block are no data. */
+		if (ri.flags & (GM_REGION_ROM | GM_REGION_ZERO))
 			continue;
 		ri.flags &= ~GM_REGION_READONLY;
 		if (v->n > 0 && continues(&v->r[v->n - 1], &ri))

@@ -36,9 +36,32 @@ static struct gm_space_region part_region(const struct placement *pl, const stru
 }
 
 /*
+ * The region of @pl's unplugged bytes [@first, @end) of part @p in a
+ * window whose unplugged blocks read as zeros (invariant 8): its zero
+ * mapping, read-only, with no dirty bitmap (nobody can write it).
+ */
+static struct gm_space_region zero_region(const struct placement *pl, const struct part *p,
+					  uint64_t first, uint64_t end)
+{
+	struct gm_space_region r = part_region(pl, p, first, end);
+	struct gm_window *w = pl->w;
+
+	/* Fits size_t: the zero mapping is capacity bytes (invariant 8). */
+	r.host = (unsigned char *)gm_mapping_host(w->zero) + (size_t)first;
+	r.mapping = w->zero;
+	r.offset = (size_t)first;
+	r.prot = p->prot & ~GM_PROT_WRITE;
+	r.flags = region_flags(w->kind, r.prot) | GM_REGION_ZERO;
+	r.dirty = NULL;
+	r.dirty_offset = 0;
+	return r;
+}
+
+/*
  * Walk the regions of staging layout @l (invariants 4 and 8: each part
- * with a protection, cut at unplugged blocks), storing them in @r when it
- * is not NULL. Returns how many there are.
+ * with a protection, cut at unplugged blocks, which are holes or zero
+ * regions), storing them in @r when it is not NULL. Returns how many there
+ * are.
  */
 static size_t walk_regions(const struct layout *l, struct gm_space_region *r)
 {
@@ -51,15 +74,19 @@ static size_t walk_regions(const struct layout *l, struct gm_space_region *r)
 			continue;
 		for (size_t j = 0; j < pl->nparts; j++) {
 			const struct part *p = &pl->parts[j];
-			uint64_t end = p->offset + p->size, first, run_end, from = p->offset;
+			uint64_t end = p->offset + p->size, run_end, from = p->offset;
+			bool plugged;
 
 			if (p->prot == GM_PROT_NONE)
 				continue;
-			while (next_plugged_run(pl, from, end, &first, &run_end)) {
+			for (; from < end; from = run_end) {
+				run_end = block_run(pl, from, end, &plugged);
+				if (!plugged && !pl->zero)
+					continue;
 				if (r)
-					r[count] = part_region(pl, p, first, run_end);
+					r[count] = plugged ? part_region(pl, p, from, run_end)
+							   : zero_region(pl, p, from, run_end);
 				count++;
-				from = run_end;
 			}
 		}
 	}
@@ -85,8 +112,9 @@ static int derive_regions(const struct layout *l, struct gm_space_region **out, 
 
 static bool same_region(const struct gm_space_region *a, const struct gm_space_region *b)
 {
+	/* The mapping too: a block plugged over its zero mapping is other memory. */
 	return a->window == b->window && a->gpa == b->gpa && a->size == b->size &&
-	       a->offset == b->offset;
+	       a->mapping == b->mapping && a->offset == b->offset;
 }
 
 /*

@@ -68,15 +68,18 @@ struct discard_args {
 static int discard_piece(const struct placement *p, gm_gpa_t gpa, uint64_t len, void *arg)
 {
 	struct discard_args *a = arg;
-	uint64_t freed = 0;
+	uint64_t freed = 0, from = gpa - p->gpa, end = from + len, first, run_end;
 	int err = gm_mapping_discard(p->w->mapping, mapping_offset(p, gpa), (size_t)len, a->flags,
 				     &freed);
 
 	if (err)
 		return err;
 	a->freed += freed;
-	if (gm_dirty_enabled(p->w->dirty))
-		gm_dirty_mark(p->w->dirty, gpa - p->gpa, len);
+	if (!gm_dirty_enabled(p->w->dirty))
+		return 0;
+	/* An unplugged block has no dirty pages (invariant 8), hole or zeros. */
+	for (; next_plugged_run(p, from, end, &first, &run_end); from = run_end)
+		gm_dirty_mark(p->w->dirty, first, run_end - first);
 	return 0;
 }
 

@@ -247,7 +247,8 @@ static const char *numa_mode_name(unsigned mode)
 
 /*
  * What a RAM window has beyond the columns: " numa=bind:0x3" for a policy,
- * " blocks=2 MiB plugged=5/8" for blocks; "" for neither.
+ * " blocks=2 MiB plugged=5/8" for blocks (and " unplugged=zero" when the
+ * unplugged ones read as zeros); "" for neither.
  */
 static void format_extra(const struct placement *pl, char *out, size_t len)
 {
@@ -265,8 +266,8 @@ static void format_extra(const struct placement *pl, char *out, size_t len)
 		for (uint64_t b = 0; b < nblocks; b++)
 			plugged += block_plugged(pl, b);
 		format_size(pl->block, block, sizeof(block));
-		snprintf(out + n, len - (size_t)n, " blocks=%s plugged=%" PRIu64 "/%" PRIu64, block,
-			 plugged, nblocks);
+		snprintf(out + n, len - (size_t)n, " blocks=%s plugged=%" PRIu64 "/%" PRIu64 "%s",
+			 block, plugged, nblocks, pl->zero ? " unplugged=zero" : "");
 	}
 }
 

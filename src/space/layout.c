@@ -47,6 +47,7 @@ void gm__window_destroy(struct gm_window *w)
 		w->ops.release(w->opaque);
 	gm_dirty_put(w->dirty);
 	gm_mapping_put(w->mapping);
+	gm_mapping_put(w->zero);
 	free(w->name);
 	free(w);
 }
@@ -66,6 +67,7 @@ void gm__placement_free_parts(struct placement *pl)
 	free(pl->plugged);
 	pl->plugged = NULL;
 	pl->block = 0;
+	pl->zero = false;
 }
 
 /* Called with space->lock held. NULL is ignored. */
@@ -264,29 +266,38 @@ static bool layout_ok(const struct gm_space *s, const struct layout *l, bool pub
 				return false;
 			if (nblocks % 64 && pl->plugged[nblocks / 64] >> (nblocks % 64))
 				return false;
-		} else if (pl->plugged) {
+			if (pl->zero && (!w->zero || gm_mapping_size(w->zero) < w->capacity))
+				return false;
+		} else if (pl->plugged || pl->zero) {
 			return false;
 		}
-		/* 4, and 8: a part's regions are its plugged runs. */
+		/* 4, and 8: a part's regions are its plugged runs (and zero runs). */
 		if (published && has_memory(w->kind)) {
 			for (j = 0; j < pl->nparts; j++) {
 				const struct part *p = &pl->parts[j];
-				uint64_t from = p->offset, first, run_end;
+				uint64_t from = p->offset, end = p->offset + p->size, run_end;
+				bool plugged;
 
 				if (p->prot == GM_PROT_NONE)
 					continue;
-				while (next_plugged_run(pl, from, p->offset + p->size, &first,
-							&run_end)) {
+				for (; from < end; from = run_end) {
 					const struct gm_space_region *r;
+					unsigned prot = p->prot;
 
+					run_end = block_run(pl, from, end, &plugged);
+					if (!plugged && !pl->zero)
+						continue;
+					if (!plugged)
+						prot &= ~GM_PROT_WRITE;
 					if (k >= l->nregions)
 						return false;
 					r = &l->regions[k++];
-					if (r->window != w || r->gpa != pl->gpa + first ||
-					    r->size != run_end - first || r->prot != p->prot ||
-					    r->id == 0 || r->id >= s->next_id)
+					if (r->window != w || r->gpa != pl->gpa + from ||
+					    r->size != run_end - from || r->prot != prot ||
+					    r->id == 0 || r->id >= s->next_id ||
+					    (r->mapping == w->zero) == plugged ||
+					    !(r->flags & GM_REGION_ZERO) != plugged)
 						return false;
-					from = run_end;
 				}
 			}
 		}

@@ -12,6 +12,21 @@
  * the KVM binding see the region removed and the plugged pieces added,
  * and a snapshot of the view stores nothing for it.
  *
+ * Or, for a window set up with GM_BLOCKS_ZERO, its unplugged blocks read
+ * as zeros: derive_regions() makes each unplugged run a read-only region
+ * of the window's zero mapping. That is one anonymous PROT_READ mapping of
+ * the window's capacity, made once, which nothing ever writes: a read
+ * fault maps the kernel's shared zero page, so no host memory is spent
+ * whatever the guest reads, and whatever the window's backing is. (The
+ * window's own discarded memory mapped read-only would not do: a read of
+ * a hole of a shared memfd allocates a page, and changing the protection
+ * of pages of a mapping that KVM slots and old views still map, plugged
+ * neighbours included, is a host-side edit no grace period orders.) A
+ * write is refused by every path as for a ROM: the view's READONLY flag
+ * (-EACCES), route.c (-EACCES), and the KVM binding's read-only slot (an
+ * exit). Plugging the block again gives back the window's own memory,
+ * discarded at unplug, so it reads zeros and is writable.
+ *
  * The host memory follows at commit: gm__plug_delta() lists the blocks
  * whose state the commit changes before the listeners run (it can fail,
  * they can still veto), and gm__plug_apply() discards the unplugged ones
@@ -177,7 +192,18 @@ static int discardable(const struct gm_mapping *m)
 	return 0;
 }
 
-int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size, bool plugged)
+/* A zero mapping for @w's unplugged blocks (invariant 8), if it has none. Under space->lock. */
+static int make_zero_mapping(struct gm_window *w)
+{
+	/* Fits size_t: the window's mapping holds capacity bytes (invariant 3). */
+	if (w->zero)
+		return 0;
+	return gm_mapping_new_anon((size_t)w->capacity, GM_MAP_READONLY | GM_MAP_NORESERVE,
+				   &w->zero);
+}
+
+int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size,
+			unsigned flags)
 {
 	struct placement *pl;
 	size_t page, words;
@@ -187,7 +213,7 @@ int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_
 	err = plug_edit_open(s, w, &implicit, &pl);
 	if (err)
 		return err;
-	if (w->kind != GM_WINDOW_RAM)
+	if (w->kind != GM_WINDOW_RAM || (flags & ~(GM_BLOCKS_PLUGGED | GM_BLOCKS_ZERO)))
 		return gm__space_edit_end(s, implicit, -EINVAL);
 	page = gm_mapping_page_size(w->mapping);
 	if (block_size < GM_PAGE_SIZE || (block_size & (block_size - 1)) ||
@@ -197,6 +223,8 @@ int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_
 	if (pl->block)
 		return gm__space_edit_end(s, implicit, -EBUSY);
 	err = discardable(w->mapping);
+	if (!err && (flags & GM_BLOCKS_ZERO))
+		err = make_zero_mapping(w);
 	if (err)
 		return gm__space_edit_end(s, implicit, err);
 	pl->block = block_size;
@@ -206,7 +234,8 @@ int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_
 		pl->block = 0;
 		return gm__space_edit_end(s, implicit, -ENOMEM);
 	}
-	if (plugged) {
+	pl->zero = flags & GM_BLOCKS_ZERO;
+	if (flags & GM_BLOCKS_PLUGGED) {
 		uint64_t nblocks = w->capacity / block_size;
 
 		for (size_t i = 0; i < words; i++)

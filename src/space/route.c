@@ -134,7 +134,8 @@ static int device_access(const struct gm_window *w, uint64_t wsize, uint64_t off
 /*
  * Whether bytes [@off, @off + @len) of RAM/ROM placement @pl allow the
  * access: -EFAULT if one lies in an unplugged block (a hole, as in the
- * view), -EACCES if a part's protection refuses it.
+ * view), -EACCES if a part's protection refuses it or it writes an
+ * unplugged block that reads as zeros (read-only, as in the view).
  */
 static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, bool write)
 {
@@ -143,8 +144,12 @@ static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, 
 	size_t i;
 
 	if (pl->block && (!next_plugged_run(pl, off, off + len, &first, &run_end) || first != off ||
-			  run_end != off + len))
-		return -EFAULT;
+			  run_end != off + len)) {
+		if (!pl->zero)
+			return -EFAULT;
+		if (write)
+			return -EACCES;
+	}
 
 	for (i = 0; i < pl->nparts; i++) {
 		const struct part *p = &pl->parts[i];
@@ -158,23 +163,38 @@ static int memory_check(const struct placement *pl, uint64_t off, uint64_t len, 
 }
 
 /*
- * Move @len bytes at window offset @off of RAM/ROM window @w, which
+ * Move @len bytes at window offset @off of RAM/ROM placement @pl, which
  * memory_check() approved, to (@write) or from @buf. Both directions copy
- * through the window's mapping, where its bytes lie (invariant 3). A write
+ * through the window's mapping, where its bytes lie (invariant 3), but for
+ * a read of unplugged blocks that read as zeros: zeros, without touching
+ * the window's discarded memory (faulting it in could allocate). A write
  * marks its pages in the window's dirty bitmap while tracking is on, with
  * the same dirty-layer call gm_write() makes through the view: a view
  * region's dirty_offset is its part's window offset (derive_regions(),
  * commit.c), so the pages are the same.
  */
-static void memory_access(const struct gm_window *w, uint64_t off, unsigned char *buf, size_t len,
+static void memory_access(const struct placement *pl, uint64_t off, unsigned char *buf, size_t len,
 			  bool write)
 {
+	const struct gm_window *w = pl->w;
 	/* Fits size_t: @off lies inside the window, inside its mapping. */
 	unsigned char *host =
 	    (unsigned char *)gm_mapping_host(w->mapping) + w->offset + (size_t)off;
 
 	if (!write) {
-		memcpy(buf, host, len);
+		uint64_t from = off, end = off + len, run_end;
+		bool plugged;
+
+		/* Only a zero window's unplugged blocks got past memory_check(). */
+		for (; from < end; from = run_end) {
+			size_t at = (size_t)(from - off);
+
+			run_end = block_run(pl, from, end, &plugged);
+			if (plugged)
+				memcpy(buf + at, host + at, (size_t)(run_end - from));
+			else
+				memset(buf + at, 0, (size_t)(run_end - from));
+		}
 		return;
 	}
 	memcpy(host, buf, len);
@@ -201,7 +221,7 @@ static int route_chunk(const struct placement *pl, uint64_t off, unsigned char *
 		if (!doit)
 			return memory_check(pl, off, n, write);
 		/* @n <= the access's len, a size_t. */
-		memory_access(w, off, buf, (size_t)n, write);
+		memory_access(pl, off, buf, (size_t)n, write);
 		return 0;
 	default:
 		return -EFAULT;

@@ -68,7 +68,11 @@
  *     past them in its last word are 0). A published layout's regions
  *     leave out every unplugged block (so the view has a hole there), and
  *     the host memory of a block unplugged in the current layout has been
- *     discarded (gm__space_apply_plug(), commit.c).
+ *     discarded (gm__plug_apply(), plug.c). With zero set (GM_BLOCKS_ZERO)
+ *     the window has its zero mapping, and each unplugged run of a part
+ *     with a protection is a region of its own instead of a hole: READONLY
+ *     | ZERO, backed by the zero mapping at the run's window offset, no
+ *     dirty bitmap.
  *
  * Transaction state (per space, under space->lock):
  *
@@ -113,6 +117,13 @@ struct gm_window {
 	/* RAM: the NUMA policy set on it (numa.c); under lock and view_lock. */
 	unsigned numa_mode;
 	uint64_t numa_nodes;
+	/*
+	 * RAM whose unplugged blocks read as zeros: an anonymous PROT_READ
+	 * mapping of capacity bytes, never written, so reading it costs no
+	 * memory (plug.c). Made by the first gm_space_set_blocks() asking for
+	 * it, under space->lock, before any layout using it is published.
+	 */
+	struct gm_mapping *zero;
 };
 
 /* A window's place and protection in one layout. */
@@ -125,6 +136,7 @@ struct placement {
 	/* RAM in blocks (invariant 8): the block size or 0, and one bit per block of capacity. */
 	uint64_t block;
 	uint64_t *plugged; /* bit b set: block b is plugged; NULL when block is 0 */
+	bool zero;	   /* unplugged blocks read as zeros (GM_BLOCKS_ZERO) */
 };
 
 /* One arrangement of the space; immutable once published (see above). */
@@ -252,6 +264,25 @@ static inline long placement_at(const struct layout *l, gm_gpa_t gpa)
 static inline bool block_plugged(const struct placement *pl, uint64_t b)
 {
 	return !pl->block || (pl->plugged[b / 64] >> (b % 64) & 1);
+}
+
+/*
+ * The end of the run of blocks of @pl in one state (plugged or not) that
+ * starts at window offset @from, clipped to @end (> @from); *@plugged gets
+ * the state. A placement without blocks is one plugged run.
+ */
+static inline uint64_t block_run(const struct placement *pl, uint64_t from, uint64_t end,
+				 bool *plugged)
+{
+	uint64_t b;
+
+	*plugged = block_plugged(pl, pl->block ? from / pl->block : 0);
+	if (!pl->block)
+		return end;
+	b = from / pl->block + 1;
+	while (b * pl->block < end && block_plugged(pl, b) == *plugged)
+		b++;
+	return b * pl->block < end ? b * pl->block : end;
 }
 
 /*
