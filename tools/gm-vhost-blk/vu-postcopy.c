@@ -116,8 +116,8 @@ static int table_uffd(struct vu_server *s, bool reg)
 		}
 	}
 	gm_vhost_table_put(t);
-	if (s->info)
-		s->info->uffd_registered = done;
+	if (reg && s->info)
+		s->info->uffd_registered += done;
 	return ret;
 }
 
