@@ -8,7 +8,8 @@
 #                   vhost-user-blk disk served by gm-vhost-blk
 #                   (DEMO_BACKEND=qsd: by qemu-storage-daemon instead)
 #   make demo-migrate that guest, doing disk I/O on gm-vhost-blk, is
-#                   live-migrated (pre-copy) to a second QEMU process
+#                   live-migrated to a second QEMU process, pre-copy
+#                   then post-copy
 #   make check      the whole test suite: normal, ASan+UBSan, 32-bit x86,
 #                   32-bit ARM (armhf, under qemu-user), TSan (concurrency
 #                   tests), valgrind (unit tests), every fuzz target for
@@ -94,6 +95,7 @@ demo-linux: all
 demo-migrate: all
 	@scripts/deps.sh demo-linux || echo "demo-migrate: could not install the demo-linux packages"
 	scripts/demo-migrate.sh --gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
+	scripts/demo-migrate.sh --postcopy --gm-vhost-blk build/tools/gm-vhost-blk/gm-vhost-blk
 
 check:
 	@scripts/deps.sh base i386 armhf package

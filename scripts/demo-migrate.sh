@@ -13,7 +13,14 @@
 # status (0 passed, 1 failed, 77 skipped: QEMU or the kernel is missing).
 #
 #   scripts/demo-migrate.sh [--backend gm|qsd] [--gm-vhost-blk PATH]
-#                           [--break-log] [--keep]
+#                           [--postcopy] [--break-log] [--keep]
+#
+# --postcopy turns on postcopy-ram on both QEMUs and switches the migration
+# to post-copy (migrate-start-postcopy) after POSTCOPY_AFTER seconds
+# (default 2) of pre-copy, while the guest still dirties memory: the
+# destination runs before all of its RAM arrived, and the back end's
+# accesses to pages not yet there wait for QEMU to place them
+# (VHOST_USER_PROTOCOL_F_PAGEFAULT, docs/migration.md). gm back end only.
 #
 # --backend qsd (for comparison) serves the disk with qemu-storage-daemon
 # instead: it serves one front end at a time, so the source and the
@@ -35,6 +42,7 @@ GM_VHOST_BLK=${GM_VHOST_BLK:-}
 BACKEND=gm
 keep=0
 break_log=0
+postcopy=0
 mig_secs=${MIG_SECS:-120}
 timeout_s=${DEMO_TIMEOUT:-240}
 while [ $# -gt 0 ]; do
@@ -42,8 +50,9 @@ while [ $# -gt 0 ]; do
 	--gm-vhost-blk) GM_VHOST_BLK=$2; shift ;;
 	--backend) BACKEND=$2; shift ;;
 	--break-log) break_log=1 ;;
+	--postcopy) postcopy=1 ;;
 	--keep) keep=1 ;;
-	*) echo "usage: $0 [--backend gm|qsd] [--gm-vhost-blk PATH] [--break-log] [--keep]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--backend gm|qsd] [--gm-vhost-blk PATH] [--postcopy] [--break-log] [--keep]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -59,6 +68,7 @@ gm)
 qsd)
 	command -v qemu-storage-daemon >/dev/null || lg_skip "qemu-storage-daemon not installed (Debian package qemu-system-common)"
 	[ $break_log = 0 ] || { echo "demo-migrate: --break-log needs --backend gm" >&2; exit 2; }
+	[ $postcopy = 0 ] || { echo "demo-migrate: --postcopy needs --backend gm (qemu-storage-daemon cannot do post-copy)" >&2; exit 2; }
 	;;
 *) echo "demo-migrate: unknown back end '$BACKEND' (gm or qsd)" >&2; exit 2 ;;
 esac
@@ -199,6 +209,7 @@ qmp() { python3 "$here/qmp.py" "$@"; }
 mig_status=none
 mig_total=-1
 mig_down=-1
+mig_pc=-1
 if ! wait_for "$WORK/src.console" '^GMDEMO migrate-ready' 150; then
 	record guest-ready FAIL "the guest's workload did not start within 150 s"
 else
@@ -207,11 +218,24 @@ else
 	# At most MIG_BW bytes/s (default 16 MiB/s): a migration of several
 	# seconds, so the back end writes guest RAM after the RAM pass sent it.
 	qmp "$WORK/src.qmp" migrate-set-parameters "{\"max-bandwidth\": ${MIG_BW:-16777216}}" >/dev/null
+	kind=pre-copy
+	if [ $postcopy = 1 ]; then
+		kind=post-copy
+		caps='{"capabilities": [{"capability": "postcopy-ram", "state": true}]}'
+		qmp "$WORK/dst.qmp" migrate-set-capabilities "$caps" >/dev/null &&
+			qmp "$WORK/src.qmp" migrate-set-capabilities "$caps" >/dev/null ||
+			record postcopy-caps FAIL "postcopy-ram refused (see the QEMU logs)"
+	fi
 	if qmp "$WORK/src.qmp" migrate "{\"uri\": \"unix:$WORK/mig.sock\"}" >/dev/null; then
-		read -r mig_status mig_total mig_down < <(qmp "$WORK/src.qmp" wait-migration 150)
+		if [ $postcopy = 1 ]; then
+			sleep "${POSTCOPY_AFTER:-2}"
+			qmp "$WORK/src.qmp" migrate-start-postcopy >/dev/null ||
+				record postcopy-start FAIL "migrate-start-postcopy refused"
+		fi
+		read -r mig_status mig_total mig_down mig_pc < <(qmp "$WORK/src.qmp" wait-migration 150)
 	fi
 	if [ "$mig_status" = completed ]; then
-		record migration ok "pre-copy completed: total ${mig_total} ms, downtime ${mig_down} ms"
+		record migration ok "$kind completed: total ${mig_total} ms, downtime ${mig_down} ms"
 	else
 		record migration FAIL "status ${mig_status:-none}"
 	fi
@@ -282,6 +306,7 @@ if [ -n "$rounds" ]; then
 else
 	record image FAIL "the guest did not say how many rounds it ran"
 fi
+regs=
 if [ "$BACKEND" = gm ]; then
 # The source's connection is the one that attached a log (the two QEMUs
 # connect in either order).
@@ -291,6 +316,16 @@ if [ "${logs:-0}" -ge 1 ] 2>/dev/null; then
 	record dirty-log ok "the source's connection attached $logs dirty log(s); $pages page bits left set at its end"
 else
 	record dirty-log FAIL "the source's connection attached no dirty log"
+fi
+if [ $postcopy = 1 ]; then
+	# The destination's connection registered its table after POSTCOPY_LISTEN,
+	# and QEMU ran the migration's end in post-copy.
+	regs=$(sed -n 's/.*post-copy: \([0-9]*\) region registration.*/\1/p' "$WORK/backend.log" | sort -n | tail -n 1)
+	if [ "${regs:-0}" -ge 1 ] 2>/dev/null && [ "${mig_pc:--1}" -ge 0 ] 2>/dev/null; then
+		record postcopy ok "ran post-copy ($mig_pc pages requested by the destination); the destination's connection registered $regs region(s) with the userfaultfd"
+	else
+		record postcopy FAIL "post-copy not run (QEMU postcopy requests ${mig_pc:--1}, back-end registrations ${regs:-0})"
+	fi
 fi
 failed_reqs=$(grep -a 'total stats:' "$WORK/backend.log" | tail -n 1 | tr ' ;' '\n\n' | sed -n 's/^failed=\([0-9]*\)$/\1/p')
 if [ "$be_status" = 0 ] && [ "${failed_reqs:-x}" = 0 ]; then
@@ -317,7 +352,7 @@ total=${#checks[@]}
 secs=$(($(date +%s) - t0))
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 rline=$(grep -a '^GMDEMO check rounds ' "$WORK/console.txt" | tail -n 1)
-echo "demo-migrate: $BACKEND: migration time ${mig_total} ms, downtime ${mig_down} ms, guest rounds: $(echo "$rline" | cut -d' ' -f5-8) s, back-end CPU $(awk -v t="$be_ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') s${logs:+, dirty logs $logs}"
+echo "demo-migrate: $BACKEND: migration time ${mig_total} ms, downtime ${mig_down} ms, guest rounds: $(echo "$rline" | cut -d' ' -f5-8) s, back-end CPU $(awk -v t="$be_ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') s${logs:+, dirty logs $logs}${regs:+, post-copy page requests $mig_pc}"
 if [ $failed = 0 ]; then
 	echo "demo-migrate: PASS: all $total checks passed ($BACKEND, $ACCEL, ${secs} s)"
 	exit 0

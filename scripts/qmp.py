@@ -3,7 +3,9 @@
 
   qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   run one command, print its "return"
   qmp.py SOCKET wait-migration SECONDS     poll query-migrate until it ends;
-                                           print "status total_ms downtime_ms"
+                                           print "status total_ms downtime_ms
+                                           postcopy_requests" (the last -1 if
+                                           the migration never ran post-copy)
 
 Connects to a QMP Unix socket, leaves capabilities negotiation mode, and
 runs the command. Exit status 0 on success, 1 on a QMP error or timeout.
@@ -54,14 +56,17 @@ def main():
         q = Qmp(sys.argv[1])
         if sys.argv[2] == "wait-migration":
             deadline = time.monotonic() + float(sys.argv[3])
+            postcopy = False
             while True:
                 r = q.cmd("query-migrate")
                 st = r.get("status", "none")
+                postcopy = postcopy or st == "postcopy-active"
                 if st in ("completed", "failed", "cancelled"):
-                    print(st, r.get("total-time", -1), r.get("downtime", -1))
+                    pc = r.get("ram", {}).get("postcopy-requests", 0) if postcopy else -1
+                    print(st, r.get("total-time", -1), r.get("downtime", -1), pc)
                     return 0 if st == "completed" else 1
                 if time.monotonic() > deadline:
-                    print("timeout", -1, -1)
+                    print("timeout", -1, -1, -1)
                     return 1
                 time.sleep(0.1)
         args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None

@@ -26,8 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1981,6 +1984,242 @@ static int run_requests(const char *name, const struct CMUnitTest *tests, size_t
 	return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 }
 
+/* ---- tests: post-copy (VHOST_USER_PROTOCOL_F_PAGEFAULT, issue 18) ---- */
+
+/* Whether this process can open a userfaultfd as the back end would; else why not. */
+static bool userfaultfd_here(char *why_not, size_t len)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), err = errno;
+
+#ifdef USERFAULTFD_IOC_NEW
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+#endif
+	if (fd < 0) {
+		snprintf(why_not, len, "no userfaultfd here (%s; vm.unprivileged_userfaultfd=0?)",
+			 strerror(err));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+/* POSTCOPY_ADVISE: the userfaultfd of the reply (asserts one came, with no payload). */
+static int advise(struct fe *f)
+{
+	uint8_t p[8];
+	int uffd;
+
+	send_msg(f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(f, POSTCOPY_ADVISE, p, sizeof(p), &uffd), 0);
+	assert_true(uffd >= 0);
+	return uffd;
+}
+
+/*
+ * Send the one-region table in post-copy mode as QEMU does (no NEED_REPLY),
+ * check the reply (same regions, our addresses replaced by the back end's)
+ * and send QEMU's ack (u64 0, no fd). Returns the back end's address of
+ * guest byte 0.
+ */
+static uint64_t postcopy_table(struct fe *f)
+{
+	struct region_msg r = {0, RAM_SIZE, UA, 0}, back;
+	uint8_t p[512], out[512];
+	int memfd = gm_mapping_fd(f->map);
+	uint32_t size = mem_table(p, &r, 1);
+	uint64_t zero = 0;
+
+	send_msg(f, SET_MEM_TABLE, V1, p, size, &memfd, 1);
+	assert_int_equal(recv_reply(f, SET_MEM_TABLE, out, sizeof(out)), size);
+	assert_memory_equal(out, p, 8);
+	memcpy(&back, out + 8, sizeof(back));
+	assert_int_equal(back.gpa, 0);
+	assert_int_equal(back.size, RAM_SIZE);
+	assert_int_equal(back.off, 0);
+	assert_true(back.uaddr != 0 && back.uaddr != UA);
+	send_msg(f, SET_MEM_TABLE, V1, &zero, 8, NULL, 0);
+	sync_fe(f);
+	return back.uaddr;
+}
+
+/* Drop guest page @gpa from the memfd: it is missing until someone places it. */
+static void punch(struct fe *f, gm_gpa_t gpa)
+{
+	assert_int_equal(fallocate(gm_mapping_fd(f->map),
+				   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)gpa, 4096),
+			 0);
+}
+
+static void postcopy_request_waits_for_the_page_the_front_end_places(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	struct uffdio_copy copy;
+	uint8_t got[4096], st = 0xff;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+
+	/* A write from a missing page: the back end's pwrite() must wait for it. */
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.event, UFFD_EVENT_PAGEFAULT);
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	/* The request is not completed while the page is missing. */
+	assert_false(wait_used(&f, q, &id, &len, 200));
+	memset(page, 0x5a, sizeof(page));
+	page[0] = 0x11;
+	copy = (struct uffdio_copy){
+	    .dst = base + DATA, .src = (uint64_t)(uintptr_t)page, .len = 4096, .mode = 0};
+	assert_int_equal(ioctl(uffd, UFFDIO_COPY, &copy), 0);
+	assert_int_equal(copy.copy, 4096);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, head);
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, page, sizeof(got));
+	/* The front end's view sees the page it placed, the back end's too. */
+	assert_int_equal(gm_read(f.m, DATA, got, sizeof(got)), 0);
+	assert_memory_equal(got, page, sizeof(got));
+
+	/* END: answered 0, and the table is no longer registered: nothing waits. */
+	send_msg(&f, POSTCOPY_END, V1 | NEED_REPLY, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply(&f, POSTCOPY_END, &base, 8), 8);
+	assert_int_equal(base, 0);
+	punch(&f, DATA + 4096);
+	sg.gpa = DATA + 4096;
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	pfd.revents = 0;
+	assert_int_equal(poll(&pfd, 1, 0), 0); /* no fault was reported */
+	close(uffd);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* A page read into: the request waits, and the device's data wins over what was placed. */
+static void postcopy_read_into_a_missing_page_waits_and_fills_it(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, true};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	struct uffdio_copy copy;
+	uint8_t got[4096];
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len, i;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_IN, 24, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	assert_false(wait_used(&f, q, &id, &len, 200));
+	memset(page, 0xee, sizeof(page));
+	copy = (struct uffdio_copy){
+	    .dst = base + DATA, .src = (uint64_t)(uintptr_t)page, .len = 4096, .mode = 0};
+	assert_int_equal(ioctl(uffd, UFFDIO_COPY, &copy), 0);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, head);
+	assert_int_equal(gm_read(f.m, DATA, got, sizeof(got)), 0);
+	for (i = 0; i < sizeof(got); i++)
+		assert_int_equal(got[i], img_byte(24 * 512 + i));
+	close(uffd);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* Without PAGEFAULT negotiated every POSTCOPY message is refused, and the connection goes on. */
+static void postcopy_without_the_feature_is_refused(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	uint8_t p[8];
+	uint64_t v = 1;
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	connect_fe(&f);
+	set_u64(&f, SET_FEATURES, 1ull << VU_F_PROTOCOL_FEATURES);
+	set_u64(&f, SET_PROTOCOL_FEATURES, 1ull << VU_PF_REPLY_ACK);
+	send_msg(&f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(&f, POSTCOPY_ADVISE, p, sizeof(p), &fd), 0);
+	assert_int_equal(fd, -1);
+	assert_int_not_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	send_msg(&f, POSTCOPY_END, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply(&f, POSTCOPY_END, &v, 8), 8);
+	assert_int_not_equal(v, 0);
+	sync_fe(&f);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* A kernel without userfaultfd: ADVISE is answered without an fd, LISTEN fails. */
+static void postcopy_without_userfaultfd_is_refused(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	uint8_t p[8];
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	vu_server_set_no_userfaultfd(f.srv, true);
+	fe_start(&f, 0);
+	send_msg(&f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(&f, POSTCOPY_ADVISE, p, sizeof(p), &fd), 0);
+	assert_int_equal(fd, -1);
+	assert_int_not_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	/* Not listening: a table is an ordinary one, acked, and requests go on. */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 int main(void)
 {
 	/* What only the protocol sees: run once. */
@@ -2035,6 +2274,12 @@ int main(void)
 	    cmocka_unit_test_teardown(many_requests_in_one_kick_complete_each_as_it_finishes,
 				      fe_teardown),
 	    cmocka_unit_test_teardown(reads_mark_the_guest_pages_they_fill_dirty, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_request_waits_for_the_page_the_front_end_places,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_read_into_a_missing_page_waits_and_fills_it,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
 	};
 #ifdef GM_HAVE_LIBURING
 	const struct CMUnitTest uring_only[] = {

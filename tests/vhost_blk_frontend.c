@@ -227,6 +227,36 @@ uint32_t recv_reply(struct fe *f, uint32_t req, void *p, uint32_t max)
 	return n;
 }
 
+uint32_t recv_reply_fd(struct fe *f, uint32_t req, void *p, uint32_t max, int *fd)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} ctl;
+	struct pollfd pfd = {.fd = f->sock, .events = POLLIN};
+	uint32_t h[3];
+	struct iovec iov = {h, 12};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = ctl.b,
+			    .msg_controllen = sizeof(ctl.b)};
+	struct cmsghdr *c;
+
+	*fd = -1;
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(recvmsg(f->sock, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC), 12);
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	assert_int_equal(h[0], req);
+	assert_int_equal(h[1], V1 | 0x4);
+	assert_true(h[2] <= max);
+	if (h[2])
+		assert_int_equal(recv(f->sock, p, h[2], MSG_WAITALL), (ssize_t)h[2]);
+	return h[2];
+}
+
 uint64_t get_u64(struct fe *f, uint32_t req)
 {
 	uint64_t v;
@@ -389,7 +419,8 @@ static void start(struct fe *f, uint64_t features_off, void (*before_kick)(struc
 	pf = get_u64(f, GET_PROTOCOL_FEATURES);
 	assert_int_equal(pf, (1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) |
 				 (1ull << VU_PF_CONFIG) | (1ull << VU_PF_CONFIGURE_MEM_SLOTS) |
-				 (1ull << VU_PF_INFLIGHT_SHMFD) | (1ull << VU_PF_LOG_SHMFD));
+				 (1ull << VU_PF_INFLIGHT_SHMFD) | (1ull << VU_PF_LOG_SHMFD) |
+				 (1ull << VU_PF_PAGEFAULT));
 	set_u64(f, SET_PROTOCOL_FEATURES, pf);
 	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
 	send_msg(f, SET_OWNER, V1, NULL, 0, NULL, 0);

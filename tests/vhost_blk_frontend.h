@@ -59,6 +59,9 @@ enum {
 	SET_VRING_ENABLE = 18,
 	GET_CONFIG = 24,
 	SET_CONFIG = 25,
+	POSTCOPY_ADVISE = 28,
+	POSTCOPY_LISTEN = 29,
+	POSTCOPY_END = 30,
 	GET_MAX_MEM_SLOTS = 36,
 	ADD_MEM_REG = 37,
 	REM_MEM_REG = 38,
@@ -142,6 +145,12 @@ void send_msg(struct fe *f, uint32_t req, uint32_t flags, const void *p, uint32_
 
 /* Read a reply to @req; returns its payload size. */
 uint32_t recv_reply(struct fe *f, uint32_t req, void *p, uint32_t max);
+
+/*
+ * Read a reply to @req that may carry one fd; returns its payload size and
+ * sets *@fd to the fd (-1: none came).
+ */
+uint32_t recv_reply_fd(struct fe *f, uint32_t req, void *p, uint32_t max, int *fd);
 
 uint64_t get_u64(struct fe *f, uint32_t req);
 

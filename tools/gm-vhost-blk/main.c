@@ -181,6 +181,10 @@ static void reap(struct conn *c, struct blk_dev *blk, struct blk_stats *total, s
 	       info->tables == 1 ? "" : "s", info->max_regions_seen, info->resubmitted,
 	       info->resubmitted == 1 ? "" : "s", info->log_bases, info->log_bases == 1 ? "" : "s",
 	       info->log_pages);
+	if (info->uffd_registered)
+		printf("%s: connection %u: post-copy: %" PRIu64
+		       " region registration%s with the userfaultfd\n",
+		       prog, c->id, info->uffd_registered, info->uffd_registered == 1 ? "" : "s");
 	if (info->fds_refused)
 		printf("%s: connection %u: refused %u fd%s of the wrong kind (last: %s)\n", prog,
 		       c->id, info->fds_refused, info->fds_refused == 1 ? "" : "s",
@@ -195,14 +199,10 @@ static void reap(struct conn *c, struct blk_dev *blk, struct blk_stats *total, s
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"image", required_argument, NULL, 'i'},
-	    {"readonly", no_argument, NULL, 'r'},
-	    {"queues", required_argument, NULL, 'q'},
-	    {"aio", required_argument, NULL, 'A'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
+	    {"readonly", no_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
+	    {"aio", required_argument, NULL, 'A'},    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;

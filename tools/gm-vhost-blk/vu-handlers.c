@@ -29,8 +29,9 @@ enum fds_rule {
 	FDS_NONE,
 	FDS_ONE,
 	FDS_AT_MOST_ONE, /* REM_MEM_REG: old QEMU sends a stray fd */
-	FDS_PER_REGION,	 /* SET_MEM_TABLE: one per region (u32 count at offset 0) */
 	FDS_UNLESS_NOFD, /* SET_VRING_KICK/CALL/ERR: one unless VRING_NOFD is set */
+	FDS_UNLESS_ACK,	 /* SET_MEM_TABLE: one per region (u32 count at offset 0), ADD_MEM_REG:
+			    one; none in a post-copy ack (8 bytes) */
 };
 
 struct request_row {
@@ -205,6 +206,34 @@ static bool mem_table_size_ok(const struct msg *msg)
 	return n <= TABLE_REGIONS && msg->size == 8 + REGION_SIZE * n;
 }
 
+/* The regions of a SET_MEM_TABLE being installed (vu_postcopy_table()). */
+struct table_args {
+	const struct gm_vhost_region *r;
+	uint32_t n;
+};
+
+static int install_table(struct vu_server *s, void *arg)
+{
+	const struct table_args *a = arg;
+
+	return gm_vhost_mem_set(s->tables, a->r, a->n);
+}
+
+static int install_region(struct vu_server *s, void *arg)
+{
+	return gm_vhost_mem_add(s->tables, arg);
+}
+
+/*
+ * After a post-copy table was answered with our addresses, QEMU sends the
+ * same request again with a u64 0 and no fd, its ack that it can now take
+ * our faults. Nothing to do and nothing to answer.
+ */
+static bool is_postcopy_ack(const struct vu_server *s, const struct msg *msg)
+{
+	return s->listening && msg->size == 8 && msg->nfds == 0;
+}
+
 static int set_mem_table(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
 			 bool *replied)
 {
@@ -212,17 +241,31 @@ static int set_mem_table(struct vu_server *s, const struct vu_conn *c, struct ms
 	uint32_t n = get32(msg->p), i;
 	int ret;
 
-	(void)c;
-	(void)replied;
+	if (is_postcopy_ack(s, msg)) {
+		*replied = true;
+		return get64(msg->p) == 0 ? 0 : DISCONNECT;
+	}
 	for (i = 0; i < n; i++) {
 		parse_region(msg->p + 8 + REGION_SIZE * i, &r[i]);
 		r[i].fd = msg->fds[i];
 	}
 	/* The table maps duplicates; our copies are closed with the message. */
-	ret = gm_vhost_mem_set(s->tables, r, n);
+	if (s->listening) {
+		struct table_args a = {r, n};
+
+		ret = vu_postcopy_table(s, c, msg, 8, n, install_table, &a, replied);
+	} else {
+		ret = gm_vhost_mem_set(s->tables, r, n);
+	}
 	if (ret == 0)
 		note_table(s);
 	return ret;
+}
+
+/* ADD_MEM_REG: u64 padding, then one region and its fd; or a post-copy ack (u64 0, no fd). */
+static bool add_mem_reg_size_ok(const struct msg *msg)
+{
+	return msg->size == 8 + REGION_SIZE || msg->size == 8;
 }
 
 /* ADD_MEM_REG / REM_MEM_REG: u64 padding, then one region. */
@@ -231,11 +274,18 @@ static int add_mem_reg(struct vu_server *s, const struct vu_conn *c, struct msg 
 	struct gm_vhost_region r;
 	int ret;
 
-	(void)c;
-	(void)replied;
+	if (msg->size == 8) {
+		if (!is_postcopy_ack(s, msg) || get64(msg->p) != 0)
+			return DISCONNECT;
+		*replied = true;
+		return 0;
+	}
 	parse_region(msg->p + 8, &r);
 	r.fd = msg->fds[0];
-	ret = gm_vhost_mem_add(s->tables, &r);
+	if (s->listening)
+		ret = vu_postcopy_table(s, c, msg, 8, 1, install_region, &r, replied);
+	else
+		ret = gm_vhost_mem_add(s->tables, &r);
 	if (ret == 0)
 		note_table(s);
 	return ret;
@@ -529,7 +579,7 @@ static const struct request_row requests[] = {
     {REQ_SET_FEATURES, 8, NULL, FDS_NONE, set_features},
     {REQ_SET_OWNER, 0, NULL, FDS_NONE, set_owner},
     {REQ_RESET_OWNER, 0, NULL, FDS_NONE, reset_owner},
-    {REQ_SET_MEM_TABLE, 0, mem_table_size_ok, FDS_PER_REGION, set_mem_table},
+    {REQ_SET_MEM_TABLE, 0, mem_table_size_ok, FDS_UNLESS_ACK, set_mem_table},
     {REQ_SET_LOG_BASE, 16, NULL, FDS_ONE, set_log_base},
     {REQ_SET_LOG_FD, 0, NULL, FDS_ONE, set_log_fd},
     {REQ_SET_VRING_NUM, 8, NULL, FDS_NONE, set_vring_num},
@@ -545,10 +595,13 @@ static const struct request_row requests[] = {
     {REQ_SET_VRING_ENABLE, 8, NULL, FDS_NONE, set_vring_enable},
     {REQ_GET_CONFIG, 0, config_size_ok, FDS_NONE, get_config},
     {REQ_SET_CONFIG, 0, config_size_ok, FDS_NONE, set_config},
+    {REQ_POSTCOPY_ADVISE, 0, NULL, FDS_NONE, vu_postcopy_advise},
+    {REQ_POSTCOPY_LISTEN, 0, NULL, FDS_NONE, vu_postcopy_listen},
+    {REQ_POSTCOPY_END, 0, NULL, FDS_NONE, vu_postcopy_end},
     {REQ_GET_INFLIGHT_FD, 24, NULL, FDS_NONE, vu_get_inflight_fd},
     {REQ_SET_INFLIGHT_FD, 24, NULL, FDS_ONE, vu_set_inflight_fd},
     {REQ_GET_MAX_MEM_SLOTS, 0, NULL, FDS_NONE, get_max_mem_slots},
-    {REQ_ADD_MEM_REG, 8 + REGION_SIZE, NULL, FDS_ONE, add_mem_reg},
+    {REQ_ADD_MEM_REG, 0, add_mem_reg_size_ok, FDS_UNLESS_ACK, add_mem_reg},
     {REQ_REM_MEM_REG, 8 + REGION_SIZE, NULL, FDS_AT_MOST_ONE, rem_mem_reg},
 };
 
@@ -562,10 +615,12 @@ static bool fds_ok(const struct request_row *row, const struct msg *msg)
 		return msg->nfds == 1;
 	case FDS_AT_MOST_ONE:
 		return msg->nfds <= 1;
-	case FDS_PER_REGION:
-		return msg->nfds == get32(msg->p);
 	case FDS_UNLESS_NOFD:
 		return msg->nfds == ((get64(msg->p) & VRING_NOFD) ? 0u : 1u);
+	case FDS_UNLESS_ACK:
+		if (msg->size == 8)
+			return msg->nfds == 0;
+		return msg->nfds == (msg->request == REQ_ADD_MEM_REG ? 1u : get32(msg->p));
 	}
 	return false;
 }

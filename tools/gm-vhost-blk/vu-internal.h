@@ -8,6 +8,7 @@
  *                 closing the fds nobody kept.
  *   vu-handlers.c the table of requests and their handlers.
  *   vu-inflight.c INFLIGHT_SHMFD: the shared buffer and resubmission.
+ *   vu-postcopy.c PAGEFAULT: the userfaultfd of a post-copy migration.
  *   vu-queue.c    the queues: one worker thread each, serving rounds.
  *
  * Threads: the caller of vu_serve() (the "protocol thread") reads and
@@ -70,6 +71,9 @@ enum {
 	REQ_SET_VRING_ENABLE = 18,
 	REQ_GET_CONFIG = 24,
 	REQ_SET_CONFIG = 25,
+	REQ_POSTCOPY_ADVISE = 28,
+	REQ_POSTCOPY_LISTEN = 29,
+	REQ_POSTCOPY_END = 30,
 	REQ_GET_INFLIGHT_FD = 31,
 	REQ_SET_INFLIGHT_FD = 32,
 	REQ_GET_MAX_MEM_SLOTS = 36,
@@ -95,7 +99,7 @@ enum {
 #define PROTOCOL_FEATURES                                                          \
 	((1ull << VU_PF_MQ) | (1ull << VU_PF_REPLY_ACK) | (1ull << VU_PF_CONFIG) | \
 	 (1ull << VU_PF_CONFIGURE_MEM_SLOTS) | (1ull << VU_PF_INFLIGHT_SHMFD) |    \
-	 (1ull << VU_PF_LOG_SHMFD))
+	 (1ull << VU_PF_LOG_SHMFD) | (1ull << VU_PF_PAGEFAULT))
 
 /* Returned by a handler for a message that ends the connection. */
 #define DISCONNECT (-EPROTO)
@@ -164,6 +168,14 @@ struct vu_server {
 	struct vu_conn_info *info;
 	int stall_ms;			 /* struct vu_conn's, for each connection */
 	struct gm_mapping *inflight_map; /* SET_INFLIGHT_FD mapping (GM_MAP_PEER), or NULL */
+	/*
+	 * Post-copy (vu-postcopy.c): the userfaultfd POSTCOPY_ADVISE opened
+	 * (-1: none), and whether LISTEN came (memory tables are registered
+	 * with it and answered with our addresses) and END did not.
+	 */
+	int uffd;
+	bool listening;
+	bool no_userfaultfd; /* tests: as if the kernel had none */
 };
 
 /* One message as read: header fields, payload, and the fds that came with it. */
@@ -256,6 +268,27 @@ int vu_reply_u64(const struct vu_conn *c, const struct msg *msg, uint64_t v);
  * or DISCONNECT. *@replied is set if the handler sent its own reply.
  */
 int vu_handle_message(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied);
+
+/* ---- vu-postcopy.c: post-copy (vhost-user.rst, "Migration", PAGEFAULT) ---- */
+
+/* POSTCOPY_ADVISE, POSTCOPY_LISTEN and POSTCOPY_END handlers (rows in vu-handlers.c). */
+int vu_postcopy_advise(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		       bool *replied);
+int vu_postcopy_listen(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		       bool *replied);
+int vu_postcopy_end(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied);
+/*
+ * While listening: install a memory table by @install(@s, @arg) with every
+ * queue locked, so no worker touches a page of the new table before it is
+ * registered with the userfaultfd, register its regions, and answer @msg
+ * with @msg's payload in which each region's userspace_addr (at
+ * @first_region, @n regions of REGION_SIZE) is our address of it.
+ */
+int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		      uint32_t first_region, uint32_t n, int (*install)(struct vu_server *, void *),
+		      void *arg, bool *replied);
+/* Unregister every region and close the userfaultfd. Protocol thread. */
+void vu_postcopy_drop(struct vu_server *s);
 
 /* ---- vu-queue.c: the queues and their workers ---- */
 

@@ -39,6 +39,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 	s->dev = *dev;
 	s->nqueues = nqueues;
 	s->stall_ms = VU_STALL_MS;
+	s->uffd = -1;
 	s->q = calloc(nqueues, sizeof(*s->q));
 	if (!s->q)
 		goto err;
@@ -116,6 +117,7 @@ static void stop_all(struct vu_server *s)
 		pthread_mutex_unlock(&q->lock);
 	}
 	vu_drop_inflight(s);
+	vu_postcopy_drop(s);
 	if (s->info)
 		s->info->log_pages = gm_vhost_mem_log_count(s->tables);
 	gm_vhost_mem_clear(s->tables);
@@ -128,6 +130,11 @@ static void stop_all(struct vu_server *s)
 void vu_server_set_stall_timeout(struct vu_server *s, int ms)
 {
 	s->stall_ms = ms > 0 ? ms : VU_STALL_MS;
+}
+
+void vu_server_set_no_userfaultfd(struct vu_server *s, bool none)
+{
+	s->no_userfaultfd = none;
 }
 
 /*

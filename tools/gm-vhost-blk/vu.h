@@ -28,6 +28,7 @@
 #define VU_PF_MQ		  0
 #define VU_PF_LOG_SHMFD		  1
 #define VU_PF_REPLY_ACK		  3
+#define VU_PF_PAGEFAULT		  8 /* post-copy: POSTCOPY_ADVISE, LISTEN, END */
 #define VU_PF_CONFIG		  9
 #define VU_PF_INFLIGHT_SHMFD	  12
 #define VU_PF_CONFIGURE_MEM_SLOTS 15
@@ -96,12 +97,13 @@ struct vu_conn_info {
 	size_t max_regions_seen;    /* most regions in force at once */
 	uint64_t tables;	    /* memory tables installed (set/add/remove) */
 	uint64_t messages;
-	uint64_t resubmitted;	/* requests re-served from the inflight buffer */
-	uint64_t log_bases;	/* dirty logs attached (SET_LOG_BASE) */
-	uint64_t log_pages;	/* pages set in the log when the connection ended */
-	unsigned fds_refused;	/* kick/call/err fds not eventfds, inflight fds not files */
-	const char *fd_refusal; /* static string: why the last one was refused */
-	const char *end_reason; /* static string */
+	uint64_t resubmitted;	  /* requests re-served from the inflight buffer */
+	uint64_t log_bases;	  /* dirty logs attached (SET_LOG_BASE) */
+	uint64_t log_pages;	  /* pages set in the log when the connection ended */
+	uint64_t uffd_registered; /* region registrations with the post-copy userfaultfd */
+	unsigned fds_refused;	  /* kick/call/err fds not eventfds, inflight fds not files */
+	const char *fd_refusal;	  /* static string: why the last one was refused */
+	const char *end_reason;	  /* static string */
 };
 
 struct vu_server;
@@ -133,6 +135,12 @@ void vu_server_free(struct vu_server *s);
  * connection ended. Between connections only.
  */
 void vu_server_set_stall_timeout(struct vu_server *s, int ms);
+
+/*
+ * Tests only: behave as if this kernel had no userfaultfd, so that
+ * POSTCOPY_ADVISE is refused. Between connections only.
+ */
+void vu_server_set_no_userfaultfd(struct vu_server *s, bool none);
 
 /*
  * Serve the front end on the connected socket @fd until it disconnects,

@@ -1,0 +1,223 @@
+/*
+ * vu-postcopy.c - VHOST_USER_PROTOCOL_F_PAGEFAULT: the back end's part of a
+ * post-copy migration (vhost-user.rst, "Migration").
+ *
+ * On the destination, guest pages arrive after the guest already runs
+ * there. The back end opens a userfaultfd (POSTCOPY_ADVISE) and hands it to
+ * the front end; after POSTCOPY_LISTEN every memory table is registered
+ * with it in MISSING mode and answered with this process's address of each
+ * region, so the front end knows where to place pages (UFFDIO_COPY through
+ * the fd it holds) and whom to wake. A worker that touches a page not yet
+ * placed - in user mode (ring reads, gm_read) or in kernel mode (pread or
+ * pwrite of a request's buffer) - is put to sleep by the kernel until the
+ * front end placed it: it never reads zeros and its request does not fail.
+ * The back end only registers; resolving faults is the front end's job.
+ * POSTCOPY_END unregisters and closes the fd.
+ *
+ * The userfaultfd is opened without UFFD_USER_MODE_ONLY: the device reads
+ * and writes guest buffers with system calls, whose faults are kernel-mode
+ * and would fail with EFAULT instead of waiting. Without the sysctl
+ * vm.unprivileged_userfaultfd or CAP_SYS_PTRACE, /dev/userfaultfd (Linux
+ * 6.1) is tried; if neither works, ADVISE is answered without an fd, which
+ * the front end reads as a refusal.
+ *
+ * Limits: registration rounds each region out to 4 KiB pages (hugetlbfs
+ * guest memory is not supported); a worker waiting for a page the front end
+ * never places holds its queue until the front end's userfaultfd goes away.
+ */
+#include "vu-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define UFFD_PAGE 4096u
+
+/* A userfaultfd with the API handshake done, or -errno. */
+static int uffd_open(void)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
+	int fd = -1, err = -ENOSYS;
+
+#ifdef SYS_userfaultfd
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		err = -errno;
+#endif
+#ifdef USERFAULTFD_IOC_NEW
+	if (fd < 0 && (err == -EPERM || err == -ENOSYS)) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			if (fd < 0)
+				err = -errno;
+			close(dev);
+		}
+	}
+#endif
+	if (fd < 0)
+		return err;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* [*start, *start + *len): @host's @size bytes rounded out to whole pages. */
+static int page_range(const void *host, uint64_t size, uint64_t *start, uint64_t *len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)host, end;
+
+	if (size == 0 || __builtin_add_overflow(a, size, &end) ||
+	    __builtin_add_overflow(end, UFFD_PAGE - 1, &end))
+		return -EOVERFLOW;
+	*start = a & ~(uint64_t)(UFFD_PAGE - 1);
+	*len = (end & ~(uint64_t)(UFFD_PAGE - 1)) - *start;
+	return 0;
+}
+
+/* Register or unregister every region of the table in force. */
+static int table_uffd(struct vu_server *s, bool reg)
+{
+	struct gm_vhost_table *t = gm_vhost_mem_table(s->tables);
+	size_t i, n = t ? gm_vhost_table_region_count(t) : 0, done = 0;
+	int ret = 0;
+
+	for (i = 0; i < n && ret == 0; i++) {
+		struct gm_vhost_region r;
+		uint64_t start, len;
+		void *host;
+
+		gm_vhost_table_region(t, i, &r);
+		host = gm_host_ptr(gm_vhost_table_memory(t), r.gpa, (size_t)r.size);
+		ret = host ? page_range(host, r.size, &start, &len) : -EFAULT;
+		if (ret)
+			break;
+		if (reg) {
+			struct uffdio_register ur = {.range = {.start = start, .len = len},
+						     .mode = UFFDIO_REGISTER_MODE_MISSING};
+
+			if (ioctl(s->uffd, UFFDIO_REGISTER, &ur) < 0)
+				ret = -errno;
+			else
+				done++;
+		} else {
+			struct uffdio_range ur = {.start = start, .len = len};
+
+			/* Wakes nobody who waits for a page: END comes once all are placed. */
+			if (ioctl(s->uffd, UFFDIO_UNREGISTER, &ur) < 0 && ret == 0)
+				ret = -errno;
+		}
+	}
+	gm_vhost_table_put(t);
+	if (reg && s->info)
+		s->info->uffd_registered += done;
+	return ret;
+}
+
+void vu_postcopy_drop(struct vu_server *s)
+{
+	if (s->uffd >= 0 && s->listening)
+		table_uffd(s, false);
+	close_fd(&s->uffd);
+	s->listening = false;
+}
+
+/*
+ * POSTCOPY_ADVISE: no payload; the reply has none either and carries the
+ * userfaultfd. A refusal (PAGEFAULT not negotiated, no userfaultfd here) is
+ * the same reply without an fd.
+ */
+int vu_postcopy_advise(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
+{
+	static const uint8_t none[1];
+	int fd = -ENOTSUP;
+
+	*replied = true;
+	if (!(s->protocol_features & (1ull << VU_PF_PAGEFAULT)))
+		return vu_send_reply(c, msg, none, 0);
+	vu_postcopy_drop(s); /* a second ADVISE starts over */
+	if (!s->no_userfaultfd)
+		fd = uffd_open();
+	if (fd < 0)
+		return vu_send_reply(c, msg, none, 0);
+	s->uffd = fd;
+	return vu_send_reply_fd(c, msg, none, 0, fd);
+}
+
+/*
+ * POSTCOPY_LISTEN: from now on memory tables arrive in post-copy mode. The
+ * table already in force (if any) is registered too: a page of it the
+ * front end discards must not be filled with zeros by our access.
+ */
+int vu_postcopy_listen(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
+{
+	(void)c;
+	(void)msg;
+	(void)replied;
+	if (!(s->protocol_features & (1ull << VU_PF_PAGEFAULT)) || s->uffd < 0)
+		return -EINVAL;
+	if (s->listening)
+		return 0;
+	s->listening = true;
+	return table_uffd(s, true);
+}
+
+/* POSTCOPY_END: every page is placed; unregister, close, answer u64 0. */
+int vu_postcopy_end(struct vu_server *s, const struct vu_conn *c, struct msg *msg, bool *replied)
+{
+	*replied = true;
+	if (!(s->protocol_features & (1ull << VU_PF_PAGEFAULT)) || s->uffd < 0)
+		return vu_reply_u64(c, msg, 1);
+	vu_postcopy_drop(s);
+	return vu_reply_u64(c, msg, 0);
+}
+
+int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
+		      uint32_t first_region, uint32_t n, int (*install)(struct vu_server *, void *),
+		      void *arg, bool *replied)
+{
+	struct gm_vhost_table *t;
+	uint8_t out[HDR_SIZE + VU_CONFIG_MAX];
+	uint32_t i;
+	int ret;
+
+	if (msg->size > sizeof(out))
+		return -E2BIG;
+	/*
+	 * Workers take the table at the start of a round, under their
+	 * queue's lock: with every lock held, none can touch (and so fill
+	 * with zeros) a missing page of the new table before it is
+	 * registered.
+	 */
+	for (i = 0; i < s->nqueues; i++)
+		pthread_mutex_lock(&s->q[i].lock);
+	ret = install(s, arg);
+	if (ret == 0)
+		ret = table_uffd(s, true);
+	for (i = s->nqueues; i-- > 0;)
+		pthread_mutex_unlock(&s->q[i].lock);
+	if (ret)
+		return ret;
+	memcpy(out, msg->p, msg->size);
+	t = gm_vhost_mem_table(s->tables);
+	for (i = 0; i < n; i++) {
+		uint8_t *p = out + first_region + REGION_SIZE * i;
+		void *host = t ? gm_host_ptr(gm_vhost_table_memory(t), get64(p), 1) : NULL;
+
+		if (!host) {
+			gm_vhost_table_put(t);
+			return -EFAULT;
+		}
+		put64(p + 16, (uint64_t)(uintptr_t)host);
+	}
+	gm_vhost_table_put(t);
+	*replied = true;
+	return vu_send_reply(c, msg, out, msg->size);
+}
