@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # A thin front door to the Meson build. `make demo` and `make check` each
 # install what they need (as root) and build before they run.
 #

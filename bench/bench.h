@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - what every benchmark in bench/ shares: a clock, medians and a
  * cheap deterministic random stream. Header-only; each benchmark is one

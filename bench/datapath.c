@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * datapath.c - the data path's cost beside its physical baseline.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * density.c - what guest memory costs to bring in and to give back:
  * prefault of a whole mapping with one thread and with every CPU of the

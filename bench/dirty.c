@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirty.c - what dirty tracking costs the data path, and what reading a
  * bitmap costs beside copying it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench/gmvm_bench.c - what gmvm costs, beside what KVM alone costs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * snapshot.c - snapshot save/restore and migration, beside the disk and cp.
  *

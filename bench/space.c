@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * space.c - what the address-space layer costs a reader and an access routed to RAM or a device.
  *

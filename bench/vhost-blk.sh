@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # Benchmark, run by hand (not part of make check): the demo-linux guest
 # (Debian's kernel under QEMU) does sequential direct I/O on a vhost-user-blk
 # disk, served in turn by each back end, same image, same workload:

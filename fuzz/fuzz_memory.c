@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/fuzz_memory.c - libFuzzer target for the memory layer's data path.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/fuzz_snapshot.c - libFuzzer target for what the snapshot layer reads
  * from outside: snapshot files and migration streams.

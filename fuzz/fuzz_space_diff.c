@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/fuzz_space_diff.c - differential libFuzzer target for the space
  * layer: access routing (gm_space_read()/gm_space_write()) and the data

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/fuzz_vhost_user.c - libFuzzer target for the vhost-user protocol
  * server of gm-vhost-blk (tools/gm-vhost-blk/vu*.c), with its block device

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/fuzz_virtq.c - libFuzzer target for the split virtqueue walker
  * (include/guestmem/virtq.h, src/virtq.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/space_diff_model.c - the reference model of fuzz_space_diff.c and
  * its comparison with the library: a list of windows (kind, place, RAM page

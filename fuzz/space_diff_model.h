@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz/space_diff_model.h - the reference model fuzz_space_diff.c checks
  * the space layer against (space_diff_model.c): its windows and layouts,

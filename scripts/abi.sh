@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # libguestmem's ABI against the baseline committed in abi/libguestmem.abi.
 #   abi.sh check  LIB BASELINE HEADER_DIR...   meson test 'abi' (make check)
 #   abi.sh update LIB BASELINE HEADER_DIR...   make abi-update

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # For each GM_API function of the named public headers, how often tests/
 # calls it and which negative errnos the tests assert on a call to it.
 #   scripts/api-coverage.sh [layer ...]     (default: every header)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Fail when a layer of guestmem reaches up, or names liburcu outside rcu.c.
 
 The layer table is the one in docs/design-notes.md ("The layers, checked"):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """check-man.py - the manual covers the API exactly, and every page renders cleanly.
 
     check-man.py SOURCE_ROOT MAN3_DIR PAGE.1...

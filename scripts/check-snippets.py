@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """check-snippets.py - every C example in the documentation compiles, and the programs run.
 
     check-snippets.py --root SRC --lib LIBGUESTMEM.so --cc 'CC ARGS' [--cflags ...]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Line and branch coverage per file, from a -Db_coverage=true build.
 
 Usage: coverage.py BUILDDIR [HOLES]

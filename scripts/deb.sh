@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The Debian packages of guestmem (debian/), built, installed and used.
 #   deb.sh build    SOURCE_ROOT WORK_DIR   dpkg-buildpackage + lintian
 #   deb.sh install  SOURCE_ROOT WORK_DIR   install the .debs (root only)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # make demo-linux: Debian's own Linux kernel, run by QEMU, does block I/O on
 # a vhost-user-blk disk served by gm-vhost-blk (or, for comparison,
 # qemu-storage-daemon). The guest reads the disk and checks its checksum,

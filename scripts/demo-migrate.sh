@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # make demo-migrate: Debian's Linux kernel, run by QEMU on a gm-vhost-blk
 # disk, is live-migrated (pre-copy) to a second QEMU process on this
 # machine while it does disk I/O. Both QEMUs have their guest RAM in a

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Install the Debian packages a target needs, or say which are missing.
 #   scripts/deps.sh base|i386|armhf|demo-linux|coverage|package
 # As root, missing packages are installed with apt-get; otherwise the one

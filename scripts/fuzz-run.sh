@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Run one libFuzzer target for a bounded time, as a test (fuzz/meson.build,
 # suite 'fuzz', run by `make check`):
 #   fuzz-run.sh TARGET SEEDS [libFuzzer options...]

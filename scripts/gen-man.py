@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """gen-man.py - section-3 manual pages from the comments of the public headers.
 
 The headers are guestmem's reference: each GM_API prototype has its
@@ -95,6 +96,8 @@ def parse_header(path):
         kind = 'comment' if s.startswith('/*') else 'proto' if s.startswith('GM_API') else 'code'
         if kind == 'code' and elements and elements[-1][0] == 'code':
             continue
+        if kind == 'comment' and 'SPDX-License-Identifier' in s:
+            continue  # the licence line every file starts with, not documentation
         elements.append((kind, s))
     overview = comment_lines(elements[0][1]) if elements and elements[0][0] == 'comment' else []
     groups, common = [], None

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: MIT
 # shellcheck shell=dash
 # /init of the demo-linux guest (busybox sh, PID 1). The host builds the
 # initramfs around it (scripts/linux-guest.sh) and reads what it prints on

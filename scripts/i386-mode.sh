@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # How this host runs 32-bit x86 programs: prints "native" or "qemu-user".
 #
 # Some machines of ours run on a kernel without 32-bit compatibility mode: a

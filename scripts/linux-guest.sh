@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # variables set here are read by the callers
 # Shared by scripts/demo-linux.sh and bench/vhost-blk.sh (sourced, not run):

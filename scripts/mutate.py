@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Mutation testing, one mutant at a time.
 
 Applies one small mutation (flip < and <=, > and >=, == and !=, && and ||,

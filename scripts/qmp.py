@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A small QMP client for scripts/demo-migrate.sh (QEMU's JSON monitor).
 
   qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   run one command, print its "return"

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Add up meson's test logs into the closing line CI reads.
 
 Usage: summary.py NAME:BUILDDIR|NAME:TESTLOG.json [...]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * abi-internal.h - how the library reads and writes the sized structs of
  * guestmem/abi.h. Every public function that takes such a struct passes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * abi.c - the sized structs of guestmem/abi.h at the library's border:
  * checking a caller's sz, copying options and callback tables in, and

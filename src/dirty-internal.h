@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirty-internal.h - what the memory layer needs from dirty.c beyond the
  * public API, and the invariant check tests call. Hidden symbols: not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirty.c - page-granular dirty bitmaps shared by the data path and
  * migration.

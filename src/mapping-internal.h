@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapping-internal.h - what the layers above need from mapping.c beyond
  * the public API: the calling thread's count of absorbed peer faults, read

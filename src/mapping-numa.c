@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapping-numa.c - where on a NUMA host the pages of a mapping come from:
  * gm_mapping_set_policy() applies a memory policy to a range of a mapping

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapping-prefault.c - faulting host memory in ahead of the guest, with
  * several threads: gm_mapping_prefault() for one mapping, and the engine

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mapping.c - host memory mappings that back guest memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rcu-internal.h - what the library's own ordering code needs from the
  * rcu layer: whether this is a ThreadSanitizer build (the one place that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rcu.c - the rcu layer: guestmem's only user of liburcu (rcu.h).
  *

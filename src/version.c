@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * version.c - the version layer: which guestmem a program runs with
  * (version.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vhost-internal.h - hidden checks of the vhost layer (src/vhost.c) for
  * tests and debug builds. Not exported from the shared library.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vhost.c - vhost-user memory tables on top of the memory layer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * virtq.c - split virtqueues (virtio 1.x, 2.7) walked safely on guest memory.
  *

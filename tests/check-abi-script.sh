@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # scripts/abi.sh on a two-function library built here in eight versions.
 # Pass: the same one, one with a function added, one whose private struct
 # grew. Fail: one whose public struct grew, one whose public struct that

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The shared library's exports, its version script and its headers agree.
 #   check-exports.sh LIB MAP HEADER_DIR...
 # Three lists of names must be the same: the symbols LIB exports (nm -D),

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """check_tool_cli.py - gm-vhost-blk and gmsnap behave like Unix tools.
 
     check_tool_cli.py VERSION GM_VHOST_BLK GMSNAP

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """gm-vhost-blk, the program, against front ends that stall mid-message.
 
   check_vhost_blk_stop.py GM_VHOST_BLK

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/fail_inject.c - failure injection by link-time wrapping.
  *

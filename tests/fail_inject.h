@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/fail_inject.h - make the library's Nth allocation or system call
  * fail, for tests of the error paths (issue 17 item 4: every failing call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/kvm_guest.c - the tiny CPL-3 KVM guest of the tests (see kvm_guest.h).
  * The tables and registers of a CPL-3 vCPU and KVM_RUN are gmvm's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/kvm_guest.h - a tiny KVM guest for the tests: a VM, one vCPU in
  * 64-bit mode at CPL 3, and a few hand-assembled instructions.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * scratch_dir.h - a test's scratch directory: made under /dev/shm when it
  * is writable (tmpfs: fsync() is free there and the files are small), else

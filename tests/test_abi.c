@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_abi.c - the sized structs of guestmem/abi.h (issue 19): a program
  * built against an older, smaller struct keeps working, one built against

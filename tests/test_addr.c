@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_addr.c - the checked arithmetic of <guestmem/addr.h>.
  *

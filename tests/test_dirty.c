@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/test_dirty.c - the dirty layer: page-granular dirty bitmaps.
  *

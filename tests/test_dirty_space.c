@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_dirty_space.c - dirty tracking seen through views and spaces, beyond
  * the bitmap itself (test_dirty.c): writes that cross region boundaries

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fail_sweep.c - every allocation and every system call that can fail
  * for want of a resource fails once, anywhere in a walk of the whole public

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_gmsnap.c - the gmsnap tool run as a program on snapshot files this
  * test saves through the library: what `info`, `verify` and `diff` print

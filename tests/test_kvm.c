@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_kvm.c - the KVM binding against real VMs: slots that follow the
  * space, the dirty log, and MMIO / port-I/O exits, with a tiny guest at

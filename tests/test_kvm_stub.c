@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_kvm_stub.c - the KVM layer on a host where test_kvm.c cannot run:
  * its guest is x86 code, so on other hosts the KVM tests are skipped with

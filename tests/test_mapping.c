@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_mapping.c - host mappings (<guestmem/mapping.h>).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_numa.c - NUMA placement: gm_mapping_set_policy() and
  * gm_space_set_policy() read back with get_mempolicy(MPOL_F_ADDR) at

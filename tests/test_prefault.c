@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_prefault.c - parallel prefault (gm_mapping_prefault(),
  * gm_space_prefault()): every page is faulted in, each exactly once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_rcu.c - the rcu layer (rcu.h): read sections nest and are seen by
  * gm_rcu_read_ongoing(), and a grace period waits for every read section

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sigbus.c - memory the peer can truncate (GM_MAP_PEER, mapping.h):
  * a file another process shrinks under a mapping turns the accesses past

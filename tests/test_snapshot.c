@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_snapshot.c - snapshot files, the three restore modes and the
  * migration stream (<guestmem/snapshot.h>).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_snapshot_fail.c - the snapshot layer when an allocation or a system
  * call fails (issue 17 item 4): each test sweeps N over the calls an

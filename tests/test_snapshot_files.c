@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_snapshot_files.c - gm_snapshot_open() on paths that are not regular
  * files (issue 17, "files that are not files").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_snapshot_space.c - the snapshot layer into a gm_space
  * (<guestmem/snapshot.h>: gm_migrate_recv_space(), gm_snapshot_restore_space(),

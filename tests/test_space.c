@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_space.c - the address-space layer (<guestmem/space.h>).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_space_discard.c - gm_space_discard(): guest RAM given back to the
  * host. The host memory must really go (pagemap/mincore residency of the

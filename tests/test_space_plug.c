@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_space_plug.c - blocks of a RAM window plugged and unplugged
  * (gm_space_set_blocks(), gm_space_plug(), gm_space_unplug()): every layer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_tool_files.c - the tools on paths that are not regular files
  * (issue 17, "files that are not files"): gm-vhost-blk's --image and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_version.c - the version layer (<guestmem/version.h>): the generated
  * macros agree with meson.build's project version, and the run-time calls

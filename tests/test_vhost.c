@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_vhost.c - vhost-user memory tables (<guestmem/vhost.h>).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_vhost_blk.c - gm-vhost-blk's protocol server and block device,
  * driven in-process by a fake vhost-user front end (vhost_blk_frontend.c).

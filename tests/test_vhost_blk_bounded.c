@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_vhost_blk_bounded.c - gm-vhost-blk's server against front ends that
  * stall, never read, or play with the fds they handed over: every wait of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_virtq.c - split virtqueues (<guestmem/virtq.h>).
  *

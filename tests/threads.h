@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * threads.h - starting and joining a test's worker threads so that no
  * cmocka assertion leaves a test while one of them runs.

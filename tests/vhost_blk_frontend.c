@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vhost_blk_frontend.c - the fake vhost-user front end of the gm-vhost-blk
  * tests (see vhost_blk_frontend.h), the multi-queue workload, and the two

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vhost_blk_frontend.h - the fake vhost-user front end that drives
  * gm-vhost-blk's server and block device in-process, shared by the unit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.c - the bench device (gmvm --bench-exits N): a port and an MMIO
  * window that only count, and a mark port that takes the time.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * control.c - the control device: how the payload tells gmvm where it is
  * and asks gmvm to check what it saw.

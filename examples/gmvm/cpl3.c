@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpl3.c - an x86 vCPU that starts in 64-bit mode at CPL 3 (see cpl3.h):
  * the page tables, GDT and TSS encoded into the caller's buffers, the

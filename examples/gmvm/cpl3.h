@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpl3.h - an x86 vCPU that starts in 64-bit mode at CPL 3: the guest
  * tables it needs (identity page tables, a GDT, a TSS with an I/O

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpu.c - put the vCPU straight into 64-bit mode at CPL 3.
  *

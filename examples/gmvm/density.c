@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * density.c - where gmvm's guest RAM lives and how much of it the host
  * really spends: --numa places every RAM window on the NUMA nodes with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirty.c - --dirty-stats: the pages the guest dirtied at each step.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * doorbell.c - the MMIO device: a doorbell that checksums a guest buffer.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gmvm-abi.h - the contract between gmvm and its guest payload.
  *

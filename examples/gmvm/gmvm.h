@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gmvm.h - what the files of gmvm share: the VM's state and each file's
  * entry points.

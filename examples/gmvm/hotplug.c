@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hotplug.c - the hot-plug device: the guest asks, through a port, for a
  * RAM region to be added to or removed from its address space.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rom.c - the ROM's contents: a magic word, then words derived from their
  * offset (gmvm_rom_word() in gmvm-abi.h), so the guest and gmvm can both

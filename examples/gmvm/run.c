@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * run.c - the vCPU loop: KVM_RUN, then hand the exit to guestmem.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * snapshot.c - --snapshot-at STEP FILE and --restore FILE.
  *

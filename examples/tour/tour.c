@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tour.c - a first look at guestmem, for a new user.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/abi.h - structs that can grow without breaking old programs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/addr.h - guest-physical addresses and overflow-checked arithmetic.
  *

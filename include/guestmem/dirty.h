@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/dirty.h - page-granular dirty bitmaps.
  *

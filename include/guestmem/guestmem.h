@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/guestmem.h - the whole public API of libguestmem.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/kvm.h - the KVM binding: memory slots that follow a gm_space,
  * the KVM dirty log merged into guestmem's bitmaps, and MMIO / port-I/O

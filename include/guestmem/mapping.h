@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/mapping.h - host memory mappings that back guest memory.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/memory.h - an immutable view of guest RAM, and the data path.
  *

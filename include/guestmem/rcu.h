@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/rcu.h - the read side and grace periods of read-copy-update.
  *

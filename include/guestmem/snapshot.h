@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/snapshot.h - saving guest memory to files, restoring it, and a
  * pre-copy migration stream.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/space.h - the guest's address space as the VMM edits it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/vhost.h - guest memory as a vhost-user back end receives it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/virtq.h - the device side of a split virtqueue, on guest memory.
  *

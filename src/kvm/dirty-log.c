@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dirty-log.c - KVM's dirty log for the binding's slots: turning logging
  * on and off for every writable slot (invariant 3), and reading and

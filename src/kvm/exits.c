@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exits.c - MMIO and port-I/O exits completed through the spaces: the
  * access a vCPU exited for is performed by gm_space_read()/gm_space_write()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kvm-internal.h - what the files of the KVM binding share: the state of a
  * binding (struct gm_kvm, its slot table and undo log), its invariants and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * kvm.c - the KVM binding's life cycle and inspection: gm_kvm_new() reads
  * KVM's limits and registers the binding as a listener of the memory

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * slots.c - the KVM binding's memory slots: the KVM calls that set and
  * delete a slot, the table of the slots the binding has set (sorted by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stub.c - the KVM binding on a host without KVM (see kvm.h and
  * meson.build: built instead of the other files of src/kvm/ for hosts

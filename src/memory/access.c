@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * access.c - the data path between guest memory and caller buffers:
  * gm_read()/gm_write() and their partial forms, the fixed-width accessors

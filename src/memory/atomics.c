@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * atomics.c - atomic loads, stores and read-modify-writes on naturally
  * aligned guest words (virtio ring indices, flags shared with the guest).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * iov.c - the zero-copy side of the data path: guest ranges translated to
  * host pointers and iovecs, gm_mark_dirty() for the writes a caller makes

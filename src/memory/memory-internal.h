@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * memory-internal.h - what the files of the memory layer share: the full
  * struct gm_memory behind the public head (static/memory-inline.h), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * format.c - the snapshot file's header and metadata (docs/snapshot-format.md):
  * how a save encodes them, and how an open decodes and checks them, with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * io.c - the byte-level helpers of the snapshot layer: opening a file
  * named by data without blocking, reads and writes that do not stop short

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lazy.c - restore mode 3: regions registered with userfaultfd as missing,
  * filled by a handler thread from the snapshot on first touch, a 2 MiB

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * open.c - an open snapshot: the chain from the named file down to its
  * full save (invariant 3 of snapshot-internal.h), what it describes, its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * read.c - the chain's state of a chunk, the unit every restore reads:
  * each file's pages applied in turn from the full save up, checked

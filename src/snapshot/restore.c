@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * restore.c - restore modes 1 and 2: copying the chain's pages into
  * existing guest memory or into new anonymous mappings, and mapping the

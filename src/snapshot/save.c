@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * save.c - full and incremental saves. Pages are read with relaxed loads
  * (the guest may run), zero pages are left as holes, and the file is

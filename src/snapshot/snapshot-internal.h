@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * snapshot-internal.h - what the files of the snapshot layer share: the
  * format's constants, the state of an open snapshot, and the hidden

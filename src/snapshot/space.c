@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * space.c - the snapshot layer's operations on a gm_space: each runs on
  * the space's current view (gm_space_memory_get(), through on_view()), and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stream.c - the pre-copy migration stream over any fd (a socket, a pipe):
  * records with a checksum each (docs/snapshot-format.md), a sender that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * view.c - the RAM regions of a gm_memory as a save or a migration sees
  * them, and their dirty bitmaps, read and cleared all at once ("collected")

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * commit.c - publishing a transaction's layout: derive its view regions
  * (invariant 4), give them ids and slots against the current ones, build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * discard.c - giving guest RAM's host memory back (a balloon inflating, a
  * block unplugged): gm_space_discard() checks that a guest range is RAM

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * edit.c - the edits of a space: adding RAM, ROM, MMIO and reserved
  * windows, and removing, moving, resizing and protecting them. Each edit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * inspect.c - looking at a space: its windows and view regions
  * (gm_space_windows(), _window_info(), _find(), _regions()), switching

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * layout.c - windows and layouts of the space layer: a window's handle
  * (alloc, destroy, references), the layout that places windows (clone,

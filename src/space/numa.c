@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * numa.c - a RAM window's NUMA policy: gm_space_set_policy() applies it to
  * the window's whole capacity through gm_mapping_set_policy() (mbind), so

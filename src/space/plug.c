@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * plug.c - blocks of a RAM window plugged in and out, as virtio-mem does:
  * gm_space_set_blocks() cuts a window's capacity into blocks and says

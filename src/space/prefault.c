@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * prefault.c - gm_space_prefault(): all of a guest's RAM faulted in before
  * it runs, by the mapping layer's parallel engine (mapping-prefault.c).

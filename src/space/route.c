@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * route.c - access routing: gm_space_read() and gm_space_write() find the
  * windows an access covers in the current layout, check the whole access,

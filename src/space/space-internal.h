@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * space-internal.h - what the files of the space layer share: the state of
  * a space and its layouts, the lock order, the numbered invariants, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * space.c - the space object (new, free, flags, generation), its current
  * view as readers take it (gm_space_memory(), gm_space_memory_get()), and

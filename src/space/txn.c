@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * txn.c - transactions of the space layer: gm_space_begin(), _abort(),
  * _commit() and _synchronize(), and the start and end of every edit (an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consumer.c - a program built against the installed Debian packages only
  * (scripts/deb.sh compiles it outside the source tree with nothing but

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Run gmvm in one configuration and check its console output and exit status.
 
 usage: check_gmvm.py GMVM CASE [PAYLOAD]

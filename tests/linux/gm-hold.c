@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gm-hold - a helper of the demo-migrate guest (scripts/guest-init.sh):
  * reads disk data into one long-lived buffer by DMA and checks it a while

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/memory-test.h - what the files of the test_memory program
  * share: the layouts a test controls ("worlds": one anonymous mapping per

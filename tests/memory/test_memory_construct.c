@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_construct.c - building views and asking them
  * about themselves: every rejection of gm_memory_new() and

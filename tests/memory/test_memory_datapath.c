@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_datapath.c - gm_read()/gm_write() and their
  * partial forms across region boundaries, at the top of the 64-bit space

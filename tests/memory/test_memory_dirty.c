@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_dirty.c - which data-path calls mark pages in a
  * region's dirty bitmap (every write, fill, copy destination, fd read,

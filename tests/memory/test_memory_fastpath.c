@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_fastpath.c - the inline fast path of
  * static/memory-inline.h and the exported functions agree on every result,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_fixed.c - the fixed-width accessors (host order
  * and little-endian; aligned, unaligned, crossing regions) and the atomic

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/memory/test_memory_io.c - translation of guest ranges to host
  * pointers and iovecs, and fd I/O straight into and out of guest memory

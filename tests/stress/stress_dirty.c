@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_dirty.c - read-and-clear of a dirty bitmap racing with writers
  * loses nothing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/stress/stress_memory_atomics.c - guest-memory atomics under contention.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tests/stress/stress_sigbus.c - the registry of peer mappings (mapping.c,
  * invariants R1-R3) under churn.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_snapshot_migrate.c - pre-copy migration while writer threads keep
  * dirtying the sender's memory (<guestmem/snapshot.h>).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stress_vhost_blk_mq.c - gm-vhost-blk's queue workers soaked: four queues
  * serve write-read-compare traffic in parallel while the front end keeps

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blk-uring.c - the io_uring path of the block device (--aio=io_uring):
  * the batch operations of vu.h on one io_uring ring per queue.

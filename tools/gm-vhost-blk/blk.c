@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blk.c - virtio-blk requests (virtio 1.x, 5.2) on a raw image file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * blk.h - a virtio-blk device on a raw image file, served through vu.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gm-vhost-blk - a vhost-user block device back end on guestmem.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-handlers.c - the requests the vhost-user server accepts, as a table:
  * one row per request with its payload size (or a rule that checks the

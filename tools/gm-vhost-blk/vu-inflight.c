@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-inflight.c - inflight I/O tracking (VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD,
  * vhost-user.rst "Inflight I/O tracking"): the buffer the front end keeps

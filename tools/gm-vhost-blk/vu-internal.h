@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-internal.h - what the files of the vhost-user server share; vu.h is
  * its interface to main.c and blk.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-msg.c - message I/O of the vhost-user server: reading one message
  * (header, payload, and the fds that came with it over SCM_RIGHTS) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-queue.c - the queues of the vhost-user server: one worker thread per
  * queue waits (epoll) on the queue's kick eventfd and its wake eventfd,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu.c - the vhost-user back end server (docs/interop/vhost-user.rst in
  * QEMU, the subset QEMU's vhost-user-blk-pci uses): its lifetime and its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu.h - a vhost-user back end server: the protocol, queues and workers.
  *

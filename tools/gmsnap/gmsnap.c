@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * gmsnap - look at guestmem snapshot files (docs/snapshot-format.md).
  *

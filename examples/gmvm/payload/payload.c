@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * payload.c - gmvm's guest: a freestanding program that exercises, from
  * inside the guest, every part of guestmem a VMM uses.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/static/dirty-inline.h - the inline head of a dirty bitmap.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * guestmem/static/memory-inline.h - the inline fast path of the data path.
  *
