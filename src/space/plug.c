@@ -206,7 +206,7 @@ static int make_zero_mapping(struct gm_window *w)
 int gm_space_set_blocks(struct gm_space *s, struct gm_window *w, uint64_t block_size,
 			unsigned flags)
 {
-	struct placement *pl;
+	struct placement *pl = NULL;
 	size_t page, words;
 	bool implicit;
 	int err;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vu-postcopy.c - VHOST_USER_PROTOCOL_F_PAGEFAULT: the back end's part of a
  * post-copy migration (vhost-user.rst, "Migration").
