@@ -33,7 +33,7 @@ for arg in sys.argv[1:]:
         with open(path) as f:
             lines = [json.loads(line) for line in f if line.strip()]
     except OSError:
-        print(f"{name}: no test log at {path}")
+        print(f"{name}: FAILED: no test log at {path} (its build or set-up failed: see above)")
         bad = True
         continue
     for r in lines:

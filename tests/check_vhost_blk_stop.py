@@ -41,9 +41,20 @@ def fail(msg):
 
 
 def connect(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(path)
-    return s
+    # The socket file appears at bind(), a moment before listen(): a
+    # connect() in between is refused, so try again for a while (under
+    # qemu-user on a loaded machine that moment is long).
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except ConnectionRefusedError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def header(request, size):

@@ -49,14 +49,21 @@ static bool under_emulator(void)
 
 static void require_kernel(void);
 
-/* Faults can be counted per guest page: no emulator, no ThreadSanitizer. */
+/* Faults can be counted per guest page: no emulator, no ThreadSanitizer, no valgrind. */
 static void require_countable_faults(void)
 {
+	const char *pre = getenv("LD_PRELOAD");
+
 #ifdef UNDER_TSAN
 	print_message("skipped: ThreadSanitizer faults in shadow memory and thread state of its "
 		      "own, so the process's faults are not one per guest page\n");
 	skip();
 #endif
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		print_message("skipped: valgrind faults in memory of its own, so the process's "
+			      "faults are not one per guest page\n");
+		skip();
+	}
 	require_kernel();
 }
 
