@@ -31,9 +31,11 @@
  *      the mapping and closed only by the final gm_mapping_put().
  *   4. refs counts the references; the object is freed when it drops to
  *      0 and never used again (a get on a dead mapping is the caller's bug).
- *   5. A GM_MAP_PEER mapping whose fd lacked F_SEAL_SHRINK (sealed false)
- *      has a registry slot (slot != NULL) from the constructor until
- *      just before its munmap(); no other mapping has one.
+ *   5. A GM_MAP_PEER mapping, sealed or not, has a registry slot (slot !=
+ *      NULL) from the constructor until just before its munmap(); no
+ *      other mapping has one. (A seal stops the file shrinking, not a
+ *      peer handing over a file shorter than the window it names, nor a
+ *      back end replacing what lies under its own mapping.)
  *
  * Peer mappings (GM_MAP_PEER). Another process can shrink the file under
  * such a mapping; touching a page past the new end raises SIGBUS in
@@ -628,7 +630,7 @@ static int map_new(struct gm_mapping *m, const struct map_request *req, struct g
 {
 	int err = map_memory(m, req);
 
-	if (!err && (m->flags & GM_MAP_PEER) && !m->sealed) {
+	if (!err && (m->flags & GM_MAP_PEER)) {
 		err = peer_register(m, (m->flags & GM_MAP_READONLY) ? PROT_READ
 								    : PROT_READ | PROT_WRITE);
 		if (err)

@@ -26,10 +26,12 @@
  * process's fd (a vhost-user front end's guest memory, its inflight
  * buffer) can be shrunk by that process at any moment, and touching a
  * page past the new end raises SIGBUS, which kills the process by
- * default. A mapping made with GM_MAP_PEER is safe against that. If the
- * fd is a memfd sealed with F_SEAL_SHRINK (checked at map time,
- * gm_mapping_sealed(); a seal cannot be removed) nothing more is needed
- * and nothing is done. For every other GM_MAP_PEER mapping:
+ * default. A mapping made with GM_MAP_PEER is safe against that. Whether
+ * the fd is a memfd sealed with F_SEAL_SHRINK is recorded at map time
+ * (gm_mapping_sealed(); a seal cannot be removed): such a file never
+ * shrinks, but the peer may still have handed over one shorter than the
+ * window it named, so a sealed mapping is covered the same way. For every
+ * GM_MAP_PEER mapping:
  *  - the first one installs a SIGBUS handler for the process (SA_SIGINFO,
  *    SA_ONSTACK) and keeps the action that was there before;
  *  - an access that faults inside such a mapping completes on private
@@ -128,9 +130,9 @@ GM_API int gm_mapping_new_anon(size_t size, unsigned flags, struct gm_mapping **
  * (close-on-exec), so the caller may close @fd at once.
  * Without GM_MAP_SHARED the mapping is MAP_PRIVATE: writes stay in this
  * process (copy-on-write), as for a snapshot restored "instantly".
- * GM_MAP_PEER: @fd comes from a process that may shrink it; unless it is
- * sealed with F_SEAL_SHRINK, accesses past its end are contained (see the
- * top of this file) instead of killing the process.
+ * GM_MAP_PEER: @fd comes from a process that may shrink it (or hand over a
+ * file shorter than the window): accesses past its end are contained (see
+ * the top of this file) instead of killing the process.
  * Returns 0 and *@out, or:
  * -EINVAL   @fd < 0, @out NULL, @size 0, @offset not page aligned (for a
  *           hugetlbfs fd: not huge page aligned), unknown flag, or
@@ -194,8 +196,9 @@ GM_API unsigned gm_mapping_flags(const struct gm_mapping *m);
 
 /*
  * Whether @m was made with GM_MAP_PEER from a memfd sealed with
- * F_SEAL_SHRINK: its file can never shrink, and no SIGBUS handling covers
- * it. False for every other mapping.
+ * F_SEAL_SHRINK: its file can never shrink (accesses past the end of a
+ * file that was short from the start are still contained). False for every
+ * other mapping.
  */
 GM_API bool gm_mapping_sealed(const struct gm_mapping *m);
 
