@@ -2262,6 +2262,52 @@ static void postcopy_page_never_placed_times_out_and_fails_cleanly(void **state)
 	never_placed(300);
 }
 
+/*
+ * A worker blocked in a user-mode access (the descriptor table's page is
+ * missing) when the front end goes: the back end survives (the library
+ * absorbs the SIGBUS of the abandoned page: this memfd is not sealed),
+ * completes nothing and serves the next connection.
+ */
+static void postcopy_ring_page_never_placed_front_end_gone(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	punch(&f, q->desc);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + q->desc);
+	assert_int_equal(disconnect_fe(&f), 0);
+	close(uffd);
+	assert_false(wait_used(&f, q, &id, &len, 0));
+
+	fe_start(&f, 0);
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 static void postcopy_without_the_feature_is_refused(void **state)
 {
 	static struct fe f; /* outlives a failed test: see fe_teardown() */
@@ -2369,6 +2415,7 @@ int main(void)
 				      fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_page_never_placed_times_out_and_fails_cleanly,
 				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_ring_page_never_placed_front_end_gone, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
 	};
