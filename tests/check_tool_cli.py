@@ -66,6 +66,8 @@ def main():
             (["--image", "x.img"], 2, "--socket PATH is required"),
             (["-s", sock, "-i", "x.img", "--queues", "0"], 2, "--queues"),
             (["-s", sock, "-i", "x.img", "--aio=posix"], 2, "--aio wants sync or io_uring"),
+            (["-s", sock, "-i", "x.img", "--postcopy-timeout=0"], 2,
+             "--postcopy-timeout wants seconds"),
             (["-s", sock, "-i", "x.img", "extra"], 2, "unexpected argument 'extra'"),
             (["-s", sock, "-i", os.path.join(d, "missing.img")], 1, "missing.img"),
         ]

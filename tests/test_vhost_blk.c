@@ -2189,6 +2189,138 @@ static void postcopy_read_into_a_missing_page_waits_and_fills_it(void **state)
 }
 
 /* Without PAGEFAULT negotiated every POSTCOPY message is refused, and the connection goes on. */
+/*
+ * A write from a page never placed, abandoned (front end gone, or the
+ * back end's timeout when @timeout_ms): the image keeps its bytes, the
+ * request is not completed, the front end's page is not filled, and the
+ * back end serves the next connection.
+ */
+static void never_placed(int timeout_ms)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	uint8_t got[4096], want[4096], st = 0;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	unsigned i;
+	int uffd;
+
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	if (timeout_ms)
+		vu_server_set_postcopy_timeout(f.srv, timeout_ms);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.event, UFFD_EVENT_PAGEFAULT);
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	if (timeout_ms) {
+		/* Nobody places it: the back end gives up and ends the connection. */
+		assert_int_equal(wait_backend_closed(&f), -ETIMEDOUT);
+		assert_string_equal(f.info.end_reason, "post-copy: a page was not placed in time");
+	} else {
+		assert_false(wait_used(&f, q, &id, &len, 100));
+		assert_int_equal(disconnect_fe(&f), 0);
+		assert_string_equal(f.info.end_reason, "front end disconnected");
+	}
+	close(uffd);
+	/* Not written with zeros (nor anything), not completed, status untouched. */
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = img_byte(8 * 512 + i);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_false(wait_used(&f, q, &id, &len, 0));
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0xee);
+	/* The front end's page is still a hole: the back end filled nothing there. */
+	assert_true(lseek(gm_mapping_fd(f.map), DATA, SEEK_DATA) != (off_t)DATA);
+
+	/* The next connection is served. */
+	fe_start(&f, 0);
+	sg.gpa = DATA + 4096;
+	assert_int_equal(gm_fill(f.m, DATA + 4096, 0x77, 4096), 0);
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	image_read(&f, 16 * 512, got, sizeof(got));
+	memset(want, 0x77, sizeof(want));
+	assert_memory_equal(got, want, sizeof(got));
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void postcopy_page_never_placed_front_end_gone_fails_cleanly(void **state)
+{
+	(void)state;
+	never_placed(0);
+}
+
+static void postcopy_page_never_placed_times_out_and_fails_cleanly(void **state)
+{
+	(void)state;
+	never_placed(300);
+}
+
+/*
+ * A worker blocked in a user-mode access (the descriptor table's page is
+ * missing) when the front end goes: the back end survives (the library
+ * absorbs the SIGBUS of the abandoned page: this memfd is not sealed),
+ * completes nothing and serves the next connection.
+ */
+static void postcopy_ring_page_never_placed_front_end_gone(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	punch(&f, q->desc);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + q->desc);
+	assert_int_equal(disconnect_fe(&f), 0);
+	close(uffd);
+	assert_false(wait_used(&f, q, &id, &len, 0));
+
+	fe_start(&f, 0);
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
 static void postcopy_without_the_feature_is_refused(void **state)
 {
 	static struct fe f; /* outlives a failed test: see fe_teardown() */
@@ -2292,6 +2424,11 @@ int main(void)
 				      fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_read_into_a_missing_page_waits_and_fills_it,
 				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_page_never_placed_front_end_gone_fails_cleanly,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_page_never_placed_times_out_and_fails_cleanly,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_ring_page_never_placed_front_end_gone, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
 	};

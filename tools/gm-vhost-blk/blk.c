@@ -119,10 +119,14 @@ static int io_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
 	size_t done;
 	int ret;
 
+	ret = vu_io_enter(); /* a post-copy page never placed: vu-postcopy.c */
+	if (ret)
+		return ret;
 	if (c->to_guest)
 		ret = gm_read_from_fd(c->m, gpa, c->fd, (int64_t)(c->off + pos), len, &done);
 	else
 		ret = gm_write_to_fd(c->m, gpa, c->fd, (int64_t)(c->off + pos), len, &done);
+	vu_io_leave();
 	if (ret)
 		return ret;
 	return done == len ? 0 : -EIO; /* the image shrank under us */
@@ -189,17 +193,21 @@ static uint8_t do_ranges(struct blk_dev *b, const struct gm_memory *m, const str
 		if (discard && flags)
 			return S_UNSUPP; /* unmap is reserved for discard */
 		len = (uint64_t)nsec * SECTOR;
-		if (image_range(b, sector, len, &off))
+		if (image_range(b, sector, len, &off) || vu_io_enter())
 			return S_IOERR;
 		if (discard) {
 			/* A discard is a hint: a file system without hole punching is fine. */
 			if (fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 				      (off_t)len) &&
-			    errno != EOPNOTSUPP && errno != ENOSYS && len)
+			    errno != EOPNOTSUPP && errno != ENOSYS && len) {
+				vu_io_leave();
 				return S_IOERR;
+			}
 		} else if (zero_range(b, off, len, flags & WZ_UNMAP)) {
+			vu_io_leave();
 			return S_IOERR;
 		}
+		vu_io_leave();
 	}
 	return S_OK;
 }

@@ -2,7 +2,7 @@
 /*
  * gm-vhost-blk - a vhost-user block device back end on guestmem.
  *
- *   gm-vhost-blk [-r] [-q N] [--aio=sync|io_uring] -s PATH -i FILE
+ *   gm-vhost-blk [-r] [-q N] [--aio=sync|io_uring] [--postcopy-timeout=S] -s PATH -i FILE
  *   gm-vhost-blk --help | --version
  *
  * Listens on the Unix socket PATH and serves the raw image FILE to every
@@ -86,6 +86,9 @@ static void usage(FILE *f)
 		"      --aio=MODE     how requests reach the image: io_uring (the default;\n"
 		"                     sync if the kernel has no io_uring) or sync (blocking\n"
 		"                     system calls, one request at a time per queue)\n"
+		"      --postcopy-timeout=S  end a post-copy connection whose worker waits\n"
+		"                     more than S seconds for a page (default 120); the\n"
+		"                     request fails, nothing is written for it\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -200,15 +203,20 @@ static void reap(struct conn *c, struct blk_dev *blk, struct blk_stats *total, s
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'}, {"image", required_argument, NULL, 'i'},
-	    {"readonly", no_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
-	    {"aio", required_argument, NULL, 'A'},    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"image", required_argument, NULL, 'i'},
+	    {"readonly", no_argument, NULL, 'r'},
+	    {"queues", required_argument, NULL, 'q'},
+	    {"aio", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"postcopy-timeout", required_argument, NULL, 'P'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *sock = NULL, *image = NULL;
 	bool readonly = false;
 	enum blk_aio aio = BLK_AIO_URING;
-	unsigned long queues = 1;
+	unsigned long queues = 1, pc_timeout = VU_POSTCOPY_TIMEOUT_MS / 1000;
 	struct blk_stats total = {0};
 	struct blk_dev blk;
 	struct vu_device dev;
@@ -241,6 +249,19 @@ int main(int argc, char **argv)
 					"%s: --queues wants a number from 1 to %u, not '%s'\n"
 					"Try '%s --help' for more information.\n",
 					prog, VU_MAX_QUEUES, optarg, prog);
+				return 2;
+			}
+			break;
+		case 'P':
+			errno = 0;
+			pc_timeout = strtoul(optarg, &end, 10);
+			if (errno || *end || end == optarg || optarg[0] == '-' || pc_timeout < 1 ||
+			    pc_timeout > 86400) {
+				fprintf(
+				    stderr,
+				    "%s: --postcopy-timeout wants seconds from 1 to 86400, not '%s'\n"
+				    "Try '%s --help' for more information.\n",
+				    prog, optarg, prog);
 				return 2;
 			}
 			break;
@@ -362,6 +383,8 @@ int main(int argc, char **argv)
 		cn->stop_fd = stop_fd;
 		cn->done_fd = done_fd;
 		ret = vu_server_new(&dev, (unsigned)queues, &cn->srv);
+		if (ret == 0)
+			vu_server_set_postcopy_timeout(cn->srv, (int)(pc_timeout * 1000));
 		if (ret == 0 && pthread_create(&cn->thread, NULL, conn_thread, cn) != 0)
 			ret = -EAGAIN;
 		if (ret) {

@@ -155,6 +155,8 @@ struct vu_queue {
 	uint16_t inflight_qsize;
 	uint64_t inflight_counter;
 	bool inflight_check; /* re-serve what an earlier back end left in flight */
+	/* Atomic: CLOCK_MONOTONIC ns when the worker's current round began; 0: idle. */
+	uint64_t round_ns;
 };
 
 struct vu_server {
@@ -177,6 +179,14 @@ struct vu_server {
 	int uffd;
 	bool listening;
 	bool no_userfaultfd; /* tests: as if the kernel had none */
+	/*
+	 * Abandoning a post-copy connection (vu_postcopy_abort()). Atomics,
+	 * shared with the workers: @pc_active while listening (workers serve
+	 * without batches, so every guest buffer access is their own);
+	 * @pc_dead once abandoned. @pc_timeout_ms: protocol thread only.
+	 */
+	unsigned pc_active, pc_dead;
+	int pc_timeout_ms;
 };
 
 /* One message as read: header fields, payload, and the fds that came with it. */
@@ -290,6 +300,24 @@ int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *
 		      void *arg, bool *replied);
 /* Unregister every region and close the userfaultfd. Protocol thread. */
 void vu_postcopy_drop(struct vu_server *s);
+/*
+ * Abandon a listening post-copy connection (front end gone, or a page not
+ * placed in time); nothing if not listening. Marks it dead (the image
+ * gate refuses, vu_complete() skips), then replaces each region's pages in
+ * this process by an empty file's and wakes every fault on them: a
+ * kernel-mode copy fails with EFAULT, a user-mode access gets SIGBUS
+ * (vu-postcopy.c). Protocol thread, workers still running.
+ */
+void vu_postcopy_abort(struct vu_server *s);
+/*
+ * Whether a worker's round has been running longer than the post-copy
+ * timeout while listening. Protocol thread.
+ */
+bool vu_postcopy_stuck(struct vu_server *s);
+/* The worker thread of @s: makes vu_io_enter() in this thread see @s. */
+void vu_postcopy_worker(struct vu_server *s);
+/* CLOCK_MONOTONIC in ns. */
+uint64_t vu_now_ns(void);
 
 /* ---- vu-queue.c: the queues and their workers ---- */
 
@@ -359,6 +387,8 @@ static inline void vu_complete(struct vu_queue *q, const struct gm_memory *m, ui
 {
 	bool track = q->inflight && head < q->inflight_qsize;
 
+	if (__atomic_load_n(&q->s->pc_dead, __ATOMIC_SEQ_CST))
+		return; /* abandoned: its data may be zeros the kernel made up */
 	if (track)
 		if_put16(q->inflight + 12, head); /* last_batch_head: see vu_inflight_resume() */
 	if (gm_virtq_push(q->vq, m, head, len) == 0 && track) {

@@ -22,9 +22,32 @@
  * 6.1) is tried; if neither works, ADVISE is answered without an fd, which
  * the front end reads as a refusal.
  *
+ * A page never placed. This process keeps its own reference to the
+ * userfaultfd, so a worker waiting for a page stays asleep when the front
+ * end goes away. When the connection ends while listening, or a round
+ * stays blocked longer than the post-copy timeout, vu_postcopy_abort()
+ * abandons it:
+ *  - pc_dead is set first; every access to the image that a request's
+ *    guest data decides goes through vu_io_enter(), which refuses once it
+ *    is set, and vu_complete() completes nothing any more;
+ *  - then each region's pages are replaced, in this process only, by a
+ *    shared mapping of an empty memfd, and UFFDIO_WAKE wakes every fault
+ *    on them. A kernel-mode fault (the copy in pread/pwrite of a request's
+ *    buffer) retries past the end of that file and fails: the syscall ends
+ *    with EFAULT or a short count, and nothing of the missing page reaches
+ *    the image (a waiting fault is not interrupted by a signal: the kernel
+ *    aborts a kernel-mode fault only for a fatal one). A user-mode fault
+ *    (ring reads, the request header, the status byte) retries into
+ *    SIGBUS, which the library absorbs for GM_MAP_PEER memory
+ *    (guestmem/mapping.h): private zeros, which the gate keeps from the
+ *    image. The front end's memory is not written.
+ * While listening, workers serve without batches: an io_uring request's
+ * copy runs in a kernel thread that no signal interrupts.
+ *
  * Limits: registration rounds each region out to 4 KiB pages (hugetlbfs
- * guest memory is not supported); a worker waiting for a page the front end
- * never places holds its queue until the front end's userfaultfd goes away.
+ * guest memory is not supported). The timeout is on a worker's round, not
+ * on one fault: a round that is slow for another reason while listening
+ * counts too (the default is generous).
  */
 #include "vu-internal.h"
 
@@ -32,7 +55,9 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define UFFD_PAGE 4096u
@@ -83,24 +108,52 @@ static int page_range(const void *host, uint64_t size, uint64_t *start, uint64_t
 	return 0;
 }
 
-/* Register or unregister every region of the table in force. */
-static int table_uffd(struct vu_server *s, bool reg)
+enum table_op { OP_UNREGISTER, OP_REGISTER, OP_ABANDON };
+
+/*
+ * Abandon [start, start + len): private zero memory in place of the front
+ * end's pages, then wake whoever waits for a page there. Returns 0 or -errno.
+ */
+static int abandon_range(int uffd, uint64_t start, uint64_t len)
 {
+	struct uffdio_range ur = {.start = start, .len = len};
+	int efd = memfd_create("gm-abandoned", MFD_CLOEXEC);
+	void *p = efd < 0 ? MAP_FAILED
+			  : mmap((void *)(uintptr_t)start, (size_t)len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED, efd, 0);
+
+	if (efd >= 0)
+		close(efd);
+	if (p == MAP_FAILED)
+		return -errno;
+	return ioctl(uffd, UFFDIO_WAKE, &ur) < 0 ? -errno : 0;
+}
+
+/* Register, unregister or abandon every region of the table in force. */
+static int table_uffd(struct vu_server *s, enum table_op op)
+{
+	bool reg = op == OP_REGISTER;
 	struct gm_vhost_table *t = gm_vhost_mem_table(s->tables);
 	size_t i, n = t ? gm_vhost_table_region_count(t) : 0, done = 0;
-	int ret = 0;
+	int ret = 0, err;
 
-	for (i = 0; i < n && ret == 0; i++) {
+	for (i = 0; i < n && (ret == 0 || op == OP_ABANDON); i++) {
 		struct gm_vhost_region r;
 		uint64_t start, len;
 		void *host;
 
 		gm_vhost_table_region(t, i, &r);
 		host = gm_host_ptr(gm_vhost_table_memory(t), r.gpa, (size_t)r.size);
-		ret = host ? page_range(host, r.size, &start, &len) : -EFAULT;
-		if (ret)
+		err = host ? page_range(host, r.size, &start, &len) : -EFAULT;
+		if (err) {
+			ret = ret ? ret : err;
 			break;
-		if (reg) {
+		}
+		if (op == OP_ABANDON) {
+			err = abandon_range(s->uffd, start, len);
+			if (err && ret == 0)
+				ret = err;
+		} else if (reg) {
 			struct uffdio_register ur = {.range = {.start = start, .len = len},
 						     .mode = UFFDIO_REGISTER_MODE_MISSING};
 
@@ -125,9 +178,67 @@ static int table_uffd(struct vu_server *s, bool reg)
 void vu_postcopy_drop(struct vu_server *s)
 {
 	if (s->uffd >= 0 && s->listening)
-		table_uffd(s, false);
+		table_uffd(s, OP_UNREGISTER);
 	close_fd(&s->uffd);
 	s->listening = false;
+	__atomic_store_n(&s->pc_active, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->pc_dead, 0, __ATOMIC_SEQ_CST);
+}
+
+static __thread struct vu_server *io_server; /* the worker's server, or NULL */
+
+void vu_postcopy_worker(struct vu_server *s)
+{
+	io_server = s;
+}
+
+int vu_io_enter(void)
+{
+	struct vu_server *s = io_server;
+
+	return s && __atomic_load_n(&s->pc_dead, __ATOMIC_SEQ_CST) ? -ECONNABORTED : 0;
+}
+
+void vu_io_leave(void)
+{
+	/* Nothing yet: the pair marks where the image is touched. */
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void vu_postcopy_abort(struct vu_server *s)
+{
+	if (s->uffd < 0 || !s->listening)
+		return;
+	__atomic_store_n(&s->pc_dead, 1, __ATOMIC_SEQ_CST);
+	table_uffd(s, OP_ABANDON);
+}
+
+bool vu_postcopy_stuck(struct vu_server *s)
+{
+	uint64_t now = now_ns(), limit = (uint64_t)s->pc_timeout_ms * 1000000u;
+	unsigned i;
+
+	if (!s->listening)
+		return false;
+	for (i = 0; i < s->nqueues; i++) {
+		uint64_t t = __atomic_load_n(&s->q[i].round_ns, __ATOMIC_ACQUIRE);
+
+		if (t && now > t && now - t > limit)
+			return true;
+	}
+	return false;
+}
+
+uint64_t vu_now_ns(void)
+{
+	return now_ns();
 }
 
 /*
@@ -167,7 +278,8 @@ int vu_postcopy_listen(struct vu_server *s, const struct vu_conn *c, struct msg 
 	if (s->listening)
 		return 0;
 	s->listening = true;
-	return table_uffd(s, true);
+	__atomic_store_n(&s->pc_active, 1, __ATOMIC_RELEASE);
+	return table_uffd(s, OP_REGISTER);
 }
 
 /* POSTCOPY_END: every page is placed; unregister, close, answer u64 0. */
@@ -201,7 +313,7 @@ int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *
 		pthread_mutex_lock(&s->q[i].lock);
 	ret = install(s, arg);
 	if (ret == 0)
-		ret = table_uffd(s, true);
+		ret = table_uffd(s, OP_REGISTER);
 	for (i = s->nqueues; i-- > 0;)
 		pthread_mutex_unlock(&s->q[i].lock);
 	if (ret)

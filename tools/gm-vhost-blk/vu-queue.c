@@ -284,6 +284,7 @@ void *vu_worker(void *arg)
 	uint64_t v;
 
 	gm_rcu_register_thread();
+	vu_postcopy_worker(q->s);
 	timer_ok = thread_timer_new(&timer) == 0;
 	/* The worker's own: a batch context is used by this thread only. */
 	if (ops->open)
@@ -307,7 +308,11 @@ void *vu_worker(void *arg)
 		 */
 		if (n > 0 && ev.data.u32 != 1 && read(q->wake_fd, &v, sizeof(v)) < 0) {
 		}
-		more = serve_round(q, batch, &raise);
+		/* Post-copy: one request at a time, in this thread (vu-postcopy.c). */
+		__atomic_store_n(&q->round_ns, vu_now_ns(), __ATOMIC_RELEASE);
+		more = serve_round(
+		    q, __atomic_load_n(&q->s->pc_active, __ATOMIC_ACQUIRE) ? NULL : batch, &raise);
+		__atomic_store_n(&q->round_ns, 0, __ATOMIC_RELEASE);
 		raise_fds(q, raise, timer, timer_ok);
 		pthread_mutex_unlock(&q->lock);
 	}

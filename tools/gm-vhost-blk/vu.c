@@ -41,6 +41,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 	s->nqueues = nqueues;
 	s->stall_ms = VU_STALL_MS;
 	s->uffd = -1;
+	s->pc_timeout_ms = VU_POSTCOPY_TIMEOUT_MS;
 	s->q = calloc(nqueues, sizeof(*s->q));
 	if (!s->q)
 		goto err;
@@ -138,6 +139,11 @@ void vu_server_set_no_userfaultfd(struct vu_server *s, bool none)
 	s->no_userfaultfd = none;
 }
 
+void vu_server_set_postcopy_timeout(struct vu_server *s, int ms)
+{
+	s->pc_timeout_ms = ms > 0 ? ms : VU_POSTCOPY_TIMEOUT_MS;
+}
+
 /*
  * Why a connection ends when message I/O failed with @ret (not 0), and
  * what vu_serve() returns for it (*@ret: a stop is a clean end).
@@ -180,13 +186,25 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 					{.fd = stop_fd, .events = POLLIN}};
 		bool replied, need_reply;
 
-		if (poll(pfd, stop_fd >= 0 ? 2 : 1, -1) < 0) {
+		/* While listening, look at the workers' rounds now and then. */
+		int wait =
+		    s->listening ? (s->pc_timeout_ms < 1000 ? s->pc_timeout_ms / 4 + 1 : 250) : -1;
+		int np = poll(pfd, stop_fd >= 0 ? 2 : 1, wait);
+
+		if (np < 0) {
 			if (errno == EINTR)
 				continue;
 			ret = -errno;
 			info->end_reason = "poll failed";
 			break;
 		}
+		if (vu_postcopy_stuck(s)) {
+			ret = -ETIMEDOUT;
+			info->end_reason = "post-copy: a page was not placed in time";
+			break;
+		}
+		if (np == 0)
+			continue;
 		if (stop_fd >= 0 && pfd[1].revents) {
 			info->end_reason = "stopped";
 			ret = 0;
@@ -238,6 +256,7 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		}
 	}
 out:
+	vu_postcopy_abort(s); /* a page never placed: fail what waits for it */
 	stop_all(s);
 	free(msg);
 	close(fd);

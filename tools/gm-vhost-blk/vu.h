@@ -143,6 +143,33 @@ void vu_server_set_stall_timeout(struct vu_server *s, int ms);
  */
 void vu_server_set_no_userfaultfd(struct vu_server *s, bool none);
 
+/* How long a post-copy page may stay missing under a worker, by default (ms). */
+#define VU_POSTCOPY_TIMEOUT_MS 120000
+
+/*
+ * Set how long (ms; <= 0: VU_POSTCOPY_TIMEOUT_MS) a worker's round may
+ * stay blocked while post-copy is listening (a page the front end does not
+ * place) before the connection is ended as if the front end had gone: the
+ * request fails without touching the image and is not completed
+ * (vu-postcopy.c). Between connections only.
+ */
+void vu_server_set_postcopy_timeout(struct vu_server *s, int ms);
+
+/*
+ * The device's gate around one access to its backing store that a
+ * request's guest data decides (reads and writes of guest buffers, the
+ * ranges of DISCARD and WRITE_ZEROES). From a worker thread: returns 0 if
+ * the connection is alive, and the caller then makes the access and calls
+ * vu_io_leave(); or -ECONNABORTED if a post-copy connection was abandoned
+ * (front end gone, page not placed in time): the caller fails the request
+ * without touching the store, since what it read from guest memory may be
+ * zeros. A guest buffer access in the gate that waits for a missing page
+ * ends with -EFAULT when the connection is abandoned. From other threads
+ * it always returns 0.
+ */
+int vu_io_enter(void);
+void vu_io_leave(void);
+
 /*
  * Serve the front end on the connected socket @fd until it disconnects,
  * sends a malformed message, stalls mid-message (or does not take a reply)
