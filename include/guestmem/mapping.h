@@ -263,9 +263,9 @@ GM_API size_t gm_mapping_page_size(const struct gm_mapping *m);
  * /proc/self/pagemap, mincore() for shared memory), and for an fd the drop
  * of its allocated blocks (st_blocks), so a range that was a hole already
  * frees 0 (and 0 too when the blocks cannot be counted after the hole is
- * punched: the discard is done, and reported as done). Reading a discarded range of shared memory (a memfd, shared
- * anonymous memory) allocates zeroed pages again; reading private
- * anonymous memory does not.
+ * punched: the discard is done, and reported as done). Reading a
+ * discarded range of shared memory (a memfd, shared anonymous memory)
+ * allocates zeroed pages again; reading private anonymous memory does not.
  *
  * Returns 0, or:
  * -EINVAL   @m NULL, @len 0, @offset or @len not a multiple of
