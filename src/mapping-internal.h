@@ -13,8 +13,9 @@
  * -EFAULT. Reading the counter is one thread-local load and no fence
  * instruction, so the data path keeps its speed.
  *
- * Also the prefault engine (mapping-prefault.c), which the space layer
- * runs over all of a guest's RAM at once.
+ * Also the registry of peer mappings (mapping-peer.c) that mapping.c
+ * fills, and the prefault engine (mapping-prefault.c), which the space
+ * layer runs over all of a guest's RAM at once.
  */
 #ifndef GUESTMEM_MAPPING_INTERNAL_H
 #define GUESTMEM_MAPPING_INTERNAL_H
@@ -54,6 +55,23 @@ static inline int gm__peer_check(unsigned before, int ret)
 {
 	return gm__peer_fault_count() != before ? -EFAULT : ret;
 }
+
+/* A peer mapping's slot in the registry of mapping-peer.c (opaque here). */
+struct gm__peer_slot;
+
+/*
+ * List [@host, @host + @len) (pages of @page bytes, protection @prot) as
+ * memory a peer may truncate: a fault there is absorbed and sets
+ * *@truncated. Returns 0 and *@out, -ENOMEM or a sigaction() errno.
+ */
+int gm__peer_register(void *host, size_t len, size_t page, int prot, unsigned *truncated,
+		      struct gm__peer_slot **out);
+
+/* Take @s out of the registry; returns once no handler uses its range. */
+void gm__peer_unregister(struct gm__peer_slot *s);
+
+/* The range of @s may now also have protection @prot. */
+void gm__peer_add_prot(struct gm__peer_slot *s, int prot);
 
 /* One range for gm__prefault(): @len bytes at @host, a multiple of @page. */
 struct gm__prefault_range {
