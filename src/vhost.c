@@ -55,36 +55,6 @@
 
 #include "dirty-internal.h"
 
-struct vhost_entry {
-	gm_gpa_t gpa;
-	uint64_t size;
-	uint64_t uaddr;
-	uint64_t mmap_offset;
-	struct gm_mapping *map; /* one reference; maps from the page holding mmap_offset */
-	size_t delta;		/* offset of @gpa's byte in @map */
-};
-
-struct gm_vhost_table {
-	unsigned long refs;    /* __atomic only */
-	unsigned long *census; /* the holder's count of live tables, or NULL (invariant 5) */
-	struct gm_dirty *log;  /* one reference, or NULL (invariant 5) */
-	struct gm_memory *mem;
-	size_t n;
-	struct vhost_entry *by_gpa;	     /* invariant 3 */
-	const struct vhost_entry **by_uaddr; /* invariant 3 */
-};
-
-struct gm_vhost_mem {
-	pthread_mutex_t lock;	    /* serialises writers; never held by readers */
-	struct gm_vhost_table *cur; /* invariant 4; __atomic load/exchange */
-	size_t max;
-	uint64_t generation; /* __atomic; written under @lock */
-	/* Invariant 5; all under @lock. */
-	unsigned long *census; /* live tables + 1 for vm; __atomic; freed at 0 */
-	struct gm_dirty *log;  /* one reference, or NULL */
-	bool logging;	       /* __atomic loads outside @lock */
-};
-
 /* Drop one count of @census (a table freed, or the holder); free it at 0. */
 static void census_put(unsigned long *census)
 {
@@ -175,7 +145,7 @@ static void free_table(struct gm_vhost_table *t)
 }
 
 /* Whether @n entries lie inside the pages of @log (invariant 5). */
-static bool fits_log(const struct gm_dirty *log, const struct vhost_entry *e, size_t n)
+bool gm__vhost_fits_log(const struct gm_dirty *log, const struct vhost_entry *e, size_t n)
 {
 	uint64_t pages = gm_dirty_npages(log);
 	size_t i;
@@ -214,7 +184,7 @@ static int build_table(struct vhost_entry *entries, size_t n, size_t max, struct
 	}
 	if (log) {
 		t->log = gm_dirty_get(log);
-		if (!fits_log(log, t->by_gpa, n)) {
+		if (!gm__vhost_fits_log(log, t->by_gpa, n)) {
 			ret = -ERANGE;
 			goto err_table;
 		}
@@ -489,7 +459,7 @@ static int build_and_publish(struct gm_vhost_mem *vm, struct vhost_entry *e, siz
 	struct gm_vhost_table *t;
 	int ret;
 
-	if (log && !fits_log(log, e, n)) {
+	if (log && !gm__vhost_fits_log(log, e, n)) {
 		if (vm->logging) {
 			size_t i;
 
@@ -782,79 +752,4 @@ int gm_vhost_table_log(const struct gm_vhost_table *t, gm_gpa_t gpa, uint64_t le
 		return -ERANGE;
 	gm__dirty_mark_tracked(t->log, gpa, len);
 	return 0;
-}
-
-/* One entry of a table on its own (invariant 2). */
-static bool entry_ok(const struct vhost_entry *e)
-{
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), last;
-	size_t len, total;
-
-	if (e->size == 0 || !e->map || gm_add_overflow_u64(e->gpa, e->size - 1, &last) ||
-	    gm_add_overflow_u64(e->uaddr, e->size - 1, &last) ||
-	    gm_add_overflow_u64(e->mmap_offset, e->size - 1, &last) ||
-	    gm_u64_to_size(e->size, &len))
-		return false;
-	/* The mapping covers the window, starting at the page holding mmap_offset. */
-	return e->delta == e->mmap_offset % page &&
-	       gm_mapping_fd_offset(e->map) == e->mmap_offset - e->delta &&
-	       !gm_add_overflow_size(len, e->delta, &total) && total <= gm_mapping_size(e->map);
-}
-
-bool gm__vhost_invariants_ok(const struct gm_vhost_table *t)
-{
-	struct gm_region_info info = GM_OPTS(gm_region_info);
-	size_t i, j, seen;
-
-	if (!t || __atomic_load_n(&t->refs, __ATOMIC_RELAXED) == 0 || !t->mem ||
-	    (t->n && (!t->by_gpa || !t->by_uaddr)) || gm_memory_region_count(t->mem) != t->n)
-		return false;
-	for (i = 0; i < t->n; i++) {
-		const struct vhost_entry *e = &t->by_gpa[i], *u = t->by_uaddr[i];
-
-		if (!entry_ok(e))
-			return false;
-		/* Invariant 3: by_uaddr points into by_gpa ... */
-		if (u < t->by_gpa || u >= t->by_gpa + t->n)
-			return false;
-		/* ... both sorted, and neighbours apart, so no two regions overlap (2). */
-		if (i > 0 && (t->by_gpa[i - 1].gpa + t->by_gpa[i - 1].size - 1 >= e->gpa ||
-			      t->by_uaddr[i - 1]->uaddr + t->by_uaddr[i - 1]->size - 1 >= u->uaddr))
-			return false;
-		/* The data path's view is made of the same regions. */
-		if (gm_memory_region(t->mem, i, &info) || info.gpa != e->gpa ||
-		    info.size != e->size || info.mapping != e->map || info.offset != e->delta)
-			return false;
-		/* Invariant 5: every region marks the log at its guest-physical pages. */
-		if (info.dirty != t->log || (t->log && info.dirty_offset != e->gpa))
-			return false;
-	}
-	/* Each region exactly once in by_uaddr (invariant 3). */
-	for (i = 0; i < t->n; i++) {
-		for (j = 0, seen = 0; j < t->n; j++)
-			seen += t->by_uaddr[j] == &t->by_gpa[i];
-		if (seen != 1)
-			return false;
-	}
-	return true;
-}
-
-bool gm__vhost_mem_invariants_ok(struct gm_vhost_mem *vm)
-{
-	const struct gm_vhost_table *t;
-	bool ok;
-
-	if (!vm || vm->max == 0 || vm->max > GM_VHOST_REGIONS_MAX)
-		return false;
-	pthread_mutex_lock(&vm->lock);
-	t = vm->cur;
-	ok = !t || (t->n <= vm->max && gm__vhost_invariants_ok(t));
-	/* Invariant 5: the table in force carries the log and lies inside it. */
-	if (t && vm->log)
-		ok = ok && t->log == vm->log && fits_log(vm->log, t->by_gpa, t->n);
-	if (vm->logging)
-		ok = ok && vm->log && gm_dirty_enabled(vm->log);
-	ok = ok && __atomic_load_n(vm->census, __ATOMIC_RELAXED) >= 1 + (t != NULL);
-	pthread_mutex_unlock(&vm->lock);
-	return ok;
 }
