@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_vhost_blk_migrate.c - gm-vhost-blk in a live migration: the
+ * vhost-user dirty log of pre-copy (SET_LOG_BASE, LOG_ALL, the used ring's
+ * log address, GET_VRING_BASE at the switch) and the userfaultfd of
+ * post-copy (POSTCOPY_ADVISE/LISTEN/END, pages the front end places late
+ * or never), driven by the fake front end of vhost_blk_frontend.c as
+ * test_vhost_blk.c drives the rest. Each test runs with --aio=sync and
+ * again with io_uring where the kernel has it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "threads.h"
+#include "vhost_blk_frontend.h"
+
+/* ---- the dirty log (live migration) ---- */
+
+#define LOG_BYTES 4096u /* the log memfd; RAM_SIZE needs 128 bytes of it */
+
+/* A zeroed memfd for a log, mapped so the test reads the bits the back end sets. */
+static int log_memfd(unsigned char **bytes)
+{
+	int fd = memfd_create("test-log", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, LOG_BYTES), 0);
+	*bytes = mmap(NULL, LOG_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(*bytes != MAP_FAILED);
+	return fd;
+}
+
+/* SET_LOG_BASE with @size bytes of @fd from offset 0; returns the u64 reply. */
+static uint64_t set_log_base(struct fe *f, int fd, uint64_t size)
+{
+	uint64_t p[2] = {size, 0}, v = ~0ull;
+
+	send_msg(f, SET_LOG_BASE, V1, p, sizeof(p), &fd, 1);
+	assert_int_equal(recv_reply(f, SET_LOG_BASE, &v, sizeof(v)), 8);
+	return v;
+}
+
+/* SET_FEATURES with LOG_ALL on or off (and everything else offered); returns the ack. */
+static uint64_t log_all(struct fe *f, bool on)
+{
+	uint64_t feat = get_u64(f, GET_FEATURES) & ~(1ull << VU_F_LOG_ALL);
+
+	if (on)
+		feat |= 1ull << VU_F_LOG_ALL;
+	return acked(f, SET_FEATURES, &feat, 8, NULL, 0);
+}
+
+/* Assert that exactly the pages @want[0..n) are set in the first 128 bytes of @log, then clear. */
+static void expect_logged(unsigned char *log, const uint64_t *want, size_t n)
+{
+	uint64_t page;
+	size_t i, found = 0;
+
+	for (page = 0; page < RAM_SIZE / 4096; page++) {
+		bool set = (__atomic_load_n(&log[page / 8], __ATOMIC_ACQUIRE) >> (page % 8)) & 1;
+		bool wanted = false;
+
+		for (i = 0; i < n; i++)
+			wanted |= want[i] == page;
+		if (set != wanted)
+			print_error("page %llu: %s\n", (unsigned long long)page,
+				    set ? "logged, not written" : "written, not logged");
+		assert_int_equal(set, wanted);
+		found += set;
+	}
+	assert_int_equal(found, n);
+	for (i = 128; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0); /* nothing past the log's 128 bytes */
+	memset(log, 0, LOG_BYTES);
+}
+
+/*
+ * With LOG_ALL on, the log holds exactly the guest pages the back end
+ * wrote: the data of an IN request, a GET_ID buffer, the status bytes and
+ * the used ring (page 18 of queue 0); also through an indirect
+ * descriptor. Front-end writes (descriptors, headers) are not the back
+ * end's, and nothing is logged while LOG_ALL is off.
+ */
+static void log_holds_exactly_the_pages_the_back_end_wrote(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	const uint64_t used = 0x12000 / 4096, status = 0x13800 / 4096, data = DATA / 4096;
+	gm_gpa_t table = DATA + 0x10000;
+	struct fe_queue *q;
+	uint32_t id, len;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	q = &f.q[0];
+	assert_int_equal(log_all(&f, true), 1); /* no log yet: refused, connection goes on */
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, NULL, 0); /* LOG_ALL is off */
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data, data + 1}, 4);
+	assert_int_equal(run1(&f, T_GET_ID, 0, DATA + 0x3000, 20, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data + 3}, 3);
+	assert_int_equal(run1(&f, T_OUT, 4, DATA + 0x4000, 512, false).status, 0);
+	expect_logged(log, (uint64_t[]){used, status}, 2);
+	/* An indirect table at DATA + 64 KiB: header, 4 KiB of data at DATA + 20 KiB, status. */
+	assert_int_equal(gm_write_le32(f.m, q->hdr, T_IN), 0);
+	assert_int_equal(gm_write_le32(f.m, q->hdr + 4, 0), 0);
+	assert_int_equal(gm_write_le64(f.m, q->hdr + 8, 6), 0);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 0, q->hdr, 16, 1, 1);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 1, DATA + 0x5000, 4096, 1 | 2, 2);
+	put_desc(&f, &(struct fe_queue){.desc = table}, 2, q->status, 1, 2, 0);
+	put_desc(&f, q, 0, table, 48, 4, 0);
+	offer(&f, q, 0);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 4097);
+	assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA + 0x5000, 1))[0], img_byte(6 * 512));
+	expect_logged(log, (uint64_t[]){used, status, data + 5}, 3);
+	/* Off again: nothing more is logged. */
+	assert_int_equal(log_all(&f, false), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 8192, true).status, 0);
+	expect_logged(log, NULL, 0);
+	fe_stop(&f);
+	assert_int_equal(f.info.log_bases, 1);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * A log too small for the guest's memory is refused (non-zero reply, and
+ * LOG_ALL refused after it) and never written; one that fits is taken. A
+ * log refused while logging is on ends the connection: the back end could
+ * only go on logging into a log the front end has let go.
+ */
+static void log_too_small_for_the_guest_is_refused(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	size_t i;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(set_log_base(&f, lfd, 120), 1); /* 960 pages < 1024 */
+	assert_int_equal(log_all(&f, true), 1);
+	assert_int_equal(run1(&f, T_IN, 3, RAM_SIZE - 4096, 4096, true).status, 0);
+	for (i = 0; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0);
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(run1(&f, T_IN, 3, RAM_SIZE - 4096, 4096, true).status, 0);
+	assert_true(log[127] & 0x80); /* the last page of RAM */
+	/* Logging on and the next log does not fit: the connection ends. */
+	send_msg(&f, SET_LOG_BASE, V1, (uint64_t[]){64, 0}, 16, &lfd, 1);
+	assert_int_equal(wait_backend_closed(&f), -EPROTO);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * LOG_ALL switched on and off, and the log replaced by a bigger one, while
+ * two queues serve traffic: no request fails, and once SET_LOG_BASE is
+ * answered the old log gets no bit more (no worker still writes through a
+ * table that marks it).
+ */
+static void logging_toggled_and_log_replaced_under_traffic(void **state)
+{
+	static struct fe f;
+	static struct traffic t[2];
+	pthread_t th[2];
+	unsigned char *log_a, *log_b;
+	int a = log_memfd(&log_a), b = log_memfd(&log_b);
+	uint64_t acks = 0, base_a, base_b = ~0ull;
+	unsigned i, stray = 0;
+
+	(void)state;
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	base_a = set_log_base(&f, a, 128);
+	for (i = 0; i < 2; i++) {
+		t[i] = (struct traffic){.f = &f, .qi = i, .rounds = 150};
+		start_thread(&th[i], traffic_thread, &t[i]);
+	}
+	for (i = 0; i < 10; i++) {
+		acks |= log_all(&f, i % 2 == 0);
+		usleep(2000);
+	}
+	acks |= log_all(&f, true);
+	usleep(5000);
+	base_b = set_log_base(&f, b, 256);
+	memset(log_a, 0, LOG_BYTES);
+	usleep(20000);
+	for (i = 0; i < LOG_BYTES; i++)
+		stray += log_a[i] != 0;
+	assert_int_equal(join_threads(th, 2), 0);
+	traffic_assert_ok(&t[0]);
+	traffic_assert_ok(&t[1]);
+	assert_int_equal(base_a, 0);
+	assert_int_equal(base_b, 0);
+	assert_int_equal(acks, 0);
+	assert_int_equal(stray, 0);
+	/* The new log is the one in use. */
+	memset(log_b, 0, LOG_BYTES);
+	assert_int_equal(run(&f, 1, T_IN, 3, &(struct seg){DATA, 4096, true}, 1).status, 0);
+	assert_true(log_b[DATA / 4096 / 8] & (1u << (DATA / 4096 % 8)));
+	fe_stop(&f);
+	assert_int_equal(f.info.log_bases, 2);
+	fe_fini(&f);
+	munmap(log_a, LOG_BYTES);
+	munmap(log_b, LOG_BYTES);
+	close(a);
+	close(b);
+}
+
+/* SET_VRING_ADDR for queue 0 of @f with @flags and log_guest_addr @log; returns the ack. */
+static uint64_t vring_addr_logged(struct fe *f, uint32_t flags, uint64_t log)
+{
+	struct fe_queue *q = &f->q[0];
+	uint32_t a[10] = {0, flags};
+	uint64_t ua[4] = {UA + q->desc, UA + q->used, UA + q->avail, log};
+
+	memcpy(a + 2, ua, sizeof(ua));
+	return acked(f, SET_VRING_ADDR, a, 40, NULL, 0);
+}
+
+/*
+ * VHOST_VRING_F_LOG with a log_guest_addr other than the used ring's own
+ * guest address: the used ring is logged there too (vhost-user.rst says
+ * that address is the one to log). One whose ring would leave the log
+ * stops the ring instead of writing past the log.
+ */
+static void used_ring_is_logged_at_log_guest_addr(void **state)
+{
+	static struct fe f;
+	unsigned char *log;
+	int lfd = log_memfd(&log);
+	const uint64_t used = 0x12000 / 4096, status = 0x13800 / 4096, data = DATA / 4096;
+	uint32_t id, len;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	assert_int_equal(set_log_base(&f, lfd, 128), 0);
+	assert_int_equal(log_all(&f, true), 0);
+	assert_int_equal(vring_addr_logged(&f, 1, 0x300000), 0);
+	assert_int_equal(vring_addr_logged(&f, 2, 0x300000), 1); /* unknown flag: refused */
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	/* 0x300000 = page 768: the used ring (8 + 8 * 64 bytes) lies in it. */
+	expect_logged(log, (uint64_t[]){used, status, data, 768}, 4);
+	/* The same address as the ring's own: nothing more. */
+	assert_int_equal(vring_addr_logged(&f, 1, 0x12000), 0);
+	assert_int_equal(run1(&f, T_IN, 3, DATA, 4096, true).status, 0);
+	expect_logged(log, (uint64_t[]){used, status, data}, 3);
+	/* Past the 1024 pages of the log: the ring stops, the log is not written past. */
+	assert_int_equal(vring_addr_logged(&f, 1, RAM_SIZE - 8), 0);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 0, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	/* The request is served (its data, status and used entry), then the ring stops. */
+	assert_true(wait_used(&f, &f.q[0], &id, &len, 5000));
+	for (size_t i = 128; i < LOG_BYTES; i++)
+		assert_int_equal(log[i], 0);
+	memset(log, 0, LOG_BYTES);
+	offer(&f, &f.q[0], build(&f, &f.q[0], 1, T_IN, 3, &(struct seg){DATA, 4096, true}, 1));
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 200));
+	fe_stop(&f);
+	fe_fini(&f);
+	munmap(log, LOG_BYTES);
+	close(lfd);
+}
+
+/*
+ * The switchover of a migration: GET_VRING_BASE stops a ring with requests
+ * still arriving; the index it returns is the used index in guest memory
+ * (every request taken was completed, none is in flight), nothing more is
+ * served, and a new connection started from that index serves exactly the
+ * rest: each request once, none lost.
+ */
+static void get_vring_base_hands_over_every_request_exactly_once(void **state)
+{
+	static struct fe f;
+	struct fe_queue *q;
+	uint32_t st[2], base, w, id, len, seen = 0;
+	unsigned i, served = 0;
+	uint8_t status;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	q = &f.q[0];
+	/* Eight reads, one per slot, each into its own 4 KiB: offered as fast as possible. */
+	for (i = 0; i < 8; i++)
+		offer(
+		    &f, q,
+		    build(&f, q, i, T_IN, 8 * i, &(struct seg){DATA + 4096ull * i, 4096, true}, 1));
+	vring_state(&f, GET_VRING_BASE, 0, 0);
+	assert_int_equal(recv_reply(&f, GET_VRING_BASE, st, sizeof(st)), 8);
+	assert_int_equal(st[0], 0);
+	base = st[1];
+	assert_true(base <= 8);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* used index == base: nothing in flight */
+	usleep(50 * 1000);
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, base); /* stopped: nothing more served */
+	while (wait_used(&f, q, &id, &len, 0))
+		seen |= 1u << (id / SLOT_DESCS);
+	assert_int_equal(disconnect_fe(&f), 0);
+	/* The destination: the same rings, from base on. */
+	fe_resume(&f, &base);
+	assert_int_equal(write(q->kick, &(uint64_t){1}, 8), 8);
+	for (i = base; i < 8; i++) {
+		assert_true(wait_used(&f, q, &id, &len, 5000));
+		assert_int_equal(seen & (1u << (id / SLOT_DESCS)), 0); /* not done twice */
+		seen |= 1u << (id / SLOT_DESCS);
+		assert_int_equal(len, 4097);
+	}
+	assert_false(wait_used(&f, q, &id, &len, 50));
+	assert_int_equal(seen, 0xff);
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(gm_read_u8(f.m, q->status + i, &status), 0);
+		assert_int_equal(status, 0);
+		assert_int_equal(((uint8_t *)gm_host_ptr(f.m, DATA + 4096ull * i, 1))[0],
+				 img_byte(8 * i * 512));
+		served++;
+	}
+	assert_int_equal(served, 8);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* ---- tests: post-copy (VHOST_USER_PROTOCOL_F_PAGEFAULT, issue 18) ---- */
+
+/* Whether this process can open a userfaultfd as the back end would; else why not. */
+static bool userfaultfd_here(char *why_not, size_t len)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	int fd, err;
+
+	/*
+	 * Valgrind runs one thread at a time: a worker stopped in a fault on a
+	 * missing page can keep the fake front end's thread from ever placing
+	 * it (test_snapshot's lazy restore skips the same way).
+	 */
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		snprintf(why_not, len, "running under valgrind, which serializes threads");
+		return false;
+	}
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	err = errno;
+
+#ifdef USERFAULTFD_IOC_NEW
+	if (fd < 0) {
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+			close(dev);
+		}
+	}
+#endif
+	if (fd < 0) {
+		snprintf(why_not, len, "no userfaultfd here (%s; vm.unprivileged_userfaultfd=0?)",
+			 strerror(err));
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+/* POSTCOPY_ADVISE: the userfaultfd of the reply (asserts one came, with no payload). */
+static int advise(struct fe *f)
+{
+	uint8_t p[8];
+	int uffd;
+
+	send_msg(f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(f, POSTCOPY_ADVISE, p, sizeof(p), &uffd), 0);
+	assert_true(uffd >= 0);
+	return uffd;
+}
+
+/*
+ * Send the one-region table in post-copy mode as QEMU does (no NEED_REPLY),
+ * check the reply (same regions, our addresses replaced by the back end's)
+ * and send QEMU's ack (u64 0, no fd). Returns the back end's address of
+ * guest byte 0.
+ */
+static uint64_t postcopy_table(struct fe *f)
+{
+	struct region_msg r = {0, RAM_SIZE, UA, 0}, back;
+	uint8_t p[512], out[512];
+	int memfd = gm_mapping_fd(f->map);
+	uint32_t size = mem_table(p, &r, 1);
+	uint64_t zero = 0;
+
+	send_msg(f, SET_MEM_TABLE, V1, p, size, &memfd, 1);
+	assert_int_equal(recv_reply(f, SET_MEM_TABLE, out, sizeof(out)), size);
+	assert_memory_equal(out, p, 8);
+	memcpy(&back, out + 8, sizeof(back));
+	assert_int_equal(back.gpa, 0);
+	assert_int_equal(back.size, RAM_SIZE);
+	assert_int_equal(back.off, 0);
+	assert_true(back.uaddr != 0 && back.uaddr != UA);
+	send_msg(f, SET_MEM_TABLE, V1, &zero, 8, NULL, 0);
+	sync_fe(f);
+	return back.uaddr;
+}
+
+/* Drop guest page @gpa from the memfd: it is missing until someone places it. */
+static void punch(struct fe *f, gm_gpa_t gpa)
+{
+	assert_int_equal(fallocate(gm_mapping_fd(f->map),
+				   FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)gpa, 4096),
+			 0);
+}
+
+static void postcopy_request_waits_for_the_page_the_front_end_places(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	struct uffdio_copy copy;
+	uint8_t got[4096], st = 0xff;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+
+	/* A write from a missing page: the back end's pwrite() must wait for it. */
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.event, UFFD_EVENT_PAGEFAULT);
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	/* The request is not completed while the page is missing. */
+	assert_false(wait_used(&f, q, &id, &len, 200));
+	memset(page, 0x5a, sizeof(page));
+	page[0] = 0x11;
+	copy = (struct uffdio_copy){
+	    .dst = base + DATA, .src = (uint64_t)(uintptr_t)page, .len = 4096, .mode = 0};
+	assert_int_equal(ioctl(uffd, UFFDIO_COPY, &copy), 0);
+	assert_int_equal(copy.copy, 4096);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, head);
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, page, sizeof(got));
+	/* The front end's view sees the page it placed, the back end's too. */
+	assert_int_equal(gm_read(f.m, DATA, got, sizeof(got)), 0);
+	assert_memory_equal(got, page, sizeof(got));
+
+	/* END: answered 0, and the table is no longer registered: nothing waits. */
+	send_msg(&f, POSTCOPY_END, V1 | NEED_REPLY, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply(&f, POSTCOPY_END, &base, 8), 8);
+	assert_int_equal(base, 0);
+	punch(&f, DATA + 4096);
+	sg.gpa = DATA + 4096;
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	pfd.revents = 0;
+	assert_int_equal(poll(&pfd, 1, 0), 0); /* no fault was reported */
+	close(uffd);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* A page read into: the request waits, and the device's data wins over what was placed. */
+static void postcopy_read_into_a_missing_page_waits_and_fills_it(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, true};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	struct uffdio_copy copy;
+	uint8_t got[4096];
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len, i;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_IN, 24, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	assert_false(wait_used(&f, q, &id, &len, 200));
+	memset(page, 0xee, sizeof(page));
+	copy = (struct uffdio_copy){
+	    .dst = base + DATA, .src = (uint64_t)(uintptr_t)page, .len = 4096, .mode = 0};
+	assert_int_equal(ioctl(uffd, UFFDIO_COPY, &copy), 0);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, head);
+	assert_int_equal(gm_read(f.m, DATA, got, sizeof(got)), 0);
+	for (i = 0; i < sizeof(got); i++)
+		assert_int_equal(got[i], img_byte(24 * 512 + i));
+	close(uffd);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* Without PAGEFAULT negotiated every POSTCOPY message is refused, and the connection goes on. */
+/*
+ * A write from a page never placed, abandoned (front end gone, or the
+ * back end's timeout when @timeout_ms): the image keeps its bytes, the
+ * request is not completed, the front end's page is not filled, and the
+ * back end serves the next connection.
+ */
+static void never_placed(int timeout_ms)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	uint8_t got[4096], want[4096], st = 0;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	unsigned i;
+	int uffd;
+
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	if (timeout_ms)
+		vu_server_set_postcopy_timeout(f.srv, timeout_ms);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.event, UFFD_EVENT_PAGEFAULT);
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + DATA);
+	if (timeout_ms) {
+		/* Nobody places it: the back end gives up and ends the connection. */
+		assert_int_equal(wait_backend_closed(&f), -ETIMEDOUT);
+		assert_string_equal(f.info.end_reason, "post-copy: a page was not placed in time");
+	} else {
+		assert_false(wait_used(&f, q, &id, &len, 100));
+		assert_int_equal(disconnect_fe(&f), 0);
+		assert_string_equal(f.info.end_reason, "front end disconnected");
+	}
+	close(uffd);
+	/* Not written with zeros (nor anything), not completed, status untouched. */
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = img_byte(8 * 512 + i);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_false(wait_used(&f, q, &id, &len, 0));
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0xee);
+	/* The front end's page is still a hole: the back end filled nothing there. */
+	assert_true(lseek(gm_mapping_fd(f.map), DATA, SEEK_DATA) != (off_t)DATA);
+
+	/* The next connection is served. */
+	fe_start(&f, 0);
+	sg.gpa = DATA + 4096;
+	assert_int_equal(gm_fill(f.m, DATA + 4096, 0x77, 4096), 0);
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	image_read(&f, 16 * 512, got, sizeof(got));
+	memset(want, 0x77, sizeof(want));
+	assert_memory_equal(got, want, sizeof(got));
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void postcopy_page_never_placed_front_end_gone_fails_cleanly(void **state)
+{
+	(void)state;
+	never_placed(0);
+}
+
+static void postcopy_page_never_placed_times_out_and_fails_cleanly(void **state)
+{
+	(void)state;
+	never_placed(300);
+}
+
+/*
+ * A worker blocked in a user-mode access (the descriptor table's page is
+ * missing) when the front end goes: the back end survives (the library
+ * absorbs the SIGBUS of the abandoned page: this memfd is not sealed),
+ * completes nothing and serves the next connection.
+ */
+static void postcopy_ring_page_never_placed_front_end_gone(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct pollfd pfd;
+	struct uffd_msg um;
+	char why_not[160];
+	uint64_t base;
+	uint32_t id, len;
+	uint16_t head;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	punch(&f, q->desc);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.arg.pagefault.address & ~4095ull, base + q->desc);
+	assert_int_equal(disconnect_fe(&f), 0);
+	close(uffd);
+	assert_false(wait_used(&f, q, &id, &len, 0));
+
+	fe_start(&f, 0);
+	assert_int_equal(run(&f, 0, T_OUT, 16, &sg, 1).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+static void postcopy_without_the_feature_is_refused(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	uint8_t p[8];
+	uint64_t v = 1;
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	connect_fe(&f);
+	set_u64(&f, SET_FEATURES, 1ull << VU_F_PROTOCOL_FEATURES);
+	set_u64(&f, SET_PROTOCOL_FEATURES, 1ull << VU_PF_REPLY_ACK);
+	send_msg(&f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(&f, POSTCOPY_ADVISE, p, sizeof(p), &fd), 0);
+	assert_int_equal(fd, -1);
+	assert_int_not_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	send_msg(&f, POSTCOPY_END, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply(&f, POSTCOPY_END, &v, 8), 8);
+	assert_int_not_equal(v, 0);
+	sync_fe(&f);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+/* A kernel without userfaultfd: ADVISE is answered without an fd, LISTEN fails. */
+static void postcopy_without_userfaultfd_is_refused(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	uint8_t p[8];
+	int fd;
+
+	(void)state;
+	fe_init(&f, 1, false);
+	vu_server_set_no_userfaultfd(f.srv, true);
+	fe_start(&f, 0);
+	send_msg(&f, POSTCOPY_ADVISE, V1, NULL, 0, NULL, 0);
+	assert_int_equal(recv_reply_fd(&f, POSTCOPY_ADVISE, p, sizeof(p), &fd), 0);
+	assert_int_equal(fd, -1);
+	assert_int_not_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	/* Not listening: a table is an ordinary one, acked, and requests go on. */
+	assert_int_equal(run1(&f, T_IN, 0, DATA, 512, true).status, 0);
+	fe_stop(&f);
+	fe_fini(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(log_holds_exactly_the_pages_the_back_end_wrote, fe_teardown),
+	    cmocka_unit_test_teardown(log_too_small_for_the_guest_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(logging_toggled_and_log_replaced_under_traffic, fe_teardown),
+	    cmocka_unit_test_teardown(used_ring_is_logged_at_log_guest_addr, fe_teardown),
+	    cmocka_unit_test_teardown(get_vring_base_hands_over_every_request_exactly_once,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_request_waits_for_the_page_the_front_end_places,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_read_into_a_missing_page_waits_and_fills_it,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_page_never_placed_front_end_gone_fails_cleanly,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_page_never_placed_times_out_and_fails_cleanly,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_ring_page_never_placed_front_end_gone, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
+	};
+	const size_t n = sizeof(tests) / sizeof(tests[0]);
+	char why_not[128];
+	int failed = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	fe_aio = BLK_AIO_SYNC;
+	failed |= _cmocka_run_group_tests("migration, aio sync", tests, n, NULL, NULL);
+	if (blk_uring_probe(why_not, sizeof(why_not))) {
+		printf("skipped: the io_uring runs: %s\n", why_not);
+		return failed;
+	}
+	fe_aio = BLK_AIO_URING;
+	failed |= _cmocka_run_group_tests("migration, aio io_uring", tests, n, NULL, NULL);
+	return failed;
+}
