@@ -31,14 +31,18 @@
 			abort(); \
 	} while (0)
 
-static char path[64];
+static char path[4096];
 static struct gm_memory *guest;
 
+/* The file each input is written to, in $TMPDIR (a tmpfs for long runs). */
 static void setup(void)
 {
 	static const struct gm_range ram[] = {{0, 256 * 1024}, {1 << 20, 256 * 1024}};
-	char dir[] = "/tmp/gm-fuzz-snapshot-XXXXXX";
+	const char *tmp = getenv("TMPDIR");
+	char dir[4000];
+	int n = snprintf(dir, sizeof(dir), "%s/gm-fuzz-snapshot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 
+	CHECK(n > 0 && (size_t)n < sizeof(dir));
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/f", dir);
 	CHECK(gm_memory_new_anon(ram, 2, &guest) == 0);
