@@ -737,8 +737,8 @@ static void postcopy_without_userfaultfd_is_refused(void **state)
 
 /* ---- tests: inflight requests handed over (INFLIGHT_SHMFD, issue 18) ---- */
 
-#define IF_HDR_BYTES \
-	16u /* the buffer's header; then 16 bytes per head: u8 mark, ..., u64 counter */
+/* The buffer's header; then 16 bytes per head: u8 mark, ..., u64 counter at 8. */
+#define IF_HDR_BYTES 16u
 
 /* The inflight buffer as the front end keeps it across connections. */
 struct handover {
