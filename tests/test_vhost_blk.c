@@ -502,45 +502,6 @@ static void several_queues_serve_in_parallel(void **state)
 
 /* ---- tests: inflight tracking (INFLIGHT_SHMFD) ---- */
 
-#define IF_QBYTES 1088 /* 16 + 16 * 64, rounded up to 64 */
-
-static int get_inflight(struct fe *f, uint64_t *size)
-{
-	uint64_t p[3] = {0, 0, 1 | (uint64_t)QSIZE << 16};
-	uint8_t out[24];
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr a;
-	} ctl;
-	struct iovec iov = {out, 12};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = ctl.b,
-			    .msg_controllen = sizeof(ctl.b)};
-	struct cmsghdr *c;
-	uint32_t h[3];
-	int fd;
-
-	send_msg(f, 31, V1, p, 24, NULL, 0);
-	assert_int_equal(recvmsg(f->sock, &mh, MSG_CMSG_CLOEXEC), 12);
-	memcpy(h, out, 12);
-	assert_int_equal(h[0], 31);
-	assert_int_equal(h[2], 24);
-	c = CMSG_FIRSTHDR(&mh);
-	assert_non_null(c);
-	memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	assert_int_equal(recv(f->sock, out, 24, MSG_WAITALL), 24);
-	memcpy(size, out, 8);
-	return fd;
-}
-
-static void set_inflight(struct fe *f, int fd, uint64_t size)
-{
-	uint64_t p[3] = {size, 0, 1 | (uint64_t)QSIZE << 16};
-
-	assert_int_equal(acked(f, 32, p, 24, &fd, 1), 0);
-}
-
 static void inflight_buffer_is_created_and_kept_in_step(void **state)
 {
 	static struct fe f; /* outlives a failed test: see fe_teardown() */

@@ -735,6 +735,178 @@ static void postcopy_without_userfaultfd_is_refused(void **state)
 	fe_fini(&f);
 }
 
+/* ---- tests: inflight requests handed over (INFLIGHT_SHMFD, issue 18) ---- */
+
+/* The buffer's header; then 16 bytes per head: u8 mark, ..., u64 counter at 8. */
+#define IF_HDR_BYTES 16u
+
+/* The inflight buffer as the front end keeps it across connections. */
+struct handover {
+	int fd;
+	uint8_t *r; /* the front end's mapping of it, IF_QBYTES */
+};
+
+/* Connection 1, before the kick: a new buffer from the back end, handed back to it. */
+static void inflight_new(struct fe *f, void *arg)
+{
+	struct handover *h = arg;
+	uint64_t size = 0;
+
+	h->fd = get_inflight(f, &size);
+	assert_int_equal(size, IF_QBYTES);
+	h->r = mmap(NULL, IF_QBYTES, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, 0);
+	assert_true(h->r != MAP_FAILED);
+	set_inflight(f, h->fd, IF_QBYTES);
+}
+
+/* Connection 2, before the kick: the same buffer again, as the front end kept it. */
+static void inflight_again(struct fe *f, void *arg)
+{
+	const struct handover *h = arg;
+
+	set_inflight(f, h->fd, IF_QBYTES);
+}
+
+/* How many heads of queue 0's buffer are marked in flight. */
+static unsigned marked(const struct handover *h)
+{
+	unsigned i, n = 0;
+
+	for (i = 0; i < QSIZE; i++)
+		n += h->r[IF_HDR_BYTES + 16 * i] != 0;
+	return n;
+}
+
+static uint16_t if_field16(const struct handover *h, size_t off)
+{
+	uint16_t v;
+
+	memcpy(&v, h->r + off, 2);
+	return v;
+}
+
+/*
+ * End to end: connection 1 (inflight buffer, post-copy listening) takes a
+ * write whose data page is missing; the worker blocks in the kernel and
+ * the request is marked in flight. The front end goes: the back end
+ * abandons post-copy and completes nothing (no used entry, status byte
+ * and image untouched, the mark stays). Connection 2 on the same server
+ * and image gets the same buffer, the guest memory with the page now
+ * present, and the ring from @base (what SET_VRING_BASE says: QEMU gives
+ * the used index after a connection broke, 0; a front end that knew how
+ * far the first back end had taken the ring would give 1). The request is
+ * served again exactly once, the image holds the page's data, nothing is
+ * left marked, and the ring goes on after it.
+ */
+static void inflight_handed_over(uint32_t base)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static struct handover h;
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct vu_conn_info first;
+	struct pollfd pfd;
+	struct uffd_msg um;
+	uint8_t got[4096], want[4096], st = 0;
+	char why_not[160];
+	uint64_t counter, one = 1;
+	uint32_t id, len, w;
+	uint16_t head;
+	unsigned i;
+	int uffd;
+
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	h = (struct handover){.fd = -1, .r = NULL};
+	fe_init(&f, 1, false);
+	fe_start_with(&f, 0, inflight_new, &h);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	(void)postcopy_table(&f);
+
+	/* Connection 1: the write is taken, marked, and blocks on the missing page. */
+	head = build(&f, q, 0, T_OUT, 8, &sg, 1);
+	offer(&f, q, head);
+	pfd = (struct pollfd){.fd = uffd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(uffd, &um, sizeof(um)), sizeof(um));
+	assert_int_equal(um.event, UFFD_EVENT_PAGEFAULT);
+	assert_int_equal(if_field16(&h, 8), 1); /* version: the buffer was taken up */
+	assert_int_equal(h.r[IF_HDR_BYTES + 16 * head], 1);
+	assert_int_equal(marked(&h), 1);
+	assert_false(wait_used(&f, q, &id, &len, 100));
+	assert_int_equal(disconnect_fe(&f), 0);
+	assert_string_equal(f.info.end_reason, "front end disconnected");
+	first = f.info;
+	close(uffd);
+
+	/* The abandoned connection completed nothing, and left its mark. */
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, 0);
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0xee);
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = img_byte(8 * 512 + i);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_int_equal(first.resubmitted, 0);
+	assert_int_equal(if_field16(&h, 14), 0); /* used_idx */
+	assert_int_equal(h.r[IF_HDR_BYTES + 16 * head], 1);
+	assert_int_equal(marked(&h), 1);
+	memcpy(&counter, h.r + IF_HDR_BYTES + 16 * head + 8, 8);
+	assert_int_equal(counter, 1);
+
+	/* The page arrives in the front end's memory, with known data. */
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = (uint8_t)(i * 13 + 0x5b);
+	assert_int_equal(gm_write(f.m, DATA, want, sizeof(want)), 0);
+
+	/* Connection 2: same buffer, same ring, from @base; a kick. */
+	fe_resume_with(&f, &base, inflight_again, &h);
+	assert_int_equal(write(q->kick, &one, 8), 8);
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	assert_int_equal(id, head);
+	assert_int_equal(len, 1); /* the status byte */
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	/* Exactly once: no second used entry, not even later. */
+	assert_false(wait_used(&f, q, &id, &len, 200));
+	assert_int_equal(gm_atomic_load_u32(f.m, q->used, &w, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(w >> 16, 1);
+	assert_int_equal(marked(&h), 0);
+	assert_int_equal(if_field16(&h, 14), 1);    /* used_idx */
+	assert_int_equal(if_field16(&h, 12), head); /* last_batch_head */
+
+	/* The ring goes on after it: the next request is the next used entry. */
+	assert_int_equal(run1(&f, T_IN, 8, DATA + 4096, 4096, true).status, 0);
+	assert_int_equal(gm_read(f.m, DATA + 4096, got, sizeof(got)), 0);
+	assert_memory_equal(got, want, sizeof(got));
+	assert_int_equal(marked(&h), 0);
+	assert_int_equal(if_field16(&h, 14), 2);
+	fe_stop(&f);
+	assert_int_equal(f.info.resubmitted, 1);
+	fe_fini(&f);
+	munmap(h.r, IF_QBYTES);
+	close(h.fd);
+}
+
+static void inflight_write_blocked_in_postcopy_is_served_once_by_the_next_connection(void **state)
+{
+	(void)state;
+	inflight_handed_over(0); /* QEMU: the used index, GET_VRING_BASE having failed */
+}
+
+static void inflight_handover_ignores_a_base_past_the_request(void **state)
+{
+	(void)state;
+	inflight_handed_over(1); /* the avail index the first back end had reached */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -755,6 +927,11 @@ int main(void)
 	    cmocka_unit_test_teardown(postcopy_ring_page_never_placed_front_end_gone, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
+	    cmocka_unit_test_teardown(
+		inflight_write_blocked_in_postcopy_is_served_once_by_the_next_connection,
+		fe_teardown),
+	    cmocka_unit_test_teardown(inflight_handover_ignores_a_base_past_the_request,
+				      fe_teardown),
 	};
 	const size_t n = sizeof(tests) / sizeof(tests[0]);
 	char why_not[128];

@@ -328,6 +328,28 @@ void sync_fe(struct fe *f)
 	assert_int_equal(get_u64(f, GET_QUEUE_NUM), f->nq);
 }
 
+/* ---- inflight tracking (INFLIGHT_SHMFD) ---- */
+
+int get_inflight(struct fe *f, uint64_t *size)
+{
+	uint64_t p[3] = {0, 0, 1 | (uint64_t)QSIZE << 16};
+	uint8_t out[24];
+	int fd;
+
+	send_msg(f, GET_INFLIGHT_FD, V1, p, 24, NULL, 0);
+	assert_int_equal(recv_reply_fd(f, GET_INFLIGHT_FD, out, sizeof(out), &fd), 24);
+	assert_true(fd >= 0);
+	memcpy(size, out, 8);
+	return fd;
+}
+
+void set_inflight(struct fe *f, int fd, uint64_t size)
+{
+	uint64_t p[3] = {size, 0, 1 | (uint64_t)QSIZE << 16};
+
+	assert_int_equal(acked(f, SET_INFLIGHT_FD, p, 24, &fd, 1), 0);
+}
+
 /* ---- guest side ---- */
 
 void fe_init(struct fe *f, unsigned nq, bool readonly)
@@ -468,6 +490,12 @@ void fe_start(struct fe *f, uint64_t features_off)
 void fe_resume(struct fe *f, const uint32_t *base)
 {
 	start(f, 0, NULL, NULL, base);
+}
+
+void fe_resume_with(struct fe *f, const uint32_t *base,
+		    void (*before_kick)(struct fe *f, void *arg), void *arg)
+{
+	start(f, 0, before_kick, arg, base);
 }
 
 static const char *put_desc_r(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr,

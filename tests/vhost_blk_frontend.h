@@ -63,6 +63,8 @@ enum {
 	POSTCOPY_ADVISE = 28,
 	POSTCOPY_LISTEN = 29,
 	POSTCOPY_END = 30,
+	GET_INFLIGHT_FD = 31,
+	SET_INFLIGHT_FD = 32,
 	GET_MAX_MEM_SLOTS = 36,
 	ADD_MEM_REG = 37,
 	REM_MEM_REG = 38,
@@ -172,6 +174,19 @@ void send_fd_msg(struct fe *f, uint32_t req, uint32_t idx, int fd);
 /* A round trip: every message sent before has been handled. */
 void sync_fe(struct fe *f);
 
+/* ---- inflight tracking (INFLIGHT_SHMFD) ---- */
+
+#define IF_QBYTES 1088 /* one queue of QSIZE: 16 + 16 * 64 bytes, rounded up to 64 */
+
+/*
+ * GET_INFLIGHT_FD for one queue of QSIZE entries: returns the buffer's fd
+ * (the front end keeps it) and sets *@size to the size the back end gave.
+ */
+int get_inflight(struct fe *f, uint64_t *size);
+
+/* SET_INFLIGHT_FD for one queue of QSIZE with @size bytes of @fd; asserts the ack is 0. */
+void set_inflight(struct fe *f, int fd, uint64_t size);
+
 /* ---- guest side ---- */
 
 void fe_init(struct fe *f, unsigned nq, bool readonly);
@@ -193,6 +208,13 @@ void fe_start(struct fe *f, uint64_t features_off);
  * destination); requests already offered are served once kicked.
  */
 void fe_resume(struct fe *f, const uint32_t *base);
+/*
+ * fe_resume() with @before_kick (may be NULL) run when the rings are
+ * placed but not started: where a front end reconnecting to a restarted
+ * back end hands it the inflight buffer again (SET_INFLIGHT_FD).
+ */
+void fe_resume_with(struct fe *f, const uint32_t *base,
+		    void (*before_kick)(struct fe *f, void *arg), void *arg);
 
 void put_desc(struct fe *f, struct fe_queue *q, unsigned i, uint64_t addr, uint32_t len,
 	      uint16_t flags, uint16_t next);
