@@ -107,6 +107,8 @@ static int uffd_place(int uffd, uintptr_t dst, const unsigned char *src, uint64_
 			dst += (uintptr_t)done;
 			src = src ? src + done : NULL;
 			len -= (uint64_t)done;
+		} else {
+			sched_yield(); /* no progress: let whoever changes the mm finish */
 		}
 	}
 	return 0;
@@ -376,8 +378,17 @@ static int lazy_fill_all(struct gm_snapshot *s, struct chunk_buf *cb, struct pro
 		pr->total += s->areas[i]->size;
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < nareas && ret == 0; i++) {
-		struct lazy_area *a = s->areas[i]; /* stable: areas are only appended */
-		const struct snap_region *r = &s->files[0].regions[a->region];
+		struct lazy_area *a;
+		const struct snap_region *r;
+
+		/*
+		 * An area stays where it is until the snapshot is closed, but the
+		 * array of them moves when gm__lazy_register() grows it.
+		 */
+		pthread_mutex_lock(&s->lock);
+		a = s->areas[i];
+		pthread_mutex_unlock(&s->lock);
+		r = &s->files[0].regions[a->region];
 
 		for (uint64_t c = 0; c < r->nchunks && ret == 0; c++) {
 			lazy_fill_chunk(s, a, c, cb);
