@@ -32,6 +32,7 @@
 
 #include <guestmem/mapping.h>
 
+#include "kernel_probe.h"
 #include "threads.h"
 
 #define MiB ((size_t)1 << 20)
@@ -988,8 +989,15 @@ static void discard_frees_private_anonymous_memory(void **state)
 	assert_int_equal(gm_mapping_new_anon(4 * MiB, 0, &m), 0);
 	assert_int_equal(gm_mapping_page_size(m), page);
 	assert_int_equal(fill_and_discard(m, 1 * MiB, 2 * MiB, 0), 2 * MiB);
-	/* A second discard of the same range has nothing left to free. */
+	/*
+	 * fill_and_discard() read the range back: where the kernel gives such
+	 * a read a page of its own rather than the zero page, the next discard
+	 * frees those. Discarded again with no access since, nothing is left.
+	 */
 	uint64_t freed = 1;
+	assert_int_equal(gm_mapping_discard(m, 1 * MiB, 2 * MiB, 0, &freed), 0);
+	assert_int_equal(freed, kernel_reads_allocate_anon_pages() ? 2 * MiB : 0);
+	freed = 1;
 	assert_int_equal(gm_mapping_discard(m, 1 * MiB, 2 * MiB, 0, &freed), 0);
 	assert_int_equal(freed, 0);
 	/* Lazy: the kernel takes the pages when it needs them; writes still work. */
