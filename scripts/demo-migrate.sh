@@ -12,6 +12,10 @@
 # the migration done, then checks every slot again on the destination, from
 # its page cache and from the disk; the host checks the image. The last line says whether every check passed; so does the exit
 # status (0 passed, 1 failed, 77 skipped: QEMU or the kernel is missing).
+# Before it, figures (printed only, never checked): migration time and
+# downtime, the pages the back end newly set in the dirty log (gm), and the
+# guest's disk I/O rate before, during and after the migration, from the
+# progress lines of the guest's loop (guest time, bytes so far).
 #
 #   scripts/demo-migrate.sh [--backend gm|qsd] [--gm-vhost-blk PATH]
 #                           [--postcopy] [--break-log] [--keep]
@@ -211,6 +215,9 @@ mig_status=none
 mig_total=-1
 mig_down=-1
 mig_pc=-1
+src_off0=
+src_off1=
+dst_off1=
 if ! wait_for "$WORK/src.console" '^GMDEMO migrate-ready' 150; then
 	record guest-ready FAIL "the guest's workload did not start within 150 s"
 else
@@ -227,13 +234,16 @@ else
 			qmp "$WORK/src.qmp" migrate-set-capabilities "$caps" >/dev/null ||
 			record postcopy-caps FAIL "postcopy-ram refused (see the QEMU logs)"
 	fi
+	# Where the source's console stands when the migration starts: the
+	# guest's progress lines before it give the rate before the migration.
+	src_off0=$(stat -c %s "$WORK/src.console")
 	if qmp "$WORK/src.qmp" migrate "{\"uri\": \"unix:$WORK/mig.sock\"}" >/dev/null; then
 		if [ $postcopy = 1 ]; then
 			sleep "${POSTCOPY_AFTER:-2}"
 			qmp "$WORK/src.qmp" migrate-start-postcopy >/dev/null ||
 				record postcopy-start FAIL "migrate-start-postcopy refused"
 		fi
-		read -r mig_status mig_total mig_down mig_pc < <(qmp "$WORK/src.qmp" wait-migration 150)
+		read -r mig_status mig_total mig_down mig_pc src_off1 dst_off1 < <(qmp "$WORK/src.qmp" wait-migration 150 "$WORK/src.console" "$WORK/dst.console")
 	fi
 	if [ "$mig_status" = completed ]; then
 		record migration ok "$kind completed: total ${mig_total} ms, downtime ${mig_down} ms"
@@ -266,7 +276,7 @@ done
 
 cat "$WORK/src.console" "$WORK/dst.console" | tr -d '\r' >"$WORK/console.txt"
 echo "guest (source, then destination):"
-grep -a '^GMDEMO ' "$WORK/console.txt" | sed 's/^GMDEMO /  /'
+grep -a '^GMDEMO ' "$WORK/console.txt" | grep -av '^GMDEMO progress ' | sed 's/^GMDEMO /  /'
 echo "back end:"
 cat "$WORK"/backend*.log | sed 's/^/  | /'
 echo "host:"
@@ -308,13 +318,17 @@ else
 	record image FAIL "the guest did not say how many rounds it ran"
 fi
 regs=
+marked=
 if [ "$BACKEND" = gm ]; then
 # The source's connection is the one that attached a log (the two QEMUs
 # connect in either order).
 logs=$(sed -n 's/.* \([0-9]*\) dirty logs\{0,1\},.*/\1/p' "$WORK/backend.log" | sort -n | tail -n 1)
 pages=$(sed -n 's/.* \([0-9]*\) log pages set at the end.*/\1/p' "$WORK/backend.log" | sort -n | tail -n 1)
+# Pages the back end newly set in the logs (0 -> 1), summed over connections
+# (only the source's has a log).
+marked=$(sed -n 's/.* \([0-9]*\) log pages newly marked.*/\1/p' "$WORK/backend.log" | awk '{ n += $1 } END { print n + 0 }')
 if [ "${logs:-0}" -ge 1 ] 2>/dev/null; then
-	record dirty-log ok "the source's connection attached $logs dirty log(s); $pages page bits left set at its end"
+	record dirty-log ok "the source's connection attached $logs dirty log(s), newly set $marked page bit(s) in them; $pages left set at its end"
 else
 	record dirty-log FAIL "the source's connection attached no dirty log"
 fi
@@ -349,11 +363,44 @@ if [ $failed != 0 ]; then
 	echo "destination console (last 20 lines):"
 	tr -d '\r' <"$WORK/dst.console" | tail -n 20 | sed 's/^/  | /'
 fi
+# The guest's I/O rate (figures only, no check): its progress lines (guest
+# time, bytes so far) on the source's console before the migration started,
+# on both consoles up to where they stood when the host saw it complete, and
+# on the destination's after. Each rate runs from the last line of the
+# phase before (the first line, for "before") to the last line of its own.
+progress() { # FILE FROM TO TAG: the progress lines in bytes [FROM, TO) of FILE
+	[ "$3" -gt "$2" ] 2>/dev/null || return 0
+	tail -c +$(($2 + 1)) "$1" | head -c $(($3 - $2)) | tr -d '\r' |
+		sed -n "s/^GMDEMO progress \([0-9.]*\) \([0-9]*\) bytes\$/$4 \1 \2/p"
+}
+io_rates="not measured (the migration did not complete)"
+if [ "$mig_status" = completed ] && [ -n "$src_off0" ] && [ "${dst_off1:--1}" -ge 0 ] 2>/dev/null; then
+	{
+		progress "$WORK/src.console" 0 "$src_off0" B
+		progress "$WORK/src.console" "$src_off0" "$src_off1" M
+		progress "$WORK/dst.console" 0 "$dst_off1" M
+		progress "$WORK/dst.console" "$dst_off1" "$(stat -c %s "$WORK/dst.console")" A
+	} >"$WORK/progress.txt"
+	io_rates=$(awk '
+		function rate(name, t0, b0, t1, b1) {
+			if (t1 == "" || t0 == "" || t1 - t0 <= 0)
+				return name " n/a"
+			return sprintf("%s %.2f MiB/s (%.1f s)", name, (b1 - b0) / 1048576 / (t1 - t0), t1 - t0)
+		}
+		$1 == "B" && tb0 == "" { tb0 = $2; bb0 = $3 }
+		{ t[$1] = $2; b[$1] = $3 }
+		END {
+			print rate("before", tb0, bb0, t["B"], b["B"]) ", " \
+			      rate("during the migration", t["B"], b["B"], t["M"], b["M"]) ", " \
+			      rate("after", t["M"], b["M"], t["A"], b["A"])
+		}' "$WORK/progress.txt")
+fi
 total=${#checks[@]}
 secs=$(($(date +%s) - t0))
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 rline=$(grep -a '^GMDEMO check rounds ' "$WORK/console.txt" | tail -n 1)
-echo "demo-migrate: $BACKEND: migration time ${mig_total} ms, downtime ${mig_down} ms, guest rounds: $(echo "$rline" | cut -d' ' -f5-8) s, back-end CPU $(awk -v t="$be_ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') s${logs:+, dirty logs $logs}${regs:+, post-copy page requests $mig_pc}"
+echo "demo-migrate: $BACKEND: migration time ${mig_total} ms, downtime ${mig_down} ms, guest rounds: $(echo "$rline" | cut -d' ' -f5-8) s, back-end CPU $(awk -v t="$be_ticks" -v h="$hz" 'BEGIN { printf "%.2f", t / h }') s${logs:+, dirty logs $logs}${marked:+, pages newly logged by the back end $marked}${regs:+, post-copy page requests $mig_pc}"
+echo "demo-migrate: $BACKEND: guest disk I/O: $io_rates"
 if [ $failed = 0 ]; then
 	echo "demo-migrate: PASS: all $total checks passed ($BACKEND, $ACCEL, ${secs} s)"
 	exit 0

@@ -6,6 +6,8 @@
 # the serial console: every line meant for the host starts with "GMDEMO ".
 #   GMDEMO check NAME ok|FAIL [detail]   one check of the demo
 #   GMDEMO begin PHASE / GMDEMO end PHASE bytes=N secs=S   benchmark phases
+#   GMDEMO progress T N bytes            migrate mode: N bytes of disk I/O
+#                                         done by guest time T (s, uptime)
 #   GMDEMO guest-done                     last line before power-off
 # Parameters come from /gm.conf (shell assignments written by the host).
 
@@ -112,6 +114,10 @@ if [ "$MODE" = migrate ]; then
 	# read again from the page cache, then past it: a page the back end
 	# wrote during the migration that did not reach the destination (a
 	# dirty log that lost it) shows as a wrong checksum.
+	# After each round a progress line gives the guest's time and the bytes
+	# the loop has read and written so far (3 MiB and the flag's 4 KiB per
+	# round), from which the host computes the I/O rate before, during and
+	# after the migration.
 	# gm-hold (tests/linux/gm-hold.c), if the host built it: DMA into one
 	# long-lived buffer, checked HOLD_MS later, cycling HOLD_N regions.
 	hold_pid=
@@ -124,6 +130,8 @@ if [ "$MODE" = migrate ]; then
 	t0=$(now)
 	i=0
 	bad=0
+	bytes=0
+	say "progress $t0 0 bytes"
 	while awk -v a="$t0" -v b="$(now)" -v d="$MIG_SECS" 'BEGIN { exit !(b - a < d) }'; do
 		flag=$(dd if=/dev/vda bs=4096 skip=$((FLAG_OFF / 4096)) count=1 iflag=direct 2>/dev/null | head -c 8)
 		[ "$flag" = MIGRATED ] && { ended=", ended by the host's flag"; break; }
@@ -137,6 +145,8 @@ if [ "$MODE" = migrate ]; then
 		sum=$(dd if=/dev/vda bs=65536 skip=$((off / 65536)) count=16 2>/dev/null | md5sum | cut -d' ' -f1)
 		[ "$sum" = "$want" ] || { bad=$((bad + 1)); say "round $i: slot $slot through the page cache md5 $sum, wrote $want"; }
 		i=$((i + 1))
+		bytes=$((bytes + 3 * 1048576 + 4096))
+		say "progress $(now) $bytes bytes"
 	done
 	check rounds $bad "$i rounds in $(since "$t0") s, $bad failed${ended:-}"
 	if [ -n "$hold_pid" ]; then

@@ -3,15 +3,21 @@
 """A small QMP client for scripts/demo-migrate.sh (QEMU's JSON monitor).
 
   qmp.py SOCKET COMMAND [JSON-ARGUMENTS]   run one command, print its "return"
-  qmp.py SOCKET wait-migration SECONDS     poll query-migrate until it ends;
+  qmp.py SOCKET wait-migration SECONDS [FILE...]
+                                           poll query-migrate until it ends;
                                            print "status total_ms downtime_ms
                                            postcopy_requests" (the last -1 if
-                                           the migration never ran post-copy)
+                                           the migration never ran post-copy),
+                                           then the size in bytes of each
+                                           FILE when the end was seen (-1 if
+                                           missing): where the guests'
+                                           consoles stood at the end
 
 Connects to a QMP Unix socket, leaves capabilities negotiation mode, and
 runs the command. Exit status 0 on success, 1 on a QMP error or timeout.
 """
 import json
+import os
 import socket
 import sys
 import time
@@ -49,6 +55,13 @@ class Qmp:
             return r.get("return")
 
 
+def file_size(path):
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -63,11 +76,12 @@ def main():
                 st = r.get("status", "none")
                 postcopy = postcopy or st == "postcopy-active"
                 if st in ("completed", "failed", "cancelled"):
+                    sizes = [file_size(f) for f in sys.argv[4:]]
                     pc = r.get("ram", {}).get("postcopy-requests", 0) if postcopy else -1
-                    print(st, r.get("total-time", -1), r.get("downtime", -1), pc)
+                    print(st, r.get("total-time", -1), r.get("downtime", -1), pc, *sizes)
                     return 0 if st == "completed" else 1
                 if time.monotonic() > deadline:
-                    print("timeout", -1, -1, -1)
+                    print("timeout", -1, -1, -1, *[-1 for _ in sys.argv[4:]])
                     return 1
                 time.sleep(0.1)
         args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None

@@ -22,6 +22,12 @@
  *  5. A mapped bitmap (map != NULL) is shared with another process that
  *     clears bits on its own: every mark is an atomic OR (hot.enabled == 2
  *     tells the inline path), and its bits lie inside map, which it holds.
+ *     newly counts the bits this process's marks found clear and set
+ *     (set_bits(); the OR returns the old word, so the count costs no
+ *     extra locked op on a page already set, one relaxed add per word
+ *     with new bits). The inline path cannot count (its code is ABI):
+ *     views send writes to a mapped bitmap's regions to the library's
+ *     slow path (src/memory/view.c), which counts.
  * gm__dirty_invariants_ok() checks 1 and 4 on the bitmap as it is now; 2
  * and 3 are orderings between threads, which tests/stress/stress_dirty.c
  * attacks.
@@ -43,6 +49,7 @@ struct gm_dirty {
 	size_t nwords;
 	unsigned long refs;
 	struct gm_mapping *map; /* gm_dirty_new_mapped(): holds the bits; else NULL */
+	uint64_t newly;		/* mapped: bits marks found clear (invariant 5); __atomic */
 };
 
 /*
@@ -180,10 +187,18 @@ static void set_bits(struct gm_dirty *d, uint64_t first, uint64_t last)
 		if (w == lw)
 			mask &= ~(uint64_t)0 >> (63 - last % 64);
 		/* Test first: pages already dirty cost a load, not a locked op
-		 * (never for a mapped bitmap: invariant 5).
+		 * (never for a mapped bitmap: invariant 5, which counts the bits
+		 * the OR found clear).
 		 * RELEASE pairs with the ACQUIRE exchange in gm_dirty_collect(). */
-		if (d->map != NULL || (__atomic_load_n(word, __ATOMIC_RELAXED) & mask) != mask)
+		if (d->map != NULL) {
+			uint64_t fresh = mask & ~__atomic_fetch_or(word, mask, __ATOMIC_RELEASE);
+
+			if (fresh != 0)
+				__atomic_fetch_add(&d->newly, (uint64_t)__builtin_popcountll(fresh),
+						   __ATOMIC_RELAXED);
+		} else if ((__atomic_load_n(word, __ATOMIC_RELAXED) & mask) != mask) {
 			__atomic_fetch_or(word, mask, __ATOMIC_RELEASE);
+		}
 	}
 }
 
@@ -210,6 +225,16 @@ void gm__dirty_mark_tracked(struct gm_dirty *d, uint64_t offset, uint64_t len)
 {
 	if (__atomic_load_n(&d->hot.enabled, __ATOMIC_RELAXED))
 		gm_dirty_mark(d, offset, len);
+}
+
+bool gm__dirty_shared(const struct gm_dirty *d)
+{
+	return d->map != NULL;
+}
+
+uint64_t gm__dirty_newly_set(const struct gm_dirty *d)
+{
+	return __atomic_load_n(&d->newly, __ATOMIC_RELAXED);
 }
 
 bool gm_dirty_test(const struct gm_dirty *d, uint64_t page)

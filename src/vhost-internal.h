@@ -42,6 +42,7 @@ struct gm_vhost_mem {
 	/* Invariant 5; all under @lock. */
 	unsigned long *census; /* live tables + 1 for vm; __atomic; freed at 0 */
 	struct gm_dirty *log;  /* one reference, or NULL */
+	uint64_t log_marked;   /* pages newly set in logs detached so far */
 	bool logging;	       /* __atomic loads outside @lock */
 };
 

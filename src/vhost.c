@@ -474,6 +474,7 @@ static int build_and_publish(struct gm_vhost_mem *vm, struct vhost_entry *e, siz
 	if (ret)
 		return ret;
 	if (vm->log && !log) {
+		vm->log_marked += gm__dirty_newly_set(vm->log);
 		gm_dirty_put(vm->log);
 		vm->log = NULL;
 	}
@@ -594,6 +595,7 @@ void gm_vhost_mem_clear(struct gm_vhost_mem *vm)
 		publish(vm, NULL);
 	if (vm->log) {
 		gm_dirty_set_enabled(vm->log, false);
+		vm->log_marked += gm__dirty_newly_set(vm->log);
 		gm_dirty_put(vm->log);
 		vm->log = NULL;
 	}
@@ -697,6 +699,9 @@ int gm_vhost_mem_set_log(struct gm_vhost_mem *vm, int fd, uint64_t mmap_offset, 
 	if (t)
 		publish(vm, t);
 	drain(vm);
+	/* No table marks @old any more: its count is final. */
+	if (old)
+		vm->log_marked += gm__dirty_newly_set(old);
 	pthread_mutex_unlock(&vm->lock);
 	gm_dirty_put(old);
 	return 0;
@@ -737,6 +742,18 @@ uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm)
 
 	pthread_mutex_lock(&vm->lock);
 	n = vm->log ? gm_dirty_count(vm->log) : 0;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+uint64_t gm_vhost_mem_log_marked(struct gm_vhost_mem *vm)
+{
+	uint64_t n;
+
+	if (!vm)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	n = vm->log_marked + (vm->log ? gm__dirty_newly_set(vm->log) : 0);
 	pthread_mutex_unlock(&vm->lock);
 	return n;
 }

@@ -24,6 +24,7 @@
 
 #include <guestmem/vhost.h>
 
+#include "memory/memory-internal.h"
 #include "vhost-internal.h"
 
 #include "threads.h"
@@ -398,6 +399,86 @@ static void log_marks_exactly_the_guest_pages_written(void **state)
 	close(data);
 }
 
+/*
+ * gm_vhost_mem_log_marked() counts exactly the bits the back end set (0 ->
+ * 1), whatever the write: the inline accessors (which take the library's
+ * call while a log is attached), gm_write(), fd reads, atomics and explicit
+ * marks. A page already set, by the back end or by the front end, counts
+ * nothing; one the front end collected counts again; nothing counts while
+ * logging is off; a replaced or dropped log's count is kept.
+ */
+static void log_marked_counts_the_pages_newly_set(void **state)
+{
+	int fd = pattern_memfd(2 * MiB, 0), data = pattern_memfd(8192, 7), lfd, lfd2;
+	struct gm_vhost_region r[2] = {region(0, MiB, UA, 0, fd),
+				       region(4 * MiB, MiB, UA + 16 * MiB, MiB, fd)};
+	struct gm_vhost_mem *vm;
+	struct gm_vhost_table *t;
+	const struct gm_memory *m;
+	unsigned char *log, *log2, buf[4 * 4096] = {0};
+	size_t done;
+
+	(void)state;
+	lfd = log_memfd(4096, &log);
+	lfd2 = log_memfd(4096, &log2);
+	assert_int_equal(gm_vhost_mem_log_marked(NULL), 0);
+	assert_int_equal(gm_vhost_mem_new(8, &vm), 0);
+	assert_int_equal(gm_vhost_mem_set(vm, r, 2), 0);
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 0);
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd, 0, 160), 0);
+	assert_true(gm__vhost_mem_invariants_ok(vm));
+	t = gm_vhost_mem_table(vm);
+	m = gm_vhost_table_memory(t);
+	assert_true(gm__memory_invariants_ok(m));
+	assert_int_equal(gm_write_u8(m, 0x3000, 1), 0); /* logging off */
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 0);
+	assert_int_equal(gm_vhost_mem_set_logging(vm, true), 0);
+	assert_int_equal(gm_write_u8(m, 0x3000, 1), 0);		  /* page 3: 1 */
+	assert_int_equal(gm_write_u8(m, 0x3fff, 1), 0);		  /* page 3 again: 0 */
+	assert_int_equal(gm_write_le32(m, 4 * MiB + 0x10, 5), 0); /* 1024: 1 */
+	assert_int_equal(gm_atomic_store_u64(m, 0x9008, 9, __ATOMIC_RELEASE), 0); /* 9: 1 */
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 3);
+	assert_int_equal(gm_write(m, 4 * MiB + 0x1800 + 0x1000, buf, 0x1000),
+			 0);					  /* 1026, 1027: 2 */
+	assert_int_equal(gm_write(m, 4 * MiB, buf, 4 * 4096), 0); /* 1024..1027: 1025 only */
+	assert_int_equal(gm_read_from_fd(m, 0x20000, data, 0, 8192, &done), 0); /* 32, 33: 2 */
+	assert_int_equal(done, 8192);
+	assert_int_equal(gm_vhost_table_log(t, 0x80000, 1), 0); /* 128: 1 */
+	assert_int_equal(gm_vhost_table_log(t, 0x80000, 1), 0); /* 128 again: 0 */
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 9);
+	assert_int_equal(log_pages(log, 4096), 9);
+	/* The front end set page 5 itself: the back end's write adds nothing. */
+	__atomic_fetch_or(&log[0], 1u << 5, __ATOMIC_RELAXED);
+	assert_int_equal(gm_write_u8(m, 0x5000, 1), 0);
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 9);
+	/* The front end collects pages 0-7 (3 and 5 set): page 3 counts again. */
+	__atomic_store_n(&log[0], 0, __ATOMIC_RELAXED);
+	assert_int_equal(gm_write_u16(m, 0x3002, 2), 0);
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 10);
+	gm_vhost_table_put(t);
+	/* A new log: the old one's 10 are kept, the new one counts afresh. */
+	assert_int_equal(gm_vhost_mem_set_log(vm, lfd2, 0, 160), 0);
+	t = gm_vhost_mem_table(vm);
+	m = gm_vhost_table_memory(t);
+	assert_int_equal(gm_write_u8(m, 0x3000, 1), 0); /* page 3 in the new log: 1 */
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 11);
+	assert_int_equal(log_pages(log2, 4096), 1);
+	/* Off: nothing counts. Dropped: the count stays. */
+	assert_int_equal(gm_vhost_mem_set_logging(vm, false), 0);
+	assert_int_equal(gm_write_u8(m, 0x7000, 1), 0);
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 11);
+	gm_vhost_table_put(t);
+	gm_vhost_mem_clear(vm);
+	assert_int_equal(gm_vhost_mem_log_marked(vm), 11);
+	gm_vhost_mem_free(vm);
+	munmap(log, 4096);
+	munmap(log2, 4096);
+	close(lfd);
+	close(lfd2);
+	close(fd);
+	close(data);
+}
+
 /* A log that does not cover the guest is refused and never written past. */
 static void log_too_small_for_the_guest_is_refused(void **state)
 {
@@ -623,6 +704,7 @@ int main(void)
 	    cmocka_unit_test(replaced_table_stays_mapped_for_its_holder),
 	    cmocka_unit_test(holder_arguments_are_checked),
 	    cmocka_unit_test(log_marks_exactly_the_guest_pages_written),
+	    cmocka_unit_test(log_marked_counts_the_pages_newly_set),
 	    cmocka_unit_test(log_too_small_for_the_guest_is_refused),
 	    cmocka_unit_test(set_log_waits_for_tables_without_the_log),
 	    cmocka_unit_test(logging_toggled_under_writes_loses_no_page),

@@ -224,6 +224,24 @@ GM_API bool gm_vhost_mem_logging(struct gm_vhost_mem *vm);
 GM_API uint64_t gm_vhost_mem_log_count(struct gm_vhost_mem *vm);
 
 /*
+ * Pages this process newly logged for @vm since gm_vhost_mem_new(): bits
+ * of the attached logs that a mark found clear and set (0 -> 1), summed
+ * over every log attached, the detached ones included. A page written
+ * again before the front end collected its bit counts once; written again
+ * after, once more. Bits the front end set itself are not counted. Marks
+ * made after gm_vhost_mem_clear() by a table still held are not counted;
+ * a caller that stops its users first (as gm-vhost-blk does) gets the exact
+ * count. Returns 0 for @vm NULL. Takes @vm's writer lock.
+ *
+ * Cost while a log is attached: writes to guest memory through an inline
+ * accessor (gm_write_u8() and the like) take the library's call instead
+ * of the inline store, and each mark adds a relaxed atomic add per
+ * 64-page word in which it set a bit (the OR was atomic already). Without
+ * a log nothing changes.
+ */
+GM_API uint64_t gm_vhost_mem_log_marked(struct gm_vhost_mem *vm);
+
+/*
  * Log [@gpa, @gpa + @len) in @t's log explicitly, if logging is on: for
  * writes the view does not see (a used ring logged at the front end's
  * log_guest_addr, VHOST_VRING_F_LOG). Returns 0 (also when logging is off

@@ -214,7 +214,7 @@ static int write_word(const struct gm_memory *m, gm_gpa_t gpa, const void *val, 
 		__atomic_store_n((uint64_t *)p, *(const uint64_t *)val, __ATOMIC_RELAXED);
 		break;
 	}
-	gm__mark_word(r, gpa);
+	mark_word(r, gpa);
 	return gm__peer_check(faults, 0);
 }
 

@@ -128,7 +128,7 @@ static int atomic_store(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, 
 		else
 			__atomic_store_n((uint64_t *)p, val, __ATOMIC_SEQ_CST);
 	}
-	gm__mark_word(r, gpa);
+	mark_word(r, gpa);
 	return gm__peer_check(faults, 0);
 }
 
@@ -156,7 +156,7 @@ static int atomic_rmw(const struct gm_memory *m, gm_gpa_t gpa, unsigned size, en
 	else
 		prev = op == RMW_ADD ? __atomic_fetch_add((uint64_t *)p, val, mo)
 				     : __atomic_fetch_or((uint64_t *)p, val, mo);
-	gm__mark_word(r, gpa);
+	mark_word(r, gpa);
 	if (old)
 		*old = prev;
 	return gm__peer_check(faults, 0);
@@ -202,7 +202,7 @@ static int atomic_cmpxchg(const struct gm_memory *m, gm_gpa_t gpa, unsigned size
 	}
 	if (!swapped)
 		return gm__peer_check(faults, -EAGAIN);
-	gm__mark_word(r, gpa);
+	mark_word(r, gpa);
 	return gm__peer_check(faults, 0);
 }
 

@@ -40,7 +40,9 @@
  *     every gpa of the slot, and slots[i] is 8-byte aligned (so an aligned
  *     gpa is an aligned host address). wslots[i] is slots[i] with that
  *     region's READONLY and DIRTY flags or'ed in (GM__SLOT_SLOW too when
- *     slots[i] is slow). slot_dirty[i] is {the region's bitmap, its
+ *     slots[i] is slow, or when the region's bitmap is shared with another
+ *     process, gm__dirty_shared(): the inline mark cannot count the pages
+ *     it newly sets, the library's does). slot_dirty[i] is {the region's bitmap, its
  *     dirty_offset - gpa} when wslots[i] has GM__SLOT_DIRTY without
  *     GM__SLOT_SLOW, else {NULL, 0}.
  *  4. Every region's host range [host, host + size) lies inside its
@@ -129,6 +131,21 @@ static inline void mark(const struct gm_region_hot *r, gm_gpa_t gpa, size_t n)
 	if (r->dirty != NULL)
 		gm__dirty_mark_tracked((struct gm_dirty *)(void *)r->dirty,
 				       gpa - r->gpa + r->dirty_offset, n);
+}
+
+/*
+ * Mark the page of a just-written aligned word (<= 8 bytes) of region @r,
+ * the library's slow paths. gm__mark_word() (inline, ABI) for a bitmap of
+ * this process; a shared bitmap (a vhost-user front end's log) is marked
+ * through the dirty layer, which counts the bits it newly sets.
+ */
+static inline void mark_word(const struct gm_region_hot *r, gm_gpa_t gpa)
+{
+	if (r->dirty != NULL && __atomic_load_n(&r->dirty->enabled, __ATOMIC_RELAXED) == 2)
+		gm__dirty_mark_tracked((struct gm_dirty *)(void *)r->dirty,
+				       gpa - r->gpa + r->dirty_offset, 1);
+	else
+		gm__mark_word(r, gpa);
 }
 
 /* The host address of @gpa in @r. */

@@ -177,14 +177,14 @@ static void reap(struct conn *c, struct blk_dev *blk, struct blk_stats *total, s
 	       ", %u ring start%s, %" PRIu64 " messages, %" PRIu64
 	       " memory table%s (at most %zu regions), %" PRIu64
 	       " request%s re-served from the inflight buffer, %" PRIu64 " dirty log%s, %" PRIu64
-	       " log pages set at the end\n",
+	       " log pages newly marked, %" PRIu64 " log pages set at the end\n",
 	       prog, c->id, info->end_reason ? info->end_reason : "ended",
 	       ret && ret != -EPROTO ? ": " : "", ret && ret != -EPROTO ? strerror(-ret) : "",
 	       info->features, info->protocol_features, info->queues_started,
 	       info->queues_started == 1 ? "" : "s", info->messages, info->tables,
 	       info->tables == 1 ? "" : "s", info->max_regions_seen, info->resubmitted,
 	       info->resubmitted == 1 ? "" : "s", info->log_bases, info->log_bases == 1 ? "" : "s",
-	       info->log_pages);
+	       info->log_marked, info->log_pages);
 	if (info->uffd_registered)
 		printf("%s: connection %u: post-copy: %" PRIu64
 		       " region registration%s with the userfaultfd\n",

@@ -164,6 +164,7 @@ struct vu_server {
 	unsigned nqueues;
 	struct vu_queue *q;
 	struct gm_vhost_mem *tables; /* the memory table in force, swapped under RCU */
+	uint64_t log_marked_base;    /* gm_vhost_mem_log_marked() when this connection began */
 	/* Connection state: protocol thread only (invariant 5). */
 	uint64_t features, protocol_features;
 	bool owner;

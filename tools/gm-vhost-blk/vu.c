@@ -120,9 +120,13 @@ static void stop_all(struct vu_server *s)
 	}
 	vu_drop_inflight(s);
 	vu_postcopy_drop(s);
-	if (s->info)
+	/* Workers stopped: the count of pages newly logged is exact. */
+	if (s->info) {
 		s->info->log_pages = gm_vhost_mem_log_count(s->tables);
+		s->info->log_marked = gm_vhost_mem_log_marked(s->tables) - s->log_marked_base;
+	}
 	gm_vhost_mem_clear(s->tables);
+	s->log_marked_base = gm_vhost_mem_log_marked(s->tables);
 	s->log_ok = false;
 	s->features = 0;
 	s->protocol_features = 0;

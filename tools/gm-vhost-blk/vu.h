@@ -101,6 +101,7 @@ struct vu_conn_info {
 	uint64_t resubmitted;	  /* requests re-served from the inflight buffer */
 	uint64_t log_bases;	  /* dirty logs attached (SET_LOG_BASE) */
 	uint64_t log_pages;	  /* pages set in the log when the connection ended */
+	uint64_t log_marked;	  /* pages this connection newly set in its logs (0 -> 1) */
 	uint64_t uffd_registered; /* region registrations with the post-copy userfaultfd */
 	unsigned fds_refused;	  /* kick/call/err fds not eventfds, inflight fds not files */
 	const char *fd_refusal;	  /* static string: why the last one was refused */

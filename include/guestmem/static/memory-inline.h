@@ -61,7 +61,11 @@ struct gm_region_hot {
  * A write entry (wslots[]) is its region's host address bias with these
  * flags in the low bits (a fast slot's bias is 8-byte aligned, so they are
  * free): one word to load per access. A read entry (slots[]) is the same
- * bias with no flag, or just GM__SLOT_SLOW.
+ * bias with no flag, or just GM__SLOT_SLOW. An entry with GM__SLOT_SLOW
+ * sends the access to the exported function, which is always correct: the
+ * library also makes the write entries of a region slow when its dirty
+ * bitmap is shared with another process (a vhost-user log), so that the
+ * library's mark, which counts the pages it newly sets, does the marking.
  */
 #define GM__SLOT_SLOW	  1u /* not wholly inside one region (or host misaligned): no fast path */
 #define GM__SLOT_READONLY 2u /* the region refuses writes */
