@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,23 +360,11 @@ static void get_vring_base_hands_over_every_request_exactly_once(void **state)
 
 /* ---- tests: post-copy (VHOST_USER_PROTOCOL_F_PAGEFAULT, issue 18) ---- */
 
-/* Whether this process can open a userfaultfd as the back end would; else why not. */
-static bool userfaultfd_here(char *why_not, size_t len)
+/* A userfaultfd opened as the back end opens one, API handshake done; or -errno. */
+static int open_uffd(void)
 {
-	const char *pre = getenv("LD_PRELOAD");
-	int fd, err;
-
-	/*
-	 * Valgrind runs one thread at a time: a worker stopped in a fault on a
-	 * missing page can keep the fake front end's thread from ever placing
-	 * it (test_snapshot's lazy restore skips the same way).
-	 */
-	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
-		snprintf(why_not, len, "running under valgrind, which serializes threads");
-		return false;
-	}
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	err = errno;
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), err = errno;
 
 #ifdef USERFAULTFD_IOC_NEW
 	if (fd < 0) {
@@ -386,9 +376,35 @@ static bool userfaultfd_here(char *why_not, size_t len)
 		}
 	}
 #endif
+	if (fd < 0)
+		return -err;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+/* Whether this process can open a userfaultfd as the back end would; else why not. */
+static bool userfaultfd_here(char *why_not, size_t len)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	int fd;
+
+	/*
+	 * Valgrind runs one thread at a time: a worker stopped in a fault on a
+	 * missing page can keep the fake front end's thread from ever placing
+	 * it (test_snapshot's lazy restore skips the same way).
+	 */
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		snprintf(why_not, len, "running under valgrind, which serializes threads");
+		return false;
+	}
+	fd = open_uffd();
 	if (fd < 0) {
 		snprintf(why_not, len, "no userfaultfd here (%s; vm.unprivileged_userfaultfd=0?)",
-			 strerror(err));
+			 strerror(-fd));
 		return false;
 	}
 	close(fd);
@@ -692,6 +708,364 @@ static void postcopy_ring_page_never_placed_front_end_gone(void **state)
 	fe_fini(&f);
 }
 
+/* ---- post-copy: two narrow holes of a page never placed ---- */
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Wait up to @ms for a fault event on @uffd in the page at @page; other
+ * events are dropped. Returns whether one came.
+ */
+static bool wait_fault(int uffd, uint64_t page, int ms)
+{
+	uint64_t end = ms_now() + (uint64_t)ms;
+
+	for (;;) {
+		struct pollfd pfd = {.fd = uffd, .events = POLLIN};
+		struct uffd_msg um;
+		uint64_t now = ms_now();
+
+		if (now >= end || poll(&pfd, 1, (int)(end - now)) != 1)
+			return false;
+		if (read(uffd, &um, sizeof(um)) == sizeof(um) && um.event == UFFD_EVENT_PAGEFAULT &&
+		    (um.arg.pagefault.address & ~4095ull) == page)
+			return true;
+	}
+}
+
+/* Place a page of @fill at @dst through @uffd (the front end's UFFDIO_COPY). */
+static int place_page(int uffd, uint64_t dst, uint8_t fill)
+{
+	static uint8_t page[4096] __attribute__((aligned(4096)));
+	struct uffdio_copy copy = {.dst = dst, .src = (uint64_t)(uintptr_t)page, .len = 4096};
+
+	memset(page, fill, sizeof(page));
+	return ioctl(uffd, UFFDIO_COPY, &copy) < 0 ? -errno : 0;
+}
+
+/*
+ * A memory table sent while post-copy listens and a worker, holding its
+ * queue's lock, waits for a page that never comes: installing the table
+ * needs every queue lock, so the back end must not wait for that one
+ * forever. Once the worker's access is over the timeout the table is
+ * refused and the connection ends ("not placed in time"), within about
+ * the timeout; the image keeps its bytes and nothing is completed. Before
+ * the fix the protocol thread blocked in the lock and never looked at the
+ * clock: the test places the page after 5 s so that it fails, not hangs.
+ */
+static void postcopy_table_while_a_page_never_comes_times_out(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg = {DATA, 4096, false};
+	struct region_msg r = {0, RAM_SIZE, UA, 0};
+	struct pollfd pfd;
+	uint8_t p[512], got[4096], want[4096], st = 0;
+	const int timeout_ms = 1000;
+	char why_not[160];
+	uint64_t base, t0, took;
+	uint32_t id, len, size;
+	unsigned i;
+	int uffd, memfd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	vu_server_set_postcopy_timeout(f.srv, timeout_ms);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+	offer(&f, q, build(&f, q, 0, T_OUT, 8, &sg, 1));
+	assert_true(wait_fault(uffd, base + DATA, 5000));
+
+	/* The worker waits, its queue locked: a new table (the same region) arrives. */
+	memfd = gm_mapping_fd(f.map);
+	size = mem_table(p, &r, 1);
+	t0 = ms_now();
+	send_msg(&f, SET_MEM_TABLE, V1, p, size, &memfd, 1);
+	pfd = (struct pollfd){.fd = f.sock, .events = POLLIN};
+	if (poll(&pfd, 1, 5000) != 1) {
+		/* Hung in the queue lock: let the worker go so the test ends. */
+		place_page(uffd, base + DATA, 0x33);
+		close(uffd);
+		fail_msg("no end of the connection 5 s after a table sent while a page never "
+			 "came (timeout %d ms)",
+			 timeout_ms);
+	}
+	took = ms_now() - t0;
+	assert_int_equal(wait_backend_closed(&f), -ETIMEDOUT);
+	assert_string_equal(f.info.end_reason, "post-copy: a page was not placed in time");
+	printf("connection ended %llu ms after the table (timeout %d ms)\n",
+	       (unsigned long long)took, timeout_ms);
+	assert_true(took < 3u * (unsigned)timeout_ms);
+	close(uffd);
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = img_byte(8 * 512 + i);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_false(wait_used(&f, q, &id, &len, 0));
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0xee);
+	assert_true(lseek(gm_mapping_fd(f.map), DATA, SEEK_DATA) != (off_t)DATA);
+	fe_fini(&f);
+}
+
+/*
+ * The post-copy timeout bounds one access, not a worker's round: a write
+ * whose three data pages the front end places one by one, each a little
+ * under the timeout after it was asked for (together well over it), is
+ * served and lands the placed data. Before the fix the clock ran from the
+ * start of the round and the connection ended mid-request.
+ */
+static void postcopy_timeout_is_per_access_not_per_round(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	struct fe_queue *q = &f.q[0];
+	struct seg sg[3] = {
+	    {DATA, 4096, false}, {DATA + 4096, 4096, false}, {DATA + 8192, 4096, false}};
+	uint8_t got[3 * 4096], want[3 * 4096], st = 0xff;
+	const int timeout_ms = 1000, delay_ms = 600;
+	char why_not[160];
+	uint64_t base, t0;
+	uint32_t id, len;
+	uint16_t head;
+	unsigned i;
+	int uffd;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 1, false);
+	vu_server_set_postcopy_timeout(f.srv, timeout_ms);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	for (i = 0; i < 3; i++)
+		punch(&f, DATA + 4096ull * i);
+	base = postcopy_table(&f);
+	head = build(&f, q, 0, T_OUT, 8, sg, 3);
+	t0 = ms_now();
+	offer(&f, q, head);
+	for (i = 0; i < 3; i++) {
+		assert_true(wait_fault(uffd, base + DATA + 4096ull * i, 5000));
+		usleep(delay_ms * 1000);
+		assert_int_equal(place_page(uffd, base + DATA + 4096ull * i, (uint8_t)(0x61 + i)),
+				 0);
+	}
+	assert_true(wait_used(&f, q, &id, &len, 5000));
+	printf("served in %llu ms (timeout %d ms)\n", (unsigned long long)(ms_now() - t0),
+	       timeout_ms);
+	assert_int_equal(id, head);
+	assert_int_equal(gm_read_u8(f.m, q->status, &st), 0);
+	assert_int_equal(st, 0);
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = (uint8_t)(0x61 + i / 4096);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	close(uffd);
+	fe_stop(&f);
+	assert_string_equal(f.info.end_reason, "front end disconnected");
+	fe_fini(&f);
+}
+
+/* A thread that holds the image's inode lock: its pwrite() waits for its own buffer's page. */
+struct lock_holder {
+	int fd;
+	void *buf;
+	pid_t tid;
+	ssize_t ret;
+};
+
+static void *hold_inode_lock(void *arg)
+{
+	struct lock_holder *h = arg;
+
+	__atomic_store_n(&h->tid, gettid(), __ATOMIC_RELEASE);
+	h->ret = pwrite(h->fd, h->buf, 512, 200 * 512);
+	return NULL;
+}
+
+/* Whether a thread of this process other than @except is in a pwrite on @fd. */
+static bool someone_in_pwrite(int fd, pid_t except)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		char path[64], line[256];
+		long nr = -1;
+		unsigned long a0 = 0;
+		int tid = atoi(e->d_name);
+		FILE *fp;
+
+		if (tid <= 0 || tid == except)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+		fp = fopen(path, "r");
+		if (!fp)
+			continue;
+		if (fgets(line, sizeof(line), fp) && sscanf(line, "%ld %lx", &nr, &a0) == 2 &&
+		    a0 == (unsigned long)fd)
+			found = nr == SYS_pwrite64 || nr == SYS_pwritev
+#ifdef SYS_pwritev2
+				|| nr == SYS_pwritev2
+#endif
+			    ;
+		fclose(fp);
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Whether the page at @addr of this process is no longer file-backed:
+ * private anonymous memory (a SIGBUS absorbed there, guestmem/mapping.h)
+ * or nothing (the mapping is gone).
+ */
+static bool page_absorbed(uint64_t addr)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	char line[512];
+	bool anon = true;
+
+	if (!fp)
+		return false;
+	while (fgets(line, sizeof(line), fp)) {
+		unsigned long start, end, inode;
+
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &start, &end, &inode) == 3 &&
+		    addr >= start && addr < end) {
+			anon = inode == 0;
+			break;
+		}
+	}
+	fclose(fp);
+	return anon;
+}
+
+/*
+ * Two workers wait for the same page of a post-copy guest that is never
+ * placed: one whose write request's data lies there, and one that writes a
+ * GET_ID answer there in user mode. The front end goes: the second one's
+ * SIGBUS is absorbed (private zeros over the page), then the first goes
+ * on. Before the fix the first was inside pwrite() of guest memory, past
+ * the gate; the test forces the order by holding the image's inode lock
+ * (another pwrite of the image, waiting for a page of the test's own
+ * userfaultfd) until the page was absorbed, and pwrite() then copied the
+ * zeros into the image. Now the write's data goes through the worker's
+ * bounce buffer in user mode and the gate comes after the copy: the image
+ * keeps its bytes.
+ */
+static void postcopy_absorbed_zeros_never_reach_the_image(void **state)
+{
+	static struct fe f; /* outlives a failed test: see fe_teardown() */
+	static struct lock_holder h;
+	/* The same page, not the same bytes: the guest does not race with itself. */
+	struct seg sg = {DATA, 2048, false}, id_seg = {DATA + 3072, 20, true};
+	struct uffdio_register ur;
+	uint8_t got[2048], want[2048];
+	const char *failed = NULL, *where = NULL;
+	char why_not[160];
+	uint64_t base, end;
+	pthread_t th;
+	uint32_t id, len;
+	unsigned i;
+	void *hold;
+	int uffd, own;
+
+	(void)state;
+	if (!userfaultfd_here(why_not, sizeof(why_not))) {
+		printf("skipped: %s\n", why_not);
+		skip();
+	}
+	fe_init(&f, 2, false);
+	fe_start(&f, 0);
+	uffd = advise(&f);
+	assert_int_equal(acked(&f, POSTCOPY_LISTEN, NULL, 0, NULL, 0), 0);
+	punch(&f, DATA);
+	base = postcopy_table(&f);
+
+	/* A pwrite of the image that holds its inode lock until the test lets it go. */
+	own = open_uffd();
+	assert_true(own >= 0);
+	hold = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(hold != MAP_FAILED);
+	ur = (struct uffdio_register){.range = {.start = (uint64_t)(uintptr_t)hold, .len = 4096},
+				      .mode = UFFDIO_REGISTER_MODE_MISSING};
+	assert_int_equal(ioctl(own, UFFDIO_REGISTER, &ur), 0);
+	h = (struct lock_holder){.fd = f.blk.fd, .buf = hold, .tid = 0};
+	start_thread(&th, hold_inode_lock, &h);
+	if (!wait_fault(own, (uint64_t)(uintptr_t)hold, 5000))
+		failed = "the lock holder's pwrite did not fault";
+
+	/* Queue 0's worker: blocked in pwrite (before the fix) or in its copy (now). */
+	if (!failed) {
+		offer(&f, &f.q[0], build(&f, &f.q[0], 0, T_OUT, 8, &sg, 1));
+		for (end = ms_now() + 5000; !where && ms_now() < end;) {
+			if (wait_fault(uffd, base + DATA, 10))
+				where = "copying into its bounce buffer";
+			else if (someone_in_pwrite(f.blk.fd,
+						   __atomic_load_n(&h.tid, __ATOMIC_ACQUIRE)))
+				where = "in pwrite() of guest memory";
+		}
+		if (!where)
+			failed = "the writing worker did not block";
+	}
+	/* Queue 1's worker faults on the same page in user mode. */
+	if (!failed) {
+		offer(&f, &f.q[1], build(&f, &f.q[1], 0, T_GET_ID, 0, &id_seg, 1));
+		if (!wait_fault(uffd, base + DATA, 5000))
+			failed = "the GET_ID worker did not fault";
+	}
+	/* The front end goes; the page is absorbed before the first worker can go on. */
+	shutdown(f.sock, SHUT_RDWR);
+	for (end = ms_now() + 5000; !page_absorbed(base + DATA);) {
+		if (ms_now() > end) {
+			failed = failed ? failed : "the page was not absorbed";
+			break;
+		}
+		usleep(1000);
+	}
+	/* Only then the lock holder's page: the first worker may go on. */
+	if (place_page(own, (uint64_t)(uintptr_t)hold, 0x44) == 0)
+		pthread_join(th, NULL);
+	else if (!failed)
+		failed = "cannot place the lock holder's page";
+	if (disconnect_fe(&f) != 0 && !failed)
+		failed = "the connection did not end cleanly";
+	close(own);
+	close(uffd);
+	if (failed)
+		fail_msg("%s", failed);
+	munmap(hold, 4096);
+	printf("the writing worker was %s\n", where);
+	assert_int_equal(h.ret, 512);
+	for (i = 0; i < sizeof(want); i++)
+		want[i] = img_byte(8 * 512 + i);
+	image_read(&f, 8 * 512, got, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_false(wait_used(&f, &f.q[0], &id, &len, 0));
+	assert_false(wait_used(&f, &f.q[1], &id, &len, 0));
+	assert_true(lseek(gm_mapping_fd(f.map), DATA, SEEK_DATA) != (off_t)DATA);
+	fe_fini(&f);
+}
+
 static void postcopy_without_the_feature_is_refused(void **state)
 {
 	static struct fe f; /* outlives a failed test: see fe_teardown() */
@@ -927,6 +1301,10 @@ int main(void)
 	    cmocka_unit_test_teardown(postcopy_page_never_placed_times_out_and_fails_cleanly,
 				      fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_ring_page_never_placed_front_end_gone, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_timeout_is_per_access_not_per_round, fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_table_while_a_page_never_comes_times_out,
+				      fe_teardown),
+	    cmocka_unit_test_teardown(postcopy_absorbed_zeros_never_reach_the_image, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_the_feature_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(postcopy_without_userfaultfd_is_refused, fe_teardown),
 	    cmocka_unit_test_teardown(

@@ -113,12 +113,65 @@ struct io_ctx {
 	bool to_guest;
 };
 
+/*
+ * Post-copy: write @len bytes of guest data at @gpa to the image through
+ * the worker's bounce buffer @buf (@cap bytes), a chunk at a time. The
+ * copy out of guest memory is a user-mode access, and the gate is checked
+ * after it: data read from a page that was abandoned meanwhile (zeros)
+ * never reaches the image (vu-postcopy.c, "A write's data").
+ */
+static int write_bounced(const struct io_ctx *c, gm_gpa_t gpa, size_t len, uint64_t pos,
+			 uint8_t *buf, size_t cap)
+{
+	while (len > 0) {
+		size_t n = len < cap ? len : cap, off = 0;
+		int ret;
+
+		vu_io_progress();
+		ret = gm_read(c->m, gpa, buf, n);
+		if (ret == 0)
+			ret = vu_io_enter(); /* after the copy, not before */
+		if (ret)
+			return ret;
+		while (off < n && ret == 0) {
+			ssize_t w = pwrite(c->fd, buf + off, n - off, (off_t)(c->off + pos + off));
+
+			if (w > 0)
+				off += (size_t)w;
+			else if (w == 0)
+				ret = -EIO; /* no progress possible */
+			else if (errno != EINTR)
+				ret = -errno;
+		}
+		vu_io_leave();
+		if (ret)
+			return ret;
+		gpa += n;
+		pos += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int io_piece(void *ctx, gm_gpa_t gpa, size_t len, uint64_t pos)
 {
 	struct io_ctx *c = ctx;
-	size_t done;
+	uint8_t *bounce;
+	size_t done, cap;
 	int ret;
 
+	/*
+	 * A read (to_guest) stays zero-copy in post-copy too: it moves
+	 * nothing from guest memory to the image.
+	 */
+	if (!c->to_guest) {
+		ret = vu_io_bounce(&bounce, &cap);
+		if (ret)
+			return ret;
+		if (bounce)
+			return write_bounced(c, gpa, len, pos, bounce, cap);
+	}
+	vu_io_progress();
 	ret = vu_io_enter(); /* a post-copy page never placed: vu-postcopy.c */
 	if (ret)
 		return ret;

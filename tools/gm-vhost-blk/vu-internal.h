@@ -155,8 +155,12 @@ struct vu_queue {
 	uint16_t inflight_qsize;
 	uint64_t inflight_counter;
 	bool inflight_check; /* re-serve what an earlier back end left in flight */
-	/* Atomic: CLOCK_MONOTONIC ns when the worker's current round began; 0: idle. */
-	uint64_t round_ns;
+	/*
+	 * Atomic: CLOCK_MONOTONIC ns when the worker began its current round
+	 * or, while post-copy is listening, its latest step (a request, a
+	 * piece of guest data: vu_io_progress()); 0: idle.
+	 */
+	uint64_t access_ns;
 };
 
 struct vu_server {
@@ -311,12 +315,24 @@ void vu_postcopy_drop(struct vu_server *s);
  */
 void vu_postcopy_abort(struct vu_server *s);
 /*
- * Whether a worker's round has been running longer than the post-copy
- * timeout while listening. Protocol thread.
+ * Whether a worker's step (access_ns) has been running longer than the
+ * post-copy timeout while listening. Protocol thread.
  */
 bool vu_postcopy_stuck(struct vu_server *s);
-/* The worker thread of @s: makes vu_io_enter() in this thread see @s. */
-void vu_postcopy_worker(struct vu_server *s);
+/*
+ * How often (ms) the protocol thread looks at vu_postcopy_stuck() while
+ * it waits: a quarter of a short timeout, else every 250 ms.
+ */
+static inline int vu_postcopy_check_ms(const struct vu_server *s)
+{
+	return s->pc_timeout_ms < 1000 ? s->pc_timeout_ms / 4 + 1 : 250;
+}
+/*
+ * The worker thread of queue @q: makes vu_io_enter(), vu_io_bounce() and
+ * vu_io_progress() in this thread see @q. NULL when the worker ends: frees
+ * its bounce buffer.
+ */
+void vu_postcopy_worker(struct vu_queue *q);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t vu_now_ns(void);
 

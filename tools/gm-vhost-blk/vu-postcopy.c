@@ -24,36 +24,62 @@
  *
  * A page never placed. This process keeps its own reference to the
  * userfaultfd, so a worker waiting for a page stays asleep when the front
- * end goes away. When the connection ends while listening, or a round
- * stays blocked longer than the post-copy timeout, vu_postcopy_abort()
- * abandons it:
+ * end goes away. When the connection ends while listening, or one access
+ * of a worker stays blocked longer than the post-copy timeout,
+ * vu_postcopy_abort() abandons it:
  *  - pc_dead is set first; every access to the image that a request's
  *    guest data decides goes through vu_io_enter(), which refuses once it
  *    is set, and vu_complete() completes nothing any more;
  *  - then each region's pages are replaced, in this process only, by a
  *    shared mapping of an empty memfd, and UFFDIO_WAKE wakes every fault
- *    on them. A kernel-mode fault (the copy in pread/pwrite of a request's
+ *    on them. A kernel-mode fault (the copy in pread of a request's
  *    buffer) retries past the end of that file and fails: the syscall ends
- *    with EFAULT or a short count, and nothing of the missing page reaches
- *    the image (a waiting fault is not interrupted by a signal: the kernel
- *    aborts a kernel-mode fault only for a fatal one). A user-mode fault
- *    (ring reads, the request header, the status byte) retries into
- *    SIGBUS, which the library absorbs for GM_MAP_PEER memory
- *    (guestmem/mapping.h): private zeros, which the gate keeps from the
- *    image. The front end's memory is not written.
+ *    with EFAULT or a short count (a waiting fault is not interrupted by a
+ *    signal: the kernel aborts a kernel-mode fault only for a fatal one).
+ *    A user-mode fault (ring reads, the request header, the status byte, a
+ *    write's data) retries into SIGBUS, which the library absorbs for
+ *    GM_MAP_PEER memory (guestmem/mapping.h): private zeros in place of
+ *    the page, and gm_read() of it fails with -EFAULT. Once one thread
+ *    absorbed it, the page reads as zeros without a fault. The front end's
+ *    memory is not written.
+ *
+ * A write's data while listening (pc_active) reaches the image only
+ * through the worker's bounce buffer (vu_io_bounce(), VU_BOUNCE_BYTES at a
+ * time): copied in user mode, then the gate is checked, then pwrite()
+ * from the buffer. A zero-copy pwrite() of guest memory is not safe here:
+ * a worker inside it past the gate, waiting for a page, may retry only
+ * after another thread's user-mode fault on the same page was absorbed,
+ * find the private zeros and copy them into the image. With the bounce,
+ * zeros the copy read from an abandoned page were made after pc_dead was
+ * set (abort sets it before it replaces anything), so the gate checked
+ * after the copy refuses them. A read (pread into guest memory) needs
+ * none of this: it takes nothing from guest memory to the image; at worst
+ * it lands in private zeros of this process, and the request is not
+ * completed. Outside post-copy a write stays zero-copy.
+ *
  * While listening, workers serve without batches: an io_uring request's
  * copy runs in a kernel thread that no signal interrupts.
  *
+ * The timeout bounds one access, not a worker's round: the worker stamps
+ * its queue (access_ns) when its round starts, before each request, and
+ * before each piece of guest data it moves (vu_io_progress()), and the
+ * protocol thread compares the stamps with the clock (vu_postcopy_stuck())
+ * between messages and while it waits for the queue locks to install a
+ * memory table (vu_postcopy_table(): a worker waiting for a page holds
+ * its queue's lock; once stuck, the table is refused and the connection
+ * abandoned, which wakes that worker so it lets go of the lock).
+ *
  * Limits: registration rounds each region out to 4 KiB pages (hugetlbfs
- * guest memory is not supported). The timeout is on a worker's round, not
- * on one fault: a round that is slow for another reason while listening
- * counts too (the default is generous).
+ * guest memory is not supported). The timeout is on the time between two
+ * stamps, which may cover a few missing pages (a request's ring entries
+ * and header): they count together (the default is generous).
  */
 #include "vu-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -185,23 +211,46 @@ void vu_postcopy_drop(struct vu_server *s)
 	__atomic_store_n(&s->pc_dead, 0, __ATOMIC_SEQ_CST);
 }
 
-static __thread struct vu_server *io_server; /* the worker's server, or NULL */
+static __thread struct vu_queue *io_queue; /* the worker's queue, or NULL */
+static __thread uint8_t *io_bounce;	   /* its bounce buffer, once needed */
 
-void vu_postcopy_worker(struct vu_server *s)
+void vu_postcopy_worker(struct vu_queue *q)
 {
-	io_server = s;
+	io_queue = q;
+	if (!q) {
+		free(io_bounce);
+		io_bounce = NULL;
+	}
 }
 
 int vu_io_enter(void)
 {
-	struct vu_server *s = io_server;
+	struct vu_queue *q = io_queue;
 
-	return s && __atomic_load_n(&s->pc_dead, __ATOMIC_SEQ_CST) ? -ECONNABORTED : 0;
+	return q && __atomic_load_n(&q->s->pc_dead, __ATOMIC_SEQ_CST) ? -ECONNABORTED : 0;
 }
 
 void vu_io_leave(void)
 {
 	/* Nothing yet: the pair marks where the image is touched. */
+}
+
+int vu_io_bounce(uint8_t **buf, size_t *len)
+{
+	struct vu_queue *q = io_queue;
+
+	*buf = NULL;
+	*len = 0;
+	if (!q || !__atomic_load_n(&q->s->pc_active, __ATOMIC_ACQUIRE))
+		return 0;
+	/* Once per worker thread, freed when it ends: no allocation per request. */
+	if (!io_bounce)
+		io_bounce = malloc(VU_BOUNCE_BYTES);
+	if (!io_bounce)
+		return -ENOMEM;
+	*buf = io_bounce;
+	*len = VU_BOUNCE_BYTES;
+	return 0;
 }
 
 static uint64_t now_ns(void)
@@ -212,9 +261,18 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void vu_io_progress(void)
+{
+	struct vu_queue *q = io_queue;
+
+	if (q && __atomic_load_n(&q->s->pc_active, __ATOMIC_RELAXED))
+		__atomic_store_n(&q->access_ns, now_ns(), __ATOMIC_RELEASE);
+}
+
 void vu_postcopy_abort(struct vu_server *s)
 {
-	if (s->uffd < 0 || !s->listening)
+	/* Once: a second pass would replace the pages absorbed since. */
+	if (s->uffd < 0 || !s->listening || __atomic_load_n(&s->pc_dead, __ATOMIC_SEQ_CST))
 		return;
 	__atomic_store_n(&s->pc_dead, 1, __ATOMIC_SEQ_CST);
 	table_uffd(s, OP_ABANDON);
@@ -228,7 +286,7 @@ bool vu_postcopy_stuck(struct vu_server *s)
 	if (!s->listening)
 		return false;
 	for (i = 0; i < s->nqueues; i++) {
-		uint64_t t = __atomic_load_n(&s->q[i].round_ns, __ATOMIC_ACQUIRE);
+		uint64_t t = __atomic_load_n(&s->q[i].access_ns, __ATOMIC_ACQUIRE);
 
 		if (t && now > t && now - t > limit)
 			return true;
@@ -292,6 +350,44 @@ int vu_postcopy_end(struct vu_server *s, const struct vu_conn *c, struct msg *ms
 	return vu_reply_u64(c, msg, 0);
 }
 
+/*
+ * Take every queue's lock. A worker that holds one may be waiting for a
+ * page that never comes, so the wait is in slices with the post-copy clock
+ * looked at between them: once a worker is stuck, the connection is
+ * abandoned (vu_postcopy_abort() wakes that worker, whose access fails,
+ * so it ends its round and lets go) and the remaining locks are taken.
+ * Returns 0, or -ETIMEDOUT if the connection was abandoned (all locks are
+ * held either way). Protocol thread.
+ */
+static int lock_queues(struct vu_server *s)
+{
+	const long slice_ns = (long)vu_postcopy_check_ms(s) * 1000000L;
+	bool abandoned = false;
+	unsigned i;
+
+	for (i = 0; i < s->nqueues; i++) {
+		for (;;) {
+			struct timespec until;
+
+			/* timedlock counts on CLOCK_REALTIME: a jump only makes a slice odd. */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += slice_ns / 1000000000L;
+			until.tv_nsec += slice_ns % 1000000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			if (pthread_mutex_timedlock(&s->q[i].lock, &until) == 0)
+				break;
+			if (!abandoned && vu_postcopy_stuck(s)) {
+				vu_postcopy_abort(s);
+				abandoned = true;
+			}
+		}
+	}
+	return abandoned ? -ETIMEDOUT : 0;
+}
+
 int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *msg,
 		      uint32_t first_region, uint32_t n, int (*install)(struct vu_server *, void *),
 		      void *arg, bool *replied)
@@ -309,9 +405,9 @@ int vu_postcopy_table(struct vu_server *s, const struct vu_conn *c, struct msg *
 	 * with zeros) a missing page of the new table before it is
 	 * registered.
 	 */
-	for (i = 0; i < s->nqueues; i++)
-		pthread_mutex_lock(&s->q[i].lock);
-	ret = install(s, arg);
+	ret = lock_queues(s);
+	if (ret == 0)
+		ret = install(s, arg);
 	if (ret == 0)
 		ret = table_uffd(s, OP_REGISTER);
 	for (i = s->nqueues; i-- > 0;)

@@ -192,6 +192,7 @@ static bool serve_round(struct vu_queue *q, void *batch, unsigned *raise)
 			more = true;
 			break;
 		}
+		vu_io_progress(); /* post-copy: the timeout is on one request's step */
 		ret = gm_virtq_pop(q->vq, m, &req, q->bufs, s->dev.max_bufs);
 		if (ret == -EAGAIN) {
 			if (gm_virtq_enable_notify(q->vq, m, &empty) || empty)
@@ -284,7 +285,7 @@ void *vu_worker(void *arg)
 	uint64_t v;
 
 	gm_rcu_register_thread();
-	vu_postcopy_worker(q->s);
+	vu_postcopy_worker(q);
 	timer_ok = thread_timer_new(&timer) == 0;
 	/* The worker's own: a batch context is used by this thread only. */
 	if (ops->open)
@@ -309,15 +310,16 @@ void *vu_worker(void *arg)
 		if (n > 0 && ev.data.u32 != 1 && read(q->wake_fd, &v, sizeof(v)) < 0) {
 		}
 		/* Post-copy: one request at a time, in this thread (vu-postcopy.c). */
-		__atomic_store_n(&q->round_ns, vu_now_ns(), __ATOMIC_RELEASE);
+		__atomic_store_n(&q->access_ns, vu_now_ns(), __ATOMIC_RELEASE);
 		more = serve_round(
 		    q, __atomic_load_n(&q->s->pc_active, __ATOMIC_ACQUIRE) ? NULL : batch, &raise);
-		__atomic_store_n(&q->round_ns, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&q->access_ns, 0, __ATOMIC_RELEASE);
 		raise_fds(q, raise, timer, timer_ok);
 		pthread_mutex_unlock(&q->lock);
 	}
 	if (batch)
 		ops->close(batch);
+	vu_postcopy_worker(NULL);
 	if (timer_ok)
 		timer_delete(timer);
 	gm_rcu_unregister_thread();

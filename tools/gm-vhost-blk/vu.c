@@ -191,8 +191,7 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 		bool replied, need_reply;
 
 		/* While listening, look at the workers' rounds now and then. */
-		int wait =
-		    s->listening ? (s->pc_timeout_ms < 1000 ? s->pc_timeout_ms / 4 + 1 : 250) : -1;
+		int wait = s->listening ? vu_postcopy_check_ms(s) : -1;
 		int np = poll(pfd, stop_fd >= 0 ? 2 : 1, wait);
 
 		if (np < 0) {
@@ -229,6 +228,12 @@ int vu_serve(struct vu_server *s, int fd, int stop_fd, struct vu_conn_info *info
 			     (s->protocol_features & (1ull << VU_PF_REPLY_ACK));
 		ret = vu_handle_message(s, &c, msg, &replied);
 		vu_close_msg_fds(msg); /* every fd the handler did not keep */
+		if (__atomic_load_n(&s->pc_dead, __ATOMIC_SEQ_CST)) {
+			/* vu_postcopy_table() gave up on a worker waiting for a page. */
+			ret = -ETIMEDOUT;
+			info->end_reason = "post-copy: a page was not placed in time";
+			break;
+		}
 		if (ret == DISCONNECT) {
 			info->end_reason = "malformed message";
 			break;

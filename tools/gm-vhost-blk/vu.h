@@ -16,6 +16,7 @@
 #include <guestmem/vhost.h>
 #include <guestmem/virtq.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Virtio feature bits the server itself handles. */
@@ -148,11 +149,13 @@ void vu_server_set_no_userfaultfd(struct vu_server *s, bool none);
 #define VU_POSTCOPY_TIMEOUT_MS 120000
 
 /*
- * Set how long (ms; <= 0: VU_POSTCOPY_TIMEOUT_MS) a worker's round may
- * stay blocked while post-copy is listening (a page the front end does not
- * place) before the connection is ended as if the front end had gone: the
- * request fails without touching the image and is not completed
- * (vu-postcopy.c). Between connections only.
+ * Set how long (ms; <= 0: VU_POSTCOPY_TIMEOUT_MS) one access of a worker
+ * (one step of a request: see vu_io_progress()) may stay blocked while
+ * post-copy is listening (a page the front end does not place) before the
+ * connection is ended as if the front end had gone: the request fails
+ * without touching the image and is not completed (vu-postcopy.c). Also
+ * while the protocol thread waits for the queue locks to install a memory
+ * table. Between connections only.
  */
 void vu_server_set_postcopy_timeout(struct vu_server *s, int ms);
 
@@ -170,6 +173,30 @@ void vu_server_set_postcopy_timeout(struct vu_server *s, int ms);
  */
 int vu_io_enter(void);
 void vu_io_leave(void);
+
+/* The size of a worker's bounce buffer (vu_io_bounce()). */
+#define VU_BOUNCE_BYTES 65536u
+
+/*
+ * Where a write request's guest data goes on its way to the backing store.
+ * From a worker thread while post-copy is listening: sets *@buf to the
+ * worker's own buffer of *@len (VU_BOUNCE_BYTES) bytes, allocated on its
+ * first use and kept until the worker ends; the device then copies the
+ * data into it with gm_read() (a user-mode access: an abandoned page
+ * fails or reads zeros), calls vu_io_enter() only after that copy, and
+ * writes the store from the buffer. Otherwise sets *@buf to NULL: the
+ * device writes straight from guest memory. Returns 0, or -ENOMEM if the
+ * buffer cannot be allocated (the request fails).
+ */
+int vu_io_bounce(uint8_t **buf, size_t *len);
+
+/*
+ * From a worker thread, before each step of a request that may wait for a
+ * post-copy page (a piece of guest data moved, a bounce-buffer load): the
+ * post-copy timeout (vu_server_set_postcopy_timeout()) counts from now.
+ * Nothing outside post-copy.
+ */
+void vu_io_progress(void);
 
 /*
  * Serve the front end on the connected socket @fd until it disconnects,
