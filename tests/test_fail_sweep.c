@@ -1538,7 +1538,7 @@ static void every_failure_anywhere_in_the_api_is_clean(void **state)
 	/*
 	 * Valgrind runs one thread at a time: a thread stopped in a
 	 * userfaultfd fault keeps the handler thread from ever running, so the
-	 * first lazy step would hang (test_snapshot.c skips the same way).
+	 * first lazy step would hang (test_snapshot's lazy_testable() skips the same way).
 	 */
 	const char *pre = getenv("LD_PRELOAD");
 	if (lazy_ok && pre != NULL && strstr(pre, "vgpreload") != NULL) {
