@@ -436,7 +436,7 @@ static void start(struct fe *f, uint64_t features_off, void (*before_kick)(struc
 	connect_fe(f);
 	feat = get_u64(f, GET_FEATURES);
 	assert_true(feat & (1ull << VU_F_PROTOCOL_FEATURES));
-	/* LOG_ALL only once a log is attached (migration, test_vhost_blk.c). */
+	/* LOG_ALL only once a log is attached (migration, test_vhost_blk_migrate.c). */
 	assert_true(feat & (1ull << VU_F_LOG_ALL));
 	set_u64(f, SET_FEATURES, feat & ~features_off & ~(1ull << VU_F_LOG_ALL));
 	pf = get_u64(f, GET_PROTOCOL_FEATURES);

@@ -2,7 +2,7 @@
 /*
  * vhost_blk_frontend.h - the fake vhost-user front end that drives
  * gm-vhost-blk's server and block device in-process, shared by the unit
- * tests (test_vhost_blk.c) and the multi-queue soak
+ * tests (test_vhost_blk*.c) and the multi-queue soak
  * (stress/stress_vhost_blk_mq.c).
  *
  * The front end owns the guest memory (a memfd), sends the vhost-user

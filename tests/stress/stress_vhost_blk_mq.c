@@ -3,9 +3,9 @@
  * stress_vhost_blk_mq.c - gm-vhost-blk's queue workers soaked: four queues
  * serve write-read-compare traffic in parallel while the front end keeps
  * replacing the memory table under them (SET_MEM_TABLE, ADD_MEM_REG,
- * REM_MEM_REG). The same scenarios as test_vhost_blk.c's multi-queue
- * cases, with more rounds and tables; `make check` also runs it under
- * ThreadSanitizer. Both request paths: --aio=sync, then io_uring where
+ * REM_MEM_REG). The same scenarios as test_vhost_blk_memory.c's
+ * multi-queue cases, with more rounds and tables; `make check` also runs
+ * it under ThreadSanitizer. Both request paths: --aio=sync, then io_uring where
  * this kernel and build have it. The fake front end is vhost_blk_frontend.c.
  */
 #include <setjmp.h>
