@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -245,19 +246,19 @@ static void saturated_blocking_call_eventfd_does_not_hold_the_worker(void **stat
 	int call;
 
 	(void)state;
-	if (getenv("GM_EMULATOR") && *getenv("GM_EMULATOR")) {
+	if (getenv("GM_EMULATOR") && strstr(getenv("GM_EMULATOR"), "i386")) {
 		/*
-		 * Under qemu-i386 7.2 a worker's liburcu registration is found
-		 * lost (urcu's "registered" assertion aborts the program) after
-		 * the write-bounding timer signal interrupts this test's blocked
-		 * write; small programs doing the same alone do not show it, and
-		 * native i386 and x86_64 runs pass. Not diagnosed further.
+		 * qemu-i386 7.2 keeps one GDT for all threads of the process and
+		 * sigreturn reloads %gs from it: a thread that handled a signal
+		 * runs on with the TLS of the thread created last (a 20-line
+		 * program shows it). This test needs the worker to handle one.
 		 */
-		printf("skipped: under qemu-user the timer signal that interrupts the worker's "
-		       "blocked write leaves its liburcu thread state lost (urcu aborts)\n");
+		printf("skipped: under qemu-i386 a thread that handles a signal is left with "
+		       "another thread's TLS (qemu-user's shared GDT), and this test needs one\n");
 		skip();
 	}
 	fe_init(&f, 2, false);
+	vu_server_set_write_bound(f.srv, 0); /* the real bound, emulated or not */
 	fe_start(&f, 0);
 	call = eventfd(0, EFD_CLOEXEC); /* blocking */
 	assert_true(call >= 0);

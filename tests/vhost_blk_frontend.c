@@ -382,6 +382,9 @@ void fe_init(struct fe *f, unsigned nq, bool readonly)
 	f->blk.aio = fe_aio;
 	blk_vu_device(&f->blk, &dev);
 	assert_int_equal(vu_server_new(&dev, nq, &f->srv), 0);
+	/* qemu-user: signal only writes that really block (vu_server_set_write_bound()). */
+	if (getenv("GM_EMULATOR") && *getenv("GM_EMULATOR"))
+		vu_server_set_write_bound(f->srv, 5000);
 	assert_int_equal(gm_mapping_new_memfd("test-guest", RAM_SIZE, 0, &f->map), 0);
 	spec.gpa = 0;
 	spec.size = RAM_SIZE;

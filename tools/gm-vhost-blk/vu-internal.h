@@ -184,6 +184,7 @@ struct vu_server {
 	int uffd;
 	bool listening;
 	bool no_userfaultfd; /* tests: as if the kernel had none */
+	int write_bound_ms;  /* a call/err write's timer period (vu_server_set_write_bound()) */
 	/*
 	 * Abandoning a post-copy connection (vu_postcopy_abort()). Atomics,
 	 * shared with the workers: @pc_active while listening (workers serve

@@ -87,16 +87,16 @@ static int thread_timer_new(timer_t *timer)
 
 /*
  * Signal the front end's call or err eventfd @fd (-1: none), in at most
- * about VU_WRITE_BOUND_MS whatever the peer does to it (invariant 3).
+ * about @bound_ms (VU_WRITE_BOUND_MS unless a test set another) whatever
+ * the peer does to it (invariant 3).
  * Without a timer (@timer_ok false) nothing is written: an unbounded write
  * is worse than a lost interrupt. Called without q->lock.
  */
-static void signal_fd(int fd, timer_t timer, bool timer_ok)
+static void signal_fd(int fd, int bound_ms, timer_t timer, bool timer_ok)
 {
-	const long ns = VU_WRITE_BOUND_MS * 1000000L;
+	const struct timespec period = {bound_ms / 1000, (long)(bound_ms % 1000) * 1000000L};
 	/* Periodic: a signal that comes before write() blocks is followed by another. */
-	const struct itimerspec arm = {.it_value = {ns / 1000000000L, ns % 1000000000L},
-				       .it_interval = {ns / 1000000000L, ns % 1000000000L}};
+	const struct itimerspec arm = {.it_value = period, .it_interval = period};
 	const struct itimerspec disarm = {{0, 0}, {0, 0}};
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	uint64_t one = 1;
@@ -265,8 +265,8 @@ static void raise_fds(struct vu_queue *q, unsigned raise, timer_t timer, bool ti
 	q->writing[0] = call;
 	q->writing[1] = err;
 	pthread_mutex_unlock(&q->lock);
-	signal_fd(call, timer, timer_ok);
-	signal_fd(err, timer, timer_ok);
+	signal_fd(call, q->s->write_bound_ms, timer, timer_ok);
+	signal_fd(err, q->s->write_bound_ms, timer, timer_ok);
 	pthread_mutex_lock(&q->lock);
 	for (i = 0; i < 2; i++) {
 		q->writing[i] = -1;

@@ -42,6 +42,7 @@ int vu_server_new(const struct vu_device *dev, unsigned nqueues, struct vu_serve
 	s->stall_ms = VU_STALL_MS;
 	s->uffd = -1;
 	s->pc_timeout_ms = VU_POSTCOPY_TIMEOUT_MS;
+	s->write_bound_ms = VU_WRITE_BOUND_MS;
 	s->q = calloc(nqueues, sizeof(*s->q));
 	if (!s->q)
 		goto err;
@@ -141,6 +142,11 @@ void vu_server_set_stall_timeout(struct vu_server *s, int ms)
 void vu_server_set_no_userfaultfd(struct vu_server *s, bool none)
 {
 	s->no_userfaultfd = none;
+}
+
+void vu_server_set_write_bound(struct vu_server *s, int ms)
+{
+	s->write_bound_ms = ms > 0 ? ms : VU_WRITE_BOUND_MS;
 }
 
 void vu_server_set_postcopy_timeout(struct vu_server *s, int ms)

@@ -145,6 +145,16 @@ void vu_server_set_stall_timeout(struct vu_server *s, int ms);
  */
 void vu_server_set_no_userfaultfd(struct vu_server *s, bool none);
 
+/*
+ * Tests only: the period of the timer that bounds a call/err write (ms;
+ * 0 or less: VU_WRITE_BOUND_MS). Under qemu-i386 every signal a thread
+ * handles can leave it with another thread's TLS (qemu-user keeps one GDT
+ * for all threads and sigreturn reloads %gs from it), so the emulated
+ * test runs keep that signal for writes that really block. Between
+ * connections only.
+ */
+void vu_server_set_write_bound(struct vu_server *s, int ms);
+
 /* How long a post-copy page may stay missing under a worker, by default (ms). */
 #define VU_POSTCOPY_TIMEOUT_MS 120000
 
