@@ -40,7 +40,8 @@ static void setup(void)
 	static const struct gm_range ram[] = {{0, 256 * 1024}, {1 << 20, 256 * 1024}};
 	const char *tmp = getenv("TMPDIR");
 	char dir[4000];
-	int n = snprintf(dir, sizeof(dir), "%s/gm-fuzz-snapshot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	int n =
+	    snprintf(dir, sizeof(dir), "%s/gm-fuzz-snapshot-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 
 	CHECK(n > 0 && (size_t)n < sizeof(dir));
 	CHECK(mkdtemp(dir) != NULL);

@@ -736,9 +736,9 @@ GM_API int gm_space_set_policy(struct gm_space *s, struct gm_window *w,
  * backed by one anonymous PROT_READ mapping of the window's capacity that
  * is never written (reads find the kernel's shared zero page: no host
  * memory is spent, on kernels that have one for such reads; a kernel seen
- * on a PVM guest gives each read page its own, which costs that page), so: gm_read() and gm_space_read() give zeros; gm_write()
- * and gm_space_write() are refused with -EACCES; the KVM binding makes it
- * a KVM_MEM_READONLY slot, where a guest's write exits as for a ROM
+ * on a PVM guest gives each read page its own, which costs that page), so: gm_read() and
+ * gm_space_read() give zeros; gm_write() and gm_space_write() are refused with -EACCES; the KVM
+ * binding makes it a KVM_MEM_READONLY slot, where a guest's write exits as for a ROM
  * (gm_kvm_handle_mmio() refuses it); a save stores nothing for it and a
  * restore never writes it (-EACCES if the file has data there). The
  * window's own memory for the block stays discarded; plugging the block
